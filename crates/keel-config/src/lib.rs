@@ -1,0 +1,449 @@
+//! Keel node configuration: one TOML file per node (see `cluster-configs/`).
+//!
+//! [`NodeConfig::load`] parses (kebab-case keys, unknown fields rejected) and then
+//! [`NodeConfig::validate`]s, reporting every problem with the field it concerns. Every
+//! field documents its unit and default.
+//!
+//! This crate must not depend on any other Keel crate, openraft, tonic or RocksDB: it is
+//! plain data shared by the server and the CLI.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot parse config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config {path}:\n  - {}", problems.join("\n  - "))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// One node's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name of the cluster. Written into the data dir on first start; a data dir of another
+    /// cluster, and peer RPCs carrying another cluster id, are refused. Required.
+    pub cluster_id: String,
+    /// This node's id, unique in the cluster, > 0. Required.
+    pub node_id: u64,
+    /// Directory of this node's RocksDB and snapshots. Relative paths are resolved against the
+    /// working directory. Overridable with `keel server --data-dir`. Required.
+    pub data_dir: PathBuf,
+    /// Listening addresses.
+    pub network: NetworkConfig,
+    /// The cluster's initial voters. On the first start of the node with the lowest id in
+    /// this list, membership is initialized with exactly these nodes; later starts never
+    /// re-initialize. Empty for a node that will join later as a learner. Default: empty.
+    #[serde(default)]
+    pub members: Vec<MemberConfig>,
+    /// Raft timing, snapshot and log-purge policy.
+    #[serde(default)]
+    pub raft: RaftConfig,
+    /// Peer RPC transport settings.
+    #[serde(default)]
+    pub rpc: RpcConfig,
+    /// Switches meant for tests only.
+    #[serde(default)]
+    pub testing: TestingConfig,
+}
+
+/// Listening addresses of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Address for peer traffic (Raft replication, leader forwarding), `host:port`. Required.
+    pub peer_addr: String,
+    /// Address for clients and operators (admin, kv, health, reflection), `host:port`. Required.
+    pub client_addr: String,
+    /// Address of the Prometheus `/metrics` HTTP endpoint, `host:port`; absent disables it.
+    /// Default: absent.
+    #[serde(default)]
+    pub metrics_addr: Option<String>,
+}
+
+/// One initial cluster member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MemberConfig {
+    /// The member's node id. Required.
+    pub node_id: u64,
+    /// The member's `network.peer-addr`. Required.
+    pub peer_addr: String,
+    /// The member's `network.client-addr`. Required.
+    pub client_addr: String,
+}
+
+/// Raft settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// Leader heartbeat interval, ms. Default: 100.
+    pub heartbeat_interval_ms: u64,
+    /// Lower bound of the randomized election timeout, ms. Default: 600.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout, ms. Default: 1200.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot once this many entries were applied since the last one, entries.
+    /// Default: 20000.
+    pub snapshot_every_entries: u64,
+    /// Entries kept in the log behind the latest snapshot (so briefly lagging followers
+    /// catch up from the log, not a snapshot), entries. Default: 5000.
+    pub keep_entries_after_snapshot: u64,
+    /// Entries purged per purge step, entries. Default: 1024.
+    pub purge_batch_size: u64,
+    /// Most entries sent in one AppendEntries RPC, entries. Default: 512.
+    pub max_append_entries: u64,
+    /// Size of one snapshot chunk on the wire, bytes. Default: 1048576 (1 MiB).
+    pub snapshot_chunk_bytes: u64,
+    /// Longest a proposal or read waits for a leader to be known before it fails with
+    /// UNAVAILABLE, ms. Default: 2000.
+    pub leader_wait_ms: u64,
+    /// Most client commands batched into one log entry, commands. Default: 256.
+    pub max_batch_commands: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 600,
+            election_timeout_max_ms: 1200,
+            snapshot_every_entries: 20_000,
+            keep_entries_after_snapshot: 5_000,
+            purge_batch_size: 1024,
+            max_append_entries: 512,
+            snapshot_chunk_bytes: 1 << 20,
+            leader_wait_ms: 2_000,
+            max_batch_commands: 256,
+        }
+    }
+}
+
+/// Peer RPC transport settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RpcConfig {
+    /// TCP connect timeout to a peer, ms. Default: 300.
+    pub connect_timeout_ms: u64,
+    /// HTTP/2 keepalive ping interval on peer connections, ms. Default: 500.
+    pub keepalive_interval_ms: u64,
+    /// A peer connection whose keepalive ping is unanswered this long is closed, ms. Default: 1000.
+    pub keepalive_timeout_ms: u64,
+    /// Deadline of an AppendEntries or Vote RPC, ms. Default: 1000.
+    pub request_timeout_ms: u64,
+    /// Deadline of a forwarded write or read-index request, ms. Default: 5000.
+    pub forward_timeout_ms: u64,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            connect_timeout_ms: 300,
+            keepalive_interval_ms: 500,
+            keepalive_timeout_ms: 1_000,
+            request_timeout_ms: 1_000,
+            forward_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Test-only switches. Never enable them in production.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct TestingConfig {
+    /// Allow the admin API's SetClockOffset, which shifts the time this node stamps into
+    /// entries as leader (for clock-skew fault injection). Default: false.
+    pub allow_clock_offset: bool,
+}
+
+impl NodeConfig {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<NodeConfig> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg = Self::parse(&text, path)?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no validation); `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<NodeConfig> {
+        toml::from_str(text).map_err(|e| Error::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks every rule and reports all problems at once, each naming its field.
+    pub fn validate(&self, origin: &Path) -> Result<()> {
+        let mut p = Vec::new();
+        if self.cluster_id.is_empty()
+            || !self
+                .cluster_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            p.push(format!(
+                "cluster-id: {:?} must be non-empty and use only letters, digits, '-', '_' or '.'",
+                self.cluster_id
+            ));
+        }
+        if self.node_id == 0 {
+            p.push("node-id: must be > 0".to_string());
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            p.push("data-dir: must not be empty".to_string());
+        }
+        check_addr(&mut p, "network.peer-addr", &self.network.peer_addr);
+        check_addr(&mut p, "network.client-addr", &self.network.client_addr);
+        if let Some(m) = &self.network.metrics_addr {
+            check_addr(&mut p, "network.metrics-addr", m);
+        }
+        if self.network.peer_addr == self.network.client_addr {
+            p.push("network.client-addr: must differ from network.peer-addr".to_string());
+        }
+        self.validate_members(&mut p);
+        self.validate_raft(&mut p);
+        let r = &self.rpc;
+        for (name, v) in [
+            ("rpc.connect-timeout-ms", r.connect_timeout_ms),
+            ("rpc.keepalive-interval-ms", r.keepalive_interval_ms),
+            ("rpc.keepalive-timeout-ms", r.keepalive_timeout_ms),
+            ("rpc.request-timeout-ms", r.request_timeout_ms),
+            ("rpc.forward-timeout-ms", r.forward_timeout_ms),
+        ] {
+            if v == 0 {
+                p.push(format!("{name}: must be > 0"));
+            }
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid {
+                path: origin.to_path_buf(),
+                problems: p,
+            })
+        }
+    }
+
+    fn validate_members(&self, p: &mut Vec<String>) {
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        for (i, m) in self.members.iter().enumerate() {
+            if m.node_id == 0 {
+                p.push(format!("members[{i}].node-id: must be > 0"));
+            }
+            if !ids.insert(m.node_id) {
+                p.push(format!("members[{i}].node-id: duplicate id {}", m.node_id));
+            }
+            check_addr(p, &format!("members[{i}].peer-addr"), &m.peer_addr);
+            check_addr(p, &format!("members[{i}].client-addr"), &m.client_addr);
+            for (field, a) in [("peer-addr", &m.peer_addr), ("client-addr", &m.client_addr)] {
+                if !addrs.insert(a.clone()) {
+                    p.push(format!("members[{i}].{field}: address {a} is used twice"));
+                }
+            }
+        }
+        if let Some(me) = self.members.iter().find(|m| m.node_id == self.node_id) {
+            if me.peer_addr != self.network.peer_addr || me.client_addr != self.network.client_addr {
+                p.push(format!(
+                    "members: the entry for node-id {} must repeat network.peer-addr and network.client-addr",
+                    self.node_id
+                ));
+            }
+        } else if !self.members.is_empty() {
+            p.push(format!(
+                "members: must include this node (node-id {}) or be empty for a node that joins later",
+                self.node_id
+            ));
+        }
+    }
+
+    fn validate_raft(&self, p: &mut Vec<String>) {
+        let r = &self.raft;
+        if r.heartbeat_interval_ms == 0 {
+            p.push("raft.heartbeat-interval-ms: must be > 0".to_string());
+        }
+        if r.election_timeout_min_ms <= r.heartbeat_interval_ms {
+            p.push(format!(
+                "raft.election-timeout-min-ms: {} must exceed raft.heartbeat-interval-ms ({})",
+                r.election_timeout_min_ms, r.heartbeat_interval_ms
+            ));
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            p.push(format!(
+                "raft.election-timeout-max-ms: {} must exceed raft.election-timeout-min-ms ({})",
+                r.election_timeout_max_ms, r.election_timeout_min_ms
+            ));
+        }
+        for (name, v) in [
+            ("raft.snapshot-every-entries", r.snapshot_every_entries),
+            ("raft.purge-batch-size", r.purge_batch_size),
+            ("raft.max-append-entries", r.max_append_entries),
+            ("raft.snapshot-chunk-bytes", r.snapshot_chunk_bytes),
+            ("raft.leader-wait-ms", r.leader_wait_ms),
+            ("raft.max-batch-commands", r.max_batch_commands),
+        ] {
+            if v == 0 {
+                p.push(format!("{name}: must be > 0"));
+            }
+        }
+    }
+
+    /// The node with the lowest id among `members` initializes the cluster.
+    pub fn is_bootstrap_node(&self) -> bool {
+        self.members.iter().map(|m| m.node_id).min() == Some(self.node_id)
+    }
+}
+
+fn check_addr(p: &mut Vec<String>, field: &str, value: &str) {
+    if value.parse::<SocketAddr>().is_err() {
+        p.push(format!(
+            "{field}: {value:?} is not an ip:port socket address"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped_configs() -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-configs");
+        let mut out = Vec::new();
+        for dir in std::fs::read_dir(&root).expect("cluster-configs exists") {
+            let dir = dir.unwrap().path();
+            for f in std::fs::read_dir(&dir).unwrap() {
+                let f = f.unwrap().path();
+                if f.extension().is_some_and(|e| e == "toml") {
+                    out.push(f);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_shipped_config_parses_and_validates() {
+        let files = shipped_configs();
+        assert!(files.len() >= 8, "expected local-3 and local-5, found {files:?}");
+        for f in &files {
+            NodeConfig::load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        }
+    }
+
+    #[test]
+    fn shipped_clusters_agree_on_their_members() {
+        let mut by_dir: std::collections::BTreeMap<PathBuf, Vec<NodeConfig>> = Default::default();
+        for f in shipped_configs() {
+            by_dir
+                .entry(f.parent().unwrap().to_path_buf())
+                .or_default()
+                .push(NodeConfig::load(&f).unwrap());
+        }
+        for (dir, cfgs) in by_dir {
+            let first = &cfgs[0];
+            for c in &cfgs {
+                assert_eq!(c.members, first.members, "{}", dir.display());
+                assert_eq!(c.cluster_id, first.cluster_id, "{}", dir.display());
+            }
+            let ids: BTreeSet<u64> = cfgs.iter().map(|c| c.node_id).collect();
+            assert_eq!(ids.len(), cfgs.len(), "{}: distinct node ids", dir.display());
+            assert_eq!(
+                cfgs.iter().filter(|c| c.is_bootstrap_node()).count(),
+                1,
+                "{}: exactly one bootstrap node",
+                dir.display()
+            );
+        }
+    }
+
+    const GOOD: &str = r#"
+cluster-id = "c1"
+node-id = 1
+data-dir = "d"
+[network]
+peer-addr = "127.0.0.1:1"
+client-addr = "127.0.0.1:2"
+[[members]]
+node-id = 1
+peer-addr = "127.0.0.1:1"
+client-addr = "127.0.0.1:2"
+"#;
+
+    fn parse(text: &str) -> Result<NodeConfig> {
+        let c = NodeConfig::parse(text, Path::new("t.toml"))?;
+        c.validate(Path::new("t.toml"))?;
+        Ok(c)
+    }
+
+    #[test]
+    fn minimal_config_gets_documented_defaults() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.raft, RaftConfig::default());
+        assert_eq!(c.rpc, RpcConfig::default());
+        assert!(!c.testing.allow_clock_offset);
+        assert!(c.is_bootstrap_node());
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_by_name() {
+        let err = parse(&GOOD.replace("[network]", "[network]\npeer-adr = \"x\"")).unwrap_err();
+        assert!(err.to_string().contains("peer-adr"), "{err}");
+        let err = parse(&format!("{GOOD}\n[raft]\nelection-timeout = 5\n")).unwrap_err();
+        assert!(err.to_string().contains("election-timeout"), "{err}");
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let err = parse(&GOOD.replace("node-id = 1\ndata-dir", "data-dir")).unwrap_err();
+        assert!(err.to_string().contains("node-id"), "{err}");
+    }
+
+    #[test]
+    fn every_invalid_field_is_reported_at_once() {
+        let bad = GOOD
+            .replace("cluster-id = \"c1\"", "cluster-id = \"bad id\"")
+            .replace("client-addr = \"127.0.0.1:2\"\n[[members]]", "client-addr = \"nope\"\n[[members]]")
+            + "[raft]\nheartbeat-interval-ms = 700\n";
+        let err = parse(&bad).unwrap_err();
+        let msg = err.to_string();
+        for field in [
+            "cluster-id",
+            "network.client-addr",
+            "raft.election-timeout-min-ms",
+            "members: the entry for node-id 1",
+        ] {
+            assert!(msg.contains(field), "missing {field} in:\n{msg}");
+        }
+    }
+
+    #[test]
+    fn members_must_include_self_and_be_unique() {
+        let bad = GOOD.replace("node-id = 1\npeer-addr", "node-id = 2\npeer-addr");
+        let msg = parse(&bad).unwrap_err().to_string();
+        assert!(msg.contains("must include this node"), "{msg}");
+        let dup = format!("{GOOD}\n[[members]]\nnode-id = 1\npeer-addr = \"127.0.0.1:3\"\nclient-addr = \"127.0.0.1:4\"\n");
+        let msg = parse(&dup).unwrap_err().to_string();
+        assert!(msg.contains("duplicate id 1"), "{msg}");
+    }
+}

@@ -1,0 +1,135 @@
+//! Replicated commands and their responses, prost-encoded in the Raft log.
+//!
+//! Tags are part of the on-disk format: never reuse a retired tag.
+
+/// What one Raft log entry carries.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Proposal {
+    /// The leader's wall-clock time when it proposed the entry, in ms since the Unix epoch.
+    /// Apply never uses it directly; see [`crate::entry_time_ms`].
+    #[prost(uint64, tag = "1")]
+    pub proposed_at_ms: u64,
+    /// Commands applied in order, atomically with the entry.
+    #[prost(message, repeated, tag = "2")]
+    pub commands: Vec<Command>,
+}
+
+/// One replicated command.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Command {
+    #[prost(oneof = "command::Kind", tags = "1, 2, 3")]
+    pub kind: Option<command::Kind>,
+}
+
+pub mod command {
+    /// Every command kind.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        #[prost(message, tag = "1")]
+        RegisterPut(super::RegisterPut),
+        #[prost(message, tag = "2")]
+        RegisterCas(super::RegisterCas),
+        #[prost(message, tag = "3")]
+        RegisterDelete(super::RegisterDelete),
+    }
+}
+
+impl Command {
+    /// A register put.
+    pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Command {
+            kind: Some(command::Kind::RegisterPut(RegisterPut {
+                key: key.into(),
+                value: value.into(),
+            })),
+        }
+    }
+
+    /// A register compare-and-set; `expected = None` means "the key must not exist".
+    pub fn cas(key: impl Into<Vec<u8>>, expected: Option<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+        Command {
+            kind: Some(command::Kind::RegisterCas(RegisterCas {
+                key: key.into(),
+                expected,
+                value: value.into(),
+            })),
+        }
+    }
+
+    /// A register delete.
+    pub fn delete(key: impl Into<Vec<u8>>) -> Self {
+        Command {
+            kind: Some(command::Kind::RegisterDelete(RegisterDelete { key: key.into() })),
+        }
+    }
+}
+
+/// Set `key` to `value`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RegisterPut {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub value: Vec<u8>,
+}
+
+/// Set `key` to `value` if its current value equals `expected` (absent: key must not exist).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RegisterCas {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub expected: Option<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub value: Vec<u8>,
+}
+
+/// Remove `key`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RegisterDelete {
+    #[prost(bytes = "vec", tag = "1")]
+    pub key: Vec<u8>,
+}
+
+/// Responses of one [`Proposal`], index-aligned with its commands.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ProposalResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub responses: Vec<Response>,
+}
+
+/// The result of one command.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Response {
+    #[prost(oneof = "response::Kind", tags = "1, 2")]
+    pub kind: Option<response::Kind>,
+}
+
+pub mod response {
+    /// Every response kind.
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Kind {
+        #[prost(message, tag = "1")]
+        RegisterWrite(super::RegisterWrite),
+        #[prost(message, tag = "2")]
+        Rejected(super::Rejected),
+    }
+}
+
+/// Outcome of a register write.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RegisterWrite {
+    /// False only when a compare-and-set's expectation did not hold (nothing was written).
+    #[prost(bool, tag = "1")]
+    pub succeeded: bool,
+    /// The value before the command (absent: the key did not exist).
+    #[prost(bytes = "vec", optional, tag = "2")]
+    pub previous: Option<Vec<u8>>,
+}
+
+/// A command the state machine refused as invalid; nothing was written.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Rejected {
+    #[prost(string, tag = "1")]
+    pub reason: String,
+}
