@@ -263,7 +263,8 @@ impl NodeConfig {
             }
         }
         if let Some(me) = self.members.iter().find(|m| m.node_id == self.node_id) {
-            if me.peer_addr != self.network.peer_addr || me.client_addr != self.network.client_addr {
+            if me.peer_addr != self.network.peer_addr || me.client_addr != self.network.client_addr
+            {
                 p.push(format!(
                     "members: the entry for node-id {} must repeat network.peer-addr and network.client-addr",
                     self.node_id
@@ -345,7 +346,10 @@ mod tests {
     #[test]
     fn every_shipped_config_parses_and_validates() {
         let files = shipped_configs();
-        assert!(files.len() >= 8, "expected local-3 and local-5, found {files:?}");
+        assert!(
+            files.len() >= 8,
+            "expected local-3 and local-5, found {files:?}"
+        );
         for f in &files {
             NodeConfig::load(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         }
@@ -367,7 +371,12 @@ mod tests {
                 assert_eq!(c.cluster_id, first.cluster_id, "{}", dir.display());
             }
             let ids: BTreeSet<u64> = cfgs.iter().map(|c| c.node_id).collect();
-            assert_eq!(ids.len(), cfgs.len(), "{}: distinct node ids", dir.display());
+            assert_eq!(
+                ids.len(),
+                cfgs.len(),
+                "{}: distinct node ids",
+                dir.display()
+            );
             assert_eq!(
                 cfgs.iter().filter(|c| c.is_bootstrap_node()).count(),
                 1,
@@ -423,7 +432,10 @@ client-addr = "127.0.0.1:2"
     fn every_invalid_field_is_reported_at_once() {
         let bad = GOOD
             .replace("cluster-id = \"c1\"", "cluster-id = \"bad id\"")
-            .replace("client-addr = \"127.0.0.1:2\"\n[[members]]", "client-addr = \"nope\"\n[[members]]")
+            .replace(
+                "client-addr = \"127.0.0.1:2\"\n[[members]]",
+                "client-addr = \"nope\"\n[[members]]",
+            )
             + "[raft]\nheartbeat-interval-ms = 700\n";
         let err = parse(&bad).unwrap_err();
         let msg = err.to_string();

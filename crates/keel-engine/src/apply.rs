@@ -49,7 +49,10 @@ pub fn apply_proposal(
         &keys::meta(MetaKey::LastAppliedTime),
         &entry_time_ms.to_be_bytes(),
     );
-    Ok((ProposalResponse { responses }, AppliedMeta { entry_time_ms }))
+    Ok((
+        ProposalResponse { responses },
+        AppliedMeta { entry_time_ms },
+    ))
 }
 
 fn apply_command(cmd: &Command, store: &mut impl StateStore) -> Result<Response> {

@@ -46,7 +46,11 @@ impl Command {
     }
 
     /// A register compare-and-set; `expected = None` means "the key must not exist".
-    pub fn cas(key: impl Into<Vec<u8>>, expected: Option<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
+    pub fn cas(
+        key: impl Into<Vec<u8>>,
+        expected: Option<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Self {
         Command {
             kind: Some(command::Kind::RegisterCas(RegisterCas {
                 key: key.into(),
@@ -59,7 +63,9 @@ impl Command {
     /// A register delete.
     pub fn delete(key: impl Into<Vec<u8>>) -> Self {
         Command {
-            kind: Some(command::Kind::RegisterDelete(RegisterDelete { key: key.into() })),
+            kind: Some(command::Kind::RegisterDelete(RegisterDelete {
+                key: key.into(),
+            })),
         }
     }
 }

@@ -28,7 +28,8 @@ pub mod kv {
 }
 
 /// Encoded `FileDescriptorSet` of every Keel proto, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/keel_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/keel_descriptor.bin"));
 
 /// Request header with which a caller opts into a stale (local, non-linearizable) read.
 pub const READ_CONSISTENCY_HEADER: &str = "keel-read-consistency";

@@ -1,1 +1,27 @@
+//! Keel's replication layer: openraft 0.9 (storage v2) over RocksDB, with a tonic
+//! transport, leader forwarding, linearizable and stale reads, and snapshots.
+//!
+//! Key types:
+//! - [`RaftNode`]: a running node — propose commands, read, change membership, status;
+//! - [`store`]: the RocksDB log store, state machine and snapshot files;
+//! - [`network`]: the peer RPC client (replication, snapshot streaming, forwarding);
+//! - [`service`]: the peer RPC server.
+//!
+//! openraft types stay inside this crate: the public API speaks Keel's own types and
+//! `keel_proto` messages. This crate must not depend on the server, the frontend or the
+//! config crate (settings arrive as [`RaftSettings`]).
 
+mod codec;
+mod error;
+pub mod metrics;
+pub mod network;
+mod node;
+pub mod service;
+pub mod store;
+mod typ;
+
+pub use error::{Error, Result};
+pub use network::{PeerFilter, RpcSettings};
+pub use node::{Consistency, Proposed, RaftNode, RaftSettings, RegisterRead};
+pub use store::state_machine::StateDigest;
+pub use typ::{KeelNode, NodeId};

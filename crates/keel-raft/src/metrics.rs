@@ -1,0 +1,83 @@
+//! Metrics of the replication layer (Prometheus). Names live here and nowhere else.
+//!
+//! They are process-wide: one `keel server` process is one node. (An in-process test
+//! cluster therefore sums its nodes.)
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+struct Metrics {
+    log_append_seconds: Histogram,
+    wal_fsync_seconds: Histogram,
+    wal_fsync_batch_appends: Histogram,
+    apply_batch_seconds: Histogram,
+    applied_entries: Counter,
+    snapshot_build_seconds: Histogram,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    log_append_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+    wal_fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+    wal_fsync_batch_appends: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+    apply_batch_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
+    applied_entries: Counter::default(),
+    snapshot_build_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+});
+
+/// Registers this crate's metrics under the `keel_raft` prefix.
+pub fn register(registry: &mut Registry) {
+    let m = &*METRICS;
+    let r = registry.sub_registry_with_prefix("keel_raft");
+    r.register(
+        "log_append_seconds",
+        "Time from a log append to its fsync completing",
+        m.log_append_seconds.clone(),
+    );
+    r.register(
+        "wal_fsync_seconds",
+        "Duration of one WAL fsync",
+        m.wal_fsync_seconds.clone(),
+    );
+    r.register(
+        "wal_fsync_batch_appends",
+        "Log appends made durable by one WAL fsync (group commit)",
+        m.wal_fsync_batch_appends.clone(),
+    );
+    r.register(
+        "apply_batch_seconds",
+        "Time to apply one batch of committed entries",
+        m.apply_batch_seconds.clone(),
+    );
+    r.register(
+        "applied_entries",
+        "Entries applied to the state machine",
+        m.applied_entries.clone(),
+    );
+    r.register(
+        "snapshot_build_seconds",
+        "Time to build one snapshot",
+        m.snapshot_build_seconds.clone(),
+    );
+}
+
+pub(crate) fn log_append(d: Duration) {
+    METRICS.log_append_seconds.observe(d.as_secs_f64());
+}
+
+pub(crate) fn wal_fsync(d: Duration, appends: usize) {
+    METRICS.wal_fsync_seconds.observe(d.as_secs_f64());
+    METRICS.wal_fsync_batch_appends.observe(appends as f64);
+}
+
+pub(crate) fn apply_batch(d: Duration, entries: usize) {
+    METRICS.apply_batch_seconds.observe(d.as_secs_f64());
+    METRICS.applied_entries.inc_by(entries as u64);
+}
+
+pub(crate) fn snapshot_built(d: Duration) {
+    METRICS.snapshot_build_seconds.observe(d.as_secs_f64());
+}

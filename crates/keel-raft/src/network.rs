@@ -1,0 +1,371 @@
+//! The client side of the peer protocol: openraft's `RaftNetwork` over tonic, plus the
+//! forwarding calls a follower makes to the leader.
+//!
+//! One lazily connected HTTP/2 channel per peer address, with a short connect timeout and
+//! keepalive pings, so a dead connection is noticed within about a second and a healed
+//! partition reconnects on the next RPC instead of waiting for TCP backoff.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use keel_proto::raft::v1 as pb;
+use keel_proto::raft::v1::raft_service_client::RaftServiceClient;
+use openraft::error::{
+    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use tokio::io::AsyncReadExt;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::typ::{KeelNode, NodeId, Snapshot, TypeConfig, Vote};
+
+/// Transport settings for peer connections.
+#[derive(Debug, Clone)]
+pub struct RpcSettings {
+    pub connect_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub request_timeout: Duration,
+    pub forward_timeout: Duration,
+    pub snapshot_chunk_bytes: usize,
+}
+
+/// A switch that cuts this node off from its peers, both directions. For fault-injection
+/// tests of an in-process cluster; a real deployment never sets it.
+#[derive(Debug, Clone, Default)]
+pub struct PeerFilter(Arc<AtomicBool>);
+
+impl PeerFilter {
+    pub fn set_isolated(&self, isolated: bool) {
+        self.0.store(isolated, Ordering::SeqCst);
+    }
+
+    pub fn is_isolated(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Connections to every peer, shared by replication and forwarding.
+pub struct PeerClients {
+    cluster_id: String,
+    settings: RpcSettings,
+    filter: PeerFilter,
+    channels: Mutex<BTreeMap<String, Channel>>,
+}
+
+impl PeerClients {
+    pub fn new(cluster_id: String, settings: RpcSettings, filter: PeerFilter) -> Self {
+        PeerClients {
+            cluster_id,
+            settings,
+            filter,
+            channels: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    pub fn settings(&self) -> &RpcSettings {
+        &self.settings
+    }
+
+    fn client(&self, addr: &str) -> std::result::Result<RaftServiceClient<Channel>, tonic::Status> {
+        if self.filter.is_isolated() {
+            return Err(tonic::Status::unavailable(
+                "peer traffic blocked by fault injection",
+            ));
+        }
+        let mut channels = self.channels.lock().expect("channel map lock poisoned");
+        if let Some(c) = channels.get(addr) {
+            return Ok(RaftServiceClient::new(c.clone()));
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| tonic::Status::invalid_argument(format!("bad peer address {addr}: {e}")))?
+            .connect_timeout(self.settings.connect_timeout)
+            .http2_keep_alive_interval(self.settings.keepalive_interval)
+            .keep_alive_timeout(self.settings.keepalive_timeout)
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(RaftServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX))
+    }
+
+    fn request<T>(&self, msg: T, timeout: Duration) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(msg);
+        req.set_timeout(timeout);
+        req
+    }
+
+    /// Sends a client proposal to the leader; returns the encoded response and log index.
+    pub async fn forward(
+        &self,
+        leader: NodeId,
+        addr: &str,
+        proposal: Vec<u8>,
+    ) -> Result<(Vec<u8>, u64)> {
+        let mut client = self.client(addr).map_err(|s| unreachable(leader, s))?;
+        let req = self.request(
+            pb::ForwardRequest {
+                cluster_id: self.cluster_id.clone(),
+                proposal,
+            },
+            self.settings.forward_timeout,
+        );
+        let resp = client
+            .forward(req)
+            .await
+            .map_err(|s| remote(leader, s))?
+            .into_inner();
+        Ok((resp.response, resp.log_id.map_or(0, |l| l.index)))
+    }
+
+    /// Asks the leader for a read index.
+    pub async fn read_index(&self, leader: NodeId, addr: &str) -> Result<u64> {
+        let mut client = self.client(addr).map_err(|s| unreachable(leader, s))?;
+        let req = self.request(
+            pb::ReadIndexRequest {
+                cluster_id: self.cluster_id.clone(),
+            },
+            self.settings.request_timeout,
+        );
+        let resp = client
+            .read_index(req)
+            .await
+            .map_err(|s| remote(leader, s))?
+            .into_inner();
+        Ok(resp.read_index)
+    }
+}
+
+fn unreachable(leader: NodeId, s: tonic::Status) -> Error {
+    Error::LeaderUnreachable {
+        leader_id: leader,
+        message: s.message().to_string(),
+    }
+}
+
+/// Maps an error status from the leader back to the error it stands for.
+fn remote(leader: NodeId, s: tonic::Status) -> Error {
+    match s.code() {
+        tonic::Code::Unavailable
+            if s.metadata().get(keel_proto::LEADER_HINT_HEADER).is_some()
+                || s.message().contains("not the leader") =>
+        {
+            Error::NotLeader {
+                leader_id: None,
+                leader_client_addr: s
+                    .metadata()
+                    .get(keel_proto::LEADER_HINT_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            }
+        }
+        tonic::Code::InvalidArgument => Error::InvalidRequest(s.message().to_string()),
+        _ => unreachable(leader, s),
+    }
+}
+
+/// openraft's factory of per-target network clients.
+pub struct NetworkFactory {
+    peers: Arc<PeerClients>,
+}
+
+impl NetworkFactory {
+    pub fn new(peers: Arc<PeerClients>) -> Self {
+        NetworkFactory { peers }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = PeerNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &KeelNode) -> PeerNetwork {
+        PeerNetwork {
+            target,
+            addr: node.peer_addr.clone(),
+            peers: self.peers.clone(),
+        }
+    }
+}
+
+/// openraft's client for one peer.
+pub struct PeerNetwork {
+    target: NodeId,
+    addr: String,
+    peers: Arc<PeerClients>,
+}
+
+type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, KeelNode, RaftError<NodeId, E>>;
+
+fn rpc_err<E: std::error::Error>(s: tonic::Status) -> RpcErr<E> {
+    match s.code() {
+        // Connection refused / reset / blocked: back off briefly (see `backoff`).
+        tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&s)),
+        _ => RPCError::Network(NetworkError::new(&s)),
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerNetwork {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> std::result::Result<AppendEntriesResponse<NodeId>, RpcErr> {
+        let mut client = self.peers.client(&self.addr).map_err(rpc_err)?;
+        let req = pb::AppendEntriesRequest {
+            cluster_id: self.peers.cluster_id.clone(),
+            vote: Some(codec::vote_to_pb(&rpc.vote)),
+            prev_log_id: codec::opt_log_id_to_pb(&rpc.prev_log_id),
+            entries: rpc.entries.iter().map(codec::entry_to_pb).collect(),
+            leader_commit: codec::opt_log_id_to_pb(&rpc.leader_commit),
+        };
+        let resp = client
+            .append_entries(self.peers.request(req, option.hard_ttl()))
+            .await
+            .map_err(rpc_err)?
+            .into_inner();
+        use pb::append_entries_response::Result as R;
+        Ok(match resp.result {
+            Some(R::Success(_)) => AppendEntriesResponse::Success,
+            Some(R::PartialSuccess(p)) => {
+                AppendEntriesResponse::PartialSuccess(codec::opt_log_id_from_pb(&p.matching))
+            }
+            Some(R::Conflict(_)) => AppendEntriesResponse::Conflict,
+            Some(R::HigherVote(v)) => AppendEntriesResponse::HigherVote(codec::vote_from_pb(&v)),
+            None => {
+                return Err(RPCError::Network(NetworkError::new(
+                    &tonic::Status::internal("append-entries response without result"),
+                )))
+            }
+        })
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> std::result::Result<VoteResponse<NodeId>, RpcErr> {
+        let mut client = self.peers.client(&self.addr).map_err(rpc_err)?;
+        let req = pb::VoteRequest {
+            cluster_id: self.peers.cluster_id.clone(),
+            vote: Some(codec::vote_to_pb(&rpc.vote)),
+            last_log_id: codec::opt_log_id_to_pb(&rpc.last_log_id),
+        };
+        let resp = client
+            .vote(self.peers.request(req, option.hard_ttl()))
+            .await
+            .map_err(rpc_err)?
+            .into_inner();
+        Ok(VoteResponse {
+            vote: resp
+                .vote
+                .as_ref()
+                .map(codec::vote_from_pb)
+                .unwrap_or_default(),
+            vote_granted: resp.vote_granted,
+            last_log_id: codec::opt_log_id_from_pb(&resp.last_log_id),
+        })
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        _option: RPCOption,
+    ) -> std::result::Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>>
+    {
+        let net_err = |e: &dyn std::fmt::Display| {
+            StreamingError::Network(NetworkError::new(&tonic::Status::unavailable(
+                e.to_string(),
+            )))
+        };
+        let mut client = self.peers.client(&self.addr).map_err(|s| net_err(&s))?;
+        let path = snapshot.snapshot.path.clone();
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| net_err(&format!("opening snapshot {}: {e}", path.display())))?;
+        let header = pb::SnapshotHeader {
+            cluster_id: self.peers.cluster_id.clone(),
+            vote: Some(codec::vote_to_pb(&vote)),
+            meta: Some(codec::snapshot_meta_to_pb(&snapshot.meta)),
+        };
+        let chunk_bytes = self.peers.settings.snapshot_chunk_bytes;
+        tracing::info!(target_node = self.target, snapshot_id = %snapshot.meta.snapshot_id, "streaming snapshot");
+        let chunks = snapshot_chunks(file, header, chunk_bytes);
+        let send = client.install_snapshot(chunks);
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            resp = send => {
+                let resp = resp.map_err(|s| net_err(&s))?.into_inner();
+                Ok(SnapshotResponse { vote: resp.vote.as_ref().map(codec::vote_from_pb).unwrap_or_default() })
+            }
+        }
+    }
+
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(Duration::from_millis(100)))
+    }
+}
+
+/// The stream of messages carrying one snapshot file: header first, CRC-32 per chunk,
+/// and a final message with the whole file's length and CRC-32.
+fn snapshot_chunks(
+    file: tokio::fs::File,
+    header: pb::SnapshotHeader,
+    chunk_bytes: usize,
+) -> impl futures::Stream<Item = pb::SnapshotChunk> {
+    struct State {
+        file: Option<tokio::fs::File>,
+        header: Option<pb::SnapshotHeader>,
+        total: crc32fast::Hasher,
+        len: u64,
+    }
+    let state = State {
+        file: Some(file),
+        header: Some(header),
+        total: crc32fast::Hasher::new(),
+        len: 0,
+    };
+    futures::stream::unfold(state, move |mut st| async move {
+        let file = st.file.as_mut()?;
+        let mut buf = vec![0u8; chunk_bytes];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read(&mut buf[filled..]).await {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    // Ending the stream without `done` makes the receiver discard it.
+                    tracing::warn!(error = %e, "reading snapshot for streaming failed");
+                    return None;
+                }
+            }
+        }
+        buf.truncate(filled);
+        st.total.update(&buf);
+        st.len += filled as u64;
+        let done = filled < chunk_bytes;
+        let msg = pb::SnapshotChunk {
+            header: st.header.take(),
+            crc32: crc32fast::hash(&buf),
+            data: buf,
+            done,
+            total_len: if done { st.len } else { 0 },
+            total_crc32: if done { st.total.clone().finalize() } else { 0 },
+        };
+        if done {
+            st.file = None;
+        }
+        Some((msg, st))
+    })
+}

@@ -1,0 +1,127 @@
+//! RocksDB storage of one node: the Raft log, Raft metadata and the state machine, in one
+//! RocksDB instance (one WAL, so a log fsync also persists earlier state-machine writes).
+//!
+//! Column families:
+//! - `log`: entry index (u64 big-endian) → protobuf `keel.raft.v1.Entry`;
+//! - `raft`: vote, committed and purged log ids, and the data dir's identity;
+//! - `sm`: the state machine, keyed by [`keel_engine::keys`]; includes the last applied log
+//!   id and membership, written in the same `WriteBatch` as the entries' effects.
+//!
+//! Snapshots are files under `<data-dir>/snapshots` ([`snapshot`]).
+
+pub(crate) mod log_store;
+pub mod snapshot;
+pub mod state_machine;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+
+use crate::error::{Error, Result};
+use crate::typ::NodeId;
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+
+pub(crate) const CF_LOG: &str = "log";
+pub(crate) const CF_RAFT: &str = "raft";
+pub(crate) const CF_SM: &str = "sm";
+
+pub(crate) const KEY_VOTE: &[u8] = b"vote";
+pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
+pub(crate) const KEY_PURGED: &[u8] = b"purged";
+const KEY_CLUSTER_ID: &[u8] = b"cluster_id";
+const KEY_NODE_ID: &[u8] = b"node_id";
+
+/// Opens (or creates) a node's storage and checks that the data dir belongs to this
+/// cluster and node.
+pub fn open(
+    data_dir: &Path,
+    cluster_id: &str,
+    node_id: NodeId,
+) -> Result<(LogStore, StateMachine)> {
+    std::fs::create_dir_all(data_dir).map_err(Error::io(format!(
+        "creating data dir {}",
+        data_dir.display()
+    )))?;
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    let cfs = [CF_LOG, CF_RAFT, CF_SM]
+        .into_iter()
+        .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+    let db_path = data_dir.join("db");
+    let db = DB::open_cf_descriptors(&opts, &db_path, cfs)
+        .map_err(Error::rocks(format!("opening {}", db_path.display())))?;
+    let db = Arc::new(db);
+    check_identity(&db, data_dir, cluster_id, node_id)?;
+    let snapshot_dir = data_dir.join("snapshots");
+    std::fs::create_dir_all(&snapshot_dir)
+        .map_err(Error::io(format!("creating {}", snapshot_dir.display())))?;
+    let log = LogStore::new(db.clone())?;
+    let sm = StateMachine::open(db, snapshot_dir)?;
+    Ok((log, sm))
+}
+
+fn check_identity(db: &DB, data_dir: &Path, cluster_id: &str, node_id: NodeId) -> Result<()> {
+    let cf = cf(db, CF_RAFT);
+    let found_cluster = db
+        .get_cf(cf, KEY_CLUSTER_ID)
+        .map_err(Error::rocks("reading data dir identity"))?;
+    let found_node = db
+        .get_cf(cf, KEY_NODE_ID)
+        .map_err(Error::rocks("reading data dir identity"))?;
+    match (found_cluster, found_node) {
+        (None, None) => {
+            let mut batch = rocksdb::WriteBatch::default();
+            batch.put_cf(cf, KEY_CLUSTER_ID, cluster_id.as_bytes());
+            batch.put_cf(cf, KEY_NODE_ID, node_id.to_be_bytes());
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.set_sync(true);
+            db.write_opt(batch, &wo)
+                .map_err(Error::rocks("writing data dir identity"))
+        }
+        (Some(c), Some(n)) => {
+            let found_cluster = String::from_utf8_lossy(&c).into_owned();
+            let found_node = n
+                .as_slice()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Decode("stored node id".into()))?;
+            if found_cluster == cluster_id && found_node == node_id {
+                Ok(())
+            } else {
+                Err(Error::IdentityMismatch {
+                    data_dir: data_dir.display().to_string(),
+                    found_cluster,
+                    found_node,
+                    cluster: cluster_id.to_string(),
+                    node: node_id,
+                })
+            }
+        }
+        _ => Err(Error::Decode(format!(
+            "data dir {} has a partial identity record",
+            data_dir.display()
+        ))),
+    }
+}
+
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name)
+        .unwrap_or_else(|| panic!("column family {name} is created at open"))
+}
+
+/// Where a data dir keeps its snapshots.
+pub fn snapshot_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("snapshots")
+}
+
+pub(crate) fn sto_io(e: impl std::fmt::Display) -> openraft::AnyError {
+    openraft::AnyError::error(e.to_string())
+}
+
+#[cfg(test)]
+mod suite_test;

@@ -1,0 +1,459 @@
+//! `RaftStateMachine` over the `sm` column family: applies entries through the engine and
+//! builds / installs snapshots.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use keel_engine::keys::{self, MetaKey};
+use keel_engine::{ProposalResponse, StateStore};
+use keel_proto::raft::v1 as pb;
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use prost::Message;
+use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
+
+use super::snapshot::{self, hex, StateHasher};
+use super::{cf, sto_io, CF_SM};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::typ::{
+    Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+
+/// The latest snapshot this node holds.
+#[derive(Debug, Clone)]
+struct CurrentSnapshot {
+    meta: SnapshotMeta,
+    path: PathBuf,
+}
+
+/// The state machine of one node.
+pub struct StateMachine {
+    db: Arc<DB>,
+    snapshot_dir: PathBuf,
+    current: Arc<Mutex<Option<CurrentSnapshot>>>,
+}
+
+/// Read-only access to the applied state, shared with the node's read paths.
+#[derive(Clone)]
+pub struct StateReader {
+    db: Arc<DB>,
+}
+
+/// A digest of the whole state machine at one applied index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDigest {
+    pub applied_index: u64,
+    pub digest_hex: String,
+    pub key_count: u64,
+}
+
+/// Pending writes of one apply batch; reads see them before the database.
+struct BatchStore<'a> {
+    db: &'a DB,
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl StateStore for BatchStore<'_> {
+    fn get(&self, key: &[u8]) -> keel_engine::Result<Option<Vec<u8>>> {
+        if let Some(v) = self.pending.get(key) {
+            return Ok(v.clone());
+        }
+        self.db
+            .get_cf(cf(self.db, CF_SM), key)
+            .map_err(|e| keel_engine::Error::StoreRead {
+                key_hex: hex(key),
+                message: e.to_string(),
+            })
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.pending.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.pending.insert(key.to_vec(), None);
+    }
+}
+
+fn read_meta_log_id(get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>) -> Result<Option<LogId>> {
+    get(&keys::meta(MetaKey::LastAppliedLogId))?
+        .map(|b| {
+            pb::LogId::decode(b.as_slice())
+                .map(|l| codec::log_id_from_pb(&l))
+                .map_err(|e| Error::Decode(format!("last applied log id: {e}")))
+        })
+        .transpose()
+}
+
+fn read_meta_membership(
+    get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
+) -> Result<StoredMembership> {
+    Ok(get(&keys::meta(MetaKey::LastMembership))?
+        .map(|b| {
+            pb::StoredMembership::decode(b.as_slice())
+                .map(|m| codec::stored_membership_from_pb(&m))
+                .map_err(|e| Error::Decode(format!("last membership: {e}")))
+        })
+        .transpose()?
+        .unwrap_or_default())
+}
+
+impl StateMachine {
+    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<Self> {
+        let current = latest_snapshot(&snapshot_dir)?;
+        Ok(StateMachine {
+            db,
+            snapshot_dir,
+            current: Arc::new(Mutex::new(current)),
+        })
+    }
+
+    /// A read handle on the applied state.
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            db: self.db.clone(),
+        }
+    }
+}
+
+/// Finds the newest complete snapshot file and removes leftovers of interrupted transfers.
+fn latest_snapshot(dir: &std::path::Path) -> Result<Option<CurrentSnapshot>> {
+    let mut best: Option<CurrentSnapshot> = None;
+    let entries =
+        std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))?;
+    for entry in entries {
+        let path = entry.map_err(Error::io("listing snapshots"))?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("snap") => {
+                let meta = snapshot::read_meta(&path)?;
+                if best
+                    .as_ref()
+                    .is_none_or(|b| b.meta.last_log_id < meta.last_log_id)
+                {
+                    best = Some(CurrentSnapshot { meta, path });
+                }
+            }
+            Some("tmp") => {
+                let _ = std::fs::remove_file(&path);
+            }
+            _ => {}
+        }
+    }
+    Ok(best)
+}
+
+/// Keeps the newest two snapshot files (a follower may still be streaming the older one).
+fn prune_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut snaps: Vec<(Option<LogId>, PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "snap") && p != keep)
+        .filter_map(|p| snapshot::read_meta(&p).ok().map(|m| (m.last_log_id, p)))
+        .collect();
+    snaps.sort();
+    snaps.pop(); // the newest other than `keep`
+    for (_, p) in snaps {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+fn snapshot_file_name(meta: &SnapshotMeta) -> String {
+    format!("{}.snap", meta.snapshot_id)
+}
+
+impl StateReader {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(cf(&self.db, CF_SM), key)
+            .map_err(Error::rocks("reading the state machine"))
+    }
+
+    /// The last applied log index (0: nothing applied).
+    pub fn applied_index(&self) -> Result<u64> {
+        Ok(read_meta_log_id(|k| self.get(k))?.map_or(0, |l| l.index))
+    }
+
+    /// Reads a register key and the applied index it reflects, from one consistent view.
+    pub fn read_register(&self, user_key: &[u8]) -> Result<(Option<Vec<u8>>, u64)> {
+        let snap = self.db.snapshot();
+        let sm = cf(&self.db, CF_SM);
+        let get = |k: &[u8]| {
+            snap.get_cf(sm, k)
+                .map_err(Error::rocks("reading the state machine"))
+        };
+        let applied = read_meta_log_id(get)?.map_or(0, |l| l.index);
+        let value = get(&keys::register(user_key))?;
+        Ok((value, applied))
+    }
+
+    /// SHA-256 over every state-machine key and value in key order, with the applied index
+    /// it covers (both from one consistent view).
+    pub fn digest(&self) -> Result<StateDigest> {
+        let snap = self.db.snapshot();
+        let sm = cf(&self.db, CF_SM);
+        let mut hasher = StateHasher::default();
+        let mut applied_index = 0;
+        for item in snap.iterator_cf(sm, IteratorMode::Start) {
+            let (k, v) = item.map_err(Error::rocks("iterating the state machine"))?;
+            if *k == *keys::meta(MetaKey::LastAppliedLogId) {
+                applied_index = pb::LogId::decode(&*v)
+                    .map_err(|e| Error::Decode(format!("last applied log id: {e}")))?
+                    .index;
+            }
+            hasher.add(&k, &v);
+        }
+        let (key_count, sha) = hasher.finish();
+        Ok(StateDigest {
+            applied_index,
+            digest_hex: hex(&sha),
+            key_count,
+        })
+    }
+}
+
+/// Builds a snapshot from a RocksDB snapshot taken when the builder was created.
+pub struct SnapshotBuilder {
+    result: Option<tokio::sync::oneshot::Receiver<Result<CurrentSnapshot>>>,
+    current: Arc<Mutex<Option<CurrentSnapshot>>>,
+    snapshot_dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot, StorageError> {
+        let rx = self.result.take().ok_or_else(|| {
+            StorageIOError::write_snapshot(None, sto_io("snapshot builder used twice"))
+        })?;
+        let built = rx
+            .await
+            .map_err(|_| {
+                StorageIOError::write_snapshot(None, sto_io("snapshot build thread died"))
+            })?
+            .map_err(|e| StorageIOError::write_snapshot(None, sto_io(e)))?;
+        tracing::info!(snapshot_id = %built.meta.snapshot_id, log_index = ?built.meta.last_log_id.map(|l| l.index), "built snapshot");
+        *self.current.lock().expect("snapshot lock poisoned") = Some(built.clone());
+        prune_snapshots(&self.snapshot_dir, &built.path);
+        Ok(Snapshot {
+            meta: built.meta,
+            snapshot: Box::new(SnapshotFile { path: built.path }),
+        })
+    }
+}
+
+fn build_from_db(
+    db: &DB,
+    snapshot_dir: &std::path::Path,
+    taken: std::sync::mpsc::Sender<()>,
+) -> Result<CurrentSnapshot> {
+    let started = Instant::now();
+    let snap = db.snapshot();
+    // Apply may continue now: everything below reads the point-in-time view.
+    let _ = taken.send(());
+    let sm = cf(db, CF_SM);
+    let get = |k: &[u8]| {
+        snap.get_cf(sm, k)
+            .map_err(Error::rocks("reading the state machine"))
+    };
+    let last_log_id = read_meta_log_id(get)?;
+    let last_membership = read_meta_membership(get)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let meta = SnapshotMeta {
+        snapshot_id: match &last_log_id {
+            Some(l) => format!(
+                "{:020}-{}-{}-{stamp}",
+                l.index, l.leader_id.term, l.leader_id.node_id
+            ),
+            None => format!("{:020}-0-0-{stamp}", 0),
+        },
+        last_log_id,
+        last_membership,
+    };
+    let tmp = snapshot_dir.join(format!("{}.tmp", meta.snapshot_id));
+    let records = snap
+        .iterator_cf(sm, IteratorMode::Start)
+        .map(|r| r.map_err(Error::rocks("iterating the state machine")));
+    snapshot::write(&tmp, &meta, records)?;
+    let path = snapshot_dir.join(snapshot_file_name(&meta));
+    std::fs::rename(&tmp, &path).map_err(Error::io(format!("renaming {}", tmp.display())))?;
+    metrics::snapshot_built(started.elapsed());
+    Ok(CurrentSnapshot { meta, path })
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> std::result::Result<(Option<LogId>, StoredMembership), StorageError> {
+        let reader = self.reader();
+        let get = |k: &[u8]| reader.get(k);
+        let last =
+            read_meta_log_id(get).map_err(|e| StorageIOError::read_state_machine(sto_io(e)))?;
+        let membership =
+            read_meta_membership(get).map_err(|e| StorageIOError::read_state_machine(sto_io(e)))?;
+        Ok((last, membership))
+    }
+
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> std::result::Result<Vec<ProposalResponse>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let started = Instant::now();
+        let mut store = BatchStore {
+            db: &self.db,
+            pending: BTreeMap::new(),
+        };
+        let mut responses = Vec::new();
+        let mut last = None;
+        let mut membership = None;
+        for e in entries {
+            let _span = tracing::trace_span!(
+                "apply",
+                log_index = e.log_id.index,
+                term = e.log_id.leader_id.term
+            )
+            .entered();
+            match &e.payload {
+                EntryPayload::Blank => responses.push(ProposalResponse::default()),
+                EntryPayload::Normal(p) => {
+                    let (r, _) = keel_engine::apply_proposal(p, &mut store)
+                        .map_err(|err| StorageIOError::apply(e.log_id, sto_io(err)))?;
+                    responses.push(r);
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(e.log_id), m.clone()));
+                    responses.push(ProposalResponse::default());
+                }
+            }
+            last = Some(e.log_id);
+        }
+        let Some(last) = last else {
+            return Ok(responses);
+        };
+        store.put(
+            &keys::meta(MetaKey::LastAppliedLogId),
+            &codec::log_id_to_pb(&last).encode_to_vec(),
+        );
+        if let Some(m) = membership {
+            store.put(
+                &keys::meta(MetaKey::LastMembership),
+                &codec::stored_membership_to_pb(&m).encode_to_vec(),
+            );
+        }
+        let sm = cf(&self.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        for (k, v) in store.pending {
+            match v {
+                Some(v) => batch.put_cf(sm, k, v),
+                None => batch.delete_cf(sm, k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(|e| StorageIOError::apply(last, sto_io(e)))?;
+        metrics::apply_batch(started.elapsed(), responses.len());
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let (taken_tx, taken_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let db = self.db.clone();
+        let dir = self.snapshot_dir.clone();
+        let spawned = std::thread::Builder::new()
+            .name("keel-snapshot".into())
+            .spawn(move || {
+                let _ = done_tx.send(build_from_db(&db, &dir, taken_tx));
+            });
+        if spawned.is_ok() {
+            // Wait until the point-in-time view exists, so it matches the applied state now.
+            let _ = taken_rx.recv();
+        }
+        SnapshotBuilder {
+            result: Some(done_rx),
+            current: self.current.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> std::result::Result<Box<SnapshotFile>, StorageError> {
+        Ok(Box::new(SnapshotFile {
+            path: self
+                .snapshot_dir
+                .join(format!("incoming-{}.tmp", std::process::id())),
+        }))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<SnapshotFile>,
+    ) -> std::result::Result<(), StorageError> {
+        let started = Instant::now();
+        let sig = Some(meta.signature());
+        let sm = cf(&self.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        // Replace the whole state: every key sorts between these bounds.
+        batch.delete_range_cf(sm, &[][..], &[0xffu8; 32][..]);
+        let (file_meta, count, _) =
+            snapshot::read_verified(&snapshot.path, |k, v| batch.put_cf(sm, k, v))
+                .map_err(|e| StorageIOError::read_snapshot(sig.clone(), sto_io(e)))?;
+        if file_meta.last_log_id != meta.last_log_id {
+            return Err(StorageIOError::read_snapshot(
+                sig,
+                sto_io(format!(
+                    "snapshot file covers {:?} but its metadata says {:?}",
+                    file_meta.last_log_id, meta.last_log_id
+                )),
+            )
+            .into());
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .write_opt(batch, &wo)
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), sto_io(e)))?;
+        let path = self.snapshot_dir.join(snapshot_file_name(meta));
+        if snapshot.path != path {
+            if snapshot.path.starts_with(&self.snapshot_dir) {
+                std::fs::rename(&snapshot.path, &path)
+            } else {
+                std::fs::copy(&snapshot.path, &path).map(|_| ())
+            }
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), sto_io(e)))?;
+        }
+        tracing::info!(snapshot_id = %meta.snapshot_id, records = count, elapsed_ms = started.elapsed().as_millis() as u64, "installed snapshot");
+        *self.current.lock().expect("snapshot lock poisoned") = Some(CurrentSnapshot {
+            meta: meta.clone(),
+            path: path.clone(),
+        });
+        prune_snapshots(&self.snapshot_dir, &path);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> std::result::Result<Option<Snapshot>, StorageError> {
+        let current = self.current.lock().expect("snapshot lock poisoned").clone();
+        Ok(current.map(|c| Snapshot {
+            meta: c.meta,
+            snapshot: Box::new(SnapshotFile { path: c.path }),
+        }))
+    }
+}
