@@ -44,6 +44,8 @@ pub enum Error {
     Raft(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("not enabled: {0}")]
+    NotEnabled(String),
     #[error("the state machine failed: {0}")]
     Engine(#[from] keel_engine::Error),
     #[error("the node is shutting down")]

@@ -462,7 +462,7 @@ impl RaftNode {
     /// Shifts the time this node stamps into entries as leader (tests only).
     pub fn set_clock_offset(&self, offset_ms: i64) -> Result<()> {
         if !self.inner.settings.allow_clock_offset {
-            return Err(Error::InvalidRequest(
+            return Err(Error::NotEnabled(
                 "clock offset is disabled; set testing.allow-clock-offset = true in this node's config".into(),
             ));
         }

@@ -1,1 +1,24 @@
+//! Keel's composition root: a node's servers (peer, client, metrics) around its
+//! replication layer, the operator and key-value APIs, and the `keel` CLI's building blocks.
+//!
+//! Modules:
+//! - [`node`]: start and stop one node from a [`keel_config::NodeConfig`];
+//! - [`admin`], [`kv`]: the client-port gRPC services; [`status`] maps errors to gRPC codes;
+//! - [`metrics`]: the Prometheus endpoint;
+//! - [`local_cluster`]: an in-process cluster for tests and benchmarks;
+//! - [`cli`]: `keel up`, `keel cluster status`, `keel bench raft`.
+//!
+//! This crate wires; it must not hold replication or state-machine logic (that lives in
+//! `keel-raft` and `keel-engine`), and it never touches openraft types.
 
+pub mod admin;
+pub mod bench;
+pub mod cli;
+mod error;
+pub mod kv;
+pub mod local_cluster;
+pub mod metrics;
+pub mod node;
+pub mod status;
+
+pub use error::{Error, Result};

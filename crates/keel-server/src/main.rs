@@ -1,1 +1,152 @@
-fn main() {}
+//! The `keel` binary: `keel server`, `keel up`, `keel cluster status`, `keel bench raft`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use keel_config::NodeConfig;
+use keel_server::node::{Listeners, Node};
+
+#[derive(Parser)]
+#[command(name = "keel", version, about = "Keel: a Raft-replicated durable-execution server")]
+struct Cli {
+    /// Log format on stderr: "text" or "json". Filter with RUST_LOG (default: info).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one node.
+    Server {
+        /// The node's TOML config.
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides the config's data-dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run the local 3-node cluster as child processes until Ctrl-C.
+    Up {
+        /// Directory of node configs (default: cluster-configs/local-3).
+        #[arg(long)]
+        configs: Option<PathBuf>,
+        /// Base data directory; node N uses BASE/nodeN (default: each config's data-dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Cluster operations.
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        cmd: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Print every member's role, term and indexes.
+    Status {
+        /// Client address of any node.
+        #[arg(long, default_value = "127.0.0.1:7201")]
+        addr: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Register writes on an in-process cluster: commits/s and latency per concurrency.
+    Raft {
+        #[arg(long, default_value_t = 3)]
+        nodes: u64,
+        /// Comma-separated proposer counts.
+        #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
+        concurrency: Vec<usize>,
+        /// Measured seconds per level.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Warm-up seconds per level.
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        #[arg(long, default_value_t = 64)]
+        value_bytes: usize,
+    },
+}
+
+fn init_tracing(format: &str) {
+    use std::io::IsTerminal;
+    // openraft logs every vote and election at info; keep those at warn unless asked.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log_format);
+    match cli.cmd {
+        Cmd::Server { config, data_dir } => server(config, data_dir).await,
+        Cmd::Up { configs, data_dir } => {
+            keel_server::cli::up(keel_server::cli::UpOptions {
+                configs_dir: configs.unwrap_or_else(keel_server::cli::default_configs_dir),
+                data_dir,
+                leader_timeout: Duration::from_secs(30),
+            })
+            .await
+        }
+        Cmd::Cluster {
+            cmd: ClusterCmd::Status { addr },
+        } => {
+            let s = keel_server::cli::cluster_status(&addr).await?;
+            print!("{}", keel_server::cli::format_status(&s));
+            Ok(())
+        }
+        Cmd::Bench {
+            cmd: BenchCmd::Raft { nodes, concurrency, seconds, warmup, value_bytes },
+        } => {
+            keel_server::bench::run_raft_bench(keel_server::bench::RaftBenchOptions {
+                nodes,
+                concurrency,
+                warmup: Duration::from_secs(warmup),
+                duration: Duration::from_secs(seconds),
+                value_bytes,
+            })
+            .await?;
+            Ok(())
+        }
+    }
+}
+
+async fn server(config: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut cfg = NodeConfig::load(&config)?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    let listeners = Listeners::bind(&cfg).await?;
+    let node = Node::start(cfg, listeners)
+        .await
+        .with_context(|| format!("starting the node of {}", config.display()))?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,219 @@
+//! The `keel` CLI's subcommands other than `server`: `up` (a local 3-node cluster as child
+//! processes) and `cluster status`. Data goes to stdout, progress and logs to stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use keel_config::NodeConfig;
+use keel_proto::admin::v1 as pb;
+use keel_proto::admin::v1::admin_client::AdminClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::local_cluster::wait_for;
+
+/// Connects an admin client to `addr` (`host:port`).
+pub async fn admin_client(addr: &str, timeout: Duration) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    Ok(AdminClient::new(channel))
+}
+
+/// Fetches the cluster status from the node at `addr`.
+pub async fn cluster_status(addr: &str) -> anyhow::Result<pb::ClusterStatusResponse> {
+    let mut c = admin_client(addr, Duration::from_secs(3)).await?;
+    Ok(c.cluster_status(pb::ClusterStatusRequest {}).await?.into_inner())
+}
+
+fn ms(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| format!("{v}ms"))
+}
+
+/// Renders a cluster status as a table.
+pub fn format_status(s: &pb::ClusterStatusResponse) -> String {
+    let local = s.local.clone().unwrap_or_default();
+    let mut out = format!(
+        "cluster {}  leader {}  term {}  (as seen by node {})\n",
+        local.cluster_id,
+        if local.leader_id == 0 { "none".to_string() } else { local.leader_id.to_string() },
+        local.term,
+        local.node_id
+    );
+    out.push_str(&format!(
+        "{:<5} {:<10} {:<6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14}  {:<21} {:<21}\n",
+        "NODE", "ROLE", "VOTER", "TERM", "LAST_LOG", "COMMIT", "APPLIED", "SNAPSHOT", "PURGED", "LAST_CONTACT", "CLIENT", "PEER"
+    ));
+    for m in &s.members {
+        let member = m.member.clone().unwrap_or_default();
+        let voter = if member.voter { "yes" } else { "no" };
+        match (&m.status, m.reachable) {
+            (Some(st), true) => out.push_str(&format!(
+                "{:<5} {:<10} {:<6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14}  {:<21} {:<21}\n",
+                member.node_id,
+                st.role,
+                voter,
+                st.term,
+                st.last_log_index,
+                st.commit_index,
+                st.applied_index,
+                st.snapshot_index,
+                st.purged_index,
+                ms(st.last_leader_contact_ms_ago),
+                member.client_addr,
+                member.peer_addr
+            )),
+            _ => out.push_str(&format!(
+                "{:<5} {:<10} {:<6} unreachable: {}  {:<21} {:<21}\n",
+                member.node_id, "?", voter, m.error, member.client_addr, member.peer_addr
+            )),
+        }
+    }
+    out
+}
+
+/// Options of `keel up`.
+pub struct UpOptions {
+    pub configs_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
+    pub leader_timeout: Duration,
+}
+
+/// Runs `keel up`: starts one `keel server` child per config in `configs_dir`, waits for a
+/// leader, prints addresses and status, streams prefixed logs, and stops all on Ctrl-C.
+pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&opts.configs_dir)
+        .with_context(|| format!("reading {}", opts.configs_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "no *.toml configs in {}", opts.configs_dir.display());
+    let configs: Vec<(PathBuf, NodeConfig)> = files
+        .into_iter()
+        .map(|f| NodeConfig::load(&f).map(|c| (f, c)))
+        .collect::<Result<_, _>>()?;
+    let exe = std::env::current_exe().context("locating the keel binary")?;
+    let mut children: Vec<(u64, Child)> = Vec::new();
+    for (file, cfg) in &configs {
+        let data_dir = match &opts.data_dir {
+            Some(base) => base.join(format!("node{}", cfg.node_id)),
+            None => cfg.data_dir.clone(),
+        };
+        let mut cmd = Command::new(&exe);
+        cmd.arg("server")
+            .arg("--config")
+            .arg(file)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().with_context(|| format!("starting node {}", cfg.node_id))?;
+        let prefix = format!("[node{}]", cfg.node_id);
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(prefix_lines(prefix.clone(), BufReader::new(out)));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(prefix_lines(prefix, BufReader::new(err)));
+        }
+        eprintln!(
+            "started node {} (pid {}) data={} client={} peer={}",
+            cfg.node_id,
+            child.id().unwrap_or(0),
+            data_dir.display(),
+            cfg.network.client_addr,
+            cfg.network.peer_addr
+        );
+        children.push((cfg.node_id, child));
+    }
+    let addrs: Vec<String> = configs.iter().map(|(_, c)| c.network.client_addr.clone()).collect();
+    let wait = wait_for(opts.leader_timeout, "a leader elected and known to every node", || {
+        let addrs = addrs.clone();
+        async move {
+            let s = cluster_status(&addrs[0]).await.ok()?;
+            let leader = s.local.as_ref()?.leader_id;
+            let all = s.members.iter().all(|m| m.status.as_ref().is_some_and(|st| st.leader_id == leader));
+            (leader != 0 && all && s.members.len() == addrs.len()).then_some(s)
+        }
+    });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let status = tokio::select! {
+        s = wait => s,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+    };
+    match status {
+        Ok(s) => {
+            println!("{}", format_status(&s));
+            println!("client addresses: {}", addrs.join(", "));
+            println!("status any time:  keel cluster status --addr {}", addrs[0]);
+            println!("Ctrl-C stops all nodes.");
+        }
+        Err(e) => {
+            eprintln!("keel up: {e:#}");
+            stop_all(&mut children).await;
+            return Err(e);
+        }
+    }
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => eprintln!("stopping all nodes"),
+        _ = term.recv() => eprintln!("SIGTERM: stopping all nodes"),
+        (id, code) = first_exit(&mut children) => eprintln!("node {id} exited unexpectedly ({code}); stopping the others"),
+    }
+    stop_all(&mut children).await;
+    Ok(())
+}
+
+async fn first_exit(children: &mut [(u64, Child)]) -> (u64, String) {
+    let waits = children.iter_mut().map(|(id, c)| {
+        let id = *id;
+        Box::pin(async move {
+            let code = c.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            (id, code)
+        })
+    });
+    futures::future::select_all(waits).await.0
+}
+
+async fn prefix_lines<R: tokio::io::AsyncBufRead + Unpin>(prefix: String, reader: R) {
+    let mut lines = reader.lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        eprintln!("{prefix} {line}");
+    }
+}
+
+async fn stop_all(children: &mut [(u64, Child)]) {
+    for (_, c) in children.iter() {
+        if let Some(pid) = c.id() {
+            // SAFETY: sending SIGTERM to a child we spawned; no memory is involved.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+    }
+    for (id, c) in children.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(10), c.wait()).await {
+            Ok(Ok(s)) => eprintln!("node {id} stopped ({s})"),
+            _ => {
+                eprintln!("node {id} did not stop within 10s; killing it");
+                let _ = c.kill().await;
+            }
+        }
+    }
+}
+
+/// Resolves `keel up`'s default configs dir: `cluster-configs/local-3` under the working
+/// directory, or next to the binary's workspace when run via `cargo run`.
+pub fn default_configs_dir() -> PathBuf {
+    let rel = Path::new("cluster-configs/local-3");
+    if rel.is_dir() {
+        return rel.to_path_buf();
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-configs/local-3")
+}

@@ -1,0 +1,194 @@
+//! An in-process cluster of real nodes (real tonic servers on loopback ports chosen by the
+//! OS, real RocksDB in a temp dir), for tests and the raft benchmark.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use keel_config::{MemberConfig, NetworkConfig, NodeConfig, RaftConfig, RpcConfig, TestingConfig};
+use tokio::net::TcpListener;
+
+use crate::node::{Listeners, Node};
+
+/// Polls `cond` until it returns `Some`, failing with `reason` after `timeout`. The poll
+/// interval is short; this waits on a condition, it does not guess a duration.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, reason: &str, mut cond: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = cond().await {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!("timed out after {timeout:?} waiting for: {reason}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A cluster of in-process nodes sharing one temp dir.
+pub struct LocalCluster {
+    dir: tempfile::TempDir,
+    configs: BTreeMap<u64, NodeConfig>,
+    nodes: BTreeMap<u64, Node>,
+    tune: fn(&mut NodeConfig),
+}
+
+async fn loopback() -> anyhow::Result<TcpListener> {
+    Ok(TcpListener::bind("127.0.0.1:0").await?)
+}
+
+impl LocalCluster {
+    /// Starts `n` voters (ids 1..=n); `tune` adjusts every node's config first.
+    pub async fn start(n: u64, tune: fn(&mut NodeConfig)) -> anyhow::Result<LocalCluster> {
+        let dir = tempfile::Builder::new().prefix("keel-cluster-").tempdir()?;
+        let mut listeners = BTreeMap::new();
+        for id in 1..=n {
+            listeners.insert(id, (loopback().await?, loopback().await?));
+        }
+        let members: Vec<MemberConfig> = listeners
+            .iter()
+            .map(|(id, (p, c))| {
+                Ok(MemberConfig {
+                    node_id: *id,
+                    peer_addr: p.local_addr()?.to_string(),
+                    client_addr: c.local_addr()?.to_string(),
+                })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let mut cluster = LocalCluster {
+            dir,
+            configs: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            tune,
+        };
+        for (id, (peer, client)) in listeners {
+            let cfg = cluster.config_for(id, &peer, &client, members.clone())?;
+            cluster.configs.insert(id, cfg.clone());
+            let node = Node::start(cfg, Listeners { peer, client, metrics: None }).await?;
+            cluster.nodes.insert(id, node);
+        }
+        Ok(cluster)
+    }
+
+    fn config_for(
+        &self,
+        id: u64,
+        peer: &TcpListener,
+        client: &TcpListener,
+        members: Vec<MemberConfig>,
+    ) -> anyhow::Result<NodeConfig> {
+        let mut cfg = NodeConfig {
+            cluster_id: "keel-test".into(),
+            node_id: id,
+            data_dir: self.dir.path().join(format!("node{id}")),
+            network: NetworkConfig {
+                peer_addr: peer.local_addr()?.to_string(),
+                client_addr: client.local_addr()?.to_string(),
+                metrics_addr: None,
+            },
+            members,
+            raft: RaftConfig {
+                heartbeat_interval_ms: 50,
+                election_timeout_min_ms: 300,
+                election_timeout_max_ms: 600,
+                ..RaftConfig::default()
+            },
+            rpc: RpcConfig::default(),
+            testing: TestingConfig {
+                allow_clock_offset: true,
+            },
+        };
+        (self.tune)(&mut cfg);
+        cfg.validate(std::path::Path::new("<in-process>"))?;
+        Ok(cfg)
+    }
+
+    /// Starts a node that is not an initial member (to be added as a learner).
+    pub async fn start_joining_node(&mut self, id: u64) -> anyhow::Result<&Node> {
+        let (peer, client) = (loopback().await?, loopback().await?);
+        let cfg = self.config_for(id, &peer, &client, Vec::new())?;
+        self.configs.insert(id, cfg.clone());
+        let node = Node::start(cfg, Listeners { peer, client, metrics: None }).await?;
+        self.nodes.insert(id, node);
+        Ok(&self.nodes[&id])
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes.get(&id).unwrap_or_else(|| panic!("node {id} is not running"))
+    }
+
+    pub fn config(&self, id: u64) -> &NodeConfig {
+        &self.configs[&id]
+    }
+
+    /// Ids of the running nodes.
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes.keys().copied().collect()
+    }
+
+    /// Crashes a node (in-process: servers aborted, Raft stopped, storage closed).
+    pub async fn crash(&mut self, id: u64) {
+        if let Some(n) = self.nodes.remove(&id) {
+            n.crash().await;
+        }
+    }
+
+    /// Restarts a stopped node on its old addresses and data dir.
+    pub async fn restart(&mut self, id: u64) -> anyhow::Result<&Node> {
+        anyhow::ensure!(!self.nodes.contains_key(&id), "node {id} is running");
+        let cfg = self.configs[&id].clone();
+        let listeners = Listeners::bind(&cfg).await?;
+        let node = Node::start(cfg, listeners).await?;
+        self.nodes.insert(id, node);
+        Ok(&self.nodes[&id])
+    }
+
+    /// Waits until every running node agrees on one leader that is itself running.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
+        wait_for(timeout, "all running nodes agree on a running leader", || async {
+            let leaders: Vec<Option<u64>> = self.nodes.values().map(|n| n.raft().current_leader()).collect();
+            match leaders.first() {
+                Some(Some(l)) if leaders.iter().all(|x| *x == Some(*l)) && self.nodes.contains_key(l) => Some(*l),
+                _ => None,
+            }
+        })
+        .await
+    }
+
+    /// Waits until every running node has applied at least `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> anyhow::Result<()> {
+        for (id, n) in &self.nodes {
+            n.raft()
+                .wait(timeout)
+                .applied_index_at_least(Some(index), "applied")
+                .await
+                .map_err(|e| anyhow::anyhow!("node {id} did not apply index {index}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every running node's state digest is identical; returns it.
+    pub async fn wait_converged(&self, timeout: Duration) -> anyhow::Result<keel_raft::StateDigest> {
+        wait_for(timeout, "identical state digests on all running nodes", || async {
+            let digests: Vec<_> = self
+                .nodes
+                .values()
+                .map(|n| n.raft().state_digest().ok())
+                .collect::<Option<Vec<_>>>()?;
+            let first = digests.first()?.clone();
+            digests.iter().all(|d| *d == first).then_some(first)
+        })
+        .await
+    }
+
+    /// Stops every node gracefully.
+    pub async fn shutdown(mut self) {
+        for (_, n) in std::mem::take(&mut self.nodes) {
+            n.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! One Keel node: replication plus the servers on its peer, client and metrics ports.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use keel_config::NodeConfig;
+use keel_proto::admin::v1::admin_server::AdminServer;
+use keel_proto::kv::v1::kv_server::KvServer;
+use keel_raft::{KeelNode, RaftNode, RaftSettings, RpcSettings};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
+use tracing::Instrument;
+
+use crate::admin::AdminService;
+use crate::error::{Error, Result};
+use crate::kv::KvService;
+
+/// Bound sockets of a node. Binding is separate from starting so tests can bind port 0 and
+/// learn the addresses before any node starts.
+pub struct Listeners {
+    pub peer: TcpListener,
+    pub client: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses of `cfg.network`.
+    pub async fn bind(cfg: &NodeConfig) -> Result<Listeners> {
+        let bind = |what: &'static str, addr: String| async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| Error::Bind { what, addr, source })
+        };
+        Ok(Listeners {
+            peer: bind("network.peer-addr", cfg.network.peer_addr.clone()).await?,
+            client: bind("network.client-addr", cfg.network.client_addr.clone()).await?,
+            metrics: match &cfg.network.metrics_addr {
+                Some(a) => Some(bind("network.metrics-addr", a.clone()).await?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Translates a node config into the replication layer's settings.
+pub fn raft_settings(cfg: &NodeConfig) -> RaftSettings {
+    let r = &cfg.raft;
+    let rpc = &cfg.rpc;
+    RaftSettings {
+        cluster_id: cfg.cluster_id.clone(),
+        node_id: cfg.node_id,
+        data_dir: cfg.data_dir.clone(),
+        self_node: KeelNode {
+            peer_addr: cfg.network.peer_addr.clone(),
+            client_addr: cfg.network.client_addr.clone(),
+        },
+        heartbeat_interval_ms: r.heartbeat_interval_ms,
+        election_timeout_min_ms: r.election_timeout_min_ms,
+        election_timeout_max_ms: r.election_timeout_max_ms,
+        snapshot_every_entries: r.snapshot_every_entries,
+        keep_entries_after_snapshot: r.keep_entries_after_snapshot,
+        purge_batch_size: r.purge_batch_size,
+        max_append_entries: r.max_append_entries,
+        leader_wait_ms: r.leader_wait_ms,
+        max_batch_commands: r.max_batch_commands as usize,
+        rpc: RpcSettings {
+            connect_timeout: Duration::from_millis(rpc.connect_timeout_ms),
+            keepalive_interval: Duration::from_millis(rpc.keepalive_interval_ms),
+            keepalive_timeout: Duration::from_millis(rpc.keepalive_timeout_ms),
+            request_timeout: Duration::from_millis(rpc.request_timeout_ms),
+            forward_timeout: Duration::from_millis(rpc.forward_timeout_ms),
+            snapshot_chunk_bytes: r.snapshot_chunk_bytes as usize,
+        },
+        allow_clock_offset: cfg.testing.allow_clock_offset,
+    }
+}
+
+/// A running node.
+pub struct Node {
+    raft: RaftNode,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    peer_addr: SocketAddr,
+    client_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl Node {
+    /// Starts replication and all servers; on the first start of the bootstrap node,
+    /// initializes the cluster's membership.
+    pub async fn start(cfg: NodeConfig, listeners: Listeners) -> Result<Node> {
+        let span = tracing::info_span!("node", node_id = cfg.node_id);
+        let raft = RaftNode::start(raft_settings(&cfg)).instrument(span.clone()).await?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let addr = |l: &TcpListener, what: &'static str| {
+            l.local_addr().map_err(|source| Error::Bind {
+                what,
+                addr: String::new(),
+                source,
+            })
+        };
+        let peer_addr = addr(&listeners.peer, "network.peer-addr")?;
+        let client_addr = addr(&listeners.client, "network.client-addr")?;
+        let metrics_addr = match &listeners.metrics {
+            Some(l) => Some(addr(l, "network.metrics-addr")?),
+            None => None,
+        };
+        let mut tasks = Vec::new();
+
+        let peer = tonic::transport::Server::builder()
+            .add_service(raft.peer_service())
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.peer), signalled(shutdown_rx.clone()));
+        tasks.push(tokio::spawn(
+            async move {
+                if let Err(e) = peer.await {
+                    tracing::error!(error = %e, "peer server failed");
+                }
+            }
+            .instrument(span.clone()),
+        ));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<AdminServer<AdminService>>().await;
+        health.set_serving::<KvServer<KvService>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(keel_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| Error::Reflection(e.to_string()))?;
+        let client = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(
+                AdminServer::new(AdminService::new(raft.clone()))
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
+            )
+            .add_service(
+                KvServer::new(KvService::new(raft.clone()))
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.client), signalled(shutdown_rx.clone()));
+        tasks.push(tokio::spawn(
+            async move {
+                if let Err(e) = client.await {
+                    tracing::error!(error = %e, "client server failed");
+                }
+            }
+            .instrument(span.clone()),
+        ));
+
+        if let Some(l) = listeners.metrics {
+            tasks.push(tokio::spawn(
+                crate::metrics::serve(l, raft.clone(), signalled(shutdown_rx.clone())).instrument(span.clone()),
+            ));
+        }
+
+        if cfg.is_bootstrap_node() {
+            let members: BTreeMap<u64, KeelNode> = cfg
+                .members
+                .iter()
+                .map(|m| {
+                    (
+                        m.node_id,
+                        KeelNode {
+                            peer_addr: m.peer_addr.clone(),
+                            client_addr: m.client_addr.clone(),
+                        },
+                    )
+                })
+                .collect();
+            raft.initialize_if_new(members).instrument(span.clone()).await?;
+        }
+        tracing::info!(node_id = cfg.node_id, %peer_addr, %client_addr, ?metrics_addr, "node serving");
+        Ok(Node {
+            raft,
+            shutdown,
+            tasks,
+            peer_addr,
+            client_addr,
+            metrics_addr,
+        })
+    }
+
+    pub fn raft(&self) -> &RaftNode {
+        &self.raft
+    }
+
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Stops serving (in-flight requests finish), then stops Raft.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.raft.shutdown().await;
+        tracing::info!(node_id = self.raft.id(), "node stopped");
+    }
+
+    /// Stops abruptly, like a crashed process: connections are dropped mid-request.
+    pub async fn crash(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.raft.shutdown().await;
+        tracing::info!(node_id = self.raft.id(), "node crashed (in-process)");
+    }
+}
+
+async fn signalled(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
