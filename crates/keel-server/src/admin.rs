@@ -29,11 +29,15 @@ impl AdminService {
 }
 
 async fn member_status(member: &pb::Member) -> Result<pb::NodeStatus, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", member.client_addr))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(MEMBER_STATUS_TIMEOUT)
-        .timeout(MEMBER_STATUS_TIMEOUT);
-    let channel = endpoint.connect().await.map_err(|e| format!("connect: {e}"))?;
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", member.client_addr))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(MEMBER_STATUS_TIMEOUT)
+            .timeout(MEMBER_STATUS_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     let resp = AdminClient::new(channel)
         .node_status(pb::NodeStatusRequest {})
         .await
@@ -43,7 +47,10 @@ async fn member_status(member: &pb::Member) -> Result<pb::NodeStatus, String> {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn node_status(&self, _: Request<pb::NodeStatusRequest>) -> Result<Response<pb::NodeStatus>, Status> {
+    async fn node_status(
+        &self,
+        _: Request<pb::NodeStatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
         Ok(Response::new(self.node.status()))
     }
 
@@ -83,14 +90,22 @@ impl Admin for AdminService {
         }))
     }
 
-    async fn add_learner(&self, request: Request<pb::AddLearnerRequest>) -> Result<Response<pb::MembershipResponse>, Status> {
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
         let req = request.into_inner();
         if req.node_id == 0 {
             return Err(Status::invalid_argument("node_id must be > 0"));
         }
-        for (field, addr) in [("peer_addr", &req.peer_addr), ("client_addr", &req.client_addr)] {
+        for (field, addr) in [
+            ("peer_addr", &req.peer_addr),
+            ("client_addr", &req.client_addr),
+        ] {
             if addr.parse::<std::net::SocketAddr>().is_err() {
-                return Err(Status::invalid_argument(format!("{field} {addr:?} is not ip:port")));
+                return Err(Status::invalid_argument(format!(
+                    "{field} {addr:?} is not ip:port"
+                )));
             }
         }
         let log_index = self
@@ -117,7 +132,9 @@ impl Admin for AdminService {
         let req = request.into_inner();
         let voters: BTreeSet<u64> = req.voter_ids.iter().copied().collect();
         if voters.is_empty() {
-            return Err(Status::invalid_argument("voter_ids must name at least one node"));
+            return Err(Status::invalid_argument(
+                "voter_ids must name at least one node",
+            ));
         }
         let log_index = self
             .node
@@ -135,10 +152,15 @@ impl Admin for AdminService {
         _: Request<pb::TriggerSnapshotRequest>,
     ) -> Result<Response<pb::TriggerSnapshotResponse>, Status> {
         let snapshot_index = self.node.trigger_snapshot().await.map_err(to_status)?;
-        Ok(Response::new(pb::TriggerSnapshotResponse { snapshot_index }))
+        Ok(Response::new(pb::TriggerSnapshotResponse {
+            snapshot_index,
+        }))
     }
 
-    async fn state_digest(&self, _: Request<pb::StateDigestRequest>) -> Result<Response<pb::StateDigestResponse>, Status> {
+    async fn state_digest(
+        &self,
+        _: Request<pb::StateDigestRequest>,
+    ) -> Result<Response<pb::StateDigestResponse>, Status> {
         let d = self.node.state_digest().map_err(to_status)?;
         Ok(Response::new(pb::StateDigestResponse {
             applied_index: d.applied_index,

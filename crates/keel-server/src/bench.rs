@@ -79,7 +79,8 @@ pub async fn run_raft_bench(opts: RaftBenchOptions) -> anyhow::Result<Vec<RaftBe
                         break;
                     }
                     let key = format!("bench/{worker}/{}", i % 1024);
-                    node.propose(vec![Command::put(key, value.as_slice())]).await?;
+                    node.propose(vec![Command::put(key, value.as_slice())])
+                        .await?;
                     let done = Instant::now();
                     if t >= measure_from && done <= end {
                         lat.push(done.duration_since(t).as_micros() as u64);

@@ -15,7 +15,10 @@ use tokio::process::{Child, Command};
 use crate::local_cluster::wait_for;
 
 /// Connects an admin client to `addr` (`host:port`).
-pub async fn admin_client(addr: &str, timeout: Duration) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
+pub async fn admin_client(
+    addr: &str,
+    timeout: Duration,
+) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(timeout)
         .timeout(timeout)
@@ -28,7 +31,9 @@ pub async fn admin_client(addr: &str, timeout: Duration) -> anyhow::Result<Admin
 /// Fetches the cluster status from the node at `addr`.
 pub async fn cluster_status(addr: &str) -> anyhow::Result<pb::ClusterStatusResponse> {
     let mut c = admin_client(addr, Duration::from_secs(3)).await?;
-    Ok(c.cluster_status(pb::ClusterStatusRequest {}).await?.into_inner())
+    Ok(c.cluster_status(pb::ClusterStatusRequest {})
+        .await?
+        .into_inner())
 }
 
 fn ms(v: Option<u64>) -> String {
@@ -41,13 +46,28 @@ pub fn format_status(s: &pb::ClusterStatusResponse) -> String {
     let mut out = format!(
         "cluster {}  leader {}  term {}  (as seen by node {})\n",
         local.cluster_id,
-        if local.leader_id == 0 { "none".to_string() } else { local.leader_id.to_string() },
+        if local.leader_id == 0 {
+            "none".to_string()
+        } else {
+            local.leader_id.to_string()
+        },
         local.term,
         local.node_id
     );
     out.push_str(&format!(
         "{:<5} {:<10} {:<6} {:>5} {:>9} {:>9} {:>9} {:>9} {:>9} {:>14}  {:<21} {:<21}\n",
-        "NODE", "ROLE", "VOTER", "TERM", "LAST_LOG", "COMMIT", "APPLIED", "SNAPSHOT", "PURGED", "LAST_CONTACT", "CLIENT", "PEER"
+        "NODE",
+        "ROLE",
+        "VOTER",
+        "TERM",
+        "LAST_LOG",
+        "COMMIT",
+        "APPLIED",
+        "SNAPSHOT",
+        "PURGED",
+        "LAST_CONTACT",
+        "CLIENT",
+        "PEER"
     ));
     for m in &s.members {
         let member = m.member.clone().unwrap_or_default();
@@ -93,7 +113,11 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     files.sort();
-    anyhow::ensure!(!files.is_empty(), "no *.toml configs in {}", opts.configs_dir.display());
+    anyhow::ensure!(
+        !files.is_empty(),
+        "no *.toml configs in {}",
+        opts.configs_dir.display()
+    );
     let configs: Vec<(PathBuf, NodeConfig)> = files
         .into_iter()
         .map(|f| NodeConfig::load(&f).map(|c| (f, c)))
@@ -114,7 +138,9 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().with_context(|| format!("starting node {}", cfg.node_id))?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting node {}", cfg.node_id))?;
         let prefix = format!("[node{}]", cfg.node_id);
         if let Some(out) = child.stdout.take() {
             tokio::spawn(prefix_lines(prefix.clone(), BufReader::new(out)));
@@ -132,16 +158,26 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         );
         children.push((cfg.node_id, child));
     }
-    let addrs: Vec<String> = configs.iter().map(|(_, c)| c.network.client_addr.clone()).collect();
-    let wait = wait_for(opts.leader_timeout, "a leader elected and known to every node", || {
-        let addrs = addrs.clone();
-        async move {
-            let s = cluster_status(&addrs[0]).await.ok()?;
-            let leader = s.local.as_ref()?.leader_id;
-            let all = s.members.iter().all(|m| m.status.as_ref().is_some_and(|st| st.leader_id == leader));
-            (leader != 0 && all && s.members.len() == addrs.len()).then_some(s)
-        }
-    });
+    let addrs: Vec<String> = configs
+        .iter()
+        .map(|(_, c)| c.network.client_addr.clone())
+        .collect();
+    let wait = wait_for(
+        opts.leader_timeout,
+        "a leader elected and known to every node",
+        || {
+            let addrs = addrs.clone();
+            async move {
+                let s = cluster_status(&addrs[0]).await.ok()?;
+                let leader = s.local.as_ref()?.leader_id;
+                let all = s
+                    .members
+                    .iter()
+                    .all(|m| m.status.as_ref().is_some_and(|st| st.leader_id == leader));
+                (leader != 0 && all && s.members.len() == addrs.len()).then_some(s)
+            }
+        },
+    );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let status = tokio::select! {
         s = wait => s,
@@ -174,7 +210,11 @@ async fn first_exit(children: &mut [(u64, Child)]) -> (u64, String) {
     let waits = children.iter_mut().map(|(id, c)| {
         let id = *id;
         Box::pin(async move {
-            let code = c.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            let code = c
+                .wait()
+                .await
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
             (id, code)
         })
     });

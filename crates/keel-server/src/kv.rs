@@ -78,7 +78,10 @@ fn consistency<T>(req: &Request<T>) -> Result<Consistency, Status> {
 
 #[tonic::async_trait]
 impl Kv for KvService {
-    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
         let r = request.into_inner();
         check(&r.key, Some(&r.value))?;
         self.write(Command::put(r.key, r.value)).await
@@ -93,17 +96,27 @@ impl Kv for KvService {
         self.write(Command::cas(r.key, r.expected, r.value)).await
     }
 
-    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::WriteResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
         let r = request.into_inner();
         check(&r.key, None)?;
         self.write(Command::delete(r.key)).await
     }
 
-    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
         let consistency = consistency(&request)?;
         let key = request.into_inner().key;
         check(&key, None)?;
-        let read = self.node.read_register(&key, consistency).await.map_err(to_status)?;
+        let read = self
+            .node
+            .read_register(&key, consistency)
+            .await
+            .map_err(to_status)?;
         let mut resp = Response::new(pb::GetResponse {
             value: read.value,
             applied_index: read.applied_index,
@@ -111,7 +124,10 @@ impl Kv for KvService {
         });
         resp.metadata_mut().insert(
             "keel-applied-index",
-            read.applied_index.to_string().parse().expect("digits are valid metadata"),
+            read.applied_index
+                .to_string()
+                .parse()
+                .expect("digits are valid metadata"),
         );
         Ok(resp)
     }

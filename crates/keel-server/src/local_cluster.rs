@@ -68,7 +68,15 @@ impl LocalCluster {
         for (id, (peer, client)) in listeners {
             let cfg = cluster.config_for(id, &peer, &client, members.clone())?;
             cluster.configs.insert(id, cfg.clone());
-            let node = Node::start(cfg, Listeners { peer, client, metrics: None }).await?;
+            let node = Node::start(
+                cfg,
+                Listeners {
+                    peer,
+                    client,
+                    metrics: None,
+                },
+            )
+            .await?;
             cluster.nodes.insert(id, node);
         }
         Ok(cluster)
@@ -112,13 +120,23 @@ impl LocalCluster {
         let (peer, client) = (loopback().await?, loopback().await?);
         let cfg = self.config_for(id, &peer, &client, Vec::new())?;
         self.configs.insert(id, cfg.clone());
-        let node = Node::start(cfg, Listeners { peer, client, metrics: None }).await?;
+        let node = Node::start(
+            cfg,
+            Listeners {
+                peer,
+                client,
+                metrics: None,
+            },
+        )
+        .await?;
         self.nodes.insert(id, node);
         Ok(&self.nodes[&id])
     }
 
     pub fn node(&self, id: u64) -> &Node {
-        self.nodes.get(&id).unwrap_or_else(|| panic!("node {id} is not running"))
+        self.nodes
+            .get(&id)
+            .unwrap_or_else(|| panic!("node {id} is not running"))
     }
 
     pub fn config(&self, id: u64) -> &NodeConfig {
@@ -149,13 +167,25 @@ impl LocalCluster {
 
     /// Waits until every running node agrees on one leader that is itself running.
     pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<u64> {
-        wait_for(timeout, "all running nodes agree on a running leader", || async {
-            let leaders: Vec<Option<u64>> = self.nodes.values().map(|n| n.raft().current_leader()).collect();
-            match leaders.first() {
-                Some(Some(l)) if leaders.iter().all(|x| *x == Some(*l)) && self.nodes.contains_key(l) => Some(*l),
-                _ => None,
-            }
-        })
+        wait_for(
+            timeout,
+            "all running nodes agree on a running leader",
+            || async {
+                let leaders: Vec<Option<u64>> = self
+                    .nodes
+                    .values()
+                    .map(|n| n.raft().current_leader())
+                    .collect();
+                match leaders.first() {
+                    Some(Some(l))
+                        if leaders.iter().all(|x| *x == Some(*l)) && self.nodes.contains_key(l) =>
+                    {
+                        Some(*l)
+                    }
+                    _ => None,
+                }
+            },
+        )
         .await
     }
 
@@ -172,16 +202,23 @@ impl LocalCluster {
     }
 
     /// Waits until every running node's state digest is identical; returns it.
-    pub async fn wait_converged(&self, timeout: Duration) -> anyhow::Result<keel_raft::StateDigest> {
-        wait_for(timeout, "identical state digests on all running nodes", || async {
-            let digests: Vec<_> = self
-                .nodes
-                .values()
-                .map(|n| n.raft().state_digest().ok())
-                .collect::<Option<Vec<_>>>()?;
-            let first = digests.first()?.clone();
-            digests.iter().all(|d| *d == first).then_some(first)
-        })
+    pub async fn wait_converged(
+        &self,
+        timeout: Duration,
+    ) -> anyhow::Result<keel_raft::StateDigest> {
+        wait_for(
+            timeout,
+            "identical state digests on all running nodes",
+            || async {
+                let digests: Vec<_> = self
+                    .nodes
+                    .values()
+                    .map(|n| n.raft().state_digest().ok())
+                    .collect::<Option<Vec<_>>>()?;
+                let first = digests.first()?.clone();
+                digests.iter().all(|d| *d == first).then_some(first)
+            },
+        )
         .await
     }
 

@@ -9,7 +9,11 @@ use keel_config::NodeConfig;
 use keel_server::node::{Listeners, Node};
 
 #[derive(Parser)]
-#[command(name = "keel", version, about = "Keel: a Raft-replicated durable-execution server")]
+#[command(
+    name = "keel",
+    version,
+    about = "Keel: a Raft-replicated durable-execution server"
+)]
 struct Cli {
     /// Log format on stderr: "text" or "json". Filter with RUST_LOG (default: info).
     #[arg(long, global = true, default_value = "text")]
@@ -118,7 +122,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Bench {
-            cmd: BenchCmd::Raft { nodes, concurrency, seconds, warmup, value_bytes },
+            cmd:
+                BenchCmd::Raft {
+                    nodes,
+                    concurrency,
+                    seconds,
+                    warmup,
+                    value_bytes,
+                },
         } => {
             keel_server::bench::run_raft_bench(keel_server::bench::RaftBenchOptions {
                 nodes,

@@ -49,18 +49,50 @@ impl Exporter {
         let g = &gauges;
         for (name, help, gauge) in [
             ("raft_term", "Current Raft term", &g.term),
-            ("raft_leader_id", "Node id of the known leader (0: none)", &g.leader_id),
-            ("raft_is_leader", "1 if this node is the leader", &g.is_leader),
-            ("raft_last_log_index", "Index of the last log entry", &g.last_log_index),
-            ("raft_commit_index", "Index of the last known committed entry", &g.commit_index),
-            ("raft_applied_index", "Index of the last applied entry", &g.applied_index),
-            ("raft_snapshot_index", "Index covered by the latest snapshot", &g.snapshot_index),
-            ("raft_purged_index", "Index of the last purged log entry", &g.purged_index),
+            (
+                "raft_leader_id",
+                "Node id of the known leader (0: none)",
+                &g.leader_id,
+            ),
+            (
+                "raft_is_leader",
+                "1 if this node is the leader",
+                &g.is_leader,
+            ),
+            (
+                "raft_last_log_index",
+                "Index of the last log entry",
+                &g.last_log_index,
+            ),
+            (
+                "raft_commit_index",
+                "Index of the last known committed entry",
+                &g.commit_index,
+            ),
+            (
+                "raft_applied_index",
+                "Index of the last applied entry",
+                &g.applied_index,
+            ),
+            (
+                "raft_snapshot_index",
+                "Index covered by the latest snapshot",
+                &g.snapshot_index,
+            ),
+            (
+                "raft_purged_index",
+                "Index of the last purged log entry",
+                &g.purged_index,
+            ),
         ] {
             registry.register(name, help, gauge.clone());
         }
         keel_raft::metrics::register(&mut registry);
-        Exporter { node, registry, gauges }
+        Exporter {
+            node,
+            registry,
+            gauges,
+        }
     }
 
     fn render(&self) -> String {
@@ -105,14 +137,19 @@ pub async fn serve(listener: TcpListener, node: RaftNode, shutdown: impl Future<
                 async move {
                     let resp = if req.uri().path() == "/metrics" {
                         Response::builder()
-                            .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                            .header(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
                             .body(Full::new(Bytes::from(exporter.render())))
                     } else {
                         Response::builder()
                             .status(StatusCode::NOT_FOUND)
                             .body(Full::new(Bytes::from_static(b"see /metrics\n")))
                     };
-                    Ok::<_, std::convert::Infallible>(resp.expect("static response parts are valid"))
+                    Ok::<_, std::convert::Infallible>(
+                        resp.expect("static response parts are valid"),
+                    )
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()

@@ -94,7 +94,9 @@ impl Node {
     /// initializes the cluster's membership.
     pub async fn start(cfg: NodeConfig, listeners: Listeners) -> Result<Node> {
         let span = tracing::info_span!("node", node_id = cfg.node_id);
-        let raft = RaftNode::start(raft_settings(&cfg)).instrument(span.clone()).await?;
+        let raft = RaftNode::start(raft_settings(&cfg))
+            .instrument(span.clone())
+            .await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let addr = |l: &TcpListener, what: &'static str| {
             l.local_addr().map_err(|source| Error::Bind {
@@ -113,7 +115,10 @@ impl Node {
 
         let peer = tonic::transport::Server::builder()
             .add_service(raft.peer_service())
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.peer), signalled(shutdown_rx.clone()));
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listeners.peer),
+                signalled(shutdown_rx.clone()),
+            );
         tasks.push(tokio::spawn(
             async move {
                 if let Err(e) = peer.await {
@@ -144,7 +149,10 @@ impl Node {
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.client), signalled(shutdown_rx.clone()));
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listeners.client),
+                signalled(shutdown_rx.clone()),
+            );
         tasks.push(tokio::spawn(
             async move {
                 if let Err(e) = client.await {
@@ -156,7 +164,8 @@ impl Node {
 
         if let Some(l) = listeners.metrics {
             tasks.push(tokio::spawn(
-                crate::metrics::serve(l, raft.clone(), signalled(shutdown_rx.clone())).instrument(span.clone()),
+                crate::metrics::serve(l, raft.clone(), signalled(shutdown_rx.clone()))
+                    .instrument(span.clone()),
             ));
         }
 
@@ -174,7 +183,9 @@ impl Node {
                     )
                 })
                 .collect();
-            raft.initialize_if_new(members).instrument(span.clone()).await?;
+            raft.initialize_if_new(members)
+                .instrument(span.clone())
+                .await?;
         }
         tracing::info!(node_id = cfg.node_id, %peer_addr, %client_addr, ?metrics_addr, "node serving");
         Ok(Node {

@@ -57,7 +57,10 @@ mod tests {
 
     #[test]
     fn minority_side_errors_are_retryable_and_bad_input_is_not() {
-        assert_eq!(to_status(Error::NoLeader { waited_ms: 5 }).code(), Code::Unavailable);
+        assert_eq!(
+            to_status(Error::NoLeader { waited_ms: 5 }).code(),
+            Code::Unavailable
+        );
         assert_eq!(
             to_status(Error::InvalidRequest("x".into())).code(),
             Code::InvalidArgument
