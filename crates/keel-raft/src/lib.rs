@@ -11,6 +11,9 @@
 //! `keel_proto` messages. This crate must not depend on the server, the frontend or the
 //! config crate (settings arrive as [`RaftSettings`]).
 
+// openraft's trait signatures fix `StorageError` (large) as the error type.
+#![allow(clippy::result_large_err)]
+
 mod codec;
 mod error;
 pub mod metrics;

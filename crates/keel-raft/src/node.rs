@@ -113,7 +113,7 @@ impl RaftNode {
     /// Opens the node's storage and starts Raft. Does not initialize membership; see
     /// [`RaftNode::initialize_if_new`].
     pub async fn start(settings: RaftSettings) -> Result<RaftNode> {
-        let (log, sm) = open_store_waiting_for_lock(&settings).await?;
+        let (log, sm) = open_store(&settings).await?;
         let reader = sm.reader();
         let committed = log.committed_index_handle();
         let config = Config {
@@ -571,22 +571,11 @@ impl RaftNode {
     }
 }
 
-async fn open_store_waiting_for_lock(
-    s: &RaftSettings,
-) -> Result<(store::LogStore, store::StateMachine)> {
-    // A node restarted in the same process waits for its previous incarnation's handles to
-    // be dropped (RocksDB's LOCK file), bounded.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match store::open(&s.data_dir, &s.cluster_id, s.node_id) {
-            Err(Error::RocksDb { source, .. })
-                if source.to_string().contains("lock") && Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            other => return other,
-        }
-    }
+async fn open_store(s: &RaftSettings) -> Result<(store::LogStore, store::StateMachine)> {
+    let (dir, cluster, node) = (s.data_dir.clone(), s.cluster_id.clone(), s.node_id);
+    tokio::task::spawn_blocking(move || store::open(&dir, &cluster, node))
+        .await
+        .map_err(|e| Error::Raft(format!("opening storage panicked: {e}")))?
 }
 
 async fn run_batcher(

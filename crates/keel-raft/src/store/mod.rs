@@ -53,8 +53,21 @@ pub fn open(
         .into_iter()
         .map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db_path = data_dir.join("db");
-    let db = DB::open_cf_descriptors(&opts, &db_path, cfs)
-        .map_err(Error::rocks(format!("opening {}", db_path.display())))?;
+    let cfs: Vec<ColumnFamilyDescriptor> = cfs.collect();
+    // A node reopened in the same process waits (bounded) for the previous incarnation's
+    // background threads to drop their handles and release RocksDB's LOCK.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let db = loop {
+        let cfs = cfs
+            .iter()
+            .map(|d| ColumnFamilyDescriptor::new(d.name(), Options::default()));
+        match DB::open_cf_descriptors(&opts, &db_path, cfs) {
+            Err(e) if e.to_string().contains("lock hold by current process") && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other.map_err(Error::rocks(format!("opening {}", db_path.display())))?,
+        }
+    };
     let db = Arc::new(db);
     check_identity(&db, data_dir, cluster_id, node_id)?;
     let snapshot_dir = data_dir.join("snapshots");
@@ -125,3 +138,21 @@ pub(crate) fn sto_io(e: impl std::fmt::Display) -> openraft::AnyError {
 
 #[cfg(test)]
 mod suite_test;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_dir_of_another_cluster_or_node_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path(), "alpha", 1).expect("first open claims the dir"));
+        drop(open(dir.path(), "alpha", 1).expect("same identity reopens"));
+        let err = open(dir.path(), "beta", 1).err().expect("other cluster");
+        let msg = err.to_string();
+        assert!(matches!(err, Error::IdentityMismatch { .. }), "{msg}");
+        assert!(msg.contains("\"alpha\"") && msg.contains("\"beta\""), "{msg}");
+        let err = open(dir.path(), "alpha", 2).err().expect("other node id");
+        assert!(err.to_string().contains("node 1") && err.to_string().contains("node 2"), "{err}");
+    }
+}

@@ -22,6 +22,9 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::typ::SnapshotMeta;
 
+/// One state-machine key and value.
+pub type Record = (Box<[u8]>, Box<[u8]>);
+
 const MAGIC: &[u8; 8] = b"KEELSNAP";
 const VERSION: u32 = 1;
 const END: u32 = u32::MAX;
@@ -56,7 +59,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Writes a snapshot file from records in key order; fsyncs it before returning.
 pub fn write<I>(path: &Path, meta: &SnapshotMeta, records: I) -> Result<(u64, [u8; 32])>
 where
-    I: IntoIterator<Item = Result<(Box<[u8]>, Box<[u8]>)>>,
+    I: IntoIterator<Item = Result<Record>>,
 {
     let ctx = || format!("writing snapshot {}", path.display());
     let file = File::create(path).map_err(Error::io(ctx()))?;
@@ -179,7 +182,7 @@ mod tests {
         }
     }
 
-    fn recs(n: u8) -> Vec<Result<(Box<[u8]>, Box<[u8]>)>> {
+    fn recs(n: u8) -> Vec<Result<Record>> {
         (0..n)
             .map(|i| {
                 Ok((
