@@ -27,8 +27,16 @@ fn keel_bin() -> PathBuf {
     }
     // target/<profile>/deps/multi_process-<hash> → target/<profile>/keel
     let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("keel");
-    assert!(bin.exists(), "{} not built; run the workspace tests (they build it) or set KEEL_BIN", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("keel");
+    assert!(
+        bin.exists(),
+        "{} not built; run the workspace tests (they build it) or set KEEL_BIN",
+        bin.display()
+    );
     bin
 }
 
@@ -96,7 +104,9 @@ fn free_port() -> u16 {
 fn rewritten_configs(dir: &Path) -> Vec<(NodeConfig, PathBuf)> {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster-configs/local-3");
     let mut cfgs: Vec<NodeConfig> = (1..=3)
-        .map(|i| NodeConfig::load(&shipped.join(format!("node{i}.toml"))).expect("shipped config loads"))
+        .map(|i| {
+            NodeConfig::load(&shipped.join(format!("node{i}.toml"))).expect("shipped config loads")
+        })
         .collect();
     let mut map = std::collections::BTreeMap::new();
     for c in &cfgs {
@@ -147,14 +157,20 @@ where
         if let Some(v) = cond().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting for: {reason}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting for: {reason}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn node_status(addr: &str) -> Option<admin::NodeStatus> {
     let mut c = AdminClient::new(channel(addr).await?);
-    c.node_status(admin::NodeStatusRequest {}).await.ok().map(|r| r.into_inner())
+    c.node_status(admin::NodeStatusRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
 }
 
 /// A leader that every listed node agrees on, other than `not`.
@@ -163,7 +179,10 @@ async fn agreed_leader(addrs: &[String], not: Option<u64>) -> u64 {
         let mut leader = None;
         for a in addrs {
             let s = node_status(a).await?;
-            if s.leader_id == 0 || Some(s.leader_id) == not || leader.is_some_and(|l| l != s.leader_id) {
+            if s.leader_id == 0
+                || Some(s.leader_id) == not
+                || leader.is_some_and(|l| l != s.leader_id)
+            {
                 return None;
             }
             leader = Some(s.leader_id);
@@ -196,10 +215,14 @@ async fn put(addr: &str, key: &str) -> u64 {
 }
 
 async fn http_get(addr: &str, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("metrics endpoint");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+    let mut s = tokio::net::TcpStream::connect(addr)
         .await
-        .unwrap();
+        .expect("metrics endpoint");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
@@ -207,9 +230,15 @@ async fn http_get(addr: &str, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
-    let dir = tempfile::Builder::new().prefix("keel-mp-").tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("keel-mp-")
+        .tempdir()
+        .unwrap();
     let cfgs = rewritten_configs(dir.path());
-    let client: Vec<String> = cfgs.iter().map(|(c, _)| c.network.client_addr.clone()).collect();
+    let client: Vec<String> = cfgs
+        .iter()
+        .map(|(c, _)| c.network.client_addr.clone())
+        .collect();
     let mut procs = Procs {
         children: (0..3).map(|_| None).collect(),
         logs: dir.path().to_path_buf(),
@@ -232,7 +261,10 @@ async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
 
     phase!("SIGKILL leader {leader}; the survivors elect a new leader and keep writing");
     procs.sigkill(leader);
-    let survivors: Vec<String> = (1..=3).filter(|i| *i != leader).map(|i| client[i - 1].clone()).collect();
+    let survivors: Vec<String> = (1..=3)
+        .filter(|i| *i != leader)
+        .map(|i| client[i - 1].clone())
+        .collect();
     let new_leader = agreed_leader(&survivors, Some(leader as u64)).await as usize;
     assert_ne!(new_leader, leader);
     let mut last_index = 0;
@@ -244,35 +276,63 @@ async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
 
     phase!("restart node {leader}; all state digests converge");
     procs.start(leader, &cfgs[leader - 1].1);
-    let digest = wait_for("identical state digests on all three nodes at the last write", || async {
-        let mut digests = Vec::new();
-        for a in &client {
-            let mut c = AdminClient::new(channel(a).await?);
-            let d = c.state_digest(admin::StateDigestRequest {}).await.ok()?.into_inner();
-            digests.push(d);
-        }
-        let first = digests[0].clone();
-        (first.applied_index >= last_index && digests.iter().all(|d| *d == first)).then_some(first)
-    })
+    let digest = wait_for(
+        "identical state digests on all three nodes at the last write",
+        || async {
+            let mut digests = Vec::new();
+            for a in &client {
+                let mut c = AdminClient::new(channel(a).await?);
+                let d = c
+                    .state_digest(admin::StateDigestRequest {})
+                    .await
+                    .ok()?
+                    .into_inner();
+                digests.push(d);
+            }
+            let first = digests[0].clone();
+            (first.applied_index >= last_index && digests.iter().all(|d| *d == first))
+                .then_some(first)
+        },
+    )
     .await;
     assert!(digest.key_count >= keys.len() as u64);
 
     phase!("the restarted node serves every acknowledged write linearizably");
-    let mut c = KvClient::new(channel(&client[leader - 1]).await.expect("restarted node up"));
+    let mut c = KvClient::new(
+        channel(&client[leader - 1])
+            .await
+            .expect("restarted node up"),
+    );
     for k in &keys {
         let r = c
-            .get(kv::GetRequest { key: k.clone().into_bytes() })
+            .get(kv::GetRequest {
+                key: k.clone().into_bytes(),
+            })
             .await
             .expect("linearizable get")
             .into_inner();
-        assert_eq!(r.value, Some(format!("value-of-{k}").into_bytes()), "key {k}");
+        assert_eq!(
+            r.value,
+            Some(format!("value-of-{k}").into_bytes()),
+            "key {k}"
+        );
     }
 
     phase!("the metrics endpoint reports raft state");
-    let metrics_addr = cfgs[leader - 1].0.network.metrics_addr.clone().expect("shipped configs enable metrics");
+    let metrics_addr = cfgs[leader - 1]
+        .0
+        .network
+        .metrics_addr
+        .clone()
+        .expect("shipped configs enable metrics");
     let body = http_get(&metrics_addr, "/metrics").await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    for name in ["keel_raft_term", "keel_raft_applied_index", "keel_raft_log_append_seconds", "keel_raft_apply_batch_seconds"] {
+    for name in [
+        "keel_raft_term",
+        "keel_raft_applied_index",
+        "keel_raft_log_append_seconds",
+        "keel_raft_apply_batch_seconds",
+    ] {
         assert!(body.contains(name), "metrics lack {name}");
     }
 }

@@ -116,6 +116,10 @@ pub struct RaftConfig {
     pub leader_wait_ms: u64,
     /// Most client commands batched into one log entry, commands. Default: 256.
     pub max_batch_commands: u64,
+    /// Batches the leader may have proposed but not yet committed, batches. openraft 0.9
+    /// appends one entry per log fsync, so a few batches in flight keep the disk busy while
+    /// each batch stays large. Default: 3.
+    pub max_in_flight_batches: u64,
 }
 
 impl Default for RaftConfig {
@@ -131,6 +135,7 @@ impl Default for RaftConfig {
             snapshot_chunk_bytes: 1 << 20,
             leader_wait_ms: 2_000,
             max_batch_commands: 256,
+            max_in_flight_batches: 3,
         }
     }
 }
@@ -302,6 +307,7 @@ impl NodeConfig {
             ("raft.snapshot-chunk-bytes", r.snapshot_chunk_bytes),
             ("raft.leader-wait-ms", r.leader_wait_ms),
             ("raft.max-batch-commands", r.max_batch_commands),
+            ("raft.max-in-flight-batches", r.max_in_flight_batches),
         ] {
             if v == 0 {
                 p.push(format!("{name}: must be > 0"));

@@ -29,8 +29,8 @@ use crate::store::state_machine::{StateDigest, StateReader};
 use crate::store::{self};
 use crate::typ::{KeelNode, LogId, NodeId, Raft, RaftMetrics};
 
-/// Batches the batcher may have in flight at once (pipelining across fsyncs).
-const MAX_IN_FLIGHT_BATCHES: usize = 4;
+/// Most scheduler yields the batcher spends waiting for a batch to fill.
+const MAX_LINGER_YIELDS: usize = 16;
 /// Bound on proposals queued for the batcher.
 const PROPOSAL_QUEUE_CAPACITY: usize = 16_384;
 
@@ -50,6 +50,7 @@ pub struct RaftSettings {
     pub max_append_entries: u64,
     pub leader_wait_ms: u64,
     pub max_batch_commands: usize,
+    pub max_in_flight_batches: usize,
     pub rpc: RpcSettings,
     pub allow_clock_offset: bool,
 }
@@ -150,6 +151,7 @@ impl RaftNode {
             raft.clone(),
             batch_rx,
             settings.max_batch_commands,
+            settings.max_in_flight_batches,
             clock_offset_ms.clone(),
         ));
         tracing::info!(node_id = settings.node_id, cluster_id = %settings.cluster_id, data_dir = %settings.data_dir.display(), "raft node started");
@@ -324,7 +326,16 @@ impl RaftNode {
             .send(Pending { commands, reply })
             .await
             .map_err(|_| Error::ShuttingDown)?;
-        rx.await.map_err(|_| Error::ShuttingDown)?
+        // A leader cut off from its quorum cannot commit; give up after a bound. The outcome
+        // is then unknown (the entry may still commit), which callers treat as retryable.
+        let wait = self.inner.settings.rpc.forward_timeout;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(reply) => reply.map_err(|_| Error::ShuttingDown)?,
+            Err(_) => Err(Error::Timeout {
+                what: "waiting for the proposal to commit (outcome unknown)".into(),
+                waited_ms: wait.as_millis() as u64,
+            }),
+        }
     }
 
     /// On the leader: confirms leadership with a quorum and returns the index a linearizable
@@ -582,9 +593,11 @@ async fn run_batcher(
     raft: Raft,
     mut rx: mpsc::Receiver<Pending>,
     max_commands: usize,
+    max_in_flight: usize,
     clock_offset_ms: Arc<AtomicI64>,
 ) {
-    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT_BATCHES));
+    let in_flight = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    let mut prev_batch = 1;
     while let Some(first) = rx.recv().await {
         // Waiting for a slot lets more proposals queue up and join this batch.
         let permit = in_flight
@@ -594,15 +607,31 @@ async fn run_batcher(
             .expect("semaphore is never closed");
         let mut batch = vec![first];
         let mut n = batch[0].commands.len();
-        while n < max_commands {
-            match rx.try_recv() {
-                Ok(p) => {
-                    n += p.commands.len();
-                    batch.push(p);
+        // Linger while proposers answered by the previous batch are still re-proposing: up
+        // to the previous batch's size, only as long as each yield brings more. An idle
+        // proposer (previous batch of 1) never waits.
+        let mut yields = 0;
+        loop {
+            while n < max_commands {
+                match rx.try_recv() {
+                    Ok(p) => {
+                        n += p.commands.len();
+                        batch.push(p);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
+            }
+            if n >= max_commands || n >= prev_batch || yields >= MAX_LINGER_YIELDS {
+                break;
+            }
+            let before = n;
+            tokio::task::yield_now().await;
+            yields += 1;
+            if rx.is_empty() && n == before && yields > 1 {
+                break;
             }
         }
+        prev_batch = n;
         let offset = clock_offset_ms.load(Ordering::Relaxed);
         let proposed_at_ms = (now_ms() as i64).saturating_add(offset).max(0) as u64;
         let raft = raft.clone();

@@ -112,6 +112,43 @@ pub async fn run_raft_bench(opts: RaftBenchOptions) -> anyhow::Result<Vec<RaftBe
             opts.nodes, r.concurrency, r.commits_per_sec, r.p50_ms, r.p99_ms
         );
     }
+    eprintln!(
+        "\nreplication internals (all nodes, whole run):\n{}",
+        internals_summary()
+    );
     cluster.shutdown().await;
     Ok(results)
+}
+
+/// Means of the replication layer's histograms, to see where commit latency goes.
+fn internals_summary() -> String {
+    let mut registry = prometheus_client::registry::Registry::default();
+    keel_raft::metrics::register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode to string");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let mut out = String::new();
+    for (metric, scale, unit) in [
+        ("keel_raft_wal_fsync_seconds", 1e3, "ms"),
+        ("keel_raft_wal_fsync_batch_appends", 1.0, "appends"),
+        ("keel_raft_log_append_seconds", 1e3, "ms"),
+        ("keel_raft_apply_batch_seconds", 1e3, "ms"),
+    ] {
+        let (sum, count) = (
+            value(&format!("{metric}_sum ")),
+            value(&format!("{metric}_count ")),
+        );
+        out.push_str(&format!(
+            "  {metric}: count {count:.0}, mean {:.3} {unit}\n",
+            sum / count * scale
+        ));
+    }
+    out
 }

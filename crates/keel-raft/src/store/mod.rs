@@ -62,10 +62,15 @@ pub fn open(
             .iter()
             .map(|d| ColumnFamilyDescriptor::new(d.name(), Options::default()));
         match DB::open_cf_descriptors(&opts, &db_path, cfs) {
-            Err(e) if e.to_string().contains("lock hold by current process") && std::time::Instant::now() < deadline => {
+            Err(e)
+                if e.to_string().contains("lock hold by current process")
+                    && std::time::Instant::now() < deadline =>
+            {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            other => break other.map_err(Error::rocks(format!("opening {}", db_path.display())))?,
+            other => {
+                break other.map_err(Error::rocks(format!("opening {}", db_path.display())))?
+            }
         }
     };
     let db = Arc::new(db);
@@ -151,8 +156,14 @@ mod tests {
         let err = open(dir.path(), "beta", 1).err().expect("other cluster");
         let msg = err.to_string();
         assert!(matches!(err, Error::IdentityMismatch { .. }), "{msg}");
-        assert!(msg.contains("\"alpha\"") && msg.contains("\"beta\""), "{msg}");
+        assert!(
+            msg.contains("\"alpha\"") && msg.contains("\"beta\""),
+            "{msg}"
+        );
         let err = open(dir.path(), "alpha", 2).err().expect("other node id");
-        assert!(err.to_string().contains("node 1") && err.to_string().contains("node 2"), "{err}");
+        assert!(
+            err.to_string().contains("node 1") && err.to_string().contains("node 2"),
+            "{err}"
+        );
     }
 }
