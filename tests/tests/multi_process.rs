@@ -336,3 +336,78 @@ async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
         assert!(body.contains(name), "metrics lack {name}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keel_up_starts_three_nodes_reports_a_leader_and_stops_them_on_ctrl_c() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::Builder::new()
+        .prefix("keel-up-")
+        .tempdir()
+        .unwrap();
+    let configs = dir.path().join("configs");
+    std::fs::create_dir(&configs).unwrap();
+    let cfgs = rewritten_configs(&configs);
+    let mut up = tokio::process::Command::new(keel_bin())
+        .arg("up")
+        .arg("--configs")
+        .arg(&configs)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn keel up");
+
+    phase!("keel up prints the status table once a leader is elected");
+    let mut lines = tokio::io::BufReader::new(up.stdout.take().unwrap()).lines();
+    let mut table = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("keel up reported within the deadline")
+            .expect("read stdout")
+            .expect("keel up exited before reporting");
+        if line.contains("Ctrl-C stops all nodes") {
+            break;
+        }
+        table.push(line);
+    }
+    let text = table.join("\n");
+    assert!(text.contains("cluster keel-local-3  leader "), "{text}");
+    assert_eq!(
+        text.matches(" leader ").count() + text.matches(" follower ").count(),
+        4,
+        "{text}"
+    );
+    let leader = agreed_leader(
+        &cfgs
+            .iter()
+            .map(|(c, _)| c.network.client_addr.clone())
+            .collect::<Vec<_>>(),
+        None,
+    )
+    .await;
+    assert!((1..=3).contains(&leader));
+
+    phase!("SIGINT stops every node and keel up itself");
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(up.id().expect("running") as i32, libc::SIGINT);
+    }
+    let status = tokio::time::timeout(WAIT, up.wait())
+        .await
+        .expect("keel up exits")
+        .unwrap();
+    assert!(status.success(), "keel up exited with {status}");
+    for (c, _) in &cfgs {
+        assert!(
+            std::net::TcpStream::connect(&c.network.client_addr).is_err(),
+            "node {} still listening after keel up stopped",
+            c.node_id
+        );
+    }
+}
