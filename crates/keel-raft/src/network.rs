@@ -27,6 +27,10 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::typ::{KeelNode, NodeId, Snapshot, TypeConfig, Vote};
 
+/// Message of the UNAVAILABLE status a node returns to a forwarded request when it is not
+/// the leader (the peer protocol's marker for "retry elsewhere, nothing was proposed").
+pub(crate) const NOT_LEADER_MESSAGE: &str = "not the leader";
+
 /// Transport settings for peer connections.
 #[derive(Debug, Clone)]
 pub struct RpcSettings {
@@ -156,19 +160,14 @@ fn unreachable(leader: NodeId, s: tonic::Status) -> Error {
 /// Maps an error status from the leader back to the error it stands for.
 fn remote(leader: NodeId, s: tonic::Status) -> Error {
     match s.code() {
-        tonic::Code::Unavailable
-            if s.metadata().get(keel_proto::LEADER_HINT_HEADER).is_some()
-                || s.message().contains("not the leader") =>
-        {
-            Error::NotLeader {
-                leader_id: None,
-                leader_client_addr: s
-                    .metadata()
-                    .get(keel_proto::LEADER_HINT_HEADER)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-            }
-        }
+        tonic::Code::Unavailable if s.message() == NOT_LEADER_MESSAGE => Error::NotLeader {
+            leader_id: None,
+            leader_client_addr: s
+                .metadata()
+                .get(keel_proto::LEADER_HINT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        },
         tonic::Code::InvalidArgument => Error::InvalidRequest(s.message().to_string()),
         _ => unreachable(leader, s),
     }

@@ -569,7 +569,7 @@ impl RaftNode {
             Error::NotLeader {
                 leader_client_addr, ..
             } => {
-                let mut s = tonic::Status::unavailable("not the leader");
+                let mut s = tonic::Status::unavailable(crate::network::NOT_LEADER_MESSAGE);
                 if let Some(addr) = leader_client_addr.and_then(|a| a.parse().ok()) {
                     s.metadata_mut()
                         .insert(keel_proto::LEADER_HINT_HEADER, addr);

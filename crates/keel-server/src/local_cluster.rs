@@ -66,20 +66,29 @@ impl LocalCluster {
             tune,
         };
         for (id, (peer, client)) in listeners {
-            let cfg = cluster.config_for(id, &peer, &client, members.clone())?;
-            cluster.configs.insert(id, cfg.clone());
-            let node = Node::start(
-                cfg,
-                Listeners {
-                    peer,
-                    client,
-                    metrics: None,
-                },
-            )
-            .await?;
-            cluster.nodes.insert(id, node);
+            cluster.launch(id, peer, client, members.clone()).await?;
         }
         Ok(cluster)
+    }
+
+    /// Starts node `id` on already bound listeners.
+    async fn launch(
+        &mut self,
+        id: u64,
+        peer: TcpListener,
+        client: TcpListener,
+        members: Vec<MemberConfig>,
+    ) -> anyhow::Result<&Node> {
+        let cfg = self.config_for(id, &peer, &client, members)?;
+        self.configs.insert(id, cfg.clone());
+        let listeners = Listeners {
+            peer,
+            client,
+            metrics: None,
+        };
+        let node = Node::start(cfg, listeners).await?;
+        self.nodes.insert(id, node);
+        Ok(&self.nodes[&id])
     }
 
     fn config_for(
@@ -119,19 +128,7 @@ impl LocalCluster {
     /// Starts a node that is not an initial member (to be added as a learner).
     pub async fn start_joining_node(&mut self, id: u64) -> anyhow::Result<&Node> {
         let (peer, client) = (loopback().await?, loopback().await?);
-        let cfg = self.config_for(id, &peer, &client, Vec::new())?;
-        self.configs.insert(id, cfg.clone());
-        let node = Node::start(
-            cfg,
-            Listeners {
-                peer,
-                client,
-                metrics: None,
-            },
-        )
-        .await?;
-        self.nodes.insert(id, node);
-        Ok(&self.nodes[&id])
+        self.launch(id, peer, client, Vec::new()).await
     }
 
     pub fn node(&self, id: u64) -> &Node {
