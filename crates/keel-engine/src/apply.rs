@@ -6,10 +6,12 @@ use crate::keys::{self, MetaKey};
 use crate::{Command, Error, Proposal, ProposalResponse, Response, Result, StateStore};
 
 /// What apply derived for an entry, for the caller's bookkeeping.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppliedMeta {
     /// The replicated time the entry was applied at, ms since the Unix epoch.
     pub entry_time_ms: u64,
+    /// What the leader's drivers and waiters must react to, in apply order.
+    pub effects: Vec<crate::workflow::Effect>,
 }
 
 /// Replicated time of an entry: the proposer's clock, but never earlier than the entry
@@ -42,8 +44,9 @@ pub fn apply_proposal(
 ) -> Result<(ProposalResponse, AppliedMeta)> {
     let entry_time_ms = entry_time_ms(proposal.proposed_at_ms, last_applied_time_ms(store)?);
     let mut responses = Vec::with_capacity(proposal.commands.len());
+    let mut effects = Vec::new();
     for cmd in &proposal.commands {
-        responses.push(apply_command(cmd, store)?);
+        responses.push(apply_command(cmd, entry_time_ms, store, &mut effects)?);
     }
     store.put(
         &keys::meta(MetaKey::LastAppliedTime),
@@ -51,11 +54,19 @@ pub fn apply_proposal(
     );
     Ok((
         ProposalResponse { responses },
-        AppliedMeta { entry_time_ms },
+        AppliedMeta {
+            entry_time_ms,
+            effects,
+        },
     ))
 }
 
-fn apply_command(cmd: &Command, store: &mut impl StateStore) -> Result<Response> {
+fn apply_command(
+    cmd: &Command,
+    now_ms: u64,
+    store: &mut impl StateStore,
+    effects: &mut Vec<crate::workflow::Effect>,
+) -> Result<Response> {
     let kind = match &cmd.kind {
         None => return Ok(rejected("command has no kind (unknown to this version?)")),
         Some(kind) => kind,
@@ -92,6 +103,12 @@ fn apply_command(cmd: &Command, store: &mut impl StateStore) -> Result<Response>
                 succeeded: true,
                 previous,
             }
+        }
+        workflow => {
+            let outcome = crate::workflow::apply(workflow, now_ms, store, effects)?;
+            return Ok(Response {
+                kind: Some(response::Kind::Workflow(outcome)),
+            });
         }
     };
     Ok(Response {

@@ -17,7 +17,7 @@ pub struct Proposal {
 /// One replicated command.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Command {
-    #[prost(oneof = "command::Kind", tags = "1, 2, 3")]
+    #[prost(oneof = "command::Kind", tags = "1, 2, 3, 10, 11, 12, 13, 14")]
     pub kind: Option<command::Kind>,
 }
 
@@ -31,6 +31,16 @@ pub mod command {
         RegisterCas(super::RegisterCas),
         #[prost(message, tag = "3")]
         RegisterDelete(super::RegisterDelete),
+        #[prost(message, tag = "10")]
+        StartWorkflow(crate::workflow::StartWorkflow),
+        #[prost(message, tag = "11")]
+        DispatchTask(crate::workflow::DispatchTask),
+        #[prost(message, tag = "12")]
+        CompleteWorkflowTask(crate::workflow::CompleteWorkflowTask),
+        #[prost(message, tag = "13")]
+        CompleteActivityTask(crate::workflow::CompleteActivityTask),
+        #[prost(message, tag = "14")]
+        FireTimer(crate::workflow::FireTimer),
     }
 }
 
@@ -107,18 +117,22 @@ pub struct ProposalResponse {
 /// The result of one command.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Response {
-    #[prost(oneof = "response::Kind", tags = "1, 2")]
+    #[prost(oneof = "response::Kind", tags = "1, 2, 3")]
     pub kind: Option<response::Kind>,
 }
 
 pub mod response {
     /// Every response kind.
     #[derive(Clone, PartialEq, prost::Oneof)]
+    // Built once per command and moved, never stored in bulk: boxing buys nothing.
+    #[allow(clippy::large_enum_variant)]
     pub enum Kind {
         #[prost(message, tag = "1")]
         RegisterWrite(super::RegisterWrite),
         #[prost(message, tag = "2")]
         Rejected(super::Rejected),
+        #[prost(message, tag = "3")]
+        Workflow(crate::workflow::WorkflowOutcome),
     }
 }
 

@@ -12,6 +12,18 @@ pub enum KeyKind {
     Meta = 0x0000,
     /// The key-value register: the user's key bytes follow the prefix.
     Register = 0x0001,
+    /// Current run of a workflow id: (namespace, workflow_id).
+    CurrentRun = 0x0010,
+    /// Mutable state of a run: (namespace, workflow_id, run_id).
+    MutableState = 0x0011,
+    /// One history event: (namespace, workflow_id, run_id, event_id).
+    History = 0x0012,
+    /// Head/tail cursor of a task backlog: (namespace, task_queue, kind).
+    QueueCursor = 0x0013,
+    /// One backlog entry: (namespace, task_queue, kind, seq).
+    QueueEntry = 0x0014,
+    /// Pending-deadline index: (fire_at_ms, namespace, workflow_id, run_id, timer kind, id).
+    Timer = 0x0015,
 }
 
 impl KeyKind {
@@ -25,6 +37,12 @@ impl KeyKind {
         match key.get(..2)? {
             [0x00, 0x00] => Some(KeyKind::Meta),
             [0x00, 0x01] => Some(KeyKind::Register),
+            [0x00, 0x10] => Some(KeyKind::CurrentRun),
+            [0x00, 0x11] => Some(KeyKind::MutableState),
+            [0x00, 0x12] => Some(KeyKind::History),
+            [0x00, 0x13] => Some(KeyKind::QueueCursor),
+            [0x00, 0x14] => Some(KeyKind::QueueEntry),
+            [0x00, 0x15] => Some(KeyKind::Timer),
             _ => None,
         }
     }
@@ -62,6 +80,102 @@ pub fn parse_register(key: &[u8]) -> Option<&[u8]> {
     (KeyKind::of(key)? == KeyKind::Register).then(|| &key[2..])
 }
 
+/// Appends a length-prefixed (u16 big-endian) string. Lengths are bounded by the frontend;
+/// a longer string is an invariant violation.
+fn push_str(k: &mut Vec<u8>, s: &str) {
+    let len = u16::try_from(s.len())
+        .expect("key strings are at most 65535 bytes (validated by the frontend)");
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(s.as_bytes());
+}
+
+fn with_kind(kind: KeyKind) -> Vec<u8> {
+    let mut k = Vec::with_capacity(64);
+    k.extend_from_slice(&kind.prefix());
+    k
+}
+
+/// Key of the current run of `(namespace, workflow_id)`.
+pub fn current_run(namespace: &str, workflow_id: &str) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::CurrentRun);
+    push_str(&mut k, namespace);
+    push_str(&mut k, workflow_id);
+    k
+}
+
+fn run_fields(k: &mut Vec<u8>, namespace: &str, workflow_id: &str, run_id: &str) {
+    push_str(k, namespace);
+    push_str(k, workflow_id);
+    push_str(k, run_id);
+}
+
+/// Key of a run's mutable state.
+pub fn mutable_state(namespace: &str, workflow_id: &str, run_id: &str) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::MutableState);
+    run_fields(&mut k, namespace, workflow_id, run_id);
+    k
+}
+
+/// Key of one history event; a run's events are contiguous and ordered by id.
+pub fn history_event(namespace: &str, workflow_id: &str, run_id: &str, event_id: i64) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::History);
+    run_fields(&mut k, namespace, workflow_id, run_id);
+    k.extend_from_slice(&(event_id as u64).to_be_bytes());
+    k
+}
+
+/// Prefix of all history events of a run.
+pub fn history_prefix(namespace: &str, workflow_id: &str, run_id: &str) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::History);
+    run_fields(&mut k, namespace, workflow_id, run_id);
+    k
+}
+
+/// Key of a backlog's cursor.
+pub fn queue_cursor(namespace: &str, task_queue: &str, kind: u8) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::QueueCursor);
+    push_str(&mut k, namespace);
+    push_str(&mut k, task_queue);
+    k.push(kind);
+    k
+}
+
+/// Key of one backlog entry.
+pub fn queue_entry(namespace: &str, task_queue: &str, kind: u8, seq: u64) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::QueueEntry);
+    push_str(&mut k, namespace);
+    push_str(&mut k, task_queue);
+    k.push(kind);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Kinds of deadline in the timers index.
+#[repr(u8)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    /// A user timer (StartTimer); the id is the timer id.
+    User = 1,
+}
+
+/// Key of one pending deadline. Sorted by fire time first, so the leader's timer driver
+/// reads the next due deadlines with one forward scan from the [`KeyKind::Timer`] prefix.
+pub fn timer(
+    fire_at_ms: u64,
+    namespace: &str,
+    workflow_id: &str,
+    run_id: &str,
+    kind: TimerKind,
+    id: &str,
+) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::Timer);
+    k.extend_from_slice(&fire_at_ms.to_be_bytes());
+    run_fields(&mut k, namespace, workflow_id, run_id);
+    k.push(kind as u8);
+    push_str(&mut k, id);
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +189,34 @@ mod tests {
         }
         assert_eq!(parse_register(&meta(MetaKey::LastAppliedLogId)), None);
         assert_eq!(KeyKind::of(&[0x00]), None);
+    }
+
+    #[test]
+    fn timers_sort_by_fire_time_then_run() {
+        let a = timer(5, "ns", "zzz", "r", TimerKind::User, "t");
+        let b = timer(6, "ns", "aaa", "r", TimerKind::User, "t");
+        let c = timer(256, "ns", "aaa", "r", TimerKind::User, "t");
+        assert!(a < b && b < c);
+        assert_eq!(KeyKind::of(&a), Some(KeyKind::Timer));
+    }
+
+    #[test]
+    fn history_keys_order_by_event_id_within_a_run() {
+        let ids = [1i64, 2, 255, 256, 70_000];
+        let keys: Vec<Vec<u8>> = ids
+            .iter()
+            .map(|i| history_event("ns", "wf", "run", *i))
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        assert!(keys
+            .iter()
+            .all(|k| k.starts_with(&history_prefix("ns", "wf", "run"))));
+        // Length prefixes keep one workflow id from being a prefix of another's keys.
+        assert!(
+            !history_event("ns", "wf1", "run", 1).starts_with(&history_prefix("ns", "wf", "run"))
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! - [`Response`]: per-command result; domain rejections are values, not errors;
 //! - [`keys`]: the one module that lays out every state-machine key.
 //!
-//! Until the workflow engine lands, the only commands are a key-value register
-//! (put / compare-and-set / delete).
+//! Commands: a key-value register (put / compare-and-set / delete, for tests and the
+//! fault-injection workload) and the [`workflow`] state machine (Temporal's model).
 //!
 //! This crate must not depend on tokio, tonic, RocksDB or openraft (CI checks `cargo tree`).
 
@@ -22,6 +22,7 @@ mod commands;
 mod error;
 pub mod keys;
 mod store;
+pub mod workflow;
 
 pub use apply::{apply_proposal, entry_time_ms, last_applied_time_ms, read_register, AppliedMeta};
 pub use commands::{

@@ -36,7 +36,9 @@ impl KvService {
                 log_index: proposed.log_index,
             })),
             Some(response::Kind::Rejected(r)) => Err(Status::invalid_argument(r.reason)),
-            None => Err(Status::internal("empty response for a proposed command")),
+            Some(response::Kind::Workflow(_)) | None => Err(Status::internal(
+                "a register command got a response of another kind",
+            )),
         }
     }
 }
