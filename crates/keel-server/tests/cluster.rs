@@ -481,3 +481,112 @@ async fn t45_an_isolated_leader_stops_acknowledging_and_the_majority_moves_on() 
     c.shutdown().await;
     Ok(())
 }
+
+/// Drives one workflow through the replicated log: start, then alternately dispatch and
+/// complete tasks through `node`, so every node applies the same workflow commands.
+async fn run_workflow_through(node: &keel_raft::RaftNode, wf: &str, activities: usize) -> anyhow::Result<()> {
+    use keel_engine::command::Kind;
+    use keel_engine::workflow::{self as w, workflow_command::Kind as Cmd, workflow_outcome::Kind as Outcome};
+    let one = |kind: Kind| async move {
+        let p = node.propose(vec![keel_engine::Command { kind: Some(kind) }]).await?;
+        match p.responses.into_iter().next().and_then(|r| r.kind) {
+            Some(keel_engine::response::Kind::Workflow(o)) => anyhow::Ok(o.kind.expect("outcome")),
+            other => anyhow::bail!("unexpected response {other:?}"),
+        }
+    };
+    let run = w::RunKey {
+        namespace: "default".into(),
+        workflow_id: wf.into(),
+        run_id: format!("{wf}-run"),
+    };
+    one(Kind::StartWorkflow(w::StartWorkflow {
+        run: Some(run.clone()),
+        workflow_type: "wf".into(),
+        task_queue: format!("q-{wf}"),
+        request_id: format!("{wf}-req"),
+        ..Default::default()
+    }))
+    .await?;
+    let poll = |kind: w::TaskKind| {
+        let queue = format!("q-{wf}");
+        async move {
+            match one(Kind::DispatchTask(w::DispatchTask {
+                namespace: "default".into(),
+                task_queue: queue,
+                kind: kind as i32,
+                identity: "test".into(),
+                request_id: "r".into(),
+            }))
+            .await?
+            {
+                Outcome::Dispatched(d) => anyhow::Ok(d.token.expect("token")),
+                other => anyhow::bail!("poll: {other:?}"),
+            }
+        }
+    };
+    for i in 0..=activities {
+        let wft = poll(w::TaskKind::Workflow).await?;
+        let cmd = if i < activities {
+            Cmd::ScheduleActivity(w::ScheduleActivity {
+                activity_id: format!("a{i}"),
+                activity_type: "step".into(),
+                start_to_close_timeout_ms: 10_000,
+                ..Default::default()
+            })
+        } else {
+            Cmd::CompleteWorkflow(w::CompleteWorkflow { result: b"ok".to_vec() })
+        };
+        let out = one(Kind::CompleteWorkflowTask(w::CompleteWorkflowTask {
+            token: Some(wft),
+            identity: "test".into(),
+            commands: vec![w::WorkflowCommand { kind: Some(cmd) }],
+            sdk_metadata: vec![],
+        }))
+        .await?;
+        anyhow::ensure!(matches!(out, Outcome::Accepted(_)), "complete workflow task: {out:?}");
+        if i < activities {
+            let act = poll(w::TaskKind::Activity).await?;
+            one(Kind::CompleteActivityTask(w::CompleteActivityTask {
+                token: Some(act),
+                identity: "test".into(),
+                result: vec![i as u8],
+            }))
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t70_workflow_commands_give_identical_state_on_every_node_including_after_snapshot_install() -> anyhow::Result<()> {
+    let mut c = LocalCluster::start(3, |cfg| {
+        cfg.raft.snapshot_every_entries = 30;
+        cfg.raft.keep_entries_after_snapshot = 0;
+        cfg.raft.purge_batch_size = 1;
+    })
+    .await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let follower = others(&c.running(), leader)[0];
+
+    phase!("a 3-activity workflow driven through follower {follower} replicates identically");
+    run_workflow_through(&c.node(follower).raft().clone(), "wf-1", 3).await?;
+    let d1 = c.wait_converged(WAIT).await?;
+
+    phase!("node {follower} misses two workflows whose log is purged; it catches up by snapshot");
+    let lagger_last = c.node(follower).raft().status().last_log_index;
+    c.crash(follower).await;
+    let leader_raft = c.node(leader).raft().clone();
+    run_workflow_through(&leader_raft, "wf-2", 5).await?;
+    run_workflow_through(&leader_raft, "wf-3", 5).await?;
+    wait_for(WAIT, "the leader purged past the lagging node's log", || {
+        let s = leader_raft.status();
+        async move { (s.purged_index > lagger_last).then_some(()) }
+    })
+    .await?;
+    c.restart(follower).await?;
+    let d2 = c.wait_converged(WAIT).await?;
+    assert!(d2.applied_index > d1.applied_index && d2.key_count > d1.key_count);
+    assert!(c.node(follower).raft().status().snapshot_index > lagger_last, "caught up by snapshot");
+    c.shutdown().await;
+    Ok(())
+}
