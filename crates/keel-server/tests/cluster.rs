@@ -484,11 +484,19 @@ async fn t45_an_isolated_leader_stops_acknowledging_and_the_majority_moves_on() 
 
 /// Drives one workflow through the replicated log: start, then alternately dispatch and
 /// complete tasks through `node`, so every node applies the same workflow commands.
-async fn run_workflow_through(node: &keel_raft::RaftNode, wf: &str, activities: usize) -> anyhow::Result<()> {
+async fn run_workflow_through(
+    node: &keel_raft::RaftNode,
+    wf: &str,
+    activities: usize,
+) -> anyhow::Result<()> {
     use keel_engine::command::Kind;
-    use keel_engine::workflow::{self as w, workflow_command::Kind as Cmd, workflow_outcome::Kind as Outcome};
+    use keel_engine::workflow::{
+        self as w, workflow_command::Kind as Cmd, workflow_outcome::Kind as Outcome,
+    };
     let one = |kind: Kind| async move {
-        let p = node.propose(vec![keel_engine::Command { kind: Some(kind) }]).await?;
+        let p = node
+            .propose(vec![keel_engine::Command { kind: Some(kind) }])
+            .await?;
         match p.responses.into_iter().next().and_then(|r| r.kind) {
             Some(keel_engine::response::Kind::Workflow(o)) => anyhow::Ok(o.kind.expect("outcome")),
             other => anyhow::bail!("unexpected response {other:?}"),
@@ -534,7 +542,9 @@ async fn run_workflow_through(node: &keel_raft::RaftNode, wf: &str, activities: 
                 ..Default::default()
             })
         } else {
-            Cmd::CompleteWorkflow(w::CompleteWorkflow { result: b"ok".to_vec() })
+            Cmd::CompleteWorkflow(w::CompleteWorkflow {
+                result: b"ok".to_vec(),
+            })
         };
         let out = one(Kind::CompleteWorkflowTask(w::CompleteWorkflowTask {
             token: Some(wft),
@@ -543,7 +553,10 @@ async fn run_workflow_through(node: &keel_raft::RaftNode, wf: &str, activities: 
             sdk_metadata: vec![],
         }))
         .await?;
-        anyhow::ensure!(matches!(out, Outcome::Accepted(_)), "complete workflow task: {out:?}");
+        anyhow::ensure!(
+            matches!(out, Outcome::Accepted(_)),
+            "complete workflow task: {out:?}"
+        );
         if i < activities {
             let act = poll(w::TaskKind::Activity).await?;
             one(Kind::CompleteActivityTask(w::CompleteActivityTask {
@@ -558,7 +571,8 @@ async fn run_workflow_through(node: &keel_raft::RaftNode, wf: &str, activities: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t70_workflow_commands_give_identical_state_on_every_node_including_after_snapshot_install() -> anyhow::Result<()> {
+async fn t70_workflow_commands_give_identical_state_on_every_node_including_after_snapshot_install(
+) -> anyhow::Result<()> {
     let mut c = LocalCluster::start(3, |cfg| {
         cfg.raft.snapshot_every_entries = 30;
         cfg.raft.keep_entries_after_snapshot = 0;
@@ -578,15 +592,22 @@ async fn t70_workflow_commands_give_identical_state_on_every_node_including_afte
     let leader_raft = c.node(leader).raft().clone();
     run_workflow_through(&leader_raft, "wf-2", 5).await?;
     run_workflow_through(&leader_raft, "wf-3", 5).await?;
-    wait_for(WAIT, "the leader purged past the lagging node's log", || {
-        let s = leader_raft.status();
-        async move { (s.purged_index > lagger_last).then_some(()) }
-    })
+    wait_for(
+        WAIT,
+        "the leader purged past the lagging node's log",
+        || {
+            let s = leader_raft.status();
+            async move { (s.purged_index > lagger_last).then_some(()) }
+        },
+    )
     .await?;
     c.restart(follower).await?;
     let d2 = c.wait_converged(WAIT).await?;
     assert!(d2.applied_index > d1.applied_index && d2.key_count > d1.key_count);
-    assert!(c.node(follower).raft().status().snapshot_index > lagger_last, "caught up by snapshot");
+    assert!(
+        c.node(follower).raft().status().snapshot_index > lagger_last,
+        "caught up by snapshot"
+    );
     c.shutdown().await;
     Ok(())
 }

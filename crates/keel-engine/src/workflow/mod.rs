@@ -5,6 +5,8 @@
 //! proposer and [`Effect`]s for the leader's drivers.
 
 mod apply;
+#[cfg(test)]
+mod invariants_test;
 pub mod model;
 #[cfg(test)]
 mod tests;
