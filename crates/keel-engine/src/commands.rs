@@ -17,7 +17,10 @@ pub struct Proposal {
 /// One replicated command.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Command {
-    #[prost(oneof = "command::Kind", tags = "1, 2, 3, 10, 11, 12, 13, 14")]
+    #[prost(
+        oneof = "command::Kind",
+        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22"
+    )]
     pub kind: Option<command::Kind>,
 }
 
@@ -40,7 +43,23 @@ pub mod command {
         #[prost(message, tag = "13")]
         CompleteActivityTask(crate::workflow::CompleteActivityTask),
         #[prost(message, tag = "14")]
-        FireTimer(crate::workflow::FireTimer),
+        FireDeadline(crate::workflow::FireDeadline),
+        #[prost(message, tag = "15")]
+        FailWorkflowTask(crate::workflow::FailWorkflowTask),
+        #[prost(message, tag = "16")]
+        FailActivityTask(crate::workflow::FailActivityTask),
+        #[prost(message, tag = "17")]
+        RecordHeartbeat(crate::workflow::RecordHeartbeat),
+        #[prost(message, tag = "18")]
+        CancelActivityTask(crate::workflow::CancelActivityTask),
+        #[prost(message, tag = "19")]
+        SignalWorkflow(crate::workflow::SignalWorkflow),
+        #[prost(message, tag = "20")]
+        SignalWithStart(crate::workflow::SignalWithStart),
+        #[prost(message, tag = "21")]
+        RequestCancelWorkflow(crate::workflow::RequestCancelWorkflow),
+        #[prost(message, tag = "22")]
+        TerminateWorkflow(crate::workflow::TerminateWorkflow),
     }
 }
 

@@ -150,30 +150,82 @@ pub fn queue_entry(namespace: &str, task_queue: &str, kind: u8, seq: u64) -> Vec
     k
 }
 
-/// Kinds of deadline in the timers index.
-#[repr(u8)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimerKind {
-    /// A user timer (StartTimer); the id is the timer id.
-    User = 1,
-}
-
 /// Key of one pending deadline. Sorted by fire time first, so the leader's timer driver
 /// reads the next due deadlines with one forward scan from the [`KeyKind::Timer`] prefix.
+/// `kind` is the model's deadline kind; `event_id`, `attempt` and `name` identify the
+/// deadline within its run.
+#[allow(clippy::too_many_arguments)]
 pub fn timer(
     fire_at_ms: u64,
     namespace: &str,
     workflow_id: &str,
     run_id: &str,
-    kind: TimerKind,
-    id: &str,
+    kind: u8,
+    event_id: i64,
+    attempt: i32,
+    name: &str,
 ) -> Vec<u8> {
     let mut k = with_kind(KeyKind::Timer);
     k.extend_from_slice(&fire_at_ms.to_be_bytes());
     run_fields(&mut k, namespace, workflow_id, run_id);
-    k.push(kind as u8);
-    push_str(&mut k, id);
+    k.push(kind);
+    k.extend_from_slice(&(event_id as u64).to_be_bytes());
+    k.extend_from_slice(&(attempt as u32).to_be_bytes());
+    push_str(&mut k, name);
     k
+}
+
+/// The fields of a timers-index key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerKey {
+    pub fire_at_ms: u64,
+    pub namespace: String,
+    pub workflow_id: String,
+    pub run_id: String,
+    pub kind: u8,
+    pub event_id: i64,
+    pub attempt: i32,
+    pub name: String,
+}
+
+/// Parses a key built by [`timer`]; `None` if it is not one.
+pub fn parse_timer(key: &[u8]) -> Option<TimerKey> {
+    if KeyKind::of(key)? != KeyKind::Timer {
+        return None;
+    }
+    let mut r = &key[2..];
+    let fire_at_ms = u64::from_be_bytes(take(&mut r, 8)?.try_into().ok()?);
+    let namespace = take_str(&mut r)?;
+    let workflow_id = take_str(&mut r)?;
+    let run_id = take_str(&mut r)?;
+    let kind = *take(&mut r, 1)?.first()?;
+    let event_id = u64::from_be_bytes(take(&mut r, 8)?.try_into().ok()?) as i64;
+    let attempt = u32::from_be_bytes(take(&mut r, 4)?.try_into().ok()?) as i32;
+    let name = take_str(&mut r)?;
+    r.is_empty().then_some(TimerKey {
+        fire_at_ms,
+        namespace,
+        workflow_id,
+        run_id,
+        kind,
+        event_id,
+        attempt,
+        name,
+    })
+}
+
+fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if r.len() < n {
+        return None;
+    }
+    let (head, tail) = r.split_at(n);
+    *r = tail;
+    Some(head)
+}
+
+fn take_str(r: &mut &[u8]) -> Option<String> {
+    let len = u16::from_be_bytes(take(r, 2)?.try_into().ok()?) as usize;
+    String::from_utf8(take(r, len)?.to_vec()).ok()
 }
 
 #[cfg(test)]
@@ -193,11 +245,27 @@ mod tests {
 
     #[test]
     fn timers_sort_by_fire_time_then_run() {
-        let a = timer(5, "ns", "zzz", "r", TimerKind::User, "t");
-        let b = timer(6, "ns", "aaa", "r", TimerKind::User, "t");
-        let c = timer(256, "ns", "aaa", "r", TimerKind::User, "t");
+        let a = timer(5, "ns", "zzz", "r", 1, 7, 1, "t");
+        let b = timer(6, "ns", "aaa", "r", 1, 7, 1, "t");
+        let c = timer(256, "ns", "aaa", "r", 1, 7, 1, "t");
         assert!(a < b && b < c);
         assert_eq!(KeyKind::of(&a), Some(KeyKind::Timer));
+        let parsed = parse_timer(&c).expect("parses");
+        assert_eq!(
+            parsed,
+            TimerKey {
+                fire_at_ms: 256,
+                namespace: "ns".into(),
+                workflow_id: "aaa".into(),
+                run_id: "r".into(),
+                kind: 1,
+                event_id: 7,
+                attempt: 1,
+                name: "t".into(),
+            }
+        );
+        assert_eq!(parse_timer(&c[..c.len() - 1]), None, "truncated");
+        assert_eq!(parse_timer(&register(b"x")), None);
     }
 
     #[test]

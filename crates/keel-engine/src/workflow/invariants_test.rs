@@ -51,7 +51,7 @@ impl World {
     }
 
     fn step(&mut self, rng: &mut Rng) {
-        match rng.below(8) {
+        match rng.below(11) {
             0 => {
                 let wf = WORKFLOWS[rng.below(WORKFLOWS.len())];
                 self.next_run += 1;
@@ -132,16 +132,59 @@ impl World {
             6 if !self.runs.is_empty() => {
                 let run = self.runs[rng.below(self.runs.len())].clone();
                 if let Some(ms) = read_mutable_state(&self.store, &run).unwrap() {
-                    if let Some(t) = ms.timers.first() {
-                        self.apply(Kind::FireTimer(FireTimer {
+                    if let Some(d) = ms.deadlines.get(rng.below(ms.deadlines.len().max(1))) {
+                        self.apply(Kind::FireDeadline(FireDeadline {
                             run: Some(run),
-                            timer_id: t.timer_id.clone(),
-                            started_event_id: t.started_event_id,
+                            kind: d.kind,
+                            event_id: d.event_id,
+                            attempt: d.attempt,
+                            name: d.name.clone(),
                         }));
                     }
                 }
             }
-            _ => self.now_ms += rng.below(300) as u64,
+            7 if !self.act_tokens.is_empty() => {
+                let t = self.act_tokens[rng.below(self.act_tokens.len())].clone();
+                self.apply(Kind::FailActivityTask(FailActivityTask {
+                    token: Some(t),
+                    identity: "w".into(),
+                    failure: vec![9],
+                    failure_type: ["boom", "fatal"][rng.below(2)].into(),
+                    non_retryable: rng.below(4) == 0,
+                    next_retry_delay_ms: 0,
+                }));
+            }
+            8 if !self.runs.is_empty() => {
+                let run = self.runs[rng.below(self.runs.len())].clone();
+                let kind = match rng.below(3) {
+                    0 => Kind::SignalWorkflow(SignalWorkflow {
+                        run: Some(run),
+                        signal_name: "s".into(),
+                        request_id: format!("sig-{}", rng.below(5)),
+                        ..Default::default()
+                    }),
+                    1 => Kind::RequestCancelWorkflow(RequestCancelWorkflow {
+                        run: Some(run),
+                        ..Default::default()
+                    }),
+                    _ => Kind::TerminateWorkflow(TerminateWorkflow {
+                        run: Some(run),
+                        reason: "r".into(),
+                        ..Default::default()
+                    }),
+                };
+                self.apply(kind);
+            }
+            9 if !self.wf_tokens.is_empty() => {
+                let t = self.wf_tokens[rng.below(self.wf_tokens.len())].clone();
+                self.apply(Kind::FailWorkflowTask(FailWorkflowTask {
+                    token: Some(t),
+                    identity: "w".into(),
+                    cause: 0,
+                    failure: vec![],
+                }));
+            }
+            _ => self.now_ms += rng.below(3_000) as u64,
         }
     }
 
@@ -164,14 +207,18 @@ impl World {
             for (i, e) in hist.iter().enumerate() {
                 match e.event_type() {
                     "WorkflowTaskScheduled" => open += 1,
-                    "WorkflowTaskCompleted" | "WorkflowTaskFailed" => open -= 1,
+                    "WorkflowTaskCompleted" | "WorkflowTaskFailed" | "WorkflowTaskTimedOut" => {
+                        open -= 1
+                    }
                     "WorkflowTaskStarted" => {
                         // Buffered events never land between Started and its outcome.
                         if let Some(next) = hist.get(i + 1) {
                             assert!(
                                 matches!(
                                     next.event_type(),
-                                    "WorkflowTaskCompleted" | "WorkflowTaskFailed"
+                                    "WorkflowTaskCompleted"
+                                        | "WorkflowTaskFailed"
+                                        | "WorkflowTaskTimedOut"
                                 ),
                                 "{run:?}: {} after WorkflowTaskStarted",
                                 next.event_type()
@@ -185,12 +232,13 @@ impl World {
                     "{run:?}: {open} workflow tasks open"
                 );
             }
-            assert_eq!(
-                open == 1,
-                ms.workflow_task.is_some(),
-                "{run:?}: mutable state agrees with history"
-            );
             if ms.status == RunStatus::Running as i32 {
+                // (A run closed from outside may leave a scheduled task behind in history.)
+                assert_eq!(
+                    open == 1,
+                    ms.workflow_task.is_some(),
+                    "{run:?}: mutable state agrees with history"
+                );
                 *running_per_wf.entry(run.workflow_id.clone()).or_default() += 1;
             } else {
                 // A closed run accepts no new events.
@@ -199,21 +247,38 @@ impl World {
                     .or_insert(hist.len());
                 assert_eq!(*len, hist.len(), "{run:?}: closed run grew");
                 assert!(ms.timers.is_empty() && ms.workflow_task.is_none());
+                assert!(
+                    ms.deadlines
+                        .iter()
+                        .all(|d| d.kind == DeadlineKind::Retention as i32),
+                    "{run:?}: a closed run keeps only its retention deadline"
+                );
             }
-            // Every pending timer has its index entry.
+            // Every pending timer has its deadline, and every deadline its index entry.
             for t in &ms.timers {
+                assert!(
+                    ms.deadlines
+                        .iter()
+                        .any(|d| d.kind == DeadlineKind::UserTimer as i32
+                            && d.event_id == t.started_event_id),
+                    "{run:?}: timer {} has no deadline",
+                    t.timer_id
+                );
+            }
+            for d in &ms.deadlines {
                 let key = keys::timer(
-                    t.fire_at_ms,
+                    d.fire_at_ms,
                     &run.namespace,
                     &run.workflow_id,
                     &run.run_id,
-                    keys::TimerKind::User,
-                    &t.timer_id,
+                    d.kind as u8,
+                    d.event_id,
+                    d.attempt,
+                    &d.name,
                 );
                 assert!(
                     self.store.iter().any(|(k, _)| k == key.as_slice()),
-                    "{run:?}: timer {} unindexed",
-                    t.timer_id
+                    "{run:?}: deadline {d:?} unindexed"
                 );
             }
         }
@@ -230,9 +295,9 @@ impl World {
             .runs
             .iter()
             .filter_map(|r| read_mutable_state(&self.store, r).unwrap())
-            .map(|ms| ms.timers.len())
+            .map(|ms| ms.deadlines.len())
             .sum();
-        assert_eq!(indexed, pending, "timer index entries vs pending timers");
+        assert_eq!(indexed, pending, "timer index entries vs pending deadlines");
     }
 }
 
@@ -272,6 +337,10 @@ fn random_command_sequences_keep_the_history_invariants() {
         "ActivityTaskCompleted",
         "TimerFired",
         "WorkflowExecutionCompleted",
+        "ActivityTaskFailed",
+        "WorkflowExecutionSignaled",
+        "WorkflowExecutionCancelRequested",
+        "WorkflowExecutionTerminated",
     ] {
         assert!(
             seen.get(t).copied().unwrap_or(0) > 10,

@@ -1,13 +1,22 @@
 //! Workflow executions: Temporal's history state machine.
 //!
-//! Commands ([`model`]) are applied by [`apply`] against mutable state, history and task
-//! backlogs in the [`crate::StateStore`]; each call returns a [`WorkflowOutcome`] for the
-//! proposer and [`Effect`]s for the leader's drivers.
+//! Commands ([`model`]) are applied by [`apply`] against mutable state, history, task
+//! backlogs and the timers index in the [`crate::StateStore`]; each call returns a
+//! [`WorkflowOutcome`] for the proposer and [`Effect`]s for the leader's drivers.
+//!
+//! Modules: `apply` (shared context, deadlines, dispatcher), `start` (start, signal,
+//! signal-with-start, cancel request, terminate, run timeout), `task` (dispatch, workflow
+//! task completion / failure / timeout, timers), `activity` (attempts, retries, heartbeats,
+//! cancellation, timeouts).
 
+mod activity;
 mod apply;
+pub mod model;
+mod start;
+mod task;
+
 #[cfg(test)]
 mod invariants_test;
-pub mod model;
 #[cfg(test)]
 mod tests;
 

@@ -91,6 +91,9 @@ pub struct StartWorkflow {
     pub request_id: String,
     #[prost(enumeration = "IdReusePolicy", tag = "10")]
     pub id_reuse_policy: i32,
+    /// How long the closed run is kept (the namespace's retention); 0 keeps it forever.
+    #[prost(uint64, tag = "11")]
+    pub retention_ms: u64,
 }
 
 /// A poller asks for the next workflow task of a queue; dispatching it is this command.
@@ -134,22 +137,171 @@ pub struct CompleteActivityTask {
     pub result: Vec<u8>,
 }
 
-/// Fires one user timer; proposed by the leader's timer driver once the deadline passed.
-/// Apply ignores it unless the timer is still pending and the entry time has reached it.
+/// Fires one pending deadline (user timer, timeout, retry backoff, run timeout,
+/// retention); proposed by the leader's timer driver once the deadline passed. Apply
+/// ignores it unless that deadline is still pending and the entry time has reached it.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct FireTimer {
+pub struct FireDeadline {
+    #[prost(message, optional, tag = "1")]
+    pub run: Option<RunKey>,
+    #[prost(enumeration = "DeadlineKind", tag = "2")]
+    pub kind: i32,
+    #[prost(int64, tag = "3")]
+    pub event_id: i64,
+    #[prost(int32, tag = "4")]
+    pub attempt: i32,
+    #[prost(string, tag = "5")]
+    pub name: String,
+}
+
+/// Kinds of replicated deadline (the timers index's kind byte).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum DeadlineKind {
+    Unspecified = 0,
+    /// A user timer; `name` is the timer id, `event_id` its TimerStarted id.
+    UserTimer = 1,
+    /// Start-to-close of a started workflow task; `event_id` is its scheduled id.
+    WorkflowTaskStartToClose = 2,
+    /// Activity deadlines; `event_id` is the activity's scheduled id.
+    ActivityScheduleToStart = 3,
+    ActivityStartToClose = 4,
+    ActivityScheduleToClose = 5,
+    ActivityHeartbeat = 6,
+    /// Backoff before an activity's next attempt is dispatched.
+    ActivityRetry = 7,
+    /// The run's run/execution timeout.
+    RunTimeout = 8,
+    /// Deletion of a closed run after the namespace's retention.
+    Retention = 9,
+}
+
+/// One armed deadline of a run; each has exactly one timers-index entry.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Deadline {
+    #[prost(enumeration = "DeadlineKind", tag = "1")]
+    pub kind: i32,
+    #[prost(int64, tag = "2")]
+    pub event_id: i64,
+    #[prost(int32, tag = "3")]
+    pub attempt: i32,
+    #[prost(string, tag = "4")]
+    pub name: String,
+    #[prost(uint64, tag = "5")]
+    pub fire_at_ms: u64,
+}
+
+/// RespondWorkflowTaskFailed.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FailWorkflowTask {
+    #[prost(message, optional, tag = "1")]
+    pub token: Option<TaskToken>,
+    #[prost(string, tag = "2")]
+    pub identity: String,
+    /// Temporal's WorkflowTaskFailedCause number as the worker sent it.
+    #[prost(int32, tag = "3")]
+    pub cause: i32,
+    /// Encoded Temporal `Failure`.
+    #[prost(bytes = "vec", tag = "4")]
+    pub failure: Vec<u8>,
+}
+
+/// RespondActivityTaskFailed.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FailActivityTask {
+    #[prost(message, optional, tag = "1")]
+    pub token: Option<TaskToken>,
+    #[prost(string, tag = "2")]
+    pub identity: String,
+    /// Encoded Temporal `Failure`.
+    #[prost(bytes = "vec", tag = "3")]
+    pub failure: Vec<u8>,
+    /// The failure's application type (matched against non-retryable types).
+    #[prost(string, tag = "4")]
+    pub failure_type: String,
+    #[prost(bool, tag = "5")]
+    pub non_retryable: bool,
+    /// Overrides the policy's backoff when > 0.
+    #[prost(uint64, tag = "6")]
+    pub next_retry_delay_ms: u64,
+}
+
+/// RecordActivityTaskHeartbeat.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordHeartbeat {
+    #[prost(message, optional, tag = "1")]
+    pub token: Option<TaskToken>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub details: Vec<u8>,
+}
+
+/// RespondActivityTaskCanceled.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CancelActivityTask {
+    #[prost(message, optional, tag = "1")]
+    pub token: Option<TaskToken>,
+    #[prost(string, tag = "2")]
+    pub identity: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub details: Vec<u8>,
+}
+
+/// SignalWorkflowExecution (an empty run id means the current run).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SignalWorkflow {
     #[prost(message, optional, tag = "1")]
     pub run: Option<RunKey>,
     #[prost(string, tag = "2")]
-    pub timer_id: String,
-    #[prost(int64, tag = "3")]
-    pub started_event_id: i64,
+    pub signal_name: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub input: Vec<u8>,
+    #[prost(string, tag = "4")]
+    pub identity: String,
+    #[prost(string, tag = "5")]
+    pub request_id: String,
+    #[prost(bytes = "vec", tag = "6")]
+    pub header: Vec<u8>,
+}
+
+/// SignalWithStartWorkflowExecution: signal the running run, or start one and signal it.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SignalWithStart {
+    #[prost(message, optional, tag = "1")]
+    pub start: Option<StartWorkflow>,
+    #[prost(message, optional, tag = "2")]
+    pub signal: Option<SignalWorkflow>,
+}
+
+/// RequestCancelWorkflowExecution (an empty run id means the current run).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RequestCancelWorkflow {
+    #[prost(message, optional, tag = "1")]
+    pub run: Option<RunKey>,
+    #[prost(string, tag = "2")]
+    pub identity: String,
+    #[prost(string, tag = "3")]
+    pub reason: String,
+    #[prost(string, tag = "4")]
+    pub request_id: String,
+}
+
+/// TerminateWorkflowExecution (an empty run id means the current run).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TerminateWorkflow {
+    #[prost(message, optional, tag = "1")]
+    pub run: Option<RunKey>,
+    #[prost(string, tag = "2")]
+    pub identity: String,
+    #[prost(string, tag = "3")]
+    pub reason: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub details: Vec<u8>,
 }
 
 /// A command a workflow task completes with.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WorkflowCommand {
-    #[prost(oneof = "workflow_command::Kind", tags = "1, 2, 3")]
+    #[prost(oneof = "workflow_command::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub kind: Option<workflow_command::Kind>,
 }
 
@@ -162,7 +314,71 @@ pub mod workflow_command {
         StartTimer(super::StartTimer),
         #[prost(message, tag = "3")]
         CompleteWorkflow(super::CompleteWorkflow),
+        #[prost(message, tag = "4")]
+        CancelTimer(super::CancelTimer),
+        #[prost(message, tag = "5")]
+        RequestCancelActivity(super::RequestCancelActivity),
+        #[prost(message, tag = "6")]
+        FailWorkflow(super::FailWorkflow),
+        #[prost(message, tag = "7")]
+        CancelWorkflow(super::CancelWorkflow),
+        #[prost(message, tag = "8")]
+        RecordMarker(super::RecordMarker),
     }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CancelTimer {
+    #[prost(string, tag = "1")]
+    pub timer_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RequestCancelActivity {
+    #[prost(int64, tag = "1")]
+    pub scheduled_event_id: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct FailWorkflow {
+    /// Encoded Temporal `Failure`.
+    #[prost(bytes = "vec", tag = "1")]
+    pub failure: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CancelWorkflow {
+    #[prost(bytes = "vec", tag = "1")]
+    pub details: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RecordMarker {
+    #[prost(string, tag = "1")]
+    pub marker_name: String,
+    /// Encoded map of Payloads, verbatim.
+    #[prost(bytes = "vec", tag = "2")]
+    pub details: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub header: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub failure: Vec<u8>,
+}
+
+/// An activity's retry policy (Temporal defaults apply to zero fields).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RetryPolicy {
+    #[prost(uint64, tag = "1")]
+    pub initial_interval_ms: u64,
+    #[prost(double, tag = "2")]
+    pub backoff_coefficient: f64,
+    #[prost(uint64, tag = "3")]
+    pub maximum_interval_ms: u64,
+    /// 0 means unlimited.
+    #[prost(int32, tag = "4")]
+    pub maximum_attempts: i32,
+    #[prost(string, repeated, tag = "5")]
+    pub non_retryable_error_types: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -184,6 +400,8 @@ pub struct ScheduleActivity {
     pub start_to_close_timeout_ms: u64,
     #[prost(uint64, tag = "8")]
     pub heartbeat_timeout_ms: u64,
+    #[prost(message, optional, tag = "9")]
+    pub retry_policy: Option<RetryPolicy>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -205,7 +423,7 @@ pub struct CompleteWorkflow {
 /// The result of a workflow command, returned to the proposer.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WorkflowOutcome {
-    #[prost(oneof = "workflow_outcome::Kind", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "workflow_outcome::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub kind: Option<workflow_outcome::Kind>,
 }
 
@@ -235,11 +453,21 @@ pub mod workflow_outcome {
         /// The request was invalid (INVALID_ARGUMENT); for a workflow task, it was failed.
         #[prost(string, tag = "7")]
         InvalidArgument(String),
+        /// A heartbeat was recorded.
+        #[prost(message, tag = "8")]
+        Heartbeat(super::HeartbeatRecorded),
     }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Empty {}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeartbeatRecorded {
+    /// The workflow asked to cancel this activity.
+    #[prost(bool, tag = "1")]
+    pub cancel_requested: bool,
+}
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Started {
@@ -288,7 +516,7 @@ pub struct HistoryEvent {
     pub event_time_ms: u64,
     #[prost(
         oneof = "Attributes",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33"
     )]
     pub attributes: Option<Attributes>,
 }
@@ -309,6 +537,21 @@ impl HistoryEvent {
             Some(Attributes::TimerStarted(_)) => "TimerStarted",
             Some(Attributes::TimerFired(_)) => "TimerFired",
             Some(Attributes::WorkflowExecutionCompleted(_)) => "WorkflowExecutionCompleted",
+            Some(Attributes::WorkflowTaskTimedOut(_)) => "WorkflowTaskTimedOut",
+            Some(Attributes::ActivityTaskFailed(_)) => "ActivityTaskFailed",
+            Some(Attributes::ActivityTaskTimedOut(_)) => "ActivityTaskTimedOut",
+            Some(Attributes::ActivityTaskCancelRequested(_)) => "ActivityTaskCancelRequested",
+            Some(Attributes::ActivityTaskCanceled(_)) => "ActivityTaskCanceled",
+            Some(Attributes::TimerCanceled(_)) => "TimerCanceled",
+            Some(Attributes::WorkflowExecutionSignaled(_)) => "WorkflowExecutionSignaled",
+            Some(Attributes::WorkflowExecutionCancelRequested(_)) => {
+                "WorkflowExecutionCancelRequested"
+            }
+            Some(Attributes::WorkflowExecutionCanceled(_)) => "WorkflowExecutionCanceled",
+            Some(Attributes::WorkflowExecutionFailed(_)) => "WorkflowExecutionFailed",
+            Some(Attributes::WorkflowExecutionTerminated(_)) => "WorkflowExecutionTerminated",
+            Some(Attributes::WorkflowExecutionTimedOut(_)) => "WorkflowExecutionTimedOut",
+            Some(Attributes::MarkerRecorded(_)) => "MarkerRecorded",
         }
     }
 }
@@ -338,6 +581,203 @@ pub enum Attributes {
     TimerFired(TimerFired),
     #[prost(message, tag = "20")]
     WorkflowExecutionCompleted(WorkflowExecutionCompleted),
+    #[prost(message, tag = "21")]
+    WorkflowTaskTimedOut(WorkflowTaskTimedOut),
+    #[prost(message, tag = "22")]
+    ActivityTaskFailed(ActivityTaskFailed),
+    #[prost(message, tag = "23")]
+    ActivityTaskTimedOut(ActivityTaskTimedOut),
+    #[prost(message, tag = "24")]
+    ActivityTaskCancelRequested(ActivityTaskCancelRequested),
+    #[prost(message, tag = "25")]
+    ActivityTaskCanceled(ActivityTaskCanceled),
+    #[prost(message, tag = "26")]
+    TimerCanceled(TimerCanceled),
+    #[prost(message, tag = "27")]
+    WorkflowExecutionSignaled(WorkflowExecutionSignaled),
+    #[prost(message, tag = "28")]
+    WorkflowExecutionCancelRequested(WorkflowExecutionCancelRequested),
+    #[prost(message, tag = "29")]
+    WorkflowExecutionCanceled(WorkflowExecutionCanceled),
+    #[prost(message, tag = "30")]
+    WorkflowExecutionFailed(WorkflowExecutionFailed),
+    #[prost(message, tag = "31")]
+    WorkflowExecutionTerminated(WorkflowExecutionTerminated),
+    #[prost(message, tag = "32")]
+    WorkflowExecutionTimedOut(WorkflowExecutionTimedOut),
+    #[prost(message, tag = "33")]
+    MarkerRecorded(MarkerRecorded),
+}
+
+/// Temporal's TimeoutType numbering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum TimeoutType {
+    Unspecified = 0,
+    StartToClose = 1,
+    ScheduleToStart = 2,
+    ScheduleToClose = 3,
+    Heartbeat = 4,
+}
+
+/// Temporal's RetryState numbering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum RetryState {
+    Unspecified = 0,
+    InProgress = 1,
+    NonRetryableFailure = 2,
+    Timeout = 3,
+    MaximumAttemptsReached = 4,
+    RetryPolicyNotSet = 5,
+    InternalServerError = 6,
+    CancelRequested = 7,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkflowTaskTimedOut {
+    #[prost(int64, tag = "1")]
+    pub scheduled_event_id: i64,
+    #[prost(int64, tag = "2")]
+    pub started_event_id: i64,
+    #[prost(enumeration = "TimeoutType", tag = "3")]
+    pub timeout_type: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ActivityTaskFailed {
+    #[prost(bytes = "vec", tag = "1")]
+    pub failure: Vec<u8>,
+    #[prost(int64, tag = "2")]
+    pub scheduled_event_id: i64,
+    #[prost(int64, tag = "3")]
+    pub started_event_id: i64,
+    #[prost(string, tag = "4")]
+    pub identity: String,
+    #[prost(enumeration = "RetryState", tag = "5")]
+    pub retry_state: i32,
+}
+
+/// The failure of an activity timeout: the frontend renders it as a Temporal `Failure`
+/// with `timeout_failure_info` (and the last failure as cause, if any).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ActivityTaskTimedOut {
+    #[prost(enumeration = "TimeoutType", tag = "1")]
+    pub timeout_type: i32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub last_heartbeat_details: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub last_failure: Vec<u8>,
+    #[prost(int64, tag = "4")]
+    pub scheduled_event_id: i64,
+    #[prost(int64, tag = "5")]
+    pub started_event_id: i64,
+    #[prost(enumeration = "RetryState", tag = "6")]
+    pub retry_state: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ActivityTaskCancelRequested {
+    #[prost(int64, tag = "1")]
+    pub scheduled_event_id: i64,
+    #[prost(int64, tag = "2")]
+    pub workflow_task_completed_event_id: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ActivityTaskCanceled {
+    #[prost(bytes = "vec", tag = "1")]
+    pub details: Vec<u8>,
+    #[prost(int64, tag = "2")]
+    pub latest_cancel_requested_event_id: i64,
+    #[prost(int64, tag = "3")]
+    pub scheduled_event_id: i64,
+    #[prost(int64, tag = "4")]
+    pub started_event_id: i64,
+    #[prost(string, tag = "5")]
+    pub identity: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TimerCanceled {
+    #[prost(string, tag = "1")]
+    pub timer_id: String,
+    #[prost(int64, tag = "2")]
+    pub started_event_id: i64,
+    #[prost(int64, tag = "3")]
+    pub workflow_task_completed_event_id: i64,
+    #[prost(string, tag = "4")]
+    pub identity: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkflowExecutionSignaled {
+    #[prost(string, tag = "1")]
+    pub signal_name: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub input: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub identity: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub header: Vec<u8>,
+    #[prost(string, tag = "5")]
+    pub request_id: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkflowExecutionCancelRequested {
+    #[prost(string, tag = "1")]
+    pub cause: String,
+    #[prost(string, tag = "2")]
+    pub identity: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkflowExecutionCanceled {
+    #[prost(int64, tag = "1")]
+    pub workflow_task_completed_event_id: i64,
+    #[prost(bytes = "vec", tag = "2")]
+    pub details: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkflowExecutionFailed {
+    #[prost(bytes = "vec", tag = "1")]
+    pub failure: Vec<u8>,
+    #[prost(enumeration = "RetryState", tag = "2")]
+    pub retry_state: i32,
+    #[prost(int64, tag = "3")]
+    pub workflow_task_completed_event_id: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkflowExecutionTerminated {
+    #[prost(string, tag = "1")]
+    pub reason: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub details: Vec<u8>,
+    #[prost(string, tag = "3")]
+    pub identity: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WorkflowExecutionTimedOut {
+    #[prost(enumeration = "RetryState", tag = "1")]
+    pub retry_state: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MarkerRecorded {
+    #[prost(string, tag = "1")]
+    pub marker_name: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub details: Vec<u8>,
+    #[prost(int64, tag = "3")]
+    pub workflow_task_completed_event_id: i64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub header: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub failure: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -406,6 +846,9 @@ pub enum WorkflowTaskFailedCause {
     StartTimerDuplicateId = 10,
     BadStartTimerAttributes = 8,
     BadCompleteWorkflowExecutionAttributes = 6,
+    BadRequestCancelActivityAttributes = 3,
+    BadCancelTimerAttributes = 5,
+    ForceCloseCommand = 19,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -420,6 +863,9 @@ pub struct WorkflowTaskFailed {
     pub message: String,
     #[prost(string, tag = "5")]
     pub identity: String,
+    /// Encoded Temporal `Failure` from the worker, if any.
+    #[prost(bytes = "vec", tag = "6")]
+    pub failure: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -442,6 +888,8 @@ pub struct ActivityTaskScheduled {
     pub heartbeat_timeout_ms: u64,
     #[prost(int64, tag = "9")]
     pub workflow_task_completed_event_id: i64,
+    #[prost(message, optional, tag = "10")]
+    pub retry_policy: Option<RetryPolicy>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -454,6 +902,9 @@ pub struct ActivityTaskStarted {
     pub request_id: String,
     #[prost(int32, tag = "4")]
     pub attempt: i32,
+    /// The previous attempt's failure, if this is a retry.
+    #[prost(bytes = "vec", tag = "5")]
+    pub last_failure: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -533,6 +984,16 @@ pub struct MutableState {
     pub buffered: Vec<HistoryEvent>,
     #[prost(uint64, tag = "15")]
     pub run_timeout_ms: u64,
+    /// Every armed deadline of the run (mirrored 1:1 by the timers index).
+    #[prost(message, repeated, tag = "16")]
+    pub deadlines: Vec<Deadline>,
+    #[prost(bool, tag = "17")]
+    pub cancel_requested: bool,
+    #[prost(uint64, tag = "18")]
+    pub retention_ms: u64,
+    /// Request ids of signals already applied (dedup); dropped with the run.
+    #[prost(string, repeated, tag = "19")]
+    pub signal_request_ids: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -578,6 +1039,21 @@ pub struct ActivityInfo {
     pub request_id: String,
     #[prost(uint64, tag = "15")]
     pub scheduled_time_ms: u64,
+    #[prost(message, optional, tag = "16")]
+    pub retry_policy: Option<RetryPolicy>,
+    /// When the first attempt was scheduled (schedule-to-close runs from here).
+    #[prost(uint64, tag = "17")]
+    pub first_scheduled_time_ms: u64,
+    #[prost(bytes = "vec", tag = "18")]
+    pub last_failure: Vec<u8>,
+    #[prost(bytes = "vec", tag = "19")]
+    pub heartbeat_details: Vec<u8>,
+    #[prost(uint64, tag = "20")]
+    pub last_heartbeat_time_ms: u64,
+    #[prost(bool, tag = "21")]
+    pub cancel_requested: bool,
+    #[prost(int64, tag = "22")]
+    pub cancel_requested_event_id: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

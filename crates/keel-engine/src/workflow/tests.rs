@@ -271,12 +271,14 @@ fn a_timer_fires_only_once_its_deadline_has_passed_in_replicated_time() {
     h.complete_wft(&token(&wft), vec![timer("t1", 1_000)]);
     assert!(h
         .effects
-        .contains(&Effect::TimerArmed { fire_at_ms: 2_000 }));
+        .contains(&Effect::DeadlineArmed { fire_at_ms: 2_000 }));
     let fire = |h: &mut Harness| {
-        h.apply(Kind::FireTimer(FireTimer {
+        h.apply(Kind::FireDeadline(FireDeadline {
             run: Some(run_key("wf", "r1")),
-            timer_id: "t1".into(),
-            started_event_id: 5,
+            kind: DeadlineKind::UserTimer as i32,
+            event_id: 5,
+            attempt: 0,
+            name: "t1".into(),
         }))
     };
     h.now_ms = 1_999;
@@ -526,7 +528,7 @@ fn activity_timeouts_are_normalized_like_temporal() {
         activity_type: "t".into(),
         ..Default::default()
     };
-    let n = super::apply::normalize_for_tests(
+    let n = super::task::normalize_for_tests(
         &ScheduleActivity {
             schedule_to_close_timeout_ms: 100,
             heartbeat_timeout_ms: 500,
@@ -543,7 +545,7 @@ fn activity_timeouts_are_normalized_like_temporal() {
         ),
         (100, 100, 100)
     );
-    let n = super::apply::normalize_for_tests(
+    let n = super::task::normalize_for_tests(
         &ScheduleActivity {
             start_to_close_timeout_ms: 50,
             ..base.clone()
@@ -559,7 +561,7 @@ fn activity_timeouts_are_normalized_like_temporal() {
         ),
         (1_000, 1_000, 50)
     );
-    let n = super::apply::normalize_for_tests(
+    let n = super::task::normalize_for_tests(
         &ScheduleActivity {
             start_to_close_timeout_ms: 5_000,
             ..base.clone()
@@ -571,5 +573,708 @@ fn activity_timeouts_are_normalized_like_temporal() {
         n.start_to_close_timeout_ms, 1_000,
         "capped by the run timeout"
     );
-    assert!(super::apply::normalize_for_tests(&base, 0).is_err());
+    assert!(super::task::normalize_for_tests(&base, 0).is_err());
+}
+
+#[test]
+fn every_event_kind_survives_encoding_even_with_default_fields() {
+    use prost::Message;
+    // A oneof tag missing from the field's tag list decodes as "no attributes": check all.
+    let all = vec![
+        Attributes::WorkflowExecutionStarted(Default::default()),
+        Attributes::WorkflowTaskScheduled(Default::default()),
+        Attributes::WorkflowTaskStarted(Default::default()),
+        Attributes::WorkflowTaskCompleted(Default::default()),
+        Attributes::WorkflowTaskFailed(Default::default()),
+        Attributes::ActivityTaskScheduled(Default::default()),
+        Attributes::ActivityTaskStarted(Default::default()),
+        Attributes::ActivityTaskCompleted(Default::default()),
+        Attributes::TimerStarted(Default::default()),
+        Attributes::TimerFired(Default::default()),
+        Attributes::WorkflowExecutionCompleted(Default::default()),
+        Attributes::WorkflowTaskTimedOut(Default::default()),
+        Attributes::ActivityTaskFailed(Default::default()),
+        Attributes::ActivityTaskTimedOut(Default::default()),
+        Attributes::ActivityTaskCancelRequested(Default::default()),
+        Attributes::ActivityTaskCanceled(Default::default()),
+        Attributes::TimerCanceled(Default::default()),
+        Attributes::WorkflowExecutionSignaled(Default::default()),
+        Attributes::WorkflowExecutionCancelRequested(Default::default()),
+        Attributes::WorkflowExecutionCanceled(Default::default()),
+        Attributes::WorkflowExecutionFailed(Default::default()),
+        Attributes::WorkflowExecutionTerminated(Default::default()),
+        Attributes::WorkflowExecutionTimedOut(Default::default()),
+        Attributes::MarkerRecorded(Default::default()),
+    ];
+    let names: std::collections::BTreeSet<&str> = all
+        .iter()
+        .map(|a| {
+            HistoryEvent {
+                attributes: Some(a.clone()),
+                ..Default::default()
+            }
+            .event_type()
+        })
+        .collect();
+    assert_eq!(names.len(), all.len(), "every variant listed once");
+    for a in all {
+        let e = HistoryEvent {
+            event_id: 0,
+            event_time_ms: 0,
+            attributes: Some(a.clone()),
+        };
+        let back = HistoryEvent::decode(e.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(back.attributes, Some(a));
+    }
+}
+
+#[test]
+fn every_command_kind_survives_encoding_even_with_default_fields() {
+    use prost::Message;
+    let all = vec![
+        Kind::RegisterPut(Default::default()),
+        Kind::RegisterCas(Default::default()),
+        Kind::RegisterDelete(Default::default()),
+        Kind::StartWorkflow(Default::default()),
+        Kind::DispatchTask(Default::default()),
+        Kind::CompleteWorkflowTask(Default::default()),
+        Kind::CompleteActivityTask(Default::default()),
+        Kind::FireDeadline(Default::default()),
+        Kind::FailWorkflowTask(Default::default()),
+        Kind::FailActivityTask(Default::default()),
+        Kind::RecordHeartbeat(Default::default()),
+        Kind::CancelActivityTask(Default::default()),
+        Kind::SignalWorkflow(Default::default()),
+        Kind::SignalWithStart(Default::default()),
+        Kind::RequestCancelWorkflow(Default::default()),
+        Kind::TerminateWorkflow(Default::default()),
+    ];
+    for k in all {
+        let c = Command {
+            kind: Some(k.clone()),
+        };
+        assert_eq!(
+            Command::decode(c.encode_to_vec().as_slice()).unwrap().kind,
+            Some(k)
+        );
+    }
+    for k in [
+        Cmd::ScheduleActivity(Default::default()),
+        Cmd::StartTimer(Default::default()),
+        Cmd::CompleteWorkflow(Default::default()),
+        Cmd::CancelTimer(Default::default()),
+        Cmd::RequestCancelActivity(Default::default()),
+        Cmd::FailWorkflow(Default::default()),
+        Cmd::CancelWorkflow(Default::default()),
+        Cmd::RecordMarker(Default::default()),
+    ] {
+        let c = WorkflowCommand {
+            kind: Some(k.clone()),
+        };
+        assert_eq!(
+            WorkflowCommand::decode(c.encode_to_vec().as_slice())
+                .unwrap()
+                .kind,
+            Some(k)
+        );
+    }
+}
+
+// ------------------------------------------------------------------ Tier 2 flows
+
+impl Harness {
+    fn fire(&mut self, wf: &str, run: &str, kind: DeadlineKind) -> Outcome {
+        let ms = self.state(wf, run);
+        let d = ms
+            .deadlines
+            .iter()
+            .find(|d| d.kind == kind as i32)
+            .unwrap_or_else(|| panic!("no {kind:?} deadline in {:?}", ms.deadlines))
+            .clone();
+        self.now_ms = self.now_ms.max(d.fire_at_ms);
+        self.apply(Kind::FireDeadline(FireDeadline {
+            run: Some(run_key(wf, run)),
+            kind: d.kind,
+            event_id: d.event_id,
+            attempt: d.attempt,
+            name: d.name,
+        }))
+    }
+
+    fn fail_activity(
+        &mut self,
+        token: &TaskToken,
+        failure_type: &str,
+        non_retryable: bool,
+    ) -> Outcome {
+        self.apply(Kind::FailActivityTask(FailActivityTask {
+            token: Some(token.clone()),
+            identity: "worker".into(),
+            failure: b"boom".to_vec(),
+            failure_type: failure_type.into(),
+            non_retryable,
+            next_retry_delay_ms: 0,
+        }))
+    }
+
+    /// Starts a run and completes its first workflow task with `commands`.
+    fn started_with(&mut self, commands: Vec<WorkflowCommand>) {
+        self.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+        let wft = self.poll(TaskKind::Workflow);
+        assert!(matches!(
+            self.complete_wft(&token(&wft), commands),
+            Outcome::Accepted(_)
+        ));
+    }
+
+    fn signal(&mut self, request_id: &str) -> Outcome {
+        self.apply(Kind::SignalWorkflow(SignalWorkflow {
+            run: Some(run_key("wf", "")),
+            signal_name: "go".into(),
+            input: b"sig".to_vec(),
+            identity: "client".into(),
+            request_id: request_id.into(),
+            header: vec![],
+        }))
+    }
+}
+
+fn activity_with(id: &str, f: impl FnOnce(&mut ScheduleActivity)) -> WorkflowCommand {
+    let mut a = ScheduleActivity {
+        activity_id: id.into(),
+        activity_type: "greet".into(),
+        start_to_close_timeout_ms: 5_000,
+        ..Default::default()
+    };
+    f(&mut a);
+    WorkflowCommand {
+        kind: Some(Cmd::ScheduleActivity(a)),
+    }
+}
+
+fn attr(h: &[HistoryEvent], id: i64) -> &Attributes {
+    h[(id - 1) as usize]
+        .attributes
+        .as_ref()
+        .expect("attributes")
+}
+
+#[test]
+fn a_failed_activity_is_retried_after_its_backoff_without_events_then_succeeds() {
+    let mut h = Harness::new();
+    h.started_with(vec![activity("a")]);
+    let first = h.poll(TaskKind::Activity);
+    assert!(matches!(
+        h.fail_activity(&token(&first), "boom", false),
+        Outcome::Accepted(_)
+    ));
+    assert_eq!(h.types("wf", "r1").len(), 5, "a retry writes no events");
+    assert!(
+        h.poll(TaskKind::Activity).is_none(),
+        "not before the backoff"
+    );
+    let retry = h
+        .state("wf", "r1")
+        .deadlines
+        .iter()
+        .find(|d| d.kind == DeadlineKind::ActivityRetry as i32)
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        retry.fire_at_ms,
+        h.now_ms + 1_000,
+        "default initial interval"
+    );
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::ActivityRetry),
+        Outcome::Accepted(_)
+    ));
+    let second = h.poll(TaskKind::Activity).expect("attempt 2 dispatched");
+    assert_eq!(second.attempt, 2);
+    assert!(matches!(
+        h.complete_activity(&token(&Some(second)), b"ok"),
+        Outcome::Accepted(_)
+    ));
+    assert!(
+        matches!(
+            h.complete_activity(&token(&first), b"late"),
+            Outcome::NotFound(_)
+        ),
+        "attempt 1's token is stale"
+    );
+    let hist = h.history("wf", "r1");
+    match (attr(&hist, 6), attr(&hist, 7)) {
+        (Attributes::ActivityTaskStarted(s), Attributes::ActivityTaskCompleted(c)) => {
+            assert_eq!((s.attempt, s.last_failure.as_slice()), (2, &b"boom"[..]));
+            assert_eq!((c.scheduled_event_id, c.started_event_id), (5, 6));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn non_retryable_failures_and_exhausted_attempts_fail_the_activity() {
+    let mut h = Harness::new();
+    h.started_with(vec![
+        activity_with("a", |_| {}),
+        activity_with("b", |a| {
+            a.retry_policy = Some(RetryPolicy {
+                non_retryable_error_types: vec!["Fatal".into()],
+                ..Default::default()
+            })
+        }),
+        activity_with("c", |a| {
+            a.retry_policy = Some(RetryPolicy {
+                maximum_attempts: 1,
+                ..Default::default()
+            })
+        }),
+    ]);
+    let (a, b, c) = (
+        h.poll(TaskKind::Activity),
+        h.poll(TaskKind::Activity),
+        h.poll(TaskKind::Activity),
+    );
+    h.fail_activity(&token(&a), "x", true);
+    h.fail_activity(&token(&b), "Fatal", false);
+    h.fail_activity(&token(&c), "x", false);
+    let states: Vec<i32> = h
+        .history("wf", "r1")
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskFailed(f)) => Some(f.retry_state),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            RetryState::NonRetryableFailure as i32,
+            RetryState::NonRetryableFailure as i32,
+            RetryState::MaximumAttemptsReached as i32
+        ]
+    );
+    assert!(h.state("wf", "r1").activities.is_empty());
+}
+
+#[test]
+fn activity_timeouts_fire_as_replicated_deadlines() {
+    let mut h = Harness::new();
+    h.started_with(vec![activity_with("stc", |a| {
+        a.start_to_close_timeout_ms = 200;
+        a.retry_policy = Some(RetryPolicy {
+            maximum_attempts: 1,
+            ..Default::default()
+        });
+    })]);
+    let stc = h.poll(TaskKind::Activity).unwrap();
+    assert_eq!(stc.activity.as_ref().unwrap().activity_id, "stc");
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::ActivityStartToClose),
+        Outcome::Accepted(_)
+    ));
+    let hist = h.history("wf", "r1");
+    let timed_out: Vec<(i32, i32, i64)> = hist
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskTimedOut(t)) => {
+                Some((t.timeout_type, t.retry_state, t.started_event_id))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(timed_out.len(), 1);
+    assert_eq!(timed_out[0].0, TimeoutType::StartToClose as i32);
+    assert_eq!(timed_out[0].1, RetryState::MaximumAttemptsReached as i32);
+    assert!(
+        timed_out[0].2 > 0,
+        "it had started: ActivityTaskStarted precedes the timeout"
+    );
+
+    let mut h = Harness::new();
+    h.started_with(vec![activity_with("s2s", |a| {
+        a.schedule_to_start_timeout_ms = 100
+    })]);
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::ActivityScheduleToStart),
+        Outcome::Accepted(_)
+    ));
+    assert_eq!(
+        h.types("wf", "r1")[5..],
+        ["ActivityTaskTimedOut", "WorkflowTaskScheduled"],
+        "never started: no Started event"
+    );
+    assert!(
+        h.poll(TaskKind::Activity).is_none(),
+        "the stale backlog entry is skipped"
+    );
+}
+
+#[test]
+fn heartbeats_keep_details_across_a_retry_and_carry_cancel_requests() {
+    let mut h = Harness::new();
+    h.started_with(vec![activity_with("a", |a| a.heartbeat_timeout_ms = 1_000)]);
+    let first = h.poll(TaskKind::Activity);
+    let hb = |h: &mut Harness, t: &TaskToken, d: &[u8]| {
+        h.apply(Kind::RecordHeartbeat(RecordHeartbeat {
+            token: Some(t.clone()),
+            details: d.to_vec(),
+        }))
+    };
+    assert!(matches!(
+        hb(&mut h, &token(&first), b"50%"),
+        Outcome::Heartbeat(HeartbeatRecorded {
+            cancel_requested: false
+        })
+    ));
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::ActivityHeartbeat),
+        Outcome::Accepted(_)
+    ));
+    h.fire("wf", "r1", DeadlineKind::ActivityRetry);
+    let second = h.poll(TaskKind::Activity).unwrap();
+    assert_eq!(second.attempt, 2);
+    assert_eq!(
+        second.activity.as_ref().unwrap().heartbeat_details,
+        b"50%",
+        "details survive the retry"
+    );
+    assert!(
+        matches!(hb(&mut h, &token(&first), b"x"), Outcome::NotFound(_)),
+        "old attempt's token"
+    );
+
+    // The workflow asks to cancel the running activity.
+    let second = Some(second);
+    h.complete_activity(&token(&second), b"done"); // → WFT
+    let mut h = Harness::new();
+    h.started_with(vec![activity("a"), activity("b")]);
+    let a = h.poll(TaskKind::Activity);
+    h.complete_activity(&token(&a), b"A");
+    let b = h.poll(TaskKind::Activity);
+    let wft = h.poll(TaskKind::Workflow);
+    let cancel_b = WorkflowCommand {
+        kind: Some(Cmd::RequestCancelActivity(RequestCancelActivity {
+            scheduled_event_id: 6,
+        })),
+    };
+    assert!(matches!(
+        h.complete_wft(&token(&wft), vec![cancel_b]),
+        Outcome::Accepted(_)
+    ));
+    assert!(matches!(
+        hb(&mut h, &token(&b), b""),
+        Outcome::Heartbeat(HeartbeatRecorded {
+            cancel_requested: true
+        })
+    ));
+    let canceled = h.apply(Kind::CancelActivityTask(CancelActivityTask {
+        token: Some(token(&b)),
+        identity: "worker".into(),
+        details: b"bye".to_vec(),
+    }));
+    assert!(matches!(canceled, Outcome::Accepted(_)));
+    let types = h.types("wf", "r1");
+    assert_eq!(
+        types[10..],
+        [
+            "WorkflowTaskCompleted",
+            "ActivityTaskCancelRequested",
+            "ActivityTaskStarted",
+            "ActivityTaskCanceled",
+            "WorkflowTaskScheduled"
+        ]
+    );
+    let hist = h.history("wf", "r1");
+    match attr(&hist, 14) {
+        Attributes::ActivityTaskCanceled(c) => assert_eq!(
+            (
+                c.latest_cancel_requested_event_id,
+                c.scheduled_event_id,
+                c.started_event_id
+            ),
+            (12, 6, 13)
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn canceling_an_activity_that_never_started_cancels_it_at_once() {
+    let mut h = Harness::new();
+    h.started_with(vec![activity("a"), timer("t", 10)]);
+    h.fire("wf", "r1", DeadlineKind::UserTimer);
+    let wft = h.poll(TaskKind::Workflow);
+    let cancel = WorkflowCommand {
+        kind: Some(Cmd::RequestCancelActivity(RequestCancelActivity {
+            scheduled_event_id: 5,
+        })),
+    };
+    h.complete_wft(&token(&wft), vec![cancel]);
+    assert_eq!(
+        h.types("wf", "r1")[9..],
+        [
+            "WorkflowTaskCompleted",
+            "ActivityTaskCancelRequested",
+            "ActivityTaskCanceled",
+            "WorkflowTaskScheduled"
+        ]
+    );
+    assert!(h.poll(TaskKind::Activity).is_none());
+}
+
+#[test]
+fn signals_before_during_and_after_a_task_and_their_dedup() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    assert!(matches!(h.signal("s1"), Outcome::Accepted(_))); // before the task starts: appended
+    assert!(matches!(h.signal("s1"), Outcome::Accepted(_))); // a retry: deduplicated
+    let wft = h.poll(TaskKind::Workflow);
+    h.signal("s2"); // while started: buffered
+    h.complete_wft(&token(&wft), vec![]);
+    assert_eq!(
+        h.types("wf", "r1"),
+        [
+            "WorkflowExecutionStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowExecutionSignaled",
+            "WorkflowTaskStarted",
+            "WorkflowTaskCompleted",
+            "WorkflowExecutionSignaled",
+            "WorkflowTaskScheduled"
+        ]
+    );
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&wft), vec![complete(b"")]);
+    assert!(matches!(h.signal("s3"), Outcome::NotFound(ref m) if m.contains("already completed")));
+}
+
+#[test]
+fn signal_with_start_starts_or_signals() {
+    let mut h = Harness::new();
+    let sws = |h: &mut Harness, run: &str| {
+        h.apply(Kind::SignalWithStart(SignalWithStart {
+            start: Some(StartWorkflow {
+                run: Some(run_key("wf", run)),
+                workflow_type: "hello".into(),
+                task_queue: TQ.into(),
+                request_id: format!("req-{run}"),
+                ..Default::default()
+            }),
+            signal: Some(SignalWorkflow {
+                run: Some(run_key("wf", "")),
+                signal_name: "go".into(),
+                ..Default::default()
+            }),
+        }))
+    };
+    match sws(&mut h, "r1") {
+        Outcome::Started(s) => assert_eq!((s.run_id.as_str(), s.started), ("r1", true)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.types("wf", "r1"),
+        [
+            "WorkflowExecutionStarted",
+            "WorkflowExecutionSignaled",
+            "WorkflowTaskScheduled"
+        ]
+    );
+    match sws(&mut h, "r2") {
+        Outcome::Started(s) => assert_eq!((s.run_id.as_str(), s.started), ("r1", false)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.types("wf", "r1").len(),
+        4,
+        "signaled the running run; no second task scheduled"
+    );
+}
+
+#[test]
+fn a_cancel_request_leads_to_canceled_and_is_idempotent() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let cancel = |h: &mut Harness| {
+        h.apply(Kind::RequestCancelWorkflow(RequestCancelWorkflow {
+            run: Some(run_key("wf", "r1")),
+            identity: "client".into(),
+            reason: "stop".into(),
+            request_id: "c1".into(),
+        }))
+    };
+    assert!(matches!(cancel(&mut h), Outcome::Accepted(_)));
+    assert!(matches!(cancel(&mut h), Outcome::Accepted(_)));
+    let wft = h.poll(TaskKind::Workflow);
+    let cw = WorkflowCommand {
+        kind: Some(Cmd::CancelWorkflow(CancelWorkflow {
+            details: b"d".to_vec(),
+        })),
+    };
+    h.complete_wft(&token(&wft), vec![cw]);
+    assert_eq!(
+        h.types("wf", "r1"),
+        [
+            "WorkflowExecutionStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowExecutionCancelRequested",
+            "WorkflowTaskStarted",
+            "WorkflowTaskCompleted",
+            "WorkflowExecutionCanceled"
+        ]
+    );
+    assert_eq!(h.state("wf", "r1").status, RunStatus::Canceled as i32);
+}
+
+#[test]
+fn terminating_while_a_task_is_started_force_fails_it_and_flushes_the_buffer() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    h.signal("s");
+    let out = h.apply(Kind::TerminateWorkflow(TerminateWorkflow {
+        run: Some(run_key("wf", "")),
+        identity: "admin".into(),
+        reason: "bye".into(),
+        details: vec![],
+    }));
+    assert!(matches!(out, Outcome::Accepted(_)));
+    assert_eq!(
+        h.types("wf", "r1")[3..],
+        [
+            "WorkflowTaskFailed",
+            "WorkflowExecutionSignaled",
+            "WorkflowExecutionTerminated"
+        ]
+    );
+    let hist = h.history("wf", "r1");
+    match attr(&hist, 4) {
+        Attributes::WorkflowTaskFailed(f) => {
+            assert_eq!(f.cause, WorkflowTaskFailedCause::ForceCloseCommand as i32)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        matches!(h.complete_wft(&token(&wft), vec![]), Outcome::NotFound(_)),
+        "open tokens turn stale"
+    );
+    assert!(
+        h.state("wf", "r1").deadlines.is_empty(),
+        "no timeouts left armed"
+    );
+}
+
+#[test]
+fn workflow_task_failures_and_timeouts_schedule_the_next_attempt() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    let failed = h.apply(Kind::FailWorkflowTask(FailWorkflowTask {
+        token: Some(token(&wft)),
+        identity: "worker".into(),
+        cause: 0,
+        failure: b"panic".to_vec(),
+    }));
+    assert!(matches!(failed, Outcome::Accepted(_)));
+    let second = h.poll(TaskKind::Workflow).unwrap();
+    assert_eq!(second.attempt, 2);
+    // The worker now stays silent: the start-to-close timeout fires (10 s default).
+    let before = h.now_ms;
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::WorkflowTaskStartToClose),
+        Outcome::Accepted(_)
+    ));
+    assert_eq!(h.now_ms, before + DEFAULT_WORKFLOW_TASK_TIMEOUT_MS);
+    let third = h.poll(TaskKind::Workflow).unwrap();
+    assert_eq!(third.attempt, 3);
+    assert_eq!(
+        h.types("wf", "r1"),
+        [
+            "WorkflowExecutionStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted",
+            "WorkflowTaskFailed",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted",
+            "WorkflowTaskTimedOut",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert!(matches!(
+        h.complete_wft(&token(&Some(second)), vec![]),
+        Outcome::NotFound(_)
+    ));
+}
+
+#[test]
+fn run_timeout_closes_the_run_and_retention_deletes_it() {
+    let mut h = Harness::new();
+    h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(run_key("wf", "r1")),
+        workflow_type: "t".into(),
+        task_queue: TQ.into(),
+        run_timeout_ms: 60_000,
+        retention_ms: 86_400_000,
+        request_id: "req".into(),
+        ..Default::default()
+    }));
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::RunTimeout),
+        Outcome::Accepted(_)
+    ));
+    assert_eq!(
+        h.types("wf", "r1").last(),
+        Some(&"WorkflowExecutionTimedOut")
+    );
+    assert_eq!(h.state("wf", "r1").status, RunStatus::TimedOut as i32);
+    let retention = h.state("wf", "r1").deadlines;
+    assert_eq!(retention.len(), 1);
+    assert_eq!(retention[0].fire_at_ms, h.now_ms + 86_400_000);
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::Retention),
+        Outcome::Accepted(_)
+    ));
+    assert!(read_mutable_state(&h.store, &run_key("wf", "r1"))
+        .unwrap()
+        .is_none());
+    assert!(h.history("wf", "r1").is_empty());
+    assert!(h.effects.contains(&Effect::RunDeleted {
+        run: run_key("wf", "r1")
+    }));
+    let leftovers: Vec<_> = h
+        .store
+        .iter()
+        .filter(|(k, _)| {
+            crate::keys::KeyKind::of(k) != Some(crate::keys::KeyKind::Meta)
+                && crate::keys::KeyKind::of(k) != Some(crate::keys::KeyKind::QueueCursor)
+                && crate::keys::KeyKind::of(k) != Some(crate::keys::KeyKind::QueueEntry)
+        })
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "only backlog bookkeeping may remain: {leftovers:?}"
+    );
+}
+
+#[test]
+fn a_timer_can_be_canceled() {
+    let mut h = Harness::new();
+    h.started_with(vec![timer("t", 1_000), timer("u", 5)]);
+    h.fire("wf", "r1", DeadlineKind::UserTimer); // "t" or "u": whichever is listed first
+    let wft = h.poll(TaskKind::Workflow);
+    let pending = h.state("wf", "r1").timers[0].timer_id.clone();
+    let cancel = WorkflowCommand {
+        kind: Some(Cmd::CancelTimer(CancelTimer { timer_id: pending })),
+    };
+    assert!(matches!(
+        h.complete_wft(&token(&wft), vec![cancel]),
+        Outcome::Accepted(_)
+    ));
+    assert_eq!(h.types("wf", "r1").last(), Some(&"TimerCanceled"));
+    assert!(h
+        .state("wf", "r1")
+        .deadlines
+        .iter()
+        .all(|d| d.kind != DeadlineKind::UserTimer as i32));
 }

@@ -1,0 +1,549 @@
+//! Workflow tasks: dispatch (for both kinds), completion with commands, failure, timeout,
+//! and the user-timer outcome they react to.
+
+use super::activity;
+use super::apply::{accepted, decode, is_running, not_found, outcome, rejected, task_started, Ctx};
+use super::model::workflow_command::Kind as Cmd;
+use super::model::workflow_outcome::Kind as Outcome;
+use super::model::*;
+use crate::keys;
+use crate::{Result, StateStore};
+
+/// Upper bound on stale backlog entries skipped by one dispatch.
+const MAX_STALE_SKIPS: usize = 64;
+
+pub(super) fn dispatch_task<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &DispatchTask,
+) -> Result<WorkflowOutcome> {
+    let kind = TaskKind::try_from(c.kind).unwrap_or(TaskKind::Workflow);
+    let ckey = keys::queue_cursor(&c.namespace, &c.task_queue, kind as u8);
+    let mut cursor: QueueCursor = match ctx.store.get(&ckey)? {
+        Some(b) => decode(&ckey, &b)?,
+        None => return Ok(outcome(Outcome::NoTask(Empty {}))),
+    };
+    let mut found = None;
+    for _ in 0..MAX_STALE_SKIPS {
+        if cursor.head >= cursor.tail {
+            break;
+        }
+        let ekey = keys::queue_entry(&c.namespace, &c.task_queue, kind as u8, cursor.head);
+        let entry = ctx.store.get(&ekey)?;
+        ctx.store.delete(&ekey);
+        cursor.head += 1;
+        let Some(entry) = entry else { continue };
+        let entry: TaskRef = decode(&ekey, &entry)?;
+        let Some(run) = entry.run.clone() else {
+            continue;
+        };
+        let Some(mut ms) = super::read_mutable_state(ctx.store, &run)? else {
+            continue;
+        };
+        if !is_running(&ms) {
+            continue;
+        }
+        found = match kind {
+            TaskKind::Workflow => start_workflow_task(ctx, &mut ms, &entry, c),
+            TaskKind::Activity => activity::start_attempt(ctx, &mut ms, &entry, c),
+        };
+        if found.is_some() {
+            ctx.save(&ms);
+            break;
+        }
+    }
+    ctx.store
+        .put(&ckey, &prost::Message::encode_to_vec(&cursor));
+    Ok(found.unwrap_or(outcome(Outcome::NoTask(Empty {}))))
+}
+
+fn start_workflow_task<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    entry: &TaskRef,
+    c: &DispatchTask,
+) -> Option<WorkflowOutcome> {
+    let task = ms.workflow_task.clone()?;
+    if task.scheduled_event_id != entry.scheduled_event_id || task.started_event_id != 0 {
+        return None;
+    }
+    let started = ctx.append(
+        ms,
+        Attributes::WorkflowTaskStarted(WorkflowTaskStarted {
+            scheduled_event_id: task.scheduled_event_id,
+            identity: c.identity.clone(),
+            request_id: c.request_id.clone(),
+        }),
+    );
+    ms.workflow_task = Some(WorkflowTaskInfo {
+        started_event_id: started,
+        ..task.clone()
+    });
+    let at = ctx.now_ms.saturating_add(ms.workflow_task_timeout_ms);
+    ctx.arm(
+        ms,
+        DeadlineKind::WorkflowTaskStartToClose,
+        task.scheduled_event_id,
+        task.attempt,
+        "",
+        at,
+    );
+    Some(outcome(Outcome::Dispatched(Dispatched {
+        token: Some(TaskToken {
+            run: ms.run.clone(),
+            kind: TaskKind::Workflow as i32,
+            scheduled_event_id: task.scheduled_event_id,
+            started_event_id: started,
+            attempt: task.attempt,
+        }),
+        workflow_type: ms.workflow_type.clone(),
+        started_event_id: started,
+        previous_started_event_id: ms.previous_started_event_id,
+        attempt: task.attempt,
+        activity: None,
+    })))
+}
+
+/// Loads the run a token names if the token is still current (else `None`: NOT_FOUND).
+pub(super) fn load_for_token<S: StateStore>(
+    ctx: &Ctx<'_, S>,
+    token: &Option<TaskToken>,
+) -> Result<Option<(TaskToken, MutableState)>> {
+    let Some(token) = token.clone() else {
+        return Ok(None);
+    };
+    let Some(run) = token.run.clone() else {
+        return Ok(None);
+    };
+    let Some(ms) = super::read_mutable_state(ctx.store, &run)? else {
+        return Ok(None);
+    };
+    if !is_running(&ms) {
+        return Ok(None);
+    }
+    Ok(Some((token, ms)))
+}
+
+/// The started workflow task a token names, if it is still the current one.
+fn current_task(token: &TaskToken, ms: &MutableState) -> Option<WorkflowTaskInfo> {
+    let task = ms.workflow_task.clone()?;
+    (token.kind == TaskKind::Workflow as i32
+        && task.scheduled_event_id == token.scheduled_event_id
+        && task.started_event_id == token.started_event_id
+        && task.started_event_id != 0
+        && task.attempt == token.attempt)
+        .then_some(task)
+}
+
+/// Temporal's activity timeout normalization; `Err` is the task failure message.
+pub(super) fn normalize_activity(
+    a: &ScheduleActivity,
+    run_timeout_ms: u64,
+) -> std::result::Result<ScheduleActivity, String> {
+    if a.activity_id.is_empty() || a.activity_type.is_empty() {
+        return Err("ScheduleActivityTask needs activity_id and activity_type".into());
+    }
+    let mut n = a.clone();
+    if n.schedule_to_close_timeout_ms == 0 && n.start_to_close_timeout_ms == 0 {
+        return Err(
+            "ScheduleActivityTask needs start_to_close or schedule_to_close timeout".into(),
+        );
+    }
+    let cap = |v: u64, limit: u64| {
+        if limit > 0 && (v == 0 || v > limit) {
+            limit
+        } else {
+            v
+        }
+    };
+    if n.schedule_to_close_timeout_ms > 0 {
+        n.schedule_to_start_timeout_ms = cap(
+            n.schedule_to_start_timeout_ms,
+            n.schedule_to_close_timeout_ms,
+        );
+        n.start_to_close_timeout_ms =
+            cap(n.start_to_close_timeout_ms, n.schedule_to_close_timeout_ms);
+    } else {
+        n.schedule_to_close_timeout_ms = run_timeout_ms;
+        if n.schedule_to_start_timeout_ms == 0 {
+            n.schedule_to_start_timeout_ms = run_timeout_ms;
+        }
+    }
+    if run_timeout_ms > 0 {
+        n.schedule_to_close_timeout_ms = cap(n.schedule_to_close_timeout_ms, run_timeout_ms);
+        n.schedule_to_start_timeout_ms = cap(n.schedule_to_start_timeout_ms, run_timeout_ms);
+        n.start_to_close_timeout_ms = cap(n.start_to_close_timeout_ms, run_timeout_ms);
+    }
+    if n.start_to_close_timeout_ms > 0 && n.heartbeat_timeout_ms > n.start_to_close_timeout_ms {
+        n.heartbeat_timeout_ms = n.start_to_close_timeout_ms;
+    }
+    Ok(n)
+}
+
+type Invalid = (WorkflowTaskFailedCause, String);
+
+/// Checks every command before anything is written: a task either applies whole or fails.
+fn validate(
+    ms: &MutableState,
+    commands: &[WorkflowCommand],
+) -> std::result::Result<Vec<Cmd>, Invalid> {
+    let mut out = Vec::with_capacity(commands.len());
+    let mut new_timers: Vec<&str> = Vec::new();
+    let mut canceled_timers: Vec<&str> = Vec::new();
+    let closes = commands.iter().any(|c| {
+        matches!(
+            c.kind,
+            Some(Cmd::CompleteWorkflow(_))
+                | Some(Cmd::FailWorkflow(_))
+                | Some(Cmd::CancelWorkflow(_))
+        )
+    });
+    if closes && !ms.buffered.is_empty() {
+        return Err((
+            WorkflowTaskFailedCause::UnhandledCommand,
+            "UnhandledCommand".into(),
+        ));
+    }
+    for c in commands {
+        let Some(kind) = &c.kind else {
+            return Err((
+                WorkflowTaskFailedCause::Unspecified,
+                "a command has no attributes".into(),
+            ));
+        };
+        match kind {
+            Cmd::ScheduleActivity(a) => {
+                let n = normalize_activity(a, ms.run_timeout_ms)
+                    .map_err(|m| (WorkflowTaskFailedCause::BadScheduleActivityAttributes, m))?;
+                out.push(Cmd::ScheduleActivity(n));
+                continue;
+            }
+            Cmd::StartTimer(t) => {
+                if t.timer_id.is_empty() || t.start_to_fire_timeout_ms == 0 {
+                    return Err((
+                        WorkflowTaskFailedCause::BadStartTimerAttributes,
+                        "StartTimer needs timer_id and a positive start_to_fire_timeout".into(),
+                    ));
+                }
+                let live = ms.timers.iter().any(|x| x.timer_id == t.timer_id)
+                    && !canceled_timers.contains(&t.timer_id.as_str());
+                if live || new_timers.contains(&t.timer_id.as_str()) {
+                    return Err((
+                        WorkflowTaskFailedCause::StartTimerDuplicateId,
+                        format!("timer id {:?} is already in use", t.timer_id),
+                    ));
+                }
+                new_timers.push(&t.timer_id);
+            }
+            Cmd::CancelTimer(t) => {
+                let known = ms.timers.iter().any(|x| x.timer_id == t.timer_id)
+                    || new_timers.contains(&t.timer_id.as_str());
+                if !known {
+                    return Err((
+                        WorkflowTaskFailedCause::BadCancelTimerAttributes,
+                        format!("no pending timer {:?}", t.timer_id),
+                    ));
+                }
+                new_timers.retain(|x| *x != t.timer_id);
+                canceled_timers.push(&t.timer_id);
+            }
+            Cmd::RequestCancelActivity(r) => {
+                if !ms
+                    .activities
+                    .iter()
+                    .any(|a| a.scheduled_event_id == r.scheduled_event_id)
+                {
+                    return Err((
+                        WorkflowTaskFailedCause::BadRequestCancelActivityAttributes,
+                        format!(
+                            "no pending activity scheduled at event {}",
+                            r.scheduled_event_id
+                        ),
+                    ));
+                }
+            }
+            Cmd::CompleteWorkflow(_)
+            | Cmd::FailWorkflow(_)
+            | Cmd::CancelWorkflow(_)
+            | Cmd::RecordMarker(_) => {}
+        }
+        out.push(kind.clone());
+    }
+    Ok(out)
+}
+
+pub(super) fn complete_workflow_task<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &CompleteWorkflowTask,
+) -> Result<WorkflowOutcome> {
+    let Some((token, mut ms)) = load_for_token(ctx, &c.token)? else {
+        return Ok(not_found("workflow task not found"));
+    };
+    let Some(task) = current_task(&token, &ms) else {
+        return Ok(not_found("workflow task not found"));
+    };
+    let commands = match validate(&ms, &c.commands) {
+        Ok(v) => v,
+        Err((cause, message)) => {
+            fail_started_task(
+                ctx,
+                &mut ms,
+                &task,
+                cause,
+                message.clone(),
+                &c.identity,
+                Vec::new(),
+            )?;
+            ctx.save(&ms);
+            return Ok(rejected(message));
+        }
+    };
+    ctx.disarm(&mut ms, |d| {
+        d.kind == DeadlineKind::WorkflowTaskStartToClose as i32
+    });
+    let wtc = ctx.append(
+        &mut ms,
+        Attributes::WorkflowTaskCompleted(WorkflowTaskCompleted {
+            scheduled_event_id: task.scheduled_event_id,
+            started_event_id: task.started_event_id,
+            identity: c.identity.clone(),
+            sdk_metadata: c.sdk_metadata.clone(),
+        }),
+    );
+    ms.workflow_task = None;
+    ms.previous_started_event_id = task.started_event_id;
+    let mut needs_task = false;
+    for cmd in commands {
+        if !is_running(&ms) {
+            break; // nothing follows a close command
+        }
+        needs_task |= apply_command(ctx, &mut ms, cmd, wtc, &c.identity)?;
+    }
+    needs_task |= ctx.flush_buffered(&mut ms);
+    if needs_task {
+        ctx.schedule_workflow_task(&mut ms, 1)?;
+    }
+    ctx.save(&ms);
+    Ok(accepted())
+}
+
+/// Writes one validated command's event(s); returns whether a new workflow task is needed.
+fn apply_command<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    cmd: Cmd,
+    wtc: i64,
+    identity: &str,
+) -> Result<bool> {
+    match cmd {
+        Cmd::ScheduleActivity(n) => activity::schedule(ctx, ms, n, wtc).map(|_| false),
+        Cmd::StartTimer(t) => {
+            let started = ctx.append(
+                ms,
+                Attributes::TimerStarted(TimerStarted {
+                    timer_id: t.timer_id.clone(),
+                    start_to_fire_timeout_ms: t.start_to_fire_timeout_ms,
+                    workflow_task_completed_event_id: wtc,
+                }),
+            );
+            let fire_at_ms = ctx.now_ms.saturating_add(t.start_to_fire_timeout_ms);
+            ms.timers.push(TimerInfo {
+                timer_id: t.timer_id.clone(),
+                started_event_id: started,
+                fire_at_ms,
+            });
+            ctx.arm(
+                ms,
+                DeadlineKind::UserTimer,
+                started,
+                0,
+                &t.timer_id,
+                fire_at_ms,
+            );
+            Ok(false)
+        }
+        Cmd::CancelTimer(t) => {
+            let pos = ms
+                .timers
+                .iter()
+                .position(|x| x.timer_id == t.timer_id)
+                .expect("validated: the timer is pending");
+            let timer = ms.timers.remove(pos);
+            ctx.disarm(ms, |d| {
+                d.kind == DeadlineKind::UserTimer as i32 && d.event_id == timer.started_event_id
+            });
+            ctx.append(
+                ms,
+                Attributes::TimerCanceled(TimerCanceled {
+                    timer_id: timer.timer_id,
+                    started_event_id: timer.started_event_id,
+                    workflow_task_completed_event_id: wtc,
+                    identity: identity.to_string(),
+                }),
+            );
+            Ok(false)
+        }
+        Cmd::RequestCancelActivity(r) => {
+            activity::request_cancel(ctx, ms, r.scheduled_event_id, wtc)
+        }
+        Cmd::RecordMarker(m) => {
+            ctx.append(
+                ms,
+                Attributes::MarkerRecorded(MarkerRecorded {
+                    marker_name: m.marker_name,
+                    details: m.details,
+                    workflow_task_completed_event_id: wtc,
+                    header: m.header,
+                    failure: m.failure,
+                }),
+            );
+            Ok(false)
+        }
+        Cmd::CompleteWorkflow(cw) => {
+            ctx.append(
+                ms,
+                Attributes::WorkflowExecutionCompleted(WorkflowExecutionCompleted {
+                    result: cw.result,
+                    workflow_task_completed_event_id: wtc,
+                }),
+            );
+            ctx.close(ms, RunStatus::Completed).map(|_| false)
+        }
+        Cmd::FailWorkflow(f) => {
+            ctx.append(
+                ms,
+                Attributes::WorkflowExecutionFailed(WorkflowExecutionFailed {
+                    failure: f.failure,
+                    retry_state: RetryState::RetryPolicyNotSet as i32,
+                    workflow_task_completed_event_id: wtc,
+                }),
+            );
+            ctx.close(ms, RunStatus::Failed).map(|_| false)
+        }
+        Cmd::CancelWorkflow(cw) => {
+            ctx.append(
+                ms,
+                Attributes::WorkflowExecutionCanceled(WorkflowExecutionCanceled {
+                    workflow_task_completed_event_id: wtc,
+                    details: cw.details,
+                }),
+            );
+            ctx.close(ms, RunStatus::Canceled).map(|_| false)
+        }
+    }
+}
+
+/// Fails the started workflow task: WorkflowTaskFailed, flush buffered events, schedule the
+/// next attempt (attempt 1 again after UnhandledCommand, which is not the worker's fault).
+fn fail_started_task<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    task: &WorkflowTaskInfo,
+    cause: WorkflowTaskFailedCause,
+    message: String,
+    identity: &str,
+    failure: Vec<u8>,
+) -> Result<()> {
+    ctx.disarm(ms, |d| {
+        d.kind == DeadlineKind::WorkflowTaskStartToClose as i32
+    });
+    ctx.append(
+        ms,
+        Attributes::WorkflowTaskFailed(WorkflowTaskFailed {
+            scheduled_event_id: task.scheduled_event_id,
+            started_event_id: task.started_event_id,
+            cause: cause as i32,
+            message,
+            identity: identity.to_string(),
+            failure,
+        }),
+    );
+    ms.workflow_task = None;
+    ctx.flush_buffered(ms);
+    let next_attempt = if cause == WorkflowTaskFailedCause::UnhandledCommand {
+        1
+    } else {
+        task.attempt + 1
+    };
+    ctx.schedule_workflow_task(ms, next_attempt)
+}
+
+/// RespondWorkflowTaskFailed from the worker.
+pub(super) fn fail_workflow_task_request<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &FailWorkflowTask,
+) -> Result<WorkflowOutcome> {
+    let Some((token, mut ms)) = load_for_token(ctx, &c.token)? else {
+        return Ok(not_found("workflow task not found"));
+    };
+    let Some(task) = current_task(&token, &ms) else {
+        return Ok(not_found("workflow task not found"));
+    };
+    let cause =
+        WorkflowTaskFailedCause::try_from(c.cause).unwrap_or(WorkflowTaskFailedCause::Unspecified);
+    fail_started_task(
+        ctx,
+        &mut ms,
+        &task,
+        cause,
+        String::new(),
+        &c.identity,
+        c.failure.clone(),
+    )?;
+    ctx.save(&ms);
+    Ok(accepted())
+}
+
+pub(super) fn workflow_task_timed_out<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    d: &Deadline,
+) -> Result<()> {
+    let Some(task) = ms.workflow_task.clone() else {
+        return Ok(());
+    };
+    if !task_started(ms) || task.scheduled_event_id != d.event_id || task.attempt != d.attempt {
+        return Ok(());
+    }
+    ctx.append(
+        ms,
+        Attributes::WorkflowTaskTimedOut(WorkflowTaskTimedOut {
+            scheduled_event_id: task.scheduled_event_id,
+            started_event_id: task.started_event_id,
+            timeout_type: TimeoutType::StartToClose as i32,
+        }),
+    );
+    ms.workflow_task = None;
+    ctx.flush_buffered(ms);
+    ctx.schedule_workflow_task(ms, task.attempt + 1)
+}
+
+pub(super) fn timer_fired<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    d: &Deadline,
+) -> Result<()> {
+    let Some(pos) = ms
+        .timers
+        .iter()
+        .position(|t| t.started_event_id == d.event_id)
+    else {
+        return Ok(());
+    };
+    let t = ms.timers.remove(pos);
+    ctx.add_event(
+        ms,
+        Attributes::TimerFired(TimerFired {
+            timer_id: t.timer_id,
+            started_event_id: t.started_event_id,
+        }),
+    );
+    ctx.schedule_workflow_task(ms, 1)
+}
+
+#[cfg(test)]
+pub(super) fn normalize_for_tests(
+    a: &ScheduleActivity,
+    run_timeout_ms: u64,
+) -> std::result::Result<ScheduleActivity, String> {
+    normalize_activity(a, run_timeout_ms)
+}
