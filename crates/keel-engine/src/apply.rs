@@ -3,7 +3,7 @@
 use crate::commands::{command::Kind, response, RegisterWrite, Rejected};
 use crate::error::hex;
 use crate::keys::{self, MetaKey};
-use crate::{Command, Error, Proposal, ProposalResponse, Response, Result, StateStore};
+use crate::{Command, Error, Proposal, ProposalResponse, ReadState, Response, Result, StateStore};
 
 /// What apply derived for an entry, for the caller's bookkeeping.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +21,7 @@ pub fn entry_time_ms(proposed_at_ms: u64, last_applied_time_ms: u64) -> u64 {
 }
 
 /// The replicated time of the last applied entry (0 before the first).
-pub fn last_applied_time_ms(store: &impl StateStore) -> Result<u64> {
+pub fn last_applied_time_ms(store: &impl ReadState) -> Result<u64> {
     let key = keys::meta(MetaKey::LastAppliedTime);
     match store.get(&key)? {
         None => Ok(0),
@@ -125,7 +125,7 @@ fn rejected(reason: &str) -> Response {
 }
 
 /// Reads a register value (for local reads after the caller established consistency).
-pub fn read_register(store: &impl StateStore, user_key: &[u8]) -> Result<Option<Vec<u8>>> {
+pub fn read_register(store: &impl ReadState, user_key: &[u8]) -> Result<Option<Vec<u8>>> {
     store.get(&keys::register(user_key))
 }
 

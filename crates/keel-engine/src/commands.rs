@@ -19,7 +19,7 @@ pub struct Proposal {
 pub struct Command {
     #[prost(
         oneof = "command::Kind",
-        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22"
+        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23"
     )]
     pub kind: Option<command::Kind>,
 }
@@ -60,6 +60,8 @@ pub mod command {
         RequestCancelWorkflow(crate::workflow::RequestCancelWorkflow),
         #[prost(message, tag = "22")]
         TerminateWorkflow(crate::workflow::TerminateWorkflow),
+        #[prost(message, tag = "23")]
+        RegisterNamespace(crate::workflow::RegisterNamespace),
     }
 }
 

@@ -24,6 +24,12 @@ pub enum KeyKind {
     QueueEntry = 0x0014,
     /// Pending-deadline index: (fire_at_ms, namespace, workflow_id, run_id, timer kind, id).
     Timer = 0x0015,
+    /// A namespace: (name).
+    Namespace = 0x0016,
+    /// Visibility row of a run: (namespace, workflow_id, run_id).
+    Visibility = 0x0017,
+    /// Visibility by start time, newest first: (namespace, !start_time_ms, workflow_id, run_id).
+    VisibilityByStart = 0x0018,
 }
 
 impl KeyKind {
@@ -43,6 +49,9 @@ impl KeyKind {
             [0x00, 0x13] => Some(KeyKind::QueueCursor),
             [0x00, 0x14] => Some(KeyKind::QueueEntry),
             [0x00, 0x15] => Some(KeyKind::Timer),
+            [0x00, 0x16] => Some(KeyKind::Namespace),
+            [0x00, 0x17] => Some(KeyKind::Visibility),
+            [0x00, 0x18] => Some(KeyKind::VisibilityByStart),
             _ => None,
         }
     }
@@ -147,6 +156,41 @@ pub fn queue_entry(namespace: &str, task_queue: &str, kind: u8, seq: u64) -> Vec
     push_str(&mut k, task_queue);
     k.push(kind);
     k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Key of a namespace record.
+pub fn namespace(name: &str) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::Namespace);
+    push_str(&mut k, name);
+    k
+}
+
+/// Key of a run's visibility row.
+pub fn visibility(namespace: &str, workflow_id: &str, run_id: &str) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::Visibility);
+    run_fields(&mut k, namespace, workflow_id, run_id);
+    k
+}
+
+/// Prefix of a namespace's start-time index.
+pub fn visibility_by_start_prefix(namespace: &str) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::VisibilityByStart);
+    push_str(&mut k, namespace);
+    k
+}
+
+/// Key in a namespace's start-time index; newer runs sort first (ORDER BY StartTime DESC).
+pub fn visibility_by_start(
+    namespace: &str,
+    start_time_ms: u64,
+    workflow_id: &str,
+    run_id: &str,
+) -> Vec<u8> {
+    let mut k = visibility_by_start_prefix(namespace);
+    k.extend_from_slice(&(!start_time_ms).to_be_bytes());
+    push_str(&mut k, workflow_id);
+    push_str(&mut k, run_id);
     k
 }
 

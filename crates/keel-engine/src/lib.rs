@@ -30,4 +30,4 @@ pub use commands::{
     RegisterPut, RegisterWrite, Rejected, Response,
 };
 pub use error::{Error, Result};
-pub use store::{MemStore, StateStore};
+pub use store::{MemStore, ReadState, StateStore};

@@ -4,6 +4,13 @@ use std::collections::BTreeMap;
 
 use crate::Result;
 
+/// Read access to state-machine data: what apply reads, and what the server reads
+/// (histories, mutable state, visibility) outside apply.
+pub trait ReadState {
+    /// Reads the current value of `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+}
+
 /// Ordered key-value storage the engine reads and writes during apply.
 ///
 /// # Correctness
@@ -11,9 +18,7 @@ use crate::Result;
 ///   writes of the current, not yet committed batch.
 /// - Writes become durable together, atomically with the applied log index, when the caller
 ///   commits the batch; the engine never sees a partially written batch after a restart.
-pub trait StateStore {
-    /// Reads the current value of `key`.
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+pub trait StateStore: ReadState {
     /// Sets `key` to `value`.
     fn put(&mut self, key: &[u8], value: &[u8]);
     /// Removes `key` (no-op if absent).
@@ -38,11 +43,13 @@ impl MemStore {
     }
 }
 
-impl StateStore for MemStore {
+impl ReadState for MemStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.data.get(key).cloned())
     }
+}
 
+impl StateStore for MemStore {
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.data.insert(key.to_vec(), value.to_vec());
     }

@@ -465,6 +465,11 @@ impl RaftNode {
         Ok(m.snapshot.map_or(0, |s| s.index))
     }
 
+    /// Read access to this node's applied state (no consistency wait: a stale read).
+    pub fn state(&self) -> &StateReader {
+        &self.inner.reader
+    }
+
     /// Digest of this node's state machine.
     pub fn state_digest(&self) -> Result<StateDigest> {
         self.inner.reader.digest()

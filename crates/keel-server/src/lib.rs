@@ -4,7 +4,7 @@
 //! Modules:
 //! - [`node`]: start and stop one node from a [`keel_config::NodeConfig`];
 //! - [`admin`], [`kv`]: the client-port gRPC services; [`status`] maps errors to gRPC codes;
-//! - [`metrics`]: the Prometheus endpoint;
+//! - [`metrics`]: the Prometheus endpoint; [`namespaces`]: the `default` namespace;
 //! - [`local_cluster`]: an in-process cluster for tests and benchmarks;
 //! - [`cli`]: `keel up`, `keel cluster status`, `keel bench raft`.
 //!
@@ -18,6 +18,7 @@ mod error;
 pub mod kv;
 pub mod local_cluster;
 pub mod metrics;
+pub mod namespaces;
 pub mod node;
 pub mod status;
 

@@ -167,6 +167,11 @@ impl Node {
             ));
         }
 
+        tasks.push(tokio::spawn(
+            crate::namespaces::ensure_default(raft.clone(), shutdown_rx.clone())
+                .instrument(span.clone()),
+        ));
+
         if cfg.is_bootstrap_node() {
             let members: BTreeMap<u64, KeelNode> = cfg
                 .members

@@ -502,6 +502,12 @@ async fn run_workflow_through(
             other => anyhow::bail!("unexpected response {other:?}"),
         }
     };
+    wait_for(WAIT, "the default namespace is registered", || async {
+        keel_engine::workflow::read_namespace(node.state(), "default")
+            .ok()
+            .flatten()
+    })
+    .await?;
     let run = w::RunKey {
         namespace: "default".into(),
         workflow_id: wf.into(),
@@ -581,6 +587,19 @@ async fn t70_workflow_commands_give_identical_state_on_every_node_including_afte
     .await?;
     let leader = c.wait_for_leader(WAIT).await?;
     let follower = others(&c.running(), leader)[0];
+
+    phase!("every node registers the default namespace at start, exactly once");
+    let leader_raft = c.node(leader).raft().clone();
+    let ns = wait_for(WAIT, "the default namespace is registered", || async {
+        keel_engine::workflow::read_namespace(leader_raft.state(), "default")
+            .ok()
+            .flatten()
+    })
+    .await?;
+    assert_eq!(
+        ns.retention_ms,
+        keel_server::namespaces::DEFAULT_RETENTION_MS
+    );
 
     phase!("a 3-activity workflow driven through follower {follower} replicates identically");
     run_workflow_through(&c.node(follower).raft().clone(), "wf-1", 3).await?;

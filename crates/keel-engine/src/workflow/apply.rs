@@ -9,7 +9,7 @@ use super::model::*;
 use super::{activity, start, task};
 use crate::error::hex;
 use crate::keys;
-use crate::{Error, Result, StateStore};
+use crate::{Error, ReadState, Result, StateStore};
 
 /// Temporal's default workflow task timeout.
 pub const DEFAULT_WORKFLOW_TASK_TIMEOUT_MS: u64 = 10_000;
@@ -68,8 +68,20 @@ fn state_key(run: &RunKey) -> Vec<u8> {
 }
 
 /// Reads a run's mutable state.
-pub fn read_mutable_state(store: &impl StateStore, run: &RunKey) -> Result<Option<MutableState>> {
+pub fn read_mutable_state(store: &impl ReadState, run: &RunKey) -> Result<Option<MutableState>> {
     let key = state_key(run);
+    store.get(&key)?.map(|b| decode(&key, &b)).transpose()
+}
+
+/// Reads a namespace record.
+pub fn read_namespace(store: &impl ReadState, name: &str) -> Result<Option<NamespaceRecord>> {
+    let key = keys::namespace(name);
+    store.get(&key)?.map(|b| decode(&key, &b)).transpose()
+}
+
+/// Reads a run's visibility row.
+pub fn read_visibility(store: &impl ReadState, run: &RunKey) -> Result<Option<VisibilityRecord>> {
+    let key = keys::visibility(&run.namespace, &run.workflow_id, &run.run_id);
     store.get(&key)?.map(|b| decode(&key, &b)).transpose()
 }
 
@@ -323,8 +335,37 @@ impl<S: StateStore> Ctx<'_, S> {
             let at = self.now_ms.saturating_add(ms.retention_ms);
             self.arm(ms, DeadlineKind::Retention, 0, 0, "", at);
         }
+        self.put_visibility(ms);
         self.effects.push(Effect::RunClosed { run });
         Ok(())
+    }
+
+    /// Writes the run's visibility row (start and close).
+    pub fn put_visibility(&mut self, ms: &MutableState) {
+        let run = ms.run.as_ref().expect("named run");
+        let row = VisibilityRecord {
+            workflow_id: run.workflow_id.clone(),
+            run_id: run.run_id.clone(),
+            workflow_type: ms.workflow_type.clone(),
+            task_queue: ms.task_queue.clone(),
+            status: ms.status,
+            start_time_ms: ms.start_time_ms,
+            close_time_ms: ms.close_time_ms,
+            history_length: ms.next_event_id - 1,
+        };
+        self.store.put(
+            &keys::visibility(&run.namespace, &run.workflow_id, &run.run_id),
+            &row.encode_to_vec(),
+        );
+        self.store.put(
+            &keys::visibility_by_start(
+                &run.namespace,
+                ms.start_time_ms,
+                &run.workflow_id,
+                &run.run_id,
+            ),
+            &[],
+        );
     }
 
     /// Deletes a closed run's history, state and current-run pointer (retention).
@@ -340,6 +381,17 @@ impl<S: StateStore> Ctx<'_, S> {
             ));
         }
         self.store.delete(&state_key(&run));
+        self.store.delete(&keys::visibility(
+            &run.namespace,
+            &run.workflow_id,
+            &run.run_id,
+        ));
+        self.store.delete(&keys::visibility_by_start(
+            &run.namespace,
+            ms.start_time_ms,
+            &run.workflow_id,
+            &run.run_id,
+        ));
         let ckey = keys::current_run(&run.namespace, &run.workflow_id);
         if let Some(b) = self.store.get(&ckey)? {
             if decode::<CurrentRun>(&ckey, &b)?.run_id == run.run_id {
@@ -382,6 +434,7 @@ pub fn apply(
         Kind::RecordHeartbeat(c) => activity::heartbeat(&mut ctx, c),
         Kind::CancelActivityTask(c) => activity::canceled(&mut ctx, c),
         Kind::FireDeadline(c) => fire_deadline(&mut ctx, c),
+        Kind::RegisterNamespace(c) => start::register_namespace(&mut ctx, c),
         Kind::RegisterPut(_) | Kind::RegisterCas(_) | Kind::RegisterDelete(_) => {
             unreachable!("register commands are applied by the register module")
         }

@@ -314,6 +314,12 @@ fn random_command_sequences_keep_the_history_invariants() {
             act_tokens: Vec::new(),
             next_run: 0,
         };
+        world.apply(Kind::RegisterNamespace(RegisterNamespace {
+            name: "ns".into(),
+            id: "ns-id".into(),
+            description: String::new(),
+            retention_ms: 60_000,
+        }));
         let mut closed = std::collections::BTreeMap::new();
         for step in 0..120 {
             world.step(&mut rng);

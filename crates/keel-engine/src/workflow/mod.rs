@@ -21,6 +21,7 @@ mod invariants_test;
 mod tests;
 
 pub use apply::{
-    apply, read_history, read_mutable_state, Effect, DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
+    apply, read_history, read_mutable_state, read_namespace, read_visibility, Effect,
+    DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
 };
 pub use model::*;

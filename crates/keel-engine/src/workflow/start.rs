@@ -35,6 +35,12 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             ))));
         }
     }
+    let Some(namespace) = super::apply::read_namespace(ctx.store, &run.namespace)? else {
+        return Ok(Begin::Answer(not_found(format!(
+            "namespace {} not found",
+            run.namespace
+        ))));
+    };
     let ckey = keys::current_run(&run.namespace, &run.workflow_id);
     if let Some(b) = ctx.store.get(&ckey)? {
         let current: CurrentRun = decode(&ckey, &b)?;
@@ -86,7 +92,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
         workflow_task_timeout_ms: wft_timeout,
         start_request_id: c.request_id.clone(),
         run_timeout_ms: c.run_timeout_ms,
-        retention_ms: c.retention_ms,
+        retention_ms: namespace.retention_ms,
         ..Default::default()
     };
     ctx.append(
@@ -119,6 +125,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
         start_request_id: c.request_id.clone(),
     };
     ctx.store.put(&ckey, &current.encode_to_vec());
+    ctx.put_visibility(&ms);
     Ok(Begin::Created(ms))
 }
 
@@ -291,4 +298,29 @@ pub(super) fn run_timed_out<S: StateStore>(
         }),
     );
     ctx.close(ms, RunStatus::TimedOut)
+}
+
+pub(super) fn register_namespace<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &RegisterNamespace,
+) -> Result<WorkflowOutcome> {
+    if c.name.is_empty() || c.id.is_empty() {
+        return Ok(rejected("namespace name and id must not be empty"));
+    }
+    if super::apply::read_namespace(ctx.store, &c.name)?.is_some() {
+        return Ok(outcome(Outcome::AlreadyExists(format!(
+            "namespace {} already exists",
+            c.name
+        ))));
+    }
+    let record = NamespaceRecord {
+        name: c.name.clone(),
+        id: c.id.clone(),
+        description: c.description.clone(),
+        retention_ms: c.retention_ms,
+        registered_time_ms: ctx.now_ms,
+    };
+    ctx.store
+        .put(&keys::namespace(&c.name), &record.encode_to_vec());
+    Ok(accepted())
 }

@@ -55,11 +55,22 @@ fn complete(result: &[u8]) -> WorkflowCommand {
 
 impl Harness {
     fn new() -> Self {
-        Harness {
+        let mut h = Harness {
             store: MemStore::new(),
             now_ms: 1_000,
             effects: Vec::new(),
-        }
+        };
+        h.register(NS, 0);
+        h
+    }
+
+    fn register(&mut self, name: &str, retention_ms: u64) -> Outcome {
+        self.apply(Kind::RegisterNamespace(RegisterNamespace {
+            name: name.into(),
+            id: format!("id-{name}"),
+            description: String::new(),
+            retention_ms,
+        }))
     }
 
     fn apply(&mut self, kind: Kind) -> Outcome {
@@ -1209,16 +1220,27 @@ fn workflow_task_failures_and_timeouts_schedule_the_next_attempt() {
 
 #[test]
 fn run_timeout_closes_the_run_and_retention_deletes_it() {
-    let mut h = Harness::new();
+    let mut h = Harness {
+        store: MemStore::new(),
+        now_ms: 1_000,
+        effects: Vec::new(),
+    };
+    h.register(NS, 86_400_000);
     h.apply(Kind::StartWorkflow(StartWorkflow {
         run: Some(run_key("wf", "r1")),
         workflow_type: "t".into(),
         task_queue: TQ.into(),
         run_timeout_ms: 60_000,
-        retention_ms: 86_400_000,
         request_id: "req".into(),
         ..Default::default()
     }));
+    let row = read_visibility(&h.store, &run_key("wf", "r1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (row.status, row.workflow_type.as_str()),
+        (RunStatus::Running as i32, "t")
+    );
     assert!(matches!(
         h.fire("wf", "r1", DeadlineKind::RunTimeout),
         Outcome::Accepted(_)
@@ -1242,13 +1264,15 @@ fn run_timeout_closes_the_run_and_retention_deletes_it() {
     assert!(h.effects.contains(&Effect::RunDeleted {
         run: run_key("wf", "r1")
     }));
+    use crate::keys::KeyKind as K;
     let leftovers: Vec<_> = h
         .store
         .iter()
         .filter(|(k, _)| {
-            crate::keys::KeyKind::of(k) != Some(crate::keys::KeyKind::Meta)
-                && crate::keys::KeyKind::of(k) != Some(crate::keys::KeyKind::QueueCursor)
-                && crate::keys::KeyKind::of(k) != Some(crate::keys::KeyKind::QueueEntry)
+            !matches!(
+                K::of(k),
+                Some(K::Meta | K::QueueCursor | K::QueueEntry | K::Namespace)
+            )
         })
         .collect();
     assert!(
@@ -1277,4 +1301,29 @@ fn a_timer_can_be_canceled() {
         .deadlines
         .iter()
         .all(|d| d.kind != DeadlineKind::UserTimer as i32));
+}
+
+#[test]
+fn namespaces_are_registered_once_and_required_for_starts() {
+    let mut h = Harness::new();
+    assert!(matches!(h.register(NS, 5), Outcome::AlreadyExists(_)));
+    assert_eq!(
+        read_namespace(&h.store, NS).unwrap().unwrap().retention_ms,
+        0,
+        "the first registration stands"
+    );
+    let out = h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(RunKey {
+            namespace: "nope".into(),
+            workflow_id: "wf".into(),
+            run_id: "r".into(),
+        }),
+        workflow_type: "t".into(),
+        task_queue: TQ.into(),
+        ..Default::default()
+    }));
+    assert!(
+        matches!(out, Outcome::NotFound(ref m) if m.contains("namespace nope")),
+        "{out:?}"
+    );
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use keel_engine::keys::{self, MetaKey};
-use keel_engine::{ProposalResponse, StateStore};
+use keel_engine::{ProposalResponse, ReadState, StateStore};
 use keel_proto::raft::v1 as pb;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
@@ -57,19 +57,31 @@ struct BatchStore<'a> {
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
-impl StateStore for BatchStore<'_> {
-    fn get(&self, key: &[u8]) -> keel_engine::Result<Option<Vec<u8>>> {
-        if let Some(v) = self.pending.get(key) {
-            return Ok(v.clone());
-        }
-        self.db
-            .get_cf(cf(self.db, CF_SM), key)
-            .map_err(|e| keel_engine::Error::StoreRead {
-                key_hex: hex(key),
-                message: e.to_string(),
-            })
-    }
+fn sm_get(db: &DB, key: &[u8]) -> keel_engine::Result<Option<Vec<u8>>> {
+    db.get_cf(cf(db, CF_SM), key)
+        .map_err(|e| keel_engine::Error::StoreRead {
+            key_hex: hex(key),
+            message: e.to_string(),
+        })
+}
 
+impl ReadState for BatchStore<'_> {
+    fn get(&self, key: &[u8]) -> keel_engine::Result<Option<Vec<u8>>> {
+        match self.pending.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => sm_get(self.db, key),
+        }
+    }
+}
+
+/// Reads of the latest applied state (each `get` on its own; for single-key reads).
+impl ReadState for StateReader {
+    fn get(&self, key: &[u8]) -> keel_engine::Result<Option<Vec<u8>>> {
+        sm_get(&self.db, key)
+    }
+}
+
+impl StateStore for BatchStore<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.pending.insert(key.to_vec(), Some(value.to_vec()));
     }
