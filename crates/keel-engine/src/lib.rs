@@ -19,6 +19,7 @@
 
 mod apply;
 mod commands;
+pub mod conformance;
 mod error;
 pub mod keys;
 mod store;

@@ -31,8 +31,32 @@ const SYNC_QUEUE_CAPACITY: usize = 65_536;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    syncer: mpsc::SyncSender<(LogFlushed<TypeConfig>, Instant)>,
+    syncer: Arc<Syncer>,
     committed_index: Arc<AtomicU64>,
+}
+
+type FlushRequest = (LogFlushed<TypeConfig>, Instant);
+
+/// The WAL-sync thread and its queue. Dropped with the last `LogStore` clone: the queue is
+/// closed and the thread joined, so the database handle it holds is released by then.
+struct Syncer {
+    tx: Option<mpsc::SyncSender<FlushRequest>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn send(&self, req: FlushRequest) -> std::result::Result<(), ()> {
+        self.tx.as_ref().ok_or(())?.send(req).map_err(|_| ())
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn index_key(index: u64) -> [u8; 8] {
@@ -55,13 +79,16 @@ impl LogStore {
     pub(crate) fn new(db: Arc<DB>) -> Result<Self> {
         let (tx, rx) = mpsc::sync_channel(SYNC_QUEUE_CAPACITY);
         let sync_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("keel-wal-sync".into())
             .spawn(move || run_syncer(sync_db, rx))
             .map_err(crate::error::Error::io("spawning the WAL syncer thread"))?;
         let store = LogStore {
             db,
-            syncer: tx,
+            syncer: Arc::new(Syncer {
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
             committed_index: Arc::new(AtomicU64::new(0)),
         };
         if let Some(c) = store
@@ -109,7 +136,7 @@ impl LogStore {
     }
 }
 
-fn run_syncer(db: Arc<DB>, rx: mpsc::Receiver<(LogFlushed<TypeConfig>, Instant)>) {
+fn run_syncer(db: Arc<DB>, rx: mpsc::Receiver<FlushRequest>) {
     // Exits when every LogStore clone is dropped.
     while let Ok(first) = rx.recv() {
         let mut waiting = vec![first];

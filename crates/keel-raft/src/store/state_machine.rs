@@ -81,6 +81,24 @@ impl ReadState for StateReader {
     }
 }
 
+impl BatchStore<'_> {
+    /// Writes the batch's changes as one (unsynced) RocksDB `WriteBatch`; the log's group
+    /// commit makes it durable (see `store` module docs).
+    fn commit(self) -> std::result::Result<(), rocksdb::Error> {
+        let sm = cf(self.db, CF_SM);
+        let mut batch = WriteBatch::default();
+        for (k, v) in self.pending {
+            match v {
+                Some(v) => batch.put_cf(sm, k, v),
+                None => batch.delete_cf(sm, k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        self.db.write_opt(batch, &wo)
+    }
+}
+
 impl StateStore for BatchStore<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.pending.insert(key.to_vec(), Some(value.to_vec()));
@@ -364,18 +382,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 &codec::stored_membership_to_pb(&m).encode_to_vec(),
             );
         }
-        let sm = cf(&self.db, CF_SM);
-        let mut batch = WriteBatch::default();
-        for (k, v) in store.pending {
-            match v {
-                Some(v) => batch.put_cf(sm, k, v),
-                None => batch.delete_cf(sm, k),
-            }
-        }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(false);
-        self.db
-            .write_opt(batch, &wo)
+        store
+            .commit()
             .map_err(|e| StorageIOError::apply(last, sto_io(e)))?;
         metrics::apply_batch(started.elapsed(), responses.len());
         Ok(responses)
@@ -467,5 +475,72 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: c.meta,
             snapshot: Box::new(SnapshotFile { path: c.path }),
         }))
+    }
+}
+
+#[cfg(test)]
+mod conformance_test {
+    //! The engine's store conformance checks on RocksDB (the apply path's batch store).
+
+    use std::collections::BTreeMap;
+
+    use keel_engine::conformance::{check_store_semantics, run_workflow_scenario};
+    use keel_engine::{apply_proposal, MemStore, ReadState};
+    use rocksdb::IteratorMode;
+
+    use super::{cf, BatchStore, CF_SM};
+
+    fn open() -> (tempfile::TempDir, super::StateMachine) {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, sm) = crate::store::open(dir.path(), "conformance", 1).unwrap();
+        (dir, sm)
+    }
+
+    #[test]
+    fn the_rocksdb_batch_store_conforms_within_and_across_batches() {
+        let (_dir, sm) = open();
+        let mut batch = BatchStore {
+            db: &sm.db,
+            pending: BTreeMap::new(),
+        };
+        check_store_semantics(&mut batch);
+        batch.commit().unwrap();
+        let after = BatchStore {
+            db: &sm.db,
+            pending: BTreeMap::new(),
+        };
+        assert_eq!(
+            after.get(b"k").unwrap(),
+            Some(b"v3".to_vec()),
+            "committed writes are read back"
+        );
+        assert_eq!(after.get(b"\x00\xff").unwrap(), Some(Vec::new()));
+        assert_eq!(sm.reader().get(b"k").unwrap(), Some(b"v3".to_vec()));
+    }
+
+    #[test]
+    fn the_workflow_scenario_gives_identical_outcomes_and_contents_on_rocksdb_and_memory() {
+        let mut mem = MemStore::new();
+        let on_memory = run_workflow_scenario(&mut |p| apply_proposal(&p, &mut mem).unwrap().0);
+        let (_dir, sm) = open();
+        let on_rocks = run_workflow_scenario(&mut |p| {
+            let mut batch = BatchStore {
+                db: &sm.db,
+                pending: BTreeMap::new(),
+            };
+            let (r, _) = apply_proposal(&p, &mut batch).unwrap();
+            batch.commit().unwrap();
+            r
+        });
+        assert_eq!(on_memory, on_rocks, "outcomes");
+        let rocks: Vec<(Vec<u8>, Vec<u8>)> = sm
+            .db
+            .iterator_cf(cf(&sm.db, CF_SM), IteratorMode::Start)
+            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect();
+        let memory: Vec<(Vec<u8>, Vec<u8>)> =
+            mem.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        assert!(memory.len() > 20, "the scenario wrote state");
+        assert_eq!(rocks, memory, "contents");
     }
 }
