@@ -26,5 +26,5 @@ mod typ;
 pub use error::{Error, Result};
 pub use network::{PeerFilter, RpcSettings};
 pub use node::{Consistency, Proposed, RaftNode, RaftSettings, RegisterRead};
-pub use store::state_machine::{StateDigest, StateReader};
+pub use store::state_machine::{DirectApplier, StateDigest, StateReader};
 pub use typ::{KeelNode, NodeId};

@@ -152,3 +152,227 @@ fn internals_summary() -> String {
     }
     out
 }
+
+// ------------------------------------------------------------------ engine apply benchmark
+
+use keel_engine::command::Kind;
+use keel_engine::workflow::{
+    self as wf, workflow_command::Kind as Cmd, workflow_outcome::Kind as Outcome,
+};
+use keel_engine::{MemStore, Proposal, ProposalResponse};
+
+/// Options of `keel bench engine`.
+#[derive(Debug, Clone)]
+pub struct EngineBenchOptions {
+    /// Workflows per run.
+    pub workflows: usize,
+    /// Workflows advanced together; one proposal each per apply batch.
+    pub batch: usize,
+    /// Activity counts of the workloads (1 = hello world).
+    pub activities: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Phase {
+    Start,
+    PollWorkflowTask,
+    CompleteWorkflowTask,
+    PollActivity,
+    CompleteActivity,
+    Done,
+}
+
+/// Drives one workflow of `activities` sequential activities, one command at a time.
+struct Driver {
+    run: wf::RunKey,
+    queue: String,
+    activities: usize,
+    done: usize,
+    phase: Phase,
+    token: Option<wf::TaskToken>,
+}
+
+impl Driver {
+    fn new(i: usize, activities: usize) -> Self {
+        Driver {
+            run: wf::RunKey {
+                namespace: "bench".into(),
+                workflow_id: format!("wf-{i}"),
+                run_id: format!("run-{i}"),
+            },
+            queue: format!("q-{i}"),
+            activities,
+            done: 0,
+            phase: Phase::Start,
+            token: None,
+        }
+    }
+
+    fn command(&self) -> Kind {
+        let poll = |kind: wf::TaskKind| {
+            Kind::DispatchTask(wf::DispatchTask {
+                namespace: "bench".into(),
+                task_queue: self.queue.clone(),
+                kind: kind as i32,
+                identity: "bench".into(),
+                request_id: "r".into(),
+            })
+        };
+        match self.phase {
+            Phase::Start => Kind::StartWorkflow(wf::StartWorkflow {
+                run: Some(self.run.clone()),
+                workflow_type: "bench".into(),
+                task_queue: self.queue.clone(),
+                input: vec![0; 64],
+                request_id: self.run.run_id.clone(),
+                ..Default::default()
+            }),
+            Phase::PollWorkflowTask => poll(wf::TaskKind::Workflow),
+            Phase::PollActivity => poll(wf::TaskKind::Activity),
+            Phase::CompleteWorkflowTask => {
+                let cmd = if self.done < self.activities {
+                    Cmd::ScheduleActivity(wf::ScheduleActivity {
+                        activity_id: format!("a{}", self.done),
+                        activity_type: "step".into(),
+                        input: vec![0; 64],
+                        start_to_close_timeout_ms: 10_000,
+                        ..Default::default()
+                    })
+                } else {
+                    Cmd::CompleteWorkflow(wf::CompleteWorkflow {
+                        result: vec![0; 64],
+                    })
+                };
+                Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {
+                    token: self.token.clone(),
+                    identity: "bench".into(),
+                    commands: vec![wf::WorkflowCommand { kind: Some(cmd) }],
+                    sdk_metadata: vec![],
+                })
+            }
+            Phase::CompleteActivity => Kind::CompleteActivityTask(wf::CompleteActivityTask {
+                token: self.token.clone(),
+                identity: "bench".into(),
+                result: vec![0; 64],
+            }),
+            Phase::Done => unreachable!("a finished driver proposes nothing"),
+        }
+    }
+
+    fn observe(&mut self, r: &ProposalResponse) -> anyhow::Result<()> {
+        let outcome = match r.responses.first().and_then(|x| x.kind.clone()) {
+            Some(keel_engine::response::Kind::Workflow(o)) => o.kind,
+            other => anyhow::bail!("unexpected response {other:?}"),
+        };
+        self.phase = match (self.phase, outcome) {
+            (Phase::Start, Some(Outcome::Started(_))) => Phase::PollWorkflowTask,
+            (Phase::PollWorkflowTask, Some(Outcome::Dispatched(d))) => {
+                self.token = d.token;
+                Phase::CompleteWorkflowTask
+            }
+            (Phase::CompleteWorkflowTask, Some(Outcome::Accepted(_)))
+                if self.done < self.activities =>
+            {
+                Phase::PollActivity
+            }
+            (Phase::CompleteWorkflowTask, Some(Outcome::Accepted(_))) => Phase::Done,
+            (Phase::PollActivity, Some(Outcome::Dispatched(d))) => {
+                self.token = d.token;
+                Phase::CompleteActivity
+            }
+            (Phase::CompleteActivity, Some(Outcome::Accepted(_))) => {
+                self.done += 1;
+                Phase::PollWorkflowTask
+            }
+            (phase, other) => anyhow::bail!(
+                "workflow {} in {phase:?} got {other:?}",
+                self.run.workflow_id
+            ),
+        };
+        Ok(())
+    }
+}
+
+/// Runs `workflows` workflows to completion, `batch` at a time; returns (commands, seconds
+/// spent in apply).
+fn drive(
+    opts: &EngineBenchOptions,
+    activities: usize,
+    apply: &mut dyn FnMut(&[Proposal]) -> anyhow::Result<Vec<ProposalResponse>>,
+) -> anyhow::Result<(u64, f64)> {
+    let mut t = 1_000u64;
+    let register = Proposal {
+        proposed_at_ms: t,
+        commands: vec![keel_engine::Command {
+            kind: Some(Kind::RegisterNamespace(wf::RegisterNamespace {
+                name: "bench".into(),
+                id: "bench-id".into(),
+                description: String::new(),
+                retention_ms: 0,
+            })),
+        }],
+    };
+    apply(&[register])?;
+    let mut next = 0;
+    let mut active: Vec<Driver> = Vec::new();
+    let (mut commands, mut spent) = (0u64, 0f64);
+    while next < opts.workflows || !active.is_empty() {
+        while active.len() < opts.batch && next < opts.workflows {
+            active.push(Driver::new(next, activities));
+            next += 1;
+        }
+        t += 1;
+        let proposals: Vec<Proposal> = active
+            .iter()
+            .map(|d| Proposal {
+                proposed_at_ms: t,
+                commands: vec![keel_engine::Command {
+                    kind: Some(d.command()),
+                }],
+            })
+            .collect();
+        let started = Instant::now();
+        let responses = apply(&proposals)?;
+        spent += started.elapsed().as_secs_f64();
+        commands += proposals.len() as u64;
+        for (d, r) in active.iter_mut().zip(&responses) {
+            d.observe(r)?;
+        }
+        active.retain(|d| d.phase != Phase::Done);
+    }
+    Ok((commands, spent))
+}
+
+/// Runs the engine benchmark on the in-memory store and on RocksDB; prints JSON lines on
+/// stdout and a Markdown table on stderr.
+pub fn run_engine_bench(opts: EngineBenchOptions) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for &activities in &opts.activities {
+        let mut mem = MemStore::new();
+        let (n, secs) = drive(&opts, activities, &mut |ps| {
+            ps.iter()
+                .map(|p| Ok(keel_engine::apply_proposal(p, &mut mem)?.0))
+                .collect()
+        })?;
+        rows.push(("memory", activities, n, secs));
+        let dir = tempfile::Builder::new()
+            .prefix("keel-engine-bench-")
+            .tempdir()?;
+        let mut rocks = keel_raft::DirectApplier::open(dir.path())?;
+        let (n, secs) = drive(&opts, activities, &mut |ps| Ok(rocks.apply_batch(ps)?))?;
+        rows.push(("rocksdb", activities, n, secs));
+    }
+    eprintln!("\n| store | workflow | commands | applied commands/s |\n|---|---|---|---|");
+    for (store, activities, n, secs) in rows {
+        let rate = n as f64 / secs;
+        println!(
+            "{{\"bench\":\"engine-apply\",\"store\":\"{store}\",\"activities\":{activities},\"workflows\":{},\"batch\":{},\"commands\":{n},\"commands_per_sec\":{rate:.0}}}",
+            opts.workflows, opts.batch
+        );
+        eprintln!(
+            "| {store} | {activities} activit{} | {n} | {rate:.0} |",
+            if activities == 1 { "y" } else { "ies" }
+        );
+    }
+    Ok(())
+}

@@ -66,6 +66,17 @@ enum ClusterCmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Apply throughput of the workflow engine on the in-memory store and on RocksDB (one core).
+    Engine {
+        #[arg(long, default_value_t = 2000)]
+        workflows: usize,
+        /// Workflows advanced together (one WriteBatch per step on RocksDB).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Comma-separated activity counts (1 = hello world).
+        #[arg(long, default_value = "1,10", value_delimiter = ',')]
+        activities: Vec<usize>,
+    },
     /// Register writes on an in-process cluster: commits/s and latency per concurrency.
     Raft {
         #[arg(long, default_value_t = 3)]
@@ -121,6 +132,18 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", keel_server::cli::format_status(&s));
             Ok(())
         }
+        Cmd::Bench {
+            cmd:
+                BenchCmd::Engine {
+                    workflows,
+                    batch,
+                    activities,
+                },
+        } => keel_server::bench::run_engine_bench(keel_server::bench::EngineBenchOptions {
+            workflows,
+            batch,
+            activities,
+        }),
         Cmd::Bench {
             cmd:
                 BenchCmd::Raft {
