@@ -478,6 +478,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
+/// Applies proposals to a RocksDB state machine outside Raft, one `WriteBatch` per call, as
+/// the Raft apply path does for a batch of committed entries. For benchmarks and tools.
+pub struct DirectApplier {
+    sm: StateMachine,
+    _log: crate::store::LogStore,
+}
+
+impl DirectApplier {
+    /// Opens (or creates) a state machine in `dir`.
+    pub fn open(dir: &std::path::Path) -> Result<Self> {
+        let (log, sm) = crate::store::open(dir, "direct-apply", 1)?;
+        Ok(DirectApplier { sm, _log: log })
+    }
+
+    /// Applies `proposals` in order and commits them together.
+    pub fn apply_batch(
+        &mut self,
+        proposals: &[keel_engine::Proposal],
+    ) -> Result<Vec<ProposalResponse>> {
+        let mut store = BatchStore {
+            db: &self.sm.db,
+            pending: BTreeMap::new(),
+        };
+        let mut out = Vec::with_capacity(proposals.len());
+        for p in proposals {
+            out.push(keel_engine::apply_proposal(p, &mut store)?.0);
+        }
+        store
+            .commit()
+            .map_err(Error::rocks("committing an apply batch"))?;
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod conformance_test {
     //! The engine's store conformance checks on RocksDB (the apply path's batch store).
@@ -542,39 +576,5 @@ mod conformance_test {
             mem.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
         assert!(memory.len() > 20, "the scenario wrote state");
         assert_eq!(rocks, memory, "contents");
-    }
-}
-
-/// Applies proposals to a RocksDB state machine outside Raft, one `WriteBatch` per call, as
-/// the Raft apply path does for a batch of committed entries. For benchmarks and tools.
-pub struct DirectApplier {
-    sm: StateMachine,
-    _log: crate::store::LogStore,
-}
-
-impl DirectApplier {
-    /// Opens (or creates) a state machine in `dir`.
-    pub fn open(dir: &std::path::Path) -> Result<Self> {
-        let (log, sm) = crate::store::open(dir, "direct-apply", 1)?;
-        Ok(DirectApplier { sm, _log: log })
-    }
-
-    /// Applies `proposals` in order and commits them together.
-    pub fn apply_batch(
-        &mut self,
-        proposals: &[keel_engine::Proposal],
-    ) -> Result<Vec<ProposalResponse>> {
-        let mut store = BatchStore {
-            db: &self.sm.db,
-            pending: BTreeMap::new(),
-        };
-        let mut out = Vec::with_capacity(proposals.len());
-        for p in proposals {
-            out.push(keel_engine::apply_proposal(p, &mut store)?.0);
-        }
-        store
-            .commit()
-            .map_err(Error::rocks("committing an apply batch"))?;
-        Ok(out)
     }
 }
