@@ -1327,3 +1327,55 @@ fn namespaces_are_registered_once_and_required_for_starts() {
         "{out:?}"
     );
 }
+
+#[test]
+fn schedule_to_close_bounds_all_attempts_together() {
+    let mut h = Harness::new();
+    h.started_with(vec![activity_with("a", |a| {
+        a.schedule_to_close_timeout_ms = 3_000;
+        a.start_to_close_timeout_ms = 1_000;
+    })]);
+    let first = h.poll(TaskKind::Activity);
+    h.fail_activity(&token(&first), "boom", false); // retried after 1 s
+    h.fire("wf", "r1", DeadlineKind::ActivityRetry);
+    let second = h.poll(TaskKind::Activity);
+    assert_eq!(second.as_ref().unwrap().attempt, 2);
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::ActivityScheduleToClose),
+        Outcome::Accepted(_)
+    ));
+    let hist = h.history("wf", "r1");
+    assert_eq!(
+        h.types("wf", "r1")[5..],
+        [
+            "ActivityTaskStarted",
+            "ActivityTaskTimedOut",
+            "WorkflowTaskScheduled"
+        ]
+    );
+    match (attr(&hist, 6), attr(&hist, 7)) {
+        (Attributes::ActivityTaskStarted(s), Attributes::ActivityTaskTimedOut(t)) => {
+            assert_eq!((s.attempt, s.last_failure.as_slice()), (2, &b"boom"[..]));
+            assert_eq!(
+                (t.timeout_type, t.retry_state, t.started_event_id),
+                (
+                    TimeoutType::ScheduleToClose as i32,
+                    RetryState::Timeout as i32,
+                    6
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        h.complete_activity(&token(&second), b"late"),
+        Outcome::NotFound(_)
+    ));
+    assert!(
+        h.state("wf", "r1")
+            .deadlines
+            .iter()
+            .all(|d| d.event_id != 5),
+        "no activity deadline left"
+    );
+}
