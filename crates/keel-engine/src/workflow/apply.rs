@@ -103,6 +103,20 @@ pub fn read_history(
     Ok(out)
 }
 
+/// The timers-index key of a run's deadline.
+pub fn deadline_key(run: &RunKey, d: &Deadline) -> Vec<u8> {
+    keys::timer(
+        d.fire_at_ms,
+        &run.namespace,
+        &run.workflow_id,
+        &run.run_id,
+        d.kind as u8,
+        d.event_id,
+        d.attempt,
+        &d.name,
+    )
+}
+
 pub(super) fn is_running(ms: &MutableState) -> bool {
     ms.status == RunStatus::Running as i32
 }
@@ -265,19 +279,6 @@ impl<S: StateStore> Ctx<'_, S> {
         Ok(())
     }
 
-    fn timer_key(run: &RunKey, d: &Deadline) -> Vec<u8> {
-        keys::timer(
-            d.fire_at_ms,
-            &run.namespace,
-            &run.workflow_id,
-            &run.run_id,
-            d.kind as u8,
-            d.event_id,
-            d.attempt,
-            &d.name,
-        )
-    }
-
     /// Arms a deadline: recorded in mutable state and in the timers index, together.
     pub fn arm(
         &mut self,
@@ -296,7 +297,7 @@ impl<S: StateStore> Ctx<'_, S> {
             fire_at_ms,
         };
         let run = ms.run.clone().expect("named run");
-        self.store.put(&Self::timer_key(&run, &d), &[]);
+        self.store.put(&deadline_key(&run, &d), &[]);
         ms.deadlines.push(d);
         self.effects.push(Effect::DeadlineArmed { fire_at_ms });
     }
@@ -308,7 +309,7 @@ impl<S: StateStore> Ctx<'_, S> {
             .into_iter()
             .partition(|d| pred(d));
         for d in &gone {
-            self.store.delete(&Self::timer_key(&run, d));
+            self.store.delete(&deadline_key(&run, d));
         }
         ms.deadlines = kept;
     }

@@ -5,7 +5,7 @@ use super::model::workflow_command::Kind as Cmd;
 use super::model::workflow_outcome::Kind as Outcome;
 use super::*;
 use crate::command::Kind;
-use crate::keys::{self, KeyKind};
+use crate::keys::KeyKind;
 use crate::{apply_proposal, response, Command, MemStore, Proposal};
 
 /// xorshift64*: enough randomness for choosing steps, no dependency.
@@ -266,16 +266,7 @@ impl World {
                 );
             }
             for d in &ms.deadlines {
-                let key = keys::timer(
-                    d.fire_at_ms,
-                    &run.namespace,
-                    &run.workflow_id,
-                    &run.run_id,
-                    d.kind as u8,
-                    d.event_id,
-                    d.attempt,
-                    &d.name,
-                );
+                let key = deadline_key(run, d);
                 assert!(
                     self.store.iter().any(|(k, _)| k == key.as_slice()),
                     "{run:?}: deadline {d:?} unindexed"

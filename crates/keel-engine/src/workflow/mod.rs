@@ -21,7 +21,7 @@ mod invariants_test;
 mod tests;
 
 pub use apply::{
-    apply, read_history, read_mutable_state, read_namespace, read_visibility, Effect,
+    apply, deadline_key, read_history, read_mutable_state, read_namespace, read_visibility, Effect,
     DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
 };
 pub use model::*;
