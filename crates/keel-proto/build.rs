@@ -1,4 +1,6 @@
-//! Compiles Keel's own protos with protox (no protoc needed) and tonic-prost-build.
+//! Compiles Keel's own protos with protox (no protoc needed) and generates the server traits
+//! of Temporal's WorkflowService and OperatorService from the descriptor set that the
+//! `temporalio-protos` crate exports (no Temporal protos are vendored).
 
 use std::path::PathBuf;
 
@@ -25,5 +27,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;
+
+    // Temporal: server stubs only; every message type is `temporalio_protos`'s own.
+    println!("cargo:rerun-if-env-changed=DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH");
+    let raw = std::fs::read(std::env::var("DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH")?)?;
+    std::fs::write(out.join("temporal_descriptor.bin"), &raw)?;
+    let mut set = prost_types::FileDescriptorSet::decode(raw.as_slice())?;
+    let keep = [
+        "temporal/api/workflowservice/v1/service.proto",
+        "temporal/api/operatorservice/v1/service.proto",
+    ];
+    set.file.retain(|f| keep.contains(&f.name()));
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(false)
+        .generate_default_stubs(true) // RPCs Keel does not implement answer UNIMPLEMENTED
+        .extern_path(".temporal", "::temporalio_protos::temporal")
+        .compile_fds(set)?;
     Ok(())
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`raft::v1`]: the peer protocol (replication, snapshots, leader forwarding);
 //! - [`admin::v1`]: the operator API;
-//! - [`kv::v1`]: the replicated key-value register used by tests and benchmarks.
+//! - [`kv::v1`]: the replicated key-value register used by tests and benchmarks;
+//! - [`temporal`]: server traits of Temporal's WorkflowService and OperatorService, generated
+//!   from the descriptor set that `temporalio-protos` exports (its messages are reused as is).
 //!
-//! This crate only holds generated code and the descriptor set for gRPC reflection. It must
-//! not depend on openraft, RocksDB or any other Keel crate.
+//! This crate only holds generated code and descriptor sets for gRPC reflection. It must not
+//! depend on openraft, RocksDB or any other Keel crate.
 
 #![allow(clippy::all)]
 
@@ -26,6 +28,26 @@ pub mod kv {
         tonic::include_proto!("keel.kv.v1");
     }
 }
+
+/// Server traits of Temporal's services; messages are `temporalio_protos::temporal::…`.
+pub mod temporal {
+    pub mod workflowservice {
+        pub mod v1 {
+            tonic::include_proto!("temporal.api.workflowservice.v1");
+        }
+    }
+    pub mod operatorservice {
+        pub mod v1 {
+            tonic::include_proto!("temporal.api.operatorservice.v1");
+        }
+    }
+    /// Encoded `FileDescriptorSet` of Temporal's API, for gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/temporal_descriptor.bin"));
+}
+
+pub use prost_wkt_types;
+pub use temporalio_protos;
 
 /// Encoded `FileDescriptorSet` of every Keel proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -9,7 +9,7 @@ use keel_proto::admin::v1::admin_server::Admin;
 use keel_raft::{KeelNode, RaftNode};
 use tonic::{Request, Response, Status};
 
-use crate::status::to_status;
+use keel_frontend::status::to_status;
 
 /// Deadline for asking one member for its status.
 const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(1);

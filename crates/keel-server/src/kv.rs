@@ -6,7 +6,7 @@ use keel_proto::kv::v1::kv_server::Kv;
 use keel_raft::{Consistency, RaftNode};
 use tonic::{Request, Response, Status};
 
-use crate::status::to_status;
+use keel_frontend::status::to_status;
 
 /// Largest accepted key, bytes.
 pub const MAX_KEY_BYTES: usize = 4 * 1024;

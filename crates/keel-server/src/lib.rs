@@ -3,7 +3,8 @@
 //!
 //! Modules:
 //! - [`node`]: start and stop one node from a [`keel_config::NodeConfig`];
-//! - [`admin`], [`kv`]: the client-port gRPC services; [`status`] maps errors to gRPC codes;
+//! - [`admin`], [`kv`]: the client-port gRPC services (errors map to gRPC codes in
+//!   `keel_frontend::status`);
 //! - [`metrics`]: the Prometheus endpoint; [`namespaces`]: the `default` namespace;
 //! - [`local_cluster`]: an in-process cluster for tests and benchmarks;
 //! - [`cli`]: `keel up`, `keel cluster status`, `keel bench raft`.
@@ -20,6 +21,5 @@ pub mod local_cluster;
 pub mod metrics;
 pub mod namespaces;
 pub mod node;
-pub mod status;
 
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@ use std::time::Duration;
 use keel_config::NodeConfig;
 use keel_proto::admin::v1::admin_server::AdminServer;
 use keel_proto::kv::v1::kv_server::KvServer;
+use keel_proto::temporal::workflowservice::v1::workflow_service_server::WorkflowServiceServer;
 use keel_raft::{KeelNode, RaftNode, RaftSettings, RpcSettings};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,6 +19,10 @@ use tracing::Instrument;
 use crate::admin::AdminService;
 use crate::error::{Error, Result};
 use crate::kv::KvService;
+
+/// Decode/encode limit of Temporal messages (tonic's 4 MiB default is below what histories
+/// and payloads need; clients retry tonic's OUT_OF_RANGE forever).
+const MAX_TEMPORAL_MESSAGE_BYTES: usize = 128 << 20;
 
 /// Bound sockets of a node. Binding is separate from starting so tests can bind port 0 and
 /// learn the addresses before any node starts.
@@ -129,9 +134,13 @@ impl Node {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<AdminServer<AdminService>>().await;
         health.set_serving::<KvServer<KvService>>().await;
+        health
+            .set_serving::<WorkflowServiceServer<keel_frontend::Frontend>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(keel_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(keel_proto::temporal::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| Error::Reflection(e.to_string()))?;
         let client = tonic::transport::Server::builder()
@@ -141,6 +150,13 @@ impl Node {
                 AdminServer::new(AdminService::new(raft.clone()))
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip),
+            )
+            .add_service(
+                WorkflowServiceServer::new(keel_frontend::Frontend::new(raft.clone()))
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip)
+                    .max_decoding_message_size(MAX_TEMPORAL_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_TEMPORAL_MESSAGE_BYTES),
             )
             .add_service(
                 KvServer::new(KvService::new(raft.clone()))

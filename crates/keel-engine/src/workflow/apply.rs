@@ -87,7 +87,7 @@ pub fn read_visibility(store: &impl ReadState, run: &RunKey) -> Result<Option<Vi
 
 /// Reads a run's history events `from..=to` (ids), in order, stopping at the last one.
 pub fn read_history(
-    store: &impl StateStore,
+    store: &impl ReadState,
     run: &RunKey,
     from: i64,
     to: i64,

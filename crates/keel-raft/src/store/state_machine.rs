@@ -216,6 +216,23 @@ impl StateReader {
         Ok(read_meta_log_id(|k| self.get(k))?.map_or(0, |l| l.index))
     }
 
+    /// Every key and value under `prefix`, in key order, from one consistent view; at most
+    /// `limit` entries.
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let snap = self.db.snapshot();
+        let sm = cf(&self.db, CF_SM);
+        let mut out = Vec::new();
+        let it = snap.iterator_cf(sm, IteratorMode::From(prefix, rocksdb::Direction::Forward));
+        for item in it {
+            let (k, v) = item.map_err(Error::rocks("scanning the state machine"))?;
+            if !k.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Reads a register key and the applied index it reflects, from one consistent view.
     pub fn read_register(&self, user_key: &[u8]) -> Result<(Option<Vec<u8>>, u64)> {
         let snap = self.db.snapshot();

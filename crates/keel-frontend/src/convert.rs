@@ -1,0 +1,46 @@
+//! Conversions between Temporal's API types and the engine's.
+
+use keel_proto::prost_wkt_types::Duration;
+use keel_proto::temporalio_protos::temporal::api::common::v1::Payloads;
+use prost::Message;
+
+/// A protobuf duration in ms (negative durations count as 0; sub-ms parts are dropped).
+pub fn duration_ms(d: &Option<Duration>) -> u64 {
+    match d {
+        Some(d) if d.seconds > 0 || d.nanos > 0 => {
+            (d.seconds.max(0) as u64) * 1_000 + (d.nanos.max(0) as u64) / 1_000_000
+        }
+        _ => 0,
+    }
+}
+
+/// A ms count as a protobuf duration.
+pub fn duration(ms: u64) -> Duration {
+    Duration {
+        seconds: (ms / 1_000) as i64,
+        nanos: ((ms % 1_000) * 1_000_000) as i32,
+    }
+}
+
+/// Payloads as the opaque bytes the engine stores (empty when absent).
+pub fn payloads_bytes(p: &Option<Payloads>) -> Vec<u8> {
+    p.as_ref().map(Message::encode_to_vec).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip_at_ms_precision() {
+        assert_eq!(duration_ms(&Some(duration(12_345))), 12_345);
+        assert_eq!(duration_ms(&None), 0);
+        assert_eq!(
+            duration_ms(&Some(Duration {
+                seconds: -5,
+                nanos: 0
+            })),
+            0
+        );
+    }
+}

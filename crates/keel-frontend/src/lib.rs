@@ -1,0 +1,14 @@
+//! Keel's frontend: Temporal's `WorkflowService` served from a Keel node.
+//!
+//! It validates requests, turns them into engine commands proposed through
+//! [`keel_raft::RaftNode`] (forwarded to the leader when this node is a follower), and maps
+//! outcomes and errors to the gRPC codes and typed details the official SDKs expect
+//! ([`status`]). RPCs not implemented yet answer UNIMPLEMENTED (generated default stubs).
+//!
+//! It must not depend on openraft or RocksDB directly, nor on the server crate.
+
+mod convert;
+pub mod service;
+pub mod status;
+
+pub use service::Frontend;

@@ -1,0 +1,319 @@
+//! The `WorkflowService` implementation.
+
+use keel_engine::command::Kind;
+use keel_engine::workflow::{self as wf, workflow_outcome::Kind as Outcome};
+use keel_engine::{response, Command};
+use keel_proto::temporal::workflowservice::v1::workflow_service_server::WorkflowService;
+use keel_proto::temporalio_protos::temporal::api::enums::v1::{
+    NamespaceState, WorkflowExecutionStatus,
+};
+use keel_proto::temporalio_protos::temporal::api::namespace::v1::{NamespaceConfig, NamespaceInfo};
+use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
+use keel_raft::RaftNode;
+use rand::RngCore;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{duration, duration_ms, payloads_bytes};
+use crate::status::{
+    already_started, namespace_exists, namespace_not_found, run_not_found, to_status,
+};
+
+/// Keel's version as reported to clients.
+const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Most namespaces one ListNamespaces page returns.
+const MAX_NAMESPACES: usize = 1_000;
+
+/// Serves Temporal's WorkflowService on one node.
+pub struct Frontend {
+    node: RaftNode,
+}
+
+impl Frontend {
+    pub fn new(node: RaftNode) -> Self {
+        Frontend { node }
+    }
+
+    /// Proposes one engine command and returns its workflow outcome.
+    async fn propose(&self, kind: Kind) -> Result<Outcome, Status> {
+        let p = self
+            .node
+            .propose(vec![Command { kind: Some(kind) }])
+            .await
+            .map_err(to_status)?;
+        match p.responses.into_iter().next().and_then(|r| r.kind) {
+            Some(response::Kind::Workflow(o)) => o
+                .kind
+                .ok_or_else(|| Status::internal("empty workflow outcome")),
+            Some(response::Kind::Rejected(r)) => Err(Status::invalid_argument(r.reason)),
+            other => Err(Status::internal(format!(
+                "unexpected engine response {other:?}"
+            ))),
+        }
+    }
+
+    fn require_namespace(&self, namespace: &str) -> Result<wf::NamespaceRecord, Status> {
+        if namespace.is_empty() {
+            return Err(Status::invalid_argument("namespace is required"));
+        }
+        wf::read_namespace(self.node.state(), namespace)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| namespace_not_found(namespace))
+    }
+}
+
+/// A random version-4 UUID string (run ids, namespace ids), made by the proposer.
+pub fn new_uuid() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn describe(ns: &wf::NamespaceRecord) -> api::DescribeNamespaceResponse {
+    api::DescribeNamespaceResponse {
+        namespace_info: Some(NamespaceInfo {
+            name: ns.name.clone(),
+            state: NamespaceState::Registered as i32,
+            description: ns.description.clone(),
+            id: ns.id.clone(),
+            ..Default::default()
+        }),
+        config: Some(NamespaceConfig {
+            workflow_execution_retention_ttl: Some(duration(ns.retention_ms)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Maps the outcome of a command aimed at an existing run.
+fn run_outcome(o: Outcome) -> Result<(), Status> {
+    match o {
+        Outcome::Accepted(_) => Ok(()),
+        Outcome::NotFound(m) => Err(run_not_found(m)),
+        Outcome::InvalidArgument(m) => Err(Status::invalid_argument(m)),
+        other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+fn run_key(
+    namespace: &str,
+    execution: &Option<keel_proto::temporalio_protos::temporal::api::common::v1::WorkflowExecution>,
+) -> Result<wf::RunKey, Status> {
+    let e = execution
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("workflow_execution is required"))?;
+    if e.workflow_id.is_empty() {
+        return Err(Status::invalid_argument("workflow_id is required"));
+    }
+    Ok(wf::RunKey {
+        namespace: namespace.to_string(),
+        workflow_id: e.workflow_id.clone(),
+        run_id: e.run_id.clone(),
+    })
+}
+
+#[tonic::async_trait]
+impl WorkflowService for Frontend {
+    async fn get_system_info(
+        &self,
+        _: Request<api::GetSystemInfoRequest>,
+    ) -> Result<Response<api::GetSystemInfoResponse>, Status> {
+        Ok(Response::new(api::GetSystemInfoResponse {
+            server_version: SERVER_VERSION.into(),
+            capabilities: Some(api::get_system_info_response::Capabilities {
+                signal_and_query_header: true,
+                internal_error_differentiation: true,
+                activity_failure_include_heartbeat: true,
+                encoded_failure_attributes: true,
+                sdk_metadata: true,
+                ..Default::default()
+            }),
+        }))
+    }
+
+    async fn describe_namespace(
+        &self,
+        request: Request<api::DescribeNamespaceRequest>,
+    ) -> Result<Response<api::DescribeNamespaceResponse>, Status> {
+        let ns = self.require_namespace(&request.into_inner().namespace)?;
+        Ok(Response::new(describe(&ns)))
+    }
+
+    async fn list_namespaces(
+        &self,
+        _: Request<api::ListNamespacesRequest>,
+    ) -> Result<Response<api::ListNamespacesResponse>, Status> {
+        let rows = self
+            .node
+            .state()
+            .scan_prefix(
+                &keel_engine::keys::KeyKind::Namespace.prefix(),
+                MAX_NAMESPACES,
+            )
+            .map_err(to_status)?;
+        let mut records = rows
+            .iter()
+            .map(|(_, v)| prost::Message::decode(v.as_slice()))
+            .collect::<Result<Vec<wf::NamespaceRecord>, _>>()
+            .map_err(|e| Status::internal(format!("corrupt namespace record: {e}")))?;
+        records.sort_by(|a, b| a.name.cmp(&b.name));
+        let namespaces = records.iter().map(describe).collect();
+        Ok(Response::new(api::ListNamespacesResponse {
+            namespaces,
+            next_page_token: vec![],
+        }))
+    }
+
+    async fn register_namespace(
+        &self,
+        request: Request<api::RegisterNamespaceRequest>,
+    ) -> Result<Response<api::RegisterNamespaceResponse>, Status> {
+        let r = request.into_inner();
+        if r.namespace.is_empty() {
+            return Err(Status::invalid_argument("namespace is required"));
+        }
+        let outcome = self
+            .propose(Kind::RegisterNamespace(wf::RegisterNamespace {
+                name: r.namespace,
+                id: new_uuid(),
+                description: r.description,
+                retention_ms: duration_ms(&r.workflow_execution_retention_period),
+            }))
+            .await?;
+        match outcome {
+            Outcome::Accepted(_) => Ok(Response::new(api::RegisterNamespaceResponse {})),
+            Outcome::AlreadyExists(m) => Err(namespace_exists(m)),
+            Outcome::InvalidArgument(m) => Err(Status::invalid_argument(m)),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn start_workflow_execution(
+        &self,
+        request: Request<api::StartWorkflowExecutionRequest>,
+    ) -> Result<Response<api::StartWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        self.require_namespace(&r.namespace)?;
+        let namespace = r.namespace.clone();
+        let workflow_type = r.workflow_type.map(|t| t.name).unwrap_or_default();
+        let task_queue = r.task_queue.map(|q| q.name).unwrap_or_default();
+        for (field, v) in [
+            ("workflow_id", &r.workflow_id),
+            ("workflow_type", &workflow_type),
+            ("task_queue", &task_queue),
+        ] {
+            if v.is_empty() {
+                return Err(Status::invalid_argument(format!("{field} is required")));
+            }
+        }
+        let outcome = self
+            .propose(Kind::StartWorkflow(wf::StartWorkflow {
+                run: Some(wf::RunKey {
+                    namespace: r.namespace.clone(),
+                    workflow_id: r.workflow_id.clone(),
+                    run_id: new_uuid(),
+                }),
+                workflow_type,
+                task_queue,
+                input: payloads_bytes(&r.input),
+                workflow_task_timeout_ms: duration_ms(&r.workflow_task_timeout),
+                run_timeout_ms: duration_ms(&r.workflow_run_timeout),
+                execution_timeout_ms: duration_ms(&r.workflow_execution_timeout),
+                identity: r.identity,
+                request_id: r.request_id,
+                id_reuse_policy: r.workflow_id_reuse_policy,
+            }))
+            .await?;
+        match outcome {
+            Outcome::Started(s) => Ok(Response::new(api::StartWorkflowExecutionResponse {
+                run_id: s.run_id,
+                started: s.started,
+                status: WorkflowExecutionStatus::Running as i32,
+                ..Default::default()
+            })),
+            Outcome::AlreadyStarted(a) => Err(already_started(a.start_request_id, a.run_id)),
+            Outcome::NotFound(_) => Err(namespace_not_found(&namespace)),
+            Outcome::InvalidArgument(m) => Err(Status::invalid_argument(m)),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn signal_workflow_execution(
+        &self,
+        request: Request<api::SignalWorkflowExecutionRequest>,
+    ) -> Result<Response<api::SignalWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        self.require_namespace(&r.namespace)?;
+        let run = run_key(&r.namespace, &r.workflow_execution)?;
+        let outcome = self
+            .propose(Kind::SignalWorkflow(wf::SignalWorkflow {
+                run: Some(run),
+                signal_name: r.signal_name,
+                input: payloads_bytes(&r.input),
+                identity: r.identity,
+                request_id: r.request_id,
+                header: r
+                    .header
+                    .as_ref()
+                    .map(prost::Message::encode_to_vec)
+                    .unwrap_or_default(),
+            }))
+            .await?;
+        run_outcome(outcome)?;
+        Ok(Response::new(
+            api::SignalWorkflowExecutionResponse::default(),
+        ))
+    }
+
+    async fn request_cancel_workflow_execution(
+        &self,
+        request: Request<api::RequestCancelWorkflowExecutionRequest>,
+    ) -> Result<Response<api::RequestCancelWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        self.require_namespace(&r.namespace)?;
+        let run = run_key(&r.namespace, &r.workflow_execution)?;
+        let outcome = self
+            .propose(Kind::RequestCancelWorkflow(wf::RequestCancelWorkflow {
+                run: Some(run),
+                identity: r.identity,
+                reason: r.reason,
+                request_id: r.request_id,
+            }))
+            .await?;
+        run_outcome(outcome)?;
+        Ok(Response::new(
+            api::RequestCancelWorkflowExecutionResponse::default(),
+        ))
+    }
+
+    async fn terminate_workflow_execution(
+        &self,
+        request: Request<api::TerminateWorkflowExecutionRequest>,
+    ) -> Result<Response<api::TerminateWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        self.require_namespace(&r.namespace)?;
+        let run = run_key(&r.namespace, &r.workflow_execution)?;
+        let outcome = self
+            .propose(Kind::TerminateWorkflow(wf::TerminateWorkflow {
+                run: Some(run),
+                identity: r.identity,
+                reason: r.reason,
+                details: payloads_bytes(&r.details),
+            }))
+            .await?;
+        run_outcome(outcome)?;
+        Ok(Response::new(
+            api::TerminateWorkflowExecutionResponse::default(),
+        ))
+    }
+}

@@ -1,0 +1,228 @@
+//! Temporal's WorkflowService on a 3-node in-process cluster, called with the generated
+//! Temporal gRPC client (gzip on, as the SDKs send it) through a follower.
+
+use std::time::Duration;
+
+use keel_server::local_cluster::{wait_for, LocalCluster};
+use prost::Message;
+use temporalio_protos::google::rpc::Status as RpcStatus;
+use temporalio_protos::temporal::api::common::v1::{WorkflowExecution, WorkflowType};
+use temporalio_protos::temporal::api::errordetails::v1 as details;
+use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_protos::temporal::api::workflowservice::v1 as api;
+use temporalio_protos::temporal::api::workflowservice::v1::workflow_service_client::WorkflowServiceClient;
+use tonic::codec::CompressionEncoding;
+use tonic::transport::Channel;
+use tonic::Code;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn start_request(workflow_id: &str, request_id: &str) -> api::StartWorkflowExecutionRequest {
+    api::StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: workflow_id.into(),
+        workflow_type: Some(WorkflowType {
+            name: "hello".into(),
+        }),
+        task_queue: Some(TaskQueue {
+            name: "tq".into(),
+            ..Default::default()
+        }),
+        identity: "test".into(),
+        request_id: request_id.into(),
+        ..Default::default()
+    }
+}
+
+fn detail(s: &tonic::Status) -> (String, Vec<u8>) {
+    let rpc = RpcStatus::decode(s.details()).expect("google.rpc.Status details");
+    let any = rpc.details.into_iter().next().expect("one detail");
+    (any.type_url, any.value)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> {
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let channel = Channel::from_shared(format!("http://{}", c.node(follower).client_addr()))?
+        .connect()
+        .await?;
+    let mut client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+
+    let info = client
+        .get_system_info(api::GetSystemInfoRequest {})
+        .await?
+        .into_inner();
+    let caps = info.capabilities.expect("capabilities");
+    assert!(
+        caps.sdk_metadata
+            && caps.signal_and_query_header
+            && caps.activity_failure_include_heartbeat
+    );
+    assert!(!caps.build_id_based_versioning);
+
+    let ns = wait_for(WAIT, "the default namespace is describable", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .describe_namespace(api::DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()
+        }
+    })
+    .await?
+    .into_inner();
+    let info = ns.namespace_info.unwrap();
+    assert_eq!((info.name.as_str(), info.id.len()), ("default", 36));
+    assert_eq!(
+        ns.config
+            .unwrap()
+            .workflow_execution_retention_ttl
+            .unwrap()
+            .seconds,
+        3 * 24 * 3600
+    );
+
+    client
+        .register_namespace(api::RegisterNamespaceRequest {
+            namespace: "orders".into(),
+            ..Default::default()
+        })
+        .await?;
+    let err = client
+        .register_namespace(api::RegisterNamespaceRequest {
+            namespace: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("registered twice");
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let listed = client
+        .list_namespaces(api::ListNamespacesRequest::default())
+        .await?
+        .into_inner();
+    let names: Vec<String> = listed
+        .namespaces
+        .iter()
+        .map(|n| n.namespace_info.as_ref().unwrap().name.clone())
+        .collect();
+    assert_eq!(names, ["default", "orders"]);
+
+    let err = client
+        .describe_namespace(api::DescribeNamespaceRequest {
+            namespace: "missing".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no such namespace");
+    assert_eq!(err.code(), Code::NotFound);
+    let (url, bytes) = detail(&err);
+    assert_eq!(
+        url,
+        "type.googleapis.com/temporal.api.errordetails.v1.NamespaceNotFoundFailure"
+    );
+    assert_eq!(
+        details::NamespaceNotFoundFailure::decode(bytes.as_slice())?.namespace,
+        "missing"
+    );
+
+    let started = client
+        .start_workflow_execution(start_request("wf-1", "req-1"))
+        .await?
+        .into_inner();
+    assert!(started.started && started.run_id.len() == 36);
+    let retried = client
+        .start_workflow_execution(start_request("wf-1", "req-1"))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (retried.run_id.as_str(), retried.started),
+        (started.run_id.as_str(), false),
+        "a retried start returns the same run"
+    );
+    let err = client
+        .start_workflow_execution(start_request("wf-1", "req-2"))
+        .await
+        .expect_err("workflow id in use");
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let (url, bytes) = detail(&err);
+    assert_eq!(
+        url,
+        "type.googleapis.com/temporal.api.errordetails.v1.WorkflowExecutionAlreadyStartedFailure"
+    );
+    let d = details::WorkflowExecutionAlreadyStartedFailure::decode(bytes.as_slice())?;
+    assert_eq!(
+        (d.run_id.as_str(), d.start_request_id.as_str()),
+        (started.run_id.as_str(), "req-1")
+    );
+
+    let execution = Some(WorkflowExecution {
+        workflow_id: "wf-1".into(),
+        run_id: String::new(),
+    });
+    client
+        .signal_workflow_execution(api::SignalWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: execution.clone(),
+            signal_name: "go".into(),
+            request_id: "sig-1".into(),
+            ..Default::default()
+        })
+        .await?;
+    client
+        .terminate_workflow_execution(api::TerminateWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: execution.clone(),
+            reason: "done testing".into(),
+            ..Default::default()
+        })
+        .await?;
+    let err = client
+        .signal_workflow_execution(api::SignalWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: execution,
+            signal_name: "late".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("signal to a closed run");
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(
+        detail(&err).0,
+        "type.googleapis.com/temporal.api.errordetails.v1.NotFoundFailure"
+    );
+
+    // The engine wrote the history on every node.
+    let d = c.wait_converged(WAIT).await?;
+    assert!(d.key_count > 0);
+    let run = keel_engine::workflow::RunKey {
+        namespace: "default".into(),
+        workflow_id: "wf-1".into(),
+        run_id: started.run_id.clone(),
+    };
+    let history = keel_engine::workflow::read_history(c.node(leader).raft().state(), &run, 1, 100)?;
+    let types: Vec<&str> = history.iter().map(|e| e.event_type()).collect();
+    assert_eq!(
+        types,
+        [
+            "WorkflowExecutionStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowExecutionSignaled",
+            "WorkflowExecutionTerminated"
+        ]
+    );
+
+    let err = client
+        .list_workflow_executions(api::ListWorkflowExecutionsRequest::default())
+        .await
+        .expect_err("not implemented yet");
+    assert_eq!(err.code(), Code::Unimplemented);
+    c.shutdown().await;
+    Ok(())
+}
