@@ -10,8 +10,14 @@ use keel_proto::temporalio_protos::temporal::api::enums::v1::{
 use keel_proto::temporalio_protos::temporal::api::namespace::v1::{NamespaceConfig, NamespaceInfo};
 use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 use keel_raft::RaftNode;
+use std::time::{Duration, Instant};
+
+use keel_proto::temporalio_protos::temporal::api::enums::v1::HistoryEventFilterType;
+use keel_proto::temporalio_protos::temporal::api::history::v1::History;
 use rand::RngCore;
 use tonic::{Request, Response, Status};
+
+use crate::history::to_temporal;
 
 use crate::convert::{duration, duration_ms, payloads_bytes};
 use crate::status::{
@@ -122,8 +128,137 @@ fn run_key(
     })
 }
 
+/// Longest a long poll is held (temporal-compat.md §0 rule 3).
+const MAX_LONG_POLL: Duration = Duration::from_secs(60);
+/// Default and largest history page.
+const MAX_HISTORY_PAGE: i64 = 1_000;
+
+/// How long a long poll may wait: `min(60 s, grpc-timeout − 1 s)`, so the empty answer
+/// always reaches the caller before its deadline.
+fn long_poll_budget<T>(req: &Request<T>) -> Duration {
+    let header = req
+        .metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok());
+    let deadline = header.and_then(parse_grpc_timeout).unwrap_or(MAX_LONG_POLL);
+    deadline
+        .saturating_sub(Duration::from_secs(1))
+        .min(MAX_LONG_POLL)
+}
+
+/// Parses gRPC's `grpc-timeout` header value (e.g. `70S`, `11000m`).
+fn parse_grpc_timeout(v: &str) -> Option<Duration> {
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3_600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// History page token: the next event id and the run it belongs to.
+fn page_token(next_event_id: i64, run_id: &str) -> Vec<u8> {
+    let mut t = next_event_id.to_be_bytes().to_vec();
+    t.extend_from_slice(run_id.as_bytes());
+    t
+}
+
+fn parse_page_token(t: &[u8]) -> Result<(i64, String), Status> {
+    if t.len() < 8 {
+        return Err(Status::invalid_argument("malformed next_page_token"));
+    }
+    let id = i64::from_be_bytes(t[..8].try_into().expect("8 bytes"));
+    let run = String::from_utf8(t[8..].to_vec())
+        .map_err(|_| Status::invalid_argument("malformed next_page_token"))?;
+    Ok((id, run))
+}
+
 #[tonic::async_trait]
 impl WorkflowService for Frontend {
+    async fn get_workflow_execution_history(
+        &self,
+        request: Request<api::GetWorkflowExecutionHistoryRequest>,
+    ) -> Result<Response<api::GetWorkflowExecutionHistoryResponse>, Status> {
+        let budget = long_poll_budget(&request);
+        let deadline = Instant::now() + budget;
+        let r = request.into_inner();
+        self.require_namespace(&r.namespace)?;
+        let mut run = run_key(&r.namespace, &r.execution)?;
+        let mut from = 1;
+        if !r.next_page_token.is_empty() {
+            let (id, run_id) = parse_page_token(&r.next_page_token)?;
+            from = id;
+            run.run_id = run_id;
+        }
+        let close_only = r.history_event_filter_type == HistoryEventFilterType::CloseEvent as i32;
+        let page = if r.maximum_page_size <= 0 {
+            MAX_HISTORY_PAGE
+        } else {
+            (r.maximum_page_size as i64).min(MAX_HISTORY_PAGE)
+        };
+        // Linearizable: a client that just wrote through another node sees its write.
+        self.node.linearize().await.map_err(to_status)?;
+        loop {
+            let applied = self.node.applied_index();
+            let state = self.node.state();
+            let ms = wf::resolve_run(state, &run)
+                .map_err(|e| Status::internal(e.to_string()))?
+                .ok_or_else(|| {
+                    run_not_found(format!("workflow execution {} not found", run.workflow_id))
+                })?;
+            let key = ms.run.clone().expect("named run");
+            let last = ms.next_event_id - 1;
+            let running = ms.status == wf::RunStatus::Running as i32;
+            let events: Vec<wf::HistoryEvent> = if close_only {
+                if running {
+                    Vec::new()
+                } else {
+                    wf::read_history(state, &key, last, last)
+                        .map_err(|e| Status::internal(e.to_string()))?
+                }
+            } else if from <= last {
+                wf::read_history(state, &key, from, (from + page - 1).min(last))
+                    .map_err(|e| Status::internal(e.to_string()))?
+            } else {
+                Vec::new()
+            };
+            let waiting = r.wait_new_event && running && events.is_empty();
+            if waiting && Instant::now() < deadline {
+                self.node
+                    .wait_applied_beyond(
+                        applied,
+                        deadline.saturating_duration_since(Instant::now()),
+                    )
+                    .await;
+                continue;
+            }
+            let next = events.last().map_or(from, |e| e.event_id + 1);
+            let more = !close_only && next <= last;
+            // While the run is open a waiting caller keeps polling with a non-empty token.
+            let token = if more || (r.wait_new_event && running) {
+                page_token(next, &key.run_id)
+            } else {
+                Vec::new()
+            };
+            let history = History {
+                events: events
+                    .iter()
+                    .map(|e| to_temporal(e, &key.workflow_id))
+                    .collect(),
+            };
+            return Ok(Response::new(api::GetWorkflowExecutionHistoryResponse {
+                history: Some(history),
+                next_page_token: token,
+                ..Default::default()
+            }));
+        }
+    }
+
     async fn get_system_info(
         &self,
         _: Request<api::GetSystemInfoRequest>,
@@ -315,5 +450,33 @@ impl WorkflowService for Frontend {
         Ok(Response::new(
             api::TerminateWorkflowExecutionResponse::default(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_and_long_polls_end_a_second_early() {
+        assert_eq!(parse_grpc_timeout("70S"), Some(Duration::from_secs(70)));
+        assert_eq!(parse_grpc_timeout("11000m"), Some(Duration::from_secs(11)));
+        assert_eq!(parse_grpc_timeout("x"), None);
+        let mut req = Request::new(());
+        req.metadata_mut()
+            .insert("grpc-timeout", "70S".parse().unwrap());
+        assert_eq!(long_poll_budget(&req), MAX_LONG_POLL);
+        req.metadata_mut()
+            .insert("grpc-timeout", "11S".parse().unwrap());
+        assert_eq!(long_poll_budget(&req), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn page_tokens_round_trip() {
+        assert_eq!(
+            parse_page_token(&page_token(42, "run-1")).unwrap(),
+            (42, "run-1".to_string())
+        );
+        assert!(parse_page_token(b"short").is_err());
     }
 }

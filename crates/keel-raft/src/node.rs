@@ -373,6 +373,47 @@ impl RaftNode {
         }
     }
 
+    /// Waits until this node has applied everything committed before the call (ReadIndex
+    /// through the leader); local reads after it are linearizable. Returns the read index.
+    pub async fn linearize(&self) -> Result<u64> {
+        let leader = self.wait_for_leader().await?;
+        let read_index = if leader == self.id() {
+            self.read_index_local().await?
+        } else {
+            let node = self
+                .member(leader)
+                .ok_or(Error::NoLeader { waited_ms: 0 })?;
+            self.inner.peers.read_index(leader, &node.peer_addr).await?
+        };
+        let wait_ms = self.inner.settings.leader_wait_ms;
+        self.inner
+            .raft
+            .wait(Some(Duration::from_millis(wait_ms)))
+            .applied_index_at_least(Some(read_index), "read index applied locally")
+            .await
+            .map_err(|_| Error::Timeout {
+                what: format!("applying up to read index {read_index}"),
+                waited_ms: wait_ms,
+            })?;
+        Ok(read_index)
+    }
+
+    /// Waits until this node's applied index exceeds `index`, or `timeout` passes; returns
+    /// whether it did. For long polls that wait for new state.
+    pub async fn wait_applied_beyond(&self, index: u64, timeout: Duration) -> bool {
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index + 1), "new entries applied")
+            .await
+            .is_ok()
+    }
+
+    /// This node's last applied index.
+    pub fn applied_index(&self) -> u64 {
+        self.metrics().last_applied.map_or(0, |l| l.index)
+    }
+
     /// Reads a register key with the requested consistency.
     pub async fn read_register(
         &self,
@@ -380,25 +421,7 @@ impl RaftNode {
         consistency: Consistency,
     ) -> Result<RegisterRead> {
         if consistency == Consistency::Linearizable {
-            let leader = self.wait_for_leader().await?;
-            let read_index = if leader == self.id() {
-                self.read_index_local().await?
-            } else {
-                let node = self
-                    .member(leader)
-                    .ok_or(Error::NoLeader { waited_ms: 0 })?;
-                self.inner.peers.read_index(leader, &node.peer_addr).await?
-            };
-            let wait_ms = self.inner.settings.leader_wait_ms;
-            self.inner
-                .raft
-                .wait(Some(Duration::from_millis(wait_ms)))
-                .applied_index_at_least(Some(read_index), "read index applied locally")
-                .await
-                .map_err(|_| Error::Timeout {
-                    what: format!("applying up to read index {read_index}"),
-                    waited_ms: wait_ms,
-                })?;
+            self.linearize().await?;
         }
         let (value, applied_index) = self.inner.reader.read_register(key)?;
         Ok(RegisterRead {

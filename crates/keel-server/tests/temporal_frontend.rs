@@ -218,6 +218,114 @@ async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> 
         ]
     );
 
+    // History as the SDKs read it: all events, and the close event alone.
+    let all = client
+        .get_workflow_execution_history(api::GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "wf-1".into(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let events = all.history.unwrap().events;
+    let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    assert!(events
+        .iter()
+        .all(|e| e.event_time.is_some() && e.attributes.is_some()));
+    assert!(all.next_page_token.is_empty());
+    let close = client
+        .get_workflow_execution_history(api::GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "wf-1".into(),
+                run_id: started.run_id.clone(),
+            }),
+            history_event_filter_type: 2, // CLOSE_EVENT
+            wait_new_event: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let close_events = close.history.unwrap().events;
+    assert_eq!(close_events.len(), 1, "exactly the close event");
+    assert_eq!(close_events[0].event_id, 4);
+
+    // A long poll on a running run answers before the caller's deadline, then sees new events.
+    client
+        .start_workflow_execution(start_request("wf-2", "req-w2"))
+        .await?;
+    let wf2 = Some(WorkflowExecution {
+        workflow_id: "wf-2".into(),
+        run_id: String::new(),
+    });
+    let mut poll = tonic::Request::new(api::GetWorkflowExecutionHistoryRequest {
+        namespace: "default".into(),
+        execution: wf2.clone(),
+        history_event_filter_type: 2,
+        wait_new_event: true,
+        ..Default::default()
+    });
+    poll.set_timeout(Duration::from_secs(3));
+    let started_at = std::time::Instant::now();
+    let empty = client
+        .get_workflow_execution_history(poll)
+        .await?
+        .into_inner();
+    assert!(
+        started_at.elapsed() < Duration::from_secs(3),
+        "answered before the deadline"
+    );
+    assert!(empty.history.unwrap().events.is_empty());
+    assert!(
+        !empty.next_page_token.is_empty(),
+        "a running run keeps the token set"
+    );
+    let first_page = client
+        .get_workflow_execution_history(api::GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: wf2.clone(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(first_page.history.unwrap().events.len(), 2);
+    let mut waiter = client.clone();
+    let token = {
+        let mut t = 3i64.to_be_bytes().to_vec();
+        t.extend_from_slice(b"");
+        t
+    };
+    let wait = tokio::spawn({
+        let wf2 = wf2.clone();
+        async move {
+            let mut req = tonic::Request::new(api::GetWorkflowExecutionHistoryRequest {
+                namespace: "default".into(),
+                execution: wf2,
+                next_page_token: token,
+                wait_new_event: true,
+                ..Default::default()
+            });
+            req.set_timeout(Duration::from_secs(15));
+            waiter.get_workflow_execution_history(req).await
+        }
+    });
+    client
+        .signal_workflow_execution(api::SignalWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: wf2,
+            signal_name: "wake".into(),
+            ..Default::default()
+        })
+        .await?;
+    let woke = wait.await??.into_inner();
+    let new_events = woke.history.unwrap().events;
+    assert_eq!(new_events.len(), 1, "{new_events:?}");
+    assert_eq!(new_events[0].event_id, 3);
+
     let err = client
         .list_workflow_executions(api::ListWorkflowExecutionsRequest::default())
         .await

@@ -73,6 +73,19 @@ pub fn read_mutable_state(store: &impl ReadState, run: &RunKey) -> Result<Option
     store.get(&key)?.map(|b| decode(&key, &b)).transpose()
 }
 
+/// The run a read request names; an empty run id means the workflow id's current run.
+pub fn resolve_run(store: &impl ReadState, run: &RunKey) -> Result<Option<MutableState>> {
+    let mut run = run.clone();
+    if run.run_id.is_empty() {
+        let key = keys::current_run(&run.namespace, &run.workflow_id);
+        let Some(b) = store.get(&key)? else {
+            return Ok(None);
+        };
+        run.run_id = decode::<CurrentRun>(&key, &b)?.run_id;
+    }
+    read_mutable_state(store, &run)
+}
+
 /// Reads a namespace record.
 pub fn read_namespace(store: &impl ReadState, name: &str) -> Result<Option<NamespaceRecord>> {
     let key = keys::namespace(name);

@@ -21,7 +21,7 @@ mod invariants_test;
 mod tests;
 
 pub use apply::{
-    apply, deadline_key, read_history, read_mutable_state, read_namespace, read_visibility, Effect,
-    DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
+    apply, deadline_key, read_history, read_mutable_state, read_namespace, read_visibility,
+    resolve_run, Effect, DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
 };
 pub use model::*;

@@ -1,0 +1,398 @@
+//! Engine history events → Temporal `HistoryEvent`s.
+//!
+//! The engine stores payloads, failures and headers as the encoded bytes of Temporal's
+//! messages; they are decoded here and placed in the attributes of the matching event type.
+
+use keel_engine::workflow::{self as wf, Attributes as A};
+use keel_proto::prost_wkt_types::Timestamp;
+use keel_proto::temporalio_protos::temporal::api::common::v1::{
+    ActivityType, Header, Payloads, WorkflowType,
+};
+use keel_proto::temporalio_protos::temporal::api::enums::v1::EventType;
+use keel_proto::temporalio_protos::temporal::api::failure::v1::Failure;
+use keel_proto::temporalio_protos::temporal::api::history::v1::{
+    self as h, history_event::Attributes as T,
+};
+use keel_proto::temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompletedMetadata;
+use keel_proto::temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+use prost::Message;
+
+use crate::convert::duration;
+
+/// Decodes stored message bytes; empty bytes mean "absent".
+fn opt<M: Message + Default>(bytes: &[u8]) -> Option<M> {
+    if bytes.is_empty() {
+        None
+    } else {
+        M::decode(bytes).ok()
+    }
+}
+
+fn payloads(bytes: &[u8]) -> Option<Payloads> {
+    opt(bytes)
+}
+
+fn failure(bytes: &[u8]) -> Option<Failure> {
+    opt(bytes)
+}
+
+fn queue(name: &str) -> Option<TaskQueue> {
+    Some(TaskQueue {
+        name: name.to_string(),
+        kind: 1, // NORMAL
+        ..Default::default()
+    })
+}
+
+fn timestamp(ms: u64) -> Timestamp {
+    Timestamp {
+        seconds: (ms / 1_000) as i64,
+        nanos: ((ms % 1_000) * 1_000_000) as i32,
+    }
+}
+
+fn opt_duration(ms: u64) -> Option<keel_proto::prost_wkt_types::Duration> {
+    (ms > 0).then(|| duration(ms))
+}
+
+/// Converts one stored event for the wire.
+pub fn to_temporal(e: &wf::HistoryEvent, workflow_id: &str) -> h::HistoryEvent {
+    let (event_type, attributes) = match e.attributes.as_ref() {
+        None => (EventType::Unspecified, None),
+        Some(a) => {
+            let (t, attrs) = attributes(a, workflow_id);
+            (t, Some(attrs))
+        }
+    };
+    h::HistoryEvent {
+        event_id: e.event_id,
+        event_time: Some(timestamp(e.event_time_ms)),
+        event_type: event_type as i32,
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
+    match a {
+        A::WorkflowExecutionStarted(x) => (
+            EventType::WorkflowExecutionStarted,
+            T::WorkflowExecutionStartedEventAttributes(
+                h::WorkflowExecutionStartedEventAttributes {
+                    workflow_type: Some(WorkflowType {
+                        name: x.workflow_type.clone(),
+                    }),
+                    task_queue: queue(&x.task_queue),
+                    input: payloads(&x.input),
+                    workflow_execution_timeout: opt_duration(x.execution_timeout_ms),
+                    workflow_run_timeout: opt_duration(x.run_timeout_ms),
+                    workflow_task_timeout: Some(duration(x.workflow_task_timeout_ms)),
+                    original_execution_run_id: x.original_execution_run_id.clone(),
+                    identity: x.identity.clone(),
+                    first_execution_run_id: x.first_execution_run_id.clone(),
+                    attempt: x.attempt,
+                    workflow_id: workflow_id.to_string(),
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::WorkflowTaskScheduled(x) => (
+            EventType::WorkflowTaskScheduled,
+            T::WorkflowTaskScheduledEventAttributes(h::WorkflowTaskScheduledEventAttributes {
+                task_queue: queue(&x.task_queue),
+                start_to_close_timeout: Some(duration(x.start_to_close_timeout_ms)),
+                attempt: x.attempt,
+            }),
+        ),
+        A::WorkflowTaskStarted(x) => (
+            EventType::WorkflowTaskStarted,
+            T::WorkflowTaskStartedEventAttributes(h::WorkflowTaskStartedEventAttributes {
+                scheduled_event_id: x.scheduled_event_id,
+                identity: x.identity.clone(),
+                request_id: x.request_id.clone(),
+                ..Default::default()
+            }),
+        ),
+        A::WorkflowTaskCompleted(x) => (
+            EventType::WorkflowTaskCompleted,
+            T::WorkflowTaskCompletedEventAttributes(h::WorkflowTaskCompletedEventAttributes {
+                scheduled_event_id: x.scheduled_event_id,
+                started_event_id: x.started_event_id,
+                identity: x.identity.clone(),
+                sdk_metadata: opt::<WorkflowTaskCompletedMetadata>(&x.sdk_metadata),
+                ..Default::default()
+            }),
+        ),
+        A::WorkflowTaskFailed(x) => (
+            EventType::WorkflowTaskFailed,
+            T::WorkflowTaskFailedEventAttributes(h::WorkflowTaskFailedEventAttributes {
+                scheduled_event_id: x.scheduled_event_id,
+                started_event_id: x.started_event_id,
+                cause: x.cause,
+                failure: failure(&x.failure).or_else(|| {
+                    (!x.message.is_empty()).then(|| Failure {
+                        message: x.message.clone(),
+                        ..Default::default()
+                    })
+                }),
+                identity: x.identity.clone(),
+                ..Default::default()
+            }),
+        ),
+        A::WorkflowTaskTimedOut(x) => (
+            EventType::WorkflowTaskTimedOut,
+            T::WorkflowTaskTimedOutEventAttributes(h::WorkflowTaskTimedOutEventAttributes {
+                scheduled_event_id: x.scheduled_event_id,
+                started_event_id: x.started_event_id,
+                timeout_type: x.timeout_type,
+            }),
+        ),
+        A::ActivityTaskScheduled(x) => (
+            EventType::ActivityTaskScheduled,
+            T::ActivityTaskScheduledEventAttributes(h::ActivityTaskScheduledEventAttributes {
+                activity_id: x.activity_id.clone(),
+                activity_type: Some(ActivityType {
+                    name: x.activity_type.clone(),
+                }),
+                task_queue: queue(&x.task_queue),
+                input: payloads(&x.input),
+                schedule_to_close_timeout: opt_duration(x.schedule_to_close_timeout_ms),
+                schedule_to_start_timeout: opt_duration(x.schedule_to_start_timeout_ms),
+                start_to_close_timeout: opt_duration(x.start_to_close_timeout_ms),
+                heartbeat_timeout: opt_duration(x.heartbeat_timeout_ms),
+                workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                ..Default::default()
+            }),
+        ),
+        A::ActivityTaskStarted(x) => (
+            EventType::ActivityTaskStarted,
+            T::ActivityTaskStartedEventAttributes(h::ActivityTaskStartedEventAttributes {
+                scheduled_event_id: x.scheduled_event_id,
+                identity: x.identity.clone(),
+                request_id: x.request_id.clone(),
+                attempt: x.attempt,
+                last_failure: failure(&x.last_failure),
+                ..Default::default()
+            }),
+        ),
+        A::ActivityTaskCompleted(x) => (
+            EventType::ActivityTaskCompleted,
+            T::ActivityTaskCompletedEventAttributes(h::ActivityTaskCompletedEventAttributes {
+                result: payloads(&x.result),
+                scheduled_event_id: x.scheduled_event_id,
+                started_event_id: x.started_event_id,
+                identity: x.identity.clone(),
+                ..Default::default()
+            }),
+        ),
+        A::ActivityTaskFailed(x) => (
+            EventType::ActivityTaskFailed,
+            T::ActivityTaskFailedEventAttributes(h::ActivityTaskFailedEventAttributes {
+                failure: failure(&x.failure),
+                scheduled_event_id: x.scheduled_event_id,
+                started_event_id: x.started_event_id,
+                identity: x.identity.clone(),
+                retry_state: x.retry_state,
+                ..Default::default()
+            }),
+        ),
+        A::ActivityTaskTimedOut(x) => (
+            EventType::ActivityTaskTimedOut,
+            T::ActivityTaskTimedOutEventAttributes(h::ActivityTaskTimedOutEventAttributes {
+                failure: Some(timeout_failure(x)),
+                scheduled_event_id: x.scheduled_event_id,
+                started_event_id: x.started_event_id,
+                retry_state: x.retry_state,
+            }),
+        ),
+        A::ActivityTaskCancelRequested(x) => (
+            EventType::ActivityTaskCancelRequested,
+            T::ActivityTaskCancelRequestedEventAttributes(
+                h::ActivityTaskCancelRequestedEventAttributes {
+                    scheduled_event_id: x.scheduled_event_id,
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                },
+            ),
+        ),
+        A::ActivityTaskCanceled(x) => (
+            EventType::ActivityTaskCanceled,
+            T::ActivityTaskCanceledEventAttributes(h::ActivityTaskCanceledEventAttributes {
+                details: payloads(&x.details),
+                latest_cancel_requested_event_id: x.latest_cancel_requested_event_id,
+                scheduled_event_id: x.scheduled_event_id,
+                started_event_id: x.started_event_id,
+                identity: x.identity.clone(),
+                ..Default::default()
+            }),
+        ),
+        A::TimerStarted(x) => (
+            EventType::TimerStarted,
+            T::TimerStartedEventAttributes(h::TimerStartedEventAttributes {
+                timer_id: x.timer_id.clone(),
+                start_to_fire_timeout: Some(duration(x.start_to_fire_timeout_ms)),
+                workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+            }),
+        ),
+        A::TimerFired(x) => (
+            EventType::TimerFired,
+            T::TimerFiredEventAttributes(h::TimerFiredEventAttributes {
+                timer_id: x.timer_id.clone(),
+                started_event_id: x.started_event_id,
+            }),
+        ),
+        A::TimerCanceled(x) => (
+            EventType::TimerCanceled,
+            T::TimerCanceledEventAttributes(h::TimerCanceledEventAttributes {
+                timer_id: x.timer_id.clone(),
+                started_event_id: x.started_event_id,
+                workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                identity: x.identity.clone(),
+            }),
+        ),
+        A::WorkflowExecutionSignaled(x) => (
+            EventType::WorkflowExecutionSignaled,
+            T::WorkflowExecutionSignaledEventAttributes(
+                h::WorkflowExecutionSignaledEventAttributes {
+                    signal_name: x.signal_name.clone(),
+                    input: payloads(&x.input),
+                    identity: x.identity.clone(),
+                    header: opt::<Header>(&x.header),
+                    request_id: x.request_id.clone(),
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::WorkflowExecutionCancelRequested(x) => (
+            EventType::WorkflowExecutionCancelRequested,
+            T::WorkflowExecutionCancelRequestedEventAttributes(
+                h::WorkflowExecutionCancelRequestedEventAttributes {
+                    cause: x.cause.clone(),
+                    identity: x.identity.clone(),
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::WorkflowExecutionCanceled(x) => (
+            EventType::WorkflowExecutionCanceled,
+            T::WorkflowExecutionCanceledEventAttributes(
+                h::WorkflowExecutionCanceledEventAttributes {
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    details: payloads(&x.details),
+                },
+            ),
+        ),
+        A::WorkflowExecutionCompleted(x) => (
+            EventType::WorkflowExecutionCompleted,
+            T::WorkflowExecutionCompletedEventAttributes(
+                h::WorkflowExecutionCompletedEventAttributes {
+                    result: payloads(&x.result),
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::WorkflowExecutionFailed(x) => (
+            EventType::WorkflowExecutionFailed,
+            T::WorkflowExecutionFailedEventAttributes(h::WorkflowExecutionFailedEventAttributes {
+                failure: failure(&x.failure),
+                retry_state: x.retry_state,
+                workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                ..Default::default()
+            }),
+        ),
+        A::WorkflowExecutionTerminated(x) => (
+            EventType::WorkflowExecutionTerminated,
+            T::WorkflowExecutionTerminatedEventAttributes(
+                h::WorkflowExecutionTerminatedEventAttributes {
+                    reason: x.reason.clone(),
+                    details: payloads(&x.details),
+                    identity: x.identity.clone(),
+                },
+            ),
+        ),
+        A::WorkflowExecutionTimedOut(x) => (
+            EventType::WorkflowExecutionTimedOut,
+            T::WorkflowExecutionTimedOutEventAttributes(
+                h::WorkflowExecutionTimedOutEventAttributes {
+                    retry_state: x.retry_state,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::MarkerRecorded(x) => (
+            EventType::MarkerRecorded,
+            T::MarkerRecordedEventAttributes(h::MarkerRecordedEventAttributes {
+                marker_name: x.marker_name.clone(),
+                // The details map is stored as the bytes of a MarkerRecorded message that
+                // holds only it.
+                details: opt::<h::MarkerRecordedEventAttributes>(&x.details)
+                    .map(|m| m.details)
+                    .unwrap_or_default(),
+                workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                header: opt::<Header>(&x.header),
+                failure: failure(&x.failure),
+            }),
+        ),
+    }
+}
+
+/// The `Failure` of an activity timeout: timeout info with the last heartbeat details, and
+/// the last attempt's failure as its cause.
+fn timeout_failure(x: &wf::ActivityTaskTimedOut) -> Failure {
+    use keel_proto::temporalio_protos::temporal::api::failure::v1::{
+        failure::FailureInfo, TimeoutFailureInfo,
+    };
+    Failure {
+        message: "activity timeout".into(),
+        cause: failure(&x.last_failure).map(Box::new),
+        failure_info: Some(FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo {
+            timeout_type: x.timeout_type,
+            last_heartbeat_details: payloads(&x.last_heartbeat_details),
+        })),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_times_types_and_payloads_come_through() {
+        let input = Payloads {
+            payloads: vec![
+                keel_proto::temporalio_protos::temporal::api::common::v1::Payload {
+                    data: br#""world""#.to_vec(),
+                    ..Default::default()
+                },
+            ],
+        };
+        let e = wf::HistoryEvent {
+            event_id: 1,
+            event_time_ms: 1_500,
+            attributes: Some(A::WorkflowExecutionStarted(wf::WorkflowExecutionStarted {
+                workflow_type: "hello".into(),
+                task_queue: "tq".into(),
+                input: input.encode_to_vec(),
+                workflow_task_timeout_ms: 10_000,
+                attempt: 1,
+                ..Default::default()
+            })),
+        };
+        let t = to_temporal(&e, "wf-1");
+        assert_eq!(
+            (t.event_id, t.event_type),
+            (1, EventType::WorkflowExecutionStarted as i32)
+        );
+        assert_eq!(t.event_time.unwrap().seconds, 1);
+        match t.attributes {
+            Some(T::WorkflowExecutionStartedEventAttributes(a)) => {
+                assert_eq!(a.input, Some(input));
+                assert_eq!(a.workflow_task_timeout.unwrap().seconds, 10);
+                assert_eq!(a.task_queue.unwrap().kind, 1);
+                assert_eq!(a.workflow_id, "wf-1");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
