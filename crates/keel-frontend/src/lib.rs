@@ -11,5 +11,6 @@ mod convert;
 pub mod history;
 pub mod service;
 pub mod status;
+mod tasks;
 
 pub use service::Frontend;

@@ -39,17 +39,29 @@ impl Frontend {
         Frontend { node }
     }
 
+    pub(crate) fn node(&self) -> &RaftNode {
+        &self.node
+    }
+
     /// Proposes one engine command and returns its workflow outcome.
     async fn propose(&self, kind: Kind) -> Result<Outcome, Status> {
+        Ok(self.propose_at(kind).await?.0)
+    }
+
+    /// Like `propose`, also returning the log index the command committed at.
+    pub(crate) async fn propose_at(&self, kind: Kind) -> Result<(Outcome, u64), Status> {
         let p = self
             .node
             .propose(vec![Command { kind: Some(kind) }])
             .await
             .map_err(to_status)?;
+        let index = p.log_index;
         match p.responses.into_iter().next().and_then(|r| r.kind) {
-            Some(response::Kind::Workflow(o)) => o
-                .kind
-                .ok_or_else(|| Status::internal("empty workflow outcome")),
+            Some(response::Kind::Workflow(o)) => Ok((
+                o.kind
+                    .ok_or_else(|| Status::internal("empty workflow outcome"))?,
+                index,
+            )),
             Some(response::Kind::Rejected(r)) => Err(Status::invalid_argument(r.reason)),
             other => Err(Status::internal(format!(
                 "unexpected engine response {other:?}"
@@ -57,7 +69,7 @@ impl Frontend {
         }
     }
 
-    fn require_namespace(&self, namespace: &str) -> Result<wf::NamespaceRecord, Status> {
+    pub(crate) fn require_namespace(&self, namespace: &str) -> Result<wf::NamespaceRecord, Status> {
         if namespace.is_empty() {
             return Err(Status::invalid_argument("namespace is required"));
         }
@@ -180,6 +192,175 @@ fn parse_page_token(t: &[u8]) -> Result<(i64, String), Status> {
 
 #[tonic::async_trait]
 impl WorkflowService for Frontend {
+    async fn poll_workflow_task_queue(
+        &self,
+        request: Request<api::PollWorkflowTaskQueueRequest>,
+    ) -> Result<Response<api::PollWorkflowTaskQueueResponse>, Status> {
+        let budget = long_poll_budget(&request);
+        Ok(Response::new(
+            self.poll_workflow_task(request.into_inner(), budget)
+                .await?,
+        ))
+    }
+
+    async fn poll_activity_task_queue(
+        &self,
+        request: Request<api::PollActivityTaskQueueRequest>,
+    ) -> Result<Response<api::PollActivityTaskQueueResponse>, Status> {
+        let budget = long_poll_budget(&request);
+        Ok(Response::new(
+            self.poll_activity_task(request.into_inner(), budget)
+                .await?,
+        ))
+    }
+
+    async fn respond_workflow_task_completed(
+        &self,
+        request: Request<api::RespondWorkflowTaskCompletedRequest>,
+    ) -> Result<Response<api::RespondWorkflowTaskCompletedResponse>, Status> {
+        let r = request.into_inner();
+        let token = crate::tasks::decode_token(&r.task_token)?;
+        let outcome = self
+            .propose(Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {
+                token: Some(token),
+                identity: r.identity,
+                commands: r
+                    .commands
+                    .iter()
+                    .map(crate::tasks::convert_command)
+                    .collect(),
+                sdk_metadata: r
+                    .sdk_metadata
+                    .as_ref()
+                    .map(prost::Message::encode_to_vec)
+                    .unwrap_or_default(),
+            }))
+            .await?;
+        crate::tasks::accepted(outcome)?;
+        Ok(Response::new(
+            api::RespondWorkflowTaskCompletedResponse::default(),
+        ))
+    }
+
+    async fn respond_workflow_task_failed(
+        &self,
+        request: Request<api::RespondWorkflowTaskFailedRequest>,
+    ) -> Result<Response<api::RespondWorkflowTaskFailedResponse>, Status> {
+        let r = request.into_inner();
+        let token = crate::tasks::decode_token(&r.task_token)?;
+        let outcome = self
+            .propose(Kind::FailWorkflowTask(wf::FailWorkflowTask {
+                token: Some(token),
+                identity: r.identity,
+                cause: r.cause,
+                failure: r
+                    .failure
+                    .as_ref()
+                    .map(prost::Message::encode_to_vec)
+                    .unwrap_or_default(),
+            }))
+            .await?;
+        crate::tasks::accepted(outcome)?;
+        Ok(Response::new(
+            api::RespondWorkflowTaskFailedResponse::default(),
+        ))
+    }
+
+    async fn respond_activity_task_completed(
+        &self,
+        request: Request<api::RespondActivityTaskCompletedRequest>,
+    ) -> Result<Response<api::RespondActivityTaskCompletedResponse>, Status> {
+        let r = request.into_inner();
+        let token = crate::tasks::decode_token(&r.task_token)?;
+        let outcome = self
+            .propose(Kind::CompleteActivityTask(wf::CompleteActivityTask {
+                token: Some(token),
+                identity: r.identity,
+                result: payloads_bytes(&r.result),
+            }))
+            .await?;
+        crate::tasks::accepted(outcome)?;
+        Ok(Response::new(
+            api::RespondActivityTaskCompletedResponse::default(),
+        ))
+    }
+
+    async fn respond_activity_task_failed(
+        &self,
+        request: Request<api::RespondActivityTaskFailedRequest>,
+    ) -> Result<Response<api::RespondActivityTaskFailedResponse>, Status> {
+        let r = request.into_inner();
+        let token = crate::tasks::decode_token(&r.task_token)?;
+        let (failure_type, non_retryable, next_retry_delay_ms) =
+            crate::tasks::failure_facts(&r.failure);
+        let outcome = self
+            .propose(Kind::FailActivityTask(wf::FailActivityTask {
+                token: Some(token),
+                identity: r.identity,
+                failure: r
+                    .failure
+                    .as_ref()
+                    .map(prost::Message::encode_to_vec)
+                    .unwrap_or_default(),
+                failure_type,
+                non_retryable,
+                next_retry_delay_ms,
+            }))
+            .await?;
+        crate::tasks::accepted(outcome)?;
+        Ok(Response::new(
+            api::RespondActivityTaskFailedResponse::default(),
+        ))
+    }
+
+    async fn respond_activity_task_canceled(
+        &self,
+        request: Request<api::RespondActivityTaskCanceledRequest>,
+    ) -> Result<Response<api::RespondActivityTaskCanceledResponse>, Status> {
+        let r = request.into_inner();
+        let token = crate::tasks::decode_token(&r.task_token)?;
+        let outcome = self
+            .propose(Kind::CancelActivityTask(wf::CancelActivityTask {
+                token: Some(token),
+                identity: r.identity,
+                details: payloads_bytes(&r.details),
+            }))
+            .await?;
+        crate::tasks::accepted(outcome)?;
+        Ok(Response::new(
+            api::RespondActivityTaskCanceledResponse::default(),
+        ))
+    }
+
+    async fn record_activity_task_heartbeat(
+        &self,
+        request: Request<api::RecordActivityTaskHeartbeatRequest>,
+    ) -> Result<Response<api::RecordActivityTaskHeartbeatResponse>, Status> {
+        let r = request.into_inner();
+        let token = crate::tasks::decode_token(&r.task_token)?;
+        let outcome = self
+            .propose(Kind::RecordHeartbeat(wf::RecordHeartbeat {
+                token: Some(token),
+                details: payloads_bytes(&r.details),
+            }))
+            .await?;
+        match outcome {
+            Outcome::Heartbeat(h) => Ok(Response::new(api::RecordActivityTaskHeartbeatResponse {
+                cancel_requested: h.cancel_requested,
+                ..Default::default()
+            })),
+            other => crate::tasks::accepted(other)
+                .map(|_| Response::new(api::RecordActivityTaskHeartbeatResponse::default())),
+        }
+    }
+
+    async fn shutdown_worker(
+        &self,
+        _: Request<api::ShutdownWorkerRequest>,
+    ) -> Result<Response<api::ShutdownWorkerResponse>, Status> {
+        Ok(Response::new(api::ShutdownWorkerResponse::default()))
+    }
+
     async fn get_workflow_execution_history(
         &self,
         request: Request<api::GetWorkflowExecutionHistoryRequest>,

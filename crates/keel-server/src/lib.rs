@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod bench;
 pub mod cli;
+pub mod drivers;
 mod error;
 pub mod kv;
 pub mod local_cluster;

@@ -187,6 +187,10 @@ impl Node {
             crate::namespaces::ensure_default(raft.clone(), shutdown_rx.clone())
                 .instrument(span.clone()),
         ));
+        tasks.push(tokio::spawn(
+            crate::drivers::run_timer_driver(raft.clone(), shutdown_rx.clone())
+                .instrument(span.clone()),
+        ));
 
         if cfg.is_bootstrap_node() {
             let members: BTreeMap<u64, KeelNode> = cfg

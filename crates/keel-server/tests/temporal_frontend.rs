@@ -334,3 +334,225 @@ async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> 
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t81_tasks_flow_through_polls_and_responses_with_a_durable_timer() -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::command::v1::{
+        command::Attributes as CA, Command, CompleteWorkflowExecutionCommandAttributes,
+        ScheduleActivityTaskCommandAttributes, StartTimerCommandAttributes,
+    };
+    use temporalio_protos::temporal::api::common::v1::{ActivityType, Payload, Payloads};
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
+
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let channel = Channel::from_shared(format!("http://{}", c.node(follower).client_addr()))?
+        .connect()
+        .await?;
+    let mut client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    wait_for(WAIT, "the default namespace exists", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .describe_namespace(api::DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()
+        }
+    })
+    .await?;
+    let started = client
+        .start_workflow_execution(start_request("order-1", "req-o1"))
+        .await?
+        .into_inner();
+    let queue = Some(TaskQueue {
+        name: "tq".into(),
+        kind: 1,
+        ..Default::default()
+    });
+    let poll_wft = |mut client: WorkflowServiceClient<Channel>| {
+        let queue = queue.clone();
+        async move {
+            let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
+                namespace: "default".into(),
+                task_queue: queue,
+                identity: "worker-1".into(),
+                ..Default::default()
+            });
+            req.set_timeout(Duration::from_secs(5));
+            client
+                .poll_workflow_task_queue(req)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+
+    // Task 1: schedule an activity and a 300 ms durable timer.
+    let task = poll_wft(client.clone()).await?;
+    assert!(!task.task_token.is_empty());
+    assert_eq!(
+        (
+            task.started_event_id,
+            task.previous_started_event_id,
+            task.attempt
+        ),
+        (3, 0, 1)
+    );
+    assert_eq!(task.history.as_ref().unwrap().events.len(), 3);
+    let payload = |s: &str| Payloads {
+        payloads: vec![Payload {
+            data: s.as_bytes().to_vec(),
+            ..Default::default()
+        }],
+    };
+    client
+        .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token.clone(),
+            identity: "worker-1".into(),
+            namespace: "default".into(),
+            commands: vec![
+                Command {
+                    command_type: 1,
+                    attributes: Some(CA::ScheduleActivityTaskCommandAttributes(
+                        ScheduleActivityTaskCommandAttributes {
+                            activity_id: "charge".into(),
+                            activity_type: Some(ActivityType {
+                                name: "charge".into(),
+                            }),
+                            input: Some(payload("card")),
+                            start_to_close_timeout: Some(keel_proto::prost_wkt_types::Duration {
+                                seconds: 10,
+                                nanos: 0,
+                            }),
+                            ..Default::default()
+                        },
+                    )),
+                    ..Default::default()
+                },
+                Command {
+                    command_type: 4,
+                    attributes: Some(CA::StartTimerCommandAttributes(
+                        StartTimerCommandAttributes {
+                            timer_id: "wait".into(),
+                            start_to_fire_timeout: Some(keel_proto::prost_wkt_types::Duration {
+                                seconds: 0,
+                                nanos: 300_000_000,
+                            }),
+                        },
+                    )),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        })
+        .await?;
+    let err = client
+        .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token.clone(),
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a used token");
+    assert_eq!(err.code(), Code::NotFound);
+
+    // The activity: polled and completed through the follower.
+    let mut req = tonic::Request::new(api::PollActivityTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: queue.clone(),
+        identity: "worker-1".into(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(5));
+    let act = client.poll_activity_task_queue(req).await?.into_inner();
+    assert_eq!((act.activity_id.as_str(), act.attempt), ("charge", 1));
+    assert_eq!(act.input, Some(payload("card")));
+    client
+        .respond_activity_task_completed(api::RespondActivityTaskCompletedRequest {
+            task_token: act.task_token,
+            result: Some(payload("charged")),
+            identity: "worker-1".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await?;
+
+    // Workflow tasks until both the activity result and the timer are in history.
+    let mut done = false;
+    for _ in 0..6 {
+        let task = poll_wft(client.clone()).await?;
+        if task.task_token.is_empty() {
+            continue; // an empty poll (all-default message): poll again
+        }
+        let events = &task.history.as_ref().unwrap().events;
+        let ids: Vec<i64> = events.iter().map(|e| e.event_id).collect();
+        assert_eq!(
+            ids,
+            (1..=task.started_event_id).collect::<Vec<_>>(),
+            "history runs 1..=started"
+        );
+        let completed = events.iter().any(|e| {
+            matches!(
+                e.attributes,
+                Some(EA::ActivityTaskCompletedEventAttributes(_))
+            )
+        });
+        let fired = events
+            .iter()
+            .any(|e| matches!(e.attributes, Some(EA::TimerFiredEventAttributes(_))));
+        let commands = if completed && fired {
+            vec![Command {
+                command_type: 2,
+                attributes: Some(CA::CompleteWorkflowExecutionCommandAttributes(
+                    CompleteWorkflowExecutionCommandAttributes {
+                        result: Some(payload("delivered")),
+                    },
+                )),
+                ..Default::default()
+            }]
+        } else {
+            vec![]
+        };
+        client
+            .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+                task_token: task.task_token,
+                identity: "worker-1".into(),
+                namespace: "default".into(),
+                commands,
+                ..Default::default()
+            })
+            .await?;
+        if completed && fired {
+            done = true;
+            break;
+        }
+    }
+    assert!(done, "the timer fired and the activity result arrived");
+    let close = client
+        .get_workflow_execution_history(api::GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "order-1".into(),
+                run_id: started.run_id,
+            }),
+            history_event_filter_type: 2,
+            wait_new_event: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    match &close.history.unwrap().events[0].attributes {
+        Some(EA::WorkflowExecutionCompletedEventAttributes(a)) => {
+            assert_eq!(a.result, Some(payload("delivered")))
+        }
+        other => panic!("{other:?}"),
+    }
+    c.wait_converged(WAIT).await?;
+    c.shutdown().await;
+    Ok(())
+}

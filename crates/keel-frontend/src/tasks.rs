@@ -1,0 +1,348 @@
+//! Workflow and activity tasks: long polls (dispatch is a replicated command, so a task goes
+//! to exactly one poller and survives failover), completions, failures, heartbeats.
+//!
+//! Temporal commands are converted to engine commands here; payloads, failures and headers
+//! travel as the encoded bytes of Temporal's messages.
+
+use std::time::{Duration, Instant};
+
+use keel_engine::command::Kind;
+use keel_engine::keys;
+use keel_engine::workflow::{
+    self as wf, workflow_command::Kind as Cmd, workflow_outcome::Kind as Outcome,
+};
+use keel_engine::ReadState;
+use keel_proto::prost_wkt_types::Timestamp;
+use keel_proto::temporalio_protos::temporal::api::command::v1::{
+    command::Attributes as CA, Command,
+};
+use keel_proto::temporalio_protos::temporal::api::common::v1::{
+    ActivityType, Payloads, RetryPolicy, WorkflowExecution, WorkflowType,
+};
+use keel_proto::temporalio_protos::temporal::api::failure::v1::{failure::FailureInfo, Failure};
+use keel_proto::temporalio_protos::temporal::api::history::v1::{
+    History, MarkerRecordedEventAttributes,
+};
+use keel_proto::temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
+use prost::Message;
+use tonic::Status;
+
+use crate::convert::{duration, duration_ms, payloads_bytes};
+use crate::history::to_temporal;
+use crate::service::Frontend;
+
+fn timestamp(ms: u64) -> Timestamp {
+    Timestamp {
+        seconds: (ms / 1_000) as i64,
+        nanos: ((ms % 1_000) * 1_000_000) as i32,
+    }
+}
+
+/// Encodes an engine task token for the wire (opaque to SDKs).
+pub fn encode_token(t: &wf::TaskToken) -> Vec<u8> {
+    t.encode_to_vec()
+}
+
+/// Decodes a task token; a garbled one is NOT_FOUND, like a stale one.
+pub fn decode_token(bytes: &[u8]) -> Result<wf::TaskToken, Status> {
+    let t =
+        wf::TaskToken::decode(bytes).map_err(|_| Status::not_found("task token not recognized"))?;
+    if t.run.is_none() {
+        return Err(Status::not_found("task token not recognized"));
+    }
+    Ok(t)
+}
+
+fn backlog_nonempty(
+    state: &impl ReadState,
+    namespace: &str,
+    queue: &str,
+    kind: wf::TaskKind,
+) -> bool {
+    let key = keys::queue_cursor(namespace, queue, kind as u8);
+    match state.get(&key) {
+        Ok(Some(b)) => wf::QueueCursor::decode(b.as_slice()).is_ok_and(|c| c.head < c.tail),
+        _ => false,
+    }
+}
+
+/// Outcome of a mutating task request: `Ok` for Accepted, the Temporal error otherwise.
+pub fn accepted(o: Outcome) -> Result<(), Status> {
+    match o {
+        Outcome::Accepted(_) => Ok(()),
+        Outcome::NotFound(m) => Err(Status::not_found(m)),
+        Outcome::InvalidArgument(m) => Err(Status::invalid_argument(m)),
+        other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+impl Frontend {
+    /// Long-polls a backlog: proposes a dispatch only when the backlog (as this node has
+    /// applied it) is non-empty, otherwise waits for new state until `deadline`.
+    pub(crate) async fn poll(
+        &self,
+        namespace: &str,
+        queue: &str,
+        kind: wf::TaskKind,
+        identity: &str,
+        deadline: Instant,
+    ) -> Result<Option<(wf::Dispatched, u64)>, Status> {
+        loop {
+            let applied = self.node().applied_index();
+            if backlog_nonempty(self.node().state(), namespace, queue, kind) {
+                let (outcome, log_index) = self
+                    .propose_at(Kind::DispatchTask(wf::DispatchTask {
+                        namespace: namespace.to_string(),
+                        task_queue: queue.to_string(),
+                        kind: kind as i32,
+                        identity: identity.to_string(),
+                        request_id: crate::service::new_uuid(),
+                    }))
+                    .await?;
+                if let Outcome::Dispatched(d) = outcome {
+                    return Ok(Some((d, log_index)));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            self.node()
+                .wait_applied_beyond(applied, deadline - now)
+                .await;
+        }
+    }
+
+    pub(crate) async fn poll_workflow_task(
+        &self,
+        r: api::PollWorkflowTaskQueueRequest,
+        budget: Duration,
+    ) -> Result<api::PollWorkflowTaskQueueResponse, Status> {
+        self.require_namespace(&r.namespace)?;
+        let deadline = Instant::now() + budget;
+        let queue = r.task_queue.unwrap_or_default();
+        // Sticky queues are not served yet: park the poll until its budget ends (never reject
+        // it, temporal-compat.md §0 rule 8); the normal queue always gets the task.
+        if queue.kind == 2 {
+            tokio::time::sleep_until(deadline.into()).await;
+            return Ok(api::PollWorkflowTaskQueueResponse::default());
+        }
+        let Some((d, log_index)) = self
+            .poll(
+                &r.namespace,
+                &queue.name,
+                wf::TaskKind::Workflow,
+                &r.identity,
+                deadline,
+            )
+            .await?
+        else {
+            return Ok(api::PollWorkflowTaskQueueResponse::default());
+        };
+        // The dispatch may have committed through the leader: read history once applied here.
+        self.node()
+            .wait_applied_beyond(log_index.saturating_sub(1), Duration::from_secs(5))
+            .await;
+        let token = d.token.clone().expect("dispatch returns a token");
+        let run = token.run.clone().expect("token names a run");
+        let events = wf::read_history(self.node().state(), &run, 1, d.started_event_id)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        if events.len() as i64 != d.started_event_id {
+            return Err(Status::unavailable(
+                "history not yet applied on this node; retry",
+            ));
+        }
+        let times = events.last().map(|e| e.event_time_ms).unwrap_or(0);
+        Ok(api::PollWorkflowTaskQueueResponse {
+            task_token: encode_token(&token),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: run.workflow_id.clone(),
+                run_id: run.run_id.clone(),
+            }),
+            workflow_type: Some(WorkflowType {
+                name: d.workflow_type.clone(),
+            }),
+            previous_started_event_id: d.previous_started_event_id,
+            started_event_id: d.started_event_id,
+            attempt: d.attempt,
+            history: Some(History {
+                events: events
+                    .iter()
+                    .map(|e| to_temporal(e, &run.workflow_id))
+                    .collect(),
+            }),
+            workflow_execution_task_queue: Some(TaskQueue {
+                name: queue.name.clone(),
+                kind: 1,
+                ..Default::default()
+            }),
+            scheduled_time: Some(timestamp(times)),
+            started_time: Some(timestamp(times)),
+            ..Default::default()
+        })
+    }
+
+    pub(crate) async fn poll_activity_task(
+        &self,
+        r: api::PollActivityTaskQueueRequest,
+        budget: Duration,
+    ) -> Result<api::PollActivityTaskQueueResponse, Status> {
+        self.require_namespace(&r.namespace)?;
+        let deadline = Instant::now() + budget;
+        let queue = r.task_queue.unwrap_or_default();
+        let Some((d, _)) = self
+            .poll(
+                &r.namespace,
+                &queue.name,
+                wf::TaskKind::Activity,
+                &r.identity,
+                deadline,
+            )
+            .await?
+        else {
+            return Ok(api::PollActivityTaskQueueResponse::default());
+        };
+        let token = d.token.clone().expect("dispatch returns a token");
+        let run = token.run.clone().expect("token names a run");
+        let a = d
+            .activity
+            .clone()
+            .expect("activity dispatch carries the activity");
+        let ms = |v: u64| (v > 0).then(|| duration(v));
+        Ok(api::PollActivityTaskQueueResponse {
+            task_token: encode_token(&token),
+            workflow_namespace: r.namespace.clone(),
+            workflow_type: Some(WorkflowType {
+                name: d.workflow_type.clone(),
+            }),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: run.workflow_id.clone(),
+                run_id: run.run_id.clone(),
+            }),
+            activity_type: Some(ActivityType {
+                name: a.activity_type.clone(),
+            }),
+            activity_id: a.activity_id.clone(),
+            input: Payloads::decode(a.input.as_slice())
+                .ok()
+                .filter(|_| !a.input.is_empty()),
+            heartbeat_details: Payloads::decode(a.heartbeat_details.as_slice())
+                .ok()
+                .filter(|_| !a.heartbeat_details.is_empty()),
+            scheduled_time: Some(timestamp(a.first_scheduled_time_ms)),
+            current_attempt_scheduled_time: Some(timestamp(a.scheduled_time_ms)),
+            started_time: Some(timestamp(a.started_time_ms)),
+            attempt: a.attempt,
+            schedule_to_close_timeout: ms(a.schedule_to_close_timeout_ms),
+            start_to_close_timeout: ms(a.start_to_close_timeout_ms),
+            heartbeat_timeout: ms(a.heartbeat_timeout_ms),
+            retry_policy: a.retry_policy.as_ref().map(retry_policy_to_temporal),
+            ..Default::default()
+        })
+    }
+}
+
+fn retry_policy_to_temporal(p: &wf::RetryPolicy) -> RetryPolicy {
+    RetryPolicy {
+        initial_interval: (p.initial_interval_ms > 0).then(|| duration(p.initial_interval_ms)),
+        backoff_coefficient: p.backoff_coefficient,
+        maximum_interval: (p.maximum_interval_ms > 0).then(|| duration(p.maximum_interval_ms)),
+        maximum_attempts: p.maximum_attempts,
+        non_retryable_error_types: p.non_retryable_error_types.clone(),
+    }
+}
+
+fn retry_policy_from_temporal(p: &RetryPolicy) -> wf::RetryPolicy {
+    wf::RetryPolicy {
+        initial_interval_ms: duration_ms(&p.initial_interval),
+        backoff_coefficient: p.backoff_coefficient,
+        maximum_interval_ms: duration_ms(&p.maximum_interval),
+        maximum_attempts: p.maximum_attempts,
+        non_retryable_error_types: p.non_retryable_error_types.clone(),
+    }
+}
+
+fn bytes_of<M: Message>(m: &Option<M>) -> Vec<u8> {
+    m.as_ref().map(Message::encode_to_vec).unwrap_or_default()
+}
+
+/// One Temporal command as an engine command; unsupported kinds become a command without
+/// attributes, which fails the workflow task (INVALID_ARGUMENT) instead of being dropped.
+pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
+    let kind = match &c.attributes {
+        Some(CA::ScheduleActivityTaskCommandAttributes(a)) => {
+            Some(Cmd::ScheduleActivity(wf::ScheduleActivity {
+                activity_id: a.activity_id.clone(),
+                activity_type: a
+                    .activity_type
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default(),
+                task_queue: a
+                    .task_queue
+                    .as_ref()
+                    .map(|q| q.name.clone())
+                    .unwrap_or_default(),
+                input: payloads_bytes(&a.input),
+                schedule_to_close_timeout_ms: duration_ms(&a.schedule_to_close_timeout),
+                schedule_to_start_timeout_ms: duration_ms(&a.schedule_to_start_timeout),
+                start_to_close_timeout_ms: duration_ms(&a.start_to_close_timeout),
+                heartbeat_timeout_ms: duration_ms(&a.heartbeat_timeout),
+                retry_policy: a.retry_policy.as_ref().map(retry_policy_from_temporal),
+            }))
+        }
+        Some(CA::StartTimerCommandAttributes(t)) => Some(Cmd::StartTimer(wf::StartTimer {
+            timer_id: t.timer_id.clone(),
+            start_to_fire_timeout_ms: duration_ms(&t.start_to_fire_timeout),
+        })),
+        Some(CA::CancelTimerCommandAttributes(t)) => Some(Cmd::CancelTimer(wf::CancelTimer {
+            timer_id: t.timer_id.clone(),
+        })),
+        Some(CA::CompleteWorkflowExecutionCommandAttributes(x)) => {
+            Some(Cmd::CompleteWorkflow(wf::CompleteWorkflow {
+                result: payloads_bytes(&x.result),
+            }))
+        }
+        Some(CA::FailWorkflowExecutionCommandAttributes(x)) => {
+            Some(Cmd::FailWorkflow(wf::FailWorkflow {
+                failure: bytes_of(&x.failure),
+            }))
+        }
+        Some(CA::CancelWorkflowExecutionCommandAttributes(x)) => {
+            Some(Cmd::CancelWorkflow(wf::CancelWorkflow {
+                details: payloads_bytes(&x.details),
+            }))
+        }
+        Some(CA::RequestCancelActivityTaskCommandAttributes(x)) => {
+            Some(Cmd::RequestCancelActivity(wf::RequestCancelActivity {
+                scheduled_event_id: x.scheduled_event_id,
+            }))
+        }
+        Some(CA::RecordMarkerCommandAttributes(m)) => Some(Cmd::RecordMarker(wf::RecordMarker {
+            marker_name: m.marker_name.clone(),
+            // Stored as a MarkerRecorded message holding only the details map.
+            details: MarkerRecordedEventAttributes {
+                details: m.details.clone(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+            header: bytes_of(&m.header),
+            failure: bytes_of(&m.failure),
+        })),
+        _ => None,
+    };
+    wf::WorkflowCommand { kind }
+}
+
+/// The fields of an activity failure that decide retries.
+pub fn failure_facts(f: &Option<Failure>) -> (String, bool, u64) {
+    match f.as_ref().and_then(|f| f.failure_info.as_ref()) {
+        Some(FailureInfo::ApplicationFailureInfo(a)) => (
+            a.r#type.clone(),
+            a.non_retryable,
+            duration_ms(&a.next_retry_delay),
+        ),
+        _ => (String::new(), false, 0),
+    }
+}
