@@ -1,0 +1,1 @@
+//! Official-SDK compatibility tests live in tests/.

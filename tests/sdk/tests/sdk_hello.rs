@@ -1,0 +1,106 @@
+//! The official Temporal Rust SDK (`temporalio-sdk` worker, `temporalio-client` client),
+//! unmodified, against a 3-node in-process Keel cluster: the worker and the client talk to
+//! different nodes, both followers where possible.
+
+use std::time::Duration;
+
+use keel_server::local_cluster::{wait_for, LocalCluster};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
+    WorkflowStartOptions,
+};
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{
+    ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[workflow]
+#[derive(Default)]
+pub struct HelloWorkflow;
+
+#[workflow_methods]
+impl HelloWorkflow {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, name: String) -> WorkflowResult<String> {
+        let greeting = ctx
+            .execute_activity(
+                Greetings::greet,
+                name,
+                ActivityOptions::start_to_close_timeout(Duration::from_secs(10)),
+            )
+            .await?;
+        Ok(greeting)
+    }
+}
+
+pub struct Greetings;
+
+#[activities]
+impl Greetings {
+    #[activity]
+    pub async fn greet(_ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
+        Ok(format!("Hello, {name}!"))
+    }
+}
+
+async fn client_for(addr: std::net::SocketAddr) -> anyhow::Result<Client> {
+    let url = Url::parse(&format!("http://{addr}"))?;
+    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
+    Ok(Client::new(
+        connection,
+        ClientOptions::new("default").build(),
+    )?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_world_with_one_activity_worker_and_client_on_different_nodes() -> anyhow::Result<()>
+{
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let followers: Vec<u64> = c.running().into_iter().filter(|i| *i != leader).collect();
+    let raft = c.node(leader).raft().clone();
+    wait_for(WAIT, "the default namespace is registered", || async {
+        keel_engine_namespace_exists(&raft)
+    })
+    .await?;
+
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let worker_client = client_for(c.node(followers[0]).client_addr()).await?;
+    let options = WorkerOptions::new("hello")
+        .register_workflow::<HelloWorkflow>()?
+        .register_activities(Greetings)
+        .build();
+    let mut worker = Worker::new(&runtime, worker_client, options)?;
+    let stop = worker.shutdown_handle();
+
+    let starter = client_for(c.node(followers[1]).client_addr()).await?;
+    let scenario = async {
+        let handle = starter
+            .start_workflow(
+                HelloWorkflow::run,
+                "Keel".to_string(),
+                WorkflowStartOptions::new("hello", "hello-1").build(),
+            )
+            .await?;
+        let result =
+            tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+                .await??;
+        stop();
+        anyhow::Ok(result)
+    };
+    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    assert_eq!(result?, "Hello, Keel!");
+    worker_result?;
+    c.shutdown().await;
+    Ok(())
+}
+
+fn keel_engine_namespace_exists(raft: &keel_raft::RaftNode) -> Option<()> {
+    keel_engine::workflow::read_namespace(raft.state(), "default")
+        .ok()
+        .flatten()
+        .map(|_| ())
+}
