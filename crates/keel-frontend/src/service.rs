@@ -354,6 +354,94 @@ impl WorkflowService for Frontend {
         }
     }
 
+    async fn signal_with_start_workflow_execution(
+        &self,
+        request: Request<api::SignalWithStartWorkflowExecutionRequest>,
+    ) -> Result<Response<api::SignalWithStartWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        self.require_namespace(&r.namespace)?;
+        let namespace = r.namespace.clone();
+        let workflow_type = r.workflow_type.map(|t| t.name).unwrap_or_default();
+        let task_queue = r.task_queue.map(|q| q.name).unwrap_or_default();
+        for (field, v) in [
+            ("workflow_id", &r.workflow_id),
+            ("workflow_type", &workflow_type),
+            ("task_queue", &task_queue),
+            ("signal_name", &r.signal_name),
+        ] {
+            if v.is_empty() {
+                return Err(Status::invalid_argument(format!("{field} is required")));
+            }
+        }
+        let start = wf::StartWorkflow {
+            run: Some(wf::RunKey {
+                namespace: r.namespace.clone(),
+                workflow_id: r.workflow_id.clone(),
+                run_id: new_uuid(),
+            }),
+            workflow_type,
+            task_queue,
+            input: payloads_bytes(&r.input),
+            workflow_task_timeout_ms: duration_ms(&r.workflow_task_timeout),
+            run_timeout_ms: duration_ms(&r.workflow_run_timeout),
+            execution_timeout_ms: duration_ms(&r.workflow_execution_timeout),
+            identity: r.identity.clone(),
+            request_id: r.request_id.clone(),
+            id_reuse_policy: r.workflow_id_reuse_policy,
+        };
+        let signal = wf::SignalWorkflow {
+            run: Some(wf::RunKey {
+                namespace: r.namespace,
+                workflow_id: r.workflow_id,
+                run_id: String::new(),
+            }),
+            signal_name: r.signal_name,
+            input: payloads_bytes(&r.signal_input),
+            identity: r.identity,
+            request_id: r.request_id,
+            header: r
+                .header
+                .as_ref()
+                .map(prost::Message::encode_to_vec)
+                .unwrap_or_default(),
+        };
+        let outcome = self
+            .propose(Kind::SignalWithStart(wf::SignalWithStart {
+                start: Some(start),
+                signal: Some(signal),
+            }))
+            .await?;
+        match outcome {
+            Outcome::Started(s) => Ok(Response::new(
+                api::SignalWithStartWorkflowExecutionResponse {
+                    run_id: s.run_id,
+                    started: s.started,
+                    ..Default::default()
+                },
+            )),
+            Outcome::AlreadyStarted(a) => Err(already_started(a.start_request_id, a.run_id)),
+            Outcome::NotFound(_) => Err(namespace_not_found(&namespace)),
+            Outcome::InvalidArgument(m) => Err(Status::invalid_argument(m)),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn describe_workflow_execution(
+        &self,
+        request: Request<api::DescribeWorkflowExecutionRequest>,
+    ) -> Result<Response<api::DescribeWorkflowExecutionResponse>, Status> {
+        let r = request.into_inner();
+        self.require_namespace(&r.namespace)?;
+        let run = run_key(&r.namespace, &r.execution)?;
+        self.node.linearize().await.map_err(to_status)?;
+        let ms = wf::resolve_run(self.node.state(), &run)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| {
+                run_not_found(format!("workflow execution {} not found", run.workflow_id))
+            })?;
+        Ok(Response::new(crate::describe::describe_execution(&ms)))
+    }
+
     async fn shutdown_worker(
         &self,
         _: Request<api::ShutdownWorkerRequest>,

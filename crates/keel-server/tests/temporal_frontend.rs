@@ -556,3 +556,97 @@ async fn t81_tasks_flow_through_polls_and_responses_with_a_durable_timer() -> an
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t82_signal_with_start_both_ways_and_describe() -> anyhow::Result<()> {
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let channel = Channel::from_shared(format!("http://{}", c.node(follower).client_addr()))?
+        .connect()
+        .await?;
+    let mut client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel);
+    wait_for(WAIT, "the default namespace exists", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .describe_namespace(api::DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()
+        }
+    })
+    .await?;
+    let sws = |request_id: &str| api::SignalWithStartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: "sws-1".into(),
+        workflow_type: Some(WorkflowType {
+            name: "hello".into(),
+        }),
+        task_queue: Some(TaskQueue {
+            name: "tq".into(),
+            ..Default::default()
+        }),
+        signal_name: "go".into(),
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    let first = client
+        .signal_with_start_workflow_execution(sws("a"))
+        .await?
+        .into_inner();
+    assert!(first.started);
+    let second = client
+        .signal_with_start_workflow_execution(sws("b"))
+        .await?
+        .into_inner();
+    assert_eq!(
+        (second.run_id.as_str(), second.started),
+        (first.run_id.as_str(), false),
+        "signals the running run"
+    );
+
+    let d = client
+        .describe_workflow_execution(api::DescribeWorkflowExecutionRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "sws-1".into(),
+                run_id: String::new(),
+            }),
+        })
+        .await?
+        .into_inner();
+    let info = d.workflow_execution_info.unwrap();
+    assert_eq!(info.execution.unwrap().run_id, first.run_id);
+    assert_eq!(info.status, 1, "RUNNING");
+    // Started, Signaled, WorkflowTaskScheduled, Signaled.
+    assert_eq!(info.history_length, 4);
+    assert_eq!(
+        d.pending_workflow_task.unwrap().state,
+        1,
+        "scheduled, not started"
+    );
+    assert_eq!(
+        d.execution_config
+            .unwrap()
+            .default_workflow_task_timeout
+            .unwrap()
+            .seconds,
+        10
+    );
+    let err = client
+        .describe_workflow_execution(api::DescribeWorkflowExecutionRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "nope".into(),
+                run_id: String::new(),
+            }),
+        })
+        .await
+        .expect_err("unknown workflow");
+    assert_eq!(err.code(), Code::NotFound);
+    c.shutdown().await;
+    Ok(())
+}

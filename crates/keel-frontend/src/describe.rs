@@ -1,0 +1,90 @@
+//! DescribeWorkflowExecution from mutable state.
+
+use keel_engine::workflow as wf;
+use keel_proto::prost_wkt_types::Timestamp;
+use keel_proto::temporalio_protos::temporal::api::common::v1::{
+    ActivityType, Payloads, WorkflowExecution, WorkflowType,
+};
+use keel_proto::temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
+use keel_proto::temporalio_protos::temporal::api::workflow::v1::{
+    PendingActivityInfo, PendingWorkflowTaskInfo, WorkflowExecutionConfig, WorkflowExecutionInfo,
+};
+use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
+use prost::Message;
+
+use crate::convert::duration;
+
+fn ts(ms: u64) -> Option<Timestamp> {
+    (ms > 0).then(|| Timestamp {
+        seconds: (ms / 1_000) as i64,
+        nanos: ((ms % 1_000) * 1_000_000) as i32,
+    })
+}
+
+/// Builds the describe response of a run.
+pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecutionResponse {
+    let run = ms.run.clone().unwrap_or_default();
+    let pending_activities = ms
+        .activities
+        .iter()
+        .map(|a| PendingActivityInfo {
+            activity_id: a.activity_id.clone(),
+            activity_type: Some(ActivityType {
+                name: a.activity_type.clone(),
+            }),
+            // PendingActivityState: 1 scheduled, 2 started, 3 cancel requested.
+            state: if a.cancel_requested {
+                3
+            } else if a.started {
+                2
+            } else {
+                1
+            },
+            heartbeat_details: Payloads::decode(a.heartbeat_details.as_slice())
+                .ok()
+                .filter(|_| !a.heartbeat_details.is_empty()),
+            last_heartbeat_time: ts(a.last_heartbeat_time_ms),
+            last_started_time: ts(a.started_time_ms),
+            attempt: a.attempt,
+            scheduled_time: ts(a.scheduled_time_ms),
+            last_worker_identity: a.started_identity.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let pending_workflow_task = ms.workflow_task.as_ref().map(|t| PendingWorkflowTaskInfo {
+        // PendingWorkflowTaskState: 1 scheduled, 2 started.
+        state: if t.started_event_id != 0 { 2 } else { 1 },
+        attempt: t.attempt,
+        ..Default::default()
+    });
+    api::DescribeWorkflowExecutionResponse {
+        execution_config: Some(WorkflowExecutionConfig {
+            task_queue: Some(TaskQueue {
+                name: ms.task_queue.clone(),
+                kind: 1,
+                ..Default::default()
+            }),
+            workflow_run_timeout: (ms.run_timeout_ms > 0).then(|| duration(ms.run_timeout_ms)),
+            default_workflow_task_timeout: Some(duration(ms.workflow_task_timeout_ms)),
+            ..Default::default()
+        }),
+        workflow_execution_info: Some(WorkflowExecutionInfo {
+            execution: Some(WorkflowExecution {
+                workflow_id: run.workflow_id.clone(),
+                run_id: run.run_id.clone(),
+            }),
+            r#type: Some(WorkflowType {
+                name: ms.workflow_type.clone(),
+            }),
+            start_time: ts(ms.start_time_ms),
+            close_time: ts(ms.close_time_ms),
+            status: ms.status,
+            history_length: ms.next_event_id - 1,
+            task_queue: ms.task_queue.clone(),
+            ..Default::default()
+        }),
+        pending_activities,
+        pending_workflow_task,
+        ..Default::default()
+    }
+}
