@@ -442,6 +442,42 @@ impl WorkflowService for Frontend {
         Ok(Response::new(crate::describe::describe_execution(&ms)))
     }
 
+    async fn get_cluster_info(
+        &self,
+        _: Request<api::GetClusterInfoRequest>,
+    ) -> Result<Response<api::GetClusterInfoResponse>, Status> {
+        Ok(Response::new(api::GetClusterInfoResponse {
+            server_version: SERVER_VERSION.into(),
+            cluster_id: self.node.cluster_id().to_string(),
+            cluster_name: self.node.cluster_id().to_string(),
+            history_shard_count: 1, // one Raft group
+            persistence_store: "rocksdb".into(),
+            visibility_store: "rocksdb".into(),
+            ..Default::default()
+        }))
+    }
+
+    async fn get_search_attributes(
+        &self,
+        _: Request<api::GetSearchAttributesRequest>,
+    ) -> Result<Response<api::GetSearchAttributesResponse>, Status> {
+        use keel_proto::temporalio_protos::temporal::api::enums::v1::IndexedValueType as T;
+        // The system attributes List/Count filter on (custom search attributes are Tier 3).
+        let keys = [
+            ("WorkflowId", T::Keyword),
+            ("WorkflowType", T::Keyword),
+            ("ExecutionStatus", T::Keyword),
+            ("TaskQueue", T::Keyword),
+            ("RunId", T::Keyword),
+            ("StartTime", T::Datetime),
+            ("CloseTime", T::Datetime),
+        ]
+        .into_iter()
+        .map(|(k, t)| (k.to_string(), t as i32))
+        .collect();
+        Ok(Response::new(api::GetSearchAttributesResponse { keys }))
+    }
+
     async fn shutdown_worker(
         &self,
         _: Request<api::ShutdownWorkerRequest>,

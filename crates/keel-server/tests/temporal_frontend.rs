@@ -636,6 +636,16 @@ async fn t82_signal_with_start_both_ways_and_describe() -> anyhow::Result<()> {
             .seconds,
         10
     );
+    let cluster = client
+        .get_cluster_info(api::GetClusterInfoRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(cluster.cluster_id, "keel-test");
+    let attrs = client
+        .get_search_attributes(api::GetSearchAttributesRequest {})
+        .await?
+        .into_inner();
+    assert!(attrs.keys.contains_key("WorkflowType") && attrs.keys.contains_key("ExecutionStatus"));
     let err = client
         .describe_workflow_execution(api::DescribeWorkflowExecutionRequest {
             namespace: "default".into(),

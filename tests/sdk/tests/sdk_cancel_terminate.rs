@@ -1,0 +1,166 @@
+//! Workflow cancellation and termination requested through the official client.
+
+use std::time::Duration;
+
+use keel_server::local_cluster::{wait_for, LocalCluster};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,
+    WorkflowGetResultOptions, WorkflowStartOptions, WorkflowTerminateOptions,
+};
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[workflow]
+#[derive(Default)]
+pub struct LongSleep;
+
+#[workflow_methods]
+impl LongSleep {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<()> {
+        ctx.timer(Duration::from_secs(3_600)).await;
+        Ok(())
+    }
+}
+
+async fn client_for(addr: std::net::SocketAddr) -> anyhow::Result<Client> {
+    let url = Url::parse(&format!("http://{addr}"))?;
+    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
+    Ok(Client::new(
+        connection,
+        ClientOptions::new("default").build(),
+    )?)
+}
+
+fn last_event(c: &LocalCluster, node: u64, workflow_id: &str) -> anyhow::Result<(String, i32)> {
+    let state = c.node(node).raft().state();
+    let ms = keel_engine::workflow::resolve_run(
+        state,
+        &keel_engine::workflow::RunKey {
+            namespace: "default".into(),
+            workflow_id: workflow_id.into(),
+            run_id: String::new(),
+        },
+    )?
+    .expect("run exists");
+    let key = ms.run.clone().unwrap();
+    let history = keel_engine::workflow::read_history(
+        state,
+        &key,
+        ms.next_event_id - 1,
+        ms.next_event_id - 1,
+    )?;
+    Ok((history[0].event_type().to_string(), ms.status))
+}
+
+fn event_types(c: &LocalCluster, node: u64, workflow_id: &str) -> anyhow::Result<Vec<String>> {
+    let state = c.node(node).raft().state();
+    let ms = keel_engine::workflow::resolve_run(
+        state,
+        &keel_engine::workflow::RunKey {
+            namespace: "default".into(),
+            workflow_id: workflow_id.into(),
+            run_id: String::new(),
+        },
+    )?
+    .expect("run exists");
+    let key = ms.run.clone().unwrap();
+    Ok(
+        keel_engine::workflow::read_history(state, &key, 1, ms.next_event_id)?
+            .iter()
+            .map(|e| e.event_type().to_string())
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_and_termination_close_sleeping_workflows() -> anyhow::Result<()> {
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let raft = c.node(leader).raft().clone();
+    wait_for(WAIT, "the default namespace is registered", || async {
+        keel_engine::workflow::read_namespace(raft.state(), "default")
+            .ok()
+            .flatten()
+    })
+    .await?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let client = client_for(c.node(follower).client_addr()).await?;
+    let options = WorkerOptions::new("sleepers")
+        .register_workflow::<LongSleep>()?
+        .build();
+    let mut worker = Worker::new(&runtime, client.clone(), options)?;
+    let stop = worker.shutdown_handle();
+    let scenario = async {
+        let canceled = client
+            .start_workflow(
+                LongSleep::run,
+                (),
+                WorkflowStartOptions::new("sleepers", "cancel-me").build(),
+            )
+            .await?;
+        let terminated = client
+            .start_workflow(
+                LongSleep::run,
+                (),
+                WorkflowStartOptions::new("sleepers", "terminate-me").build(),
+            )
+            .await?;
+        // Wait until the worker has run the first task (the timer is started).
+        wait_for(WAIT, "both workflows started their timers", || async {
+            let ok = ["cancel-me", "terminate-me"].iter().all(|w| {
+                last_event(&c, leader, w)
+                    .map(|(t, _)| t == "TimerStarted")
+                    .unwrap_or(false)
+            });
+            ok.then_some(())
+        })
+        .await?;
+        canceled
+            .cancel(
+                WorkflowCancelOptions::builder()
+                    .reason("changed my mind".to_string())
+                    .build(),
+            )
+            .await?;
+        terminated
+            .terminate(
+                WorkflowTerminateOptions::builder()
+                    .reason("operator".to_string())
+                    .build(),
+            )
+            .await?;
+        let r1 = tokio::time::timeout(
+            WAIT,
+            canceled.get_result(WorkflowGetResultOptions::default()),
+        )
+        .await?;
+        let r2 = tokio::time::timeout(
+            WAIT,
+            terminated.get_result(WorkflowGetResultOptions::default()),
+        )
+        .await?;
+        stop();
+        anyhow::Ok((r1.is_ok(), r2.is_err()))
+    };
+    let (worker_result, outcome) = tokio::join!(worker.run(), scenario);
+    // This workflow treats cancellation as "stop sleeping and finish": the request reached it
+    // (its hour-long timer ended at once) and it completed; termination fails the result.
+    assert_eq!(outcome?, (true, true));
+    worker_result?;
+    assert_eq!(
+        last_event(&c, leader, "cancel-me")?,
+        ("WorkflowExecutionCompleted".to_string(), 2)
+    );
+    assert!(event_types(&c, leader, "cancel-me")?
+        .contains(&"WorkflowExecutionCancelRequested".to_string()));
+    assert_eq!(
+        last_event(&c, leader, "terminate-me")?,
+        ("WorkflowExecutionTerminated".to_string(), 5)
+    );
+    c.shutdown().await;
+    Ok(())
+}
