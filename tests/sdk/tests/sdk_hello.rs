@@ -104,3 +104,66 @@ fn keel_engine_namespace_exists(raft: &keel_raft::RaftNode) -> Option<()> {
         .flatten()
         .map(|_| ())
 }
+
+#[workflow]
+#[derive(Default)]
+pub struct TenSteps;
+
+#[workflow_methods]
+impl TenSteps {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, start: String) -> WorkflowResult<String> {
+        let mut value = start;
+        for _ in 0..10 {
+            value = ctx
+                .execute_activity(
+                    Greetings::greet,
+                    value,
+                    ActivityOptions::start_to_close_timeout(Duration::from_secs(10)),
+                )
+                .await?;
+        }
+        Ok(value)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_sequential_activities_complete_in_order() -> anyhow::Result<()> {
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let raft = c.node(leader).raft().clone();
+    wait_for(WAIT, "the default namespace is registered", || async {
+        keel_engine_namespace_exists(&raft)
+    })
+    .await?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let client = client_for(c.node(follower).client_addr()).await?;
+    let options = WorkerOptions::new("ten")
+        .register_workflow::<TenSteps>()?
+        .register_activities(Greetings)
+        .build();
+    let mut worker = Worker::new(&runtime, client.clone(), options)?;
+    let stop = worker.shutdown_handle();
+    let scenario = async {
+        let handle = client
+            .start_workflow(
+                TenSteps::run,
+                "x".to_string(),
+                WorkflowStartOptions::new("ten", "ten-1").build(),
+            )
+            .await?;
+        let result =
+            tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+                .await??;
+        stop();
+        anyhow::Ok(result)
+    };
+    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let expected = (0..10).fold("x".to_string(), |v, _| format!("Hello, {v}!"));
+    assert_eq!(result?, expected);
+    worker_result?;
+    c.wait_converged(WAIT).await?;
+    c.shutdown().await;
+    Ok(())
+}
