@@ -1,1 +1,36 @@
-//! Official-SDK compatibility tests live in tests/.
+//! Shared setup of the official-SDK compatibility tests (the tests live in `tests/`).
+
+use std::time::Duration;
+
+use keel_server::local_cluster::{wait_for, LocalCluster};
+use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+
+/// Deadline of every wait in these tests.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A client of the `default` namespace connected to the node at `addr`, built the way an
+/// application builds one.
+pub async fn client_for(addr: std::net::SocketAddr) -> anyhow::Result<Client> {
+    let url = Url::parse(&format!("http://{addr}"))?;
+    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
+    Ok(Client::new(
+        connection,
+        ClientOptions::new("default").build(),
+    )?)
+}
+
+/// A started 3-node cluster whose `default` namespace is registered; returns it with the
+/// leader's id and the followers' ids.
+pub async fn cluster() -> anyhow::Result<(LocalCluster, u64, Vec<u64>)> {
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let followers: Vec<u64> = c.running().into_iter().filter(|i| *i != leader).collect();
+    let raft = c.node(leader).raft().clone();
+    wait_for(WAIT, "the default namespace is registered", || async {
+        keel_engine::workflow::read_namespace(raft.state(), "default")
+            .ok()
+            .flatten()
+    })
+    .await?;
+    Ok((c, leader, followers))
+}

@@ -3,19 +3,14 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keel_server::local_cluster::{wait_for, LocalCluster};
-use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
-    WorkflowStartOptions,
-};
+use keel_sdk_tests::{client_for, cluster, WAIT};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{
     ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
 };
-
-const WAIT: Duration = Duration::from_secs(30);
 
 /// Attempts seen by the flaky activity (one test process runs one workflow).
 static ATTEMPTS: AtomicUsize = AtomicUsize::new(0);
@@ -54,27 +49,10 @@ impl Flaky {
     }
 }
 
-async fn client_for(addr: std::net::SocketAddr) -> anyhow::Result<Client> {
-    let url = Url::parse(&format!("http://{addr}"))?;
-    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
-    Ok(Client::new(
-        connection,
-        ClientOptions::new("default").build(),
-    )?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_activity_is_retried_with_backoff_until_it_succeeds() -> anyhow::Result<()> {
-    let c = LocalCluster::start(3, |_| {}).await?;
-    let leader = c.wait_for_leader(WAIT).await?;
-    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
-    let raft = c.node(leader).raft().clone();
-    wait_for(WAIT, "the default namespace is registered", || async {
-        keel_engine::workflow::read_namespace(raft.state(), "default")
-            .ok()
-            .flatten()
-    })
-    .await?;
+    let (c, leader, followers) = cluster().await?;
+    let follower = followers[0];
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let client = client_for(c.node(follower).client_addr()).await?;
     let options = WorkerOptions::new("retry")

@@ -2,15 +2,13 @@
 
 use std::time::Duration;
 
+use keel_sdk_tests::{client_for, cluster, WAIT};
 use keel_server::local_cluster::{wait_for, LocalCluster};
 use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowCancelOptions,
-    WorkflowGetResultOptions, WorkflowStartOptions, WorkflowTerminateOptions,
+    WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowStartOptions, WorkflowTerminateOptions,
 };
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
-
-const WAIT: Duration = Duration::from_secs(30);
 
 #[workflow]
 #[derive(Default)]
@@ -23,15 +21,6 @@ impl LongSleep {
         ctx.timer(Duration::from_secs(3_600)).await;
         Ok(())
     }
-}
-
-async fn client_for(addr: std::net::SocketAddr) -> anyhow::Result<Client> {
-    let url = Url::parse(&format!("http://{addr}"))?;
-    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
-    Ok(Client::new(
-        connection,
-        ClientOptions::new("default").build(),
-    )?)
 }
 
 fn last_event(c: &LocalCluster, node: u64, workflow_id: &str) -> anyhow::Result<(String, i32)> {
@@ -77,16 +66,8 @@ fn event_types(c: &LocalCluster, node: u64, workflow_id: &str) -> anyhow::Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancellation_and_termination_close_sleeping_workflows() -> anyhow::Result<()> {
-    let c = LocalCluster::start(3, |_| {}).await?;
-    let leader = c.wait_for_leader(WAIT).await?;
-    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
-    let raft = c.node(leader).raft().clone();
-    wait_for(WAIT, "the default namespace is registered", || async {
-        keel_engine::workflow::read_namespace(raft.state(), "default")
-            .ok()
-            .flatten()
-    })
-    .await?;
+    let (c, leader, followers) = cluster().await?;
+    let follower = followers[0];
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let client = client_for(c.node(follower).client_addr()).await?;
     let options = WorkerOptions::new("sleepers")

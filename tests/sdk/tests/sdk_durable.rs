@@ -3,17 +3,12 @@
 
 use std::time::Duration;
 
-use keel_server::local_cluster::{wait_for, LocalCluster};
-use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
-    WorkflowSignalOptions, WorkflowStartOptions,
-};
+use keel_sdk_tests::{client_for, cluster, WAIT};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowSignalOptions, WorkflowStartOptions};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
     Runtime, SyncWorkflowContext, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
 };
-
-const WAIT: Duration = Duration::from_secs(30);
 
 #[workflow]
 #[derive(Default)]
@@ -36,27 +31,9 @@ impl SleepThenCount {
     }
 }
 
-async fn client_for(addr: std::net::SocketAddr) -> anyhow::Result<Client> {
-    let url = Url::parse(&format!("http://{addr}"))?;
-    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
-    Ok(Client::new(
-        connection,
-        ClientOptions::new("default").build(),
-    )?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_sleep_and_signals_survive_a_leader_crash() -> anyhow::Result<()> {
-    let mut c = LocalCluster::start(3, |_| {}).await?;
-    let leader = c.wait_for_leader(WAIT).await?;
-    let followers: Vec<u64> = c.running().into_iter().filter(|i| *i != leader).collect();
-    let raft = c.node(leader).raft().clone();
-    wait_for(WAIT, "the default namespace is registered", || async {
-        keel_engine::workflow::read_namespace(raft.state(), "default")
-            .ok()
-            .flatten()
-    })
-    .await?;
+    let (mut c, leader, followers) = cluster().await?;
 
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let worker_client = client_for(c.node(followers[0]).client_addr()).await?;

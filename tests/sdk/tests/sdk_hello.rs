@@ -4,18 +4,13 @@
 
 use std::time::Duration;
 
-use keel_server::local_cluster::{wait_for, LocalCluster};
-use temporalio_client::{
-    Client, ClientOptions, Connection, ConnectionOptions, Url, WorkflowGetResultOptions,
-    WorkflowStartOptions,
-};
+use keel_sdk_tests::{client_for, cluster, WAIT};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{
     ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
 };
-
-const WAIT: Duration = Duration::from_secs(30);
 
 #[workflow]
 #[derive(Default)]
@@ -46,26 +41,10 @@ impl Greetings {
     }
 }
 
-async fn client_for(addr: std::net::SocketAddr) -> anyhow::Result<Client> {
-    let url = Url::parse(&format!("http://{addr}"))?;
-    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
-    Ok(Client::new(
-        connection,
-        ClientOptions::new("default").build(),
-    )?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_world_with_one_activity_worker_and_client_on_different_nodes() -> anyhow::Result<()>
 {
-    let c = LocalCluster::start(3, |_| {}).await?;
-    let leader = c.wait_for_leader(WAIT).await?;
-    let followers: Vec<u64> = c.running().into_iter().filter(|i| *i != leader).collect();
-    let raft = c.node(leader).raft().clone();
-    wait_for(WAIT, "the default namespace is registered", || async {
-        keel_engine_namespace_exists(&raft)
-    })
-    .await?;
+    let (c, _leader, followers) = cluster().await?;
 
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let worker_client = client_for(c.node(followers[0]).client_addr()).await?;
@@ -98,13 +77,6 @@ async fn hello_world_with_one_activity_worker_and_client_on_different_nodes() ->
     Ok(())
 }
 
-fn keel_engine_namespace_exists(raft: &keel_raft::RaftNode) -> Option<()> {
-    keel_engine::workflow::read_namespace(raft.state(), "default")
-        .ok()
-        .flatten()
-        .map(|_| ())
-}
-
 #[workflow]
 #[derive(Default)]
 pub struct TenSteps;
@@ -129,14 +101,8 @@ impl TenSteps {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sequential_activities_complete_in_order() -> anyhow::Result<()> {
-    let c = LocalCluster::start(3, |_| {}).await?;
-    let leader = c.wait_for_leader(WAIT).await?;
-    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
-    let raft = c.node(leader).raft().clone();
-    wait_for(WAIT, "the default namespace is registered", || async {
-        keel_engine_namespace_exists(&raft)
-    })
-    .await?;
+    let (c, _leader, followers) = cluster().await?;
+    let follower = followers[0];
     let runtime = Runtime::from_current_tokio(Default::default())?;
     let client = client_for(c.node(follower).client_addr()).await?;
     let options = WorkerOptions::new("ten")
