@@ -140,6 +140,22 @@ fn run_key(
     })
 }
 
+/// Largest request Keel accepts, bytes. Larger ones get RESOURCE_EXHAUSTED with the message
+/// prefix the SDKs recognize (core then fails a workflow task as GRPC_MESSAGE_TOO_LARGE instead
+/// of retrying); the transport's own decode limit is far higher so this answer is the one seen.
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+
+/// Passes `m` through, or refuses it when its encoding exceeds [`MAX_REQUEST_BYTES`].
+fn within_limit<M: prost::Message>(m: M) -> Result<M, Status> {
+    let len = m.encoded_len();
+    if len > MAX_REQUEST_BYTES {
+        return Err(Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({len} vs. {MAX_REQUEST_BYTES})"
+        )));
+    }
+    Ok(m)
+}
+
 /// Longest a long poll is held (temporal-compat.md §0 rule 3).
 const MAX_LONG_POLL: Duration = Duration::from_secs(60);
 /// Default and largest history page.
@@ -218,7 +234,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::RespondWorkflowTaskCompletedRequest>,
     ) -> Result<Response<api::RespondWorkflowTaskCompletedResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         let outcome = self
             .propose(Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {
@@ -246,7 +262,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::RespondWorkflowTaskFailedRequest>,
     ) -> Result<Response<api::RespondWorkflowTaskFailedResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         let outcome = self
             .propose(Kind::FailWorkflowTask(wf::FailWorkflowTask {
@@ -270,7 +286,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::RespondActivityTaskCompletedRequest>,
     ) -> Result<Response<api::RespondActivityTaskCompletedResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         let outcome = self
             .propose(Kind::CompleteActivityTask(wf::CompleteActivityTask {
@@ -289,7 +305,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::RespondActivityTaskFailedRequest>,
     ) -> Result<Response<api::RespondActivityTaskFailedResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         let (failure_type, non_retryable, next_retry_delay_ms) =
             crate::tasks::failure_facts(&r.failure);
@@ -317,7 +333,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::RespondActivityTaskCanceledRequest>,
     ) -> Result<Response<api::RespondActivityTaskCanceledResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         let outcome = self
             .propose(Kind::CancelActivityTask(wf::CancelActivityTask {
@@ -336,7 +352,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::RecordActivityTaskHeartbeatRequest>,
     ) -> Result<Response<api::RecordActivityTaskHeartbeatResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         let outcome = self
             .propose(Kind::RecordHeartbeat(wf::RecordHeartbeat {
@@ -358,7 +374,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::SignalWithStartWorkflowExecutionRequest>,
     ) -> Result<Response<api::SignalWithStartWorkflowExecutionResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let namespace = r.namespace.clone();
         let workflow_type = r.workflow_type.map(|t| t.name).unwrap_or_default();
@@ -430,7 +446,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::DescribeWorkflowExecutionRequest>,
     ) -> Result<Response<api::DescribeWorkflowExecutionResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let run = run_key(&r.namespace, &r.execution)?;
         self.node.linearize().await.map_err(to_status)?;
@@ -491,7 +507,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::GetWorkflowExecutionHistoryResponse>, Status> {
         let budget = long_poll_budget(&request);
         let deadline = Instant::now() + budget;
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let mut run = run_key(&r.namespace, &r.execution)?;
         let mut from = 1;
@@ -618,7 +634,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::RegisterNamespaceRequest>,
     ) -> Result<Response<api::RegisterNamespaceResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         if r.namespace.is_empty() {
             return Err(Status::invalid_argument("namespace is required"));
         }
@@ -642,7 +658,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::StartWorkflowExecutionRequest>,
     ) -> Result<Response<api::StartWorkflowExecutionResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let namespace = r.namespace.clone();
         let workflow_type = r.workflow_type.map(|t| t.name).unwrap_or_default();
@@ -692,7 +708,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::SignalWorkflowExecutionRequest>,
     ) -> Result<Response<api::SignalWorkflowExecutionResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let run = run_key(&r.namespace, &r.workflow_execution)?;
         let outcome = self
@@ -719,7 +735,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::RequestCancelWorkflowExecutionRequest>,
     ) -> Result<Response<api::RequestCancelWorkflowExecutionResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let run = run_key(&r.namespace, &r.workflow_execution)?;
         let outcome = self
@@ -740,7 +756,7 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::TerminateWorkflowExecutionRequest>,
     ) -> Result<Response<api::TerminateWorkflowExecutionResponse>, Status> {
-        let r = request.into_inner();
+        let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let run = run_key(&r.namespace, &r.workflow_execution)?;
         let outcome = self
