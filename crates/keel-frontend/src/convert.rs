@@ -1,7 +1,6 @@
 //! Conversions between Temporal's API types and the engine's.
 
 use keel_proto::prost_wkt_types::Duration;
-use keel_proto::temporalio_protos::temporal::api::common::v1::Payloads;
 use prost::Message;
 
 /// A protobuf duration in ms (negative durations count as 0; sub-ms parts are dropped).
@@ -22,9 +21,10 @@ pub fn duration(ms: u64) -> Duration {
     }
 }
 
-/// Payloads as the opaque bytes the engine stores (empty when absent).
-pub fn payloads_bytes(p: &Option<Payloads>) -> Vec<u8> {
-    p.as_ref().map(Message::encode_to_vec).unwrap_or_default()
+/// An optional Temporal message (payloads, failure, header, metadata) as the opaque bytes the
+/// engine stores; empty when absent.
+pub fn encoded<M: Message>(m: &Option<M>) -> Vec<u8> {
+    m.as_ref().map(Message::encode_to_vec).unwrap_or_default()
 }
 
 #[cfg(test)]

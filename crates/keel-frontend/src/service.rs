@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 
 use crate::history::to_temporal;
 
-use crate::convert::{duration, duration_ms, payloads_bytes};
+use crate::convert::{duration, duration_ms, encoded};
 use crate::status::{
     already_started, namespace_exists, namespace_not_found, run_not_found, to_status,
 };
@@ -110,6 +110,56 @@ fn describe(ns: &wf::NamespaceRecord) -> api::DescribeNamespaceResponse {
             ..Default::default()
         }),
         ..Default::default()
+    }
+}
+
+/// Validates a start request and builds its engine command (with a fresh run id).
+fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWorkflow, Status> {
+    let workflow_type = r
+        .workflow_type
+        .as_ref()
+        .map(|t| t.name.clone())
+        .unwrap_or_default();
+    let task_queue = r
+        .task_queue
+        .as_ref()
+        .map(|q| q.name.clone())
+        .unwrap_or_default();
+    for (field, v) in [
+        ("workflow_id", &r.workflow_id),
+        ("workflow_type", &workflow_type),
+        ("task_queue", &task_queue),
+    ] {
+        if v.is_empty() {
+            return Err(Status::invalid_argument(format!("{field} is required")));
+        }
+    }
+    Ok(wf::StartWorkflow {
+        run: Some(wf::RunKey {
+            namespace: r.namespace.clone(),
+            workflow_id: r.workflow_id.clone(),
+            run_id: new_uuid(),
+        }),
+        workflow_type,
+        task_queue,
+        input: encoded(&r.input),
+        workflow_task_timeout_ms: duration_ms(&r.workflow_task_timeout),
+        run_timeout_ms: duration_ms(&r.workflow_run_timeout),
+        execution_timeout_ms: duration_ms(&r.workflow_execution_timeout),
+        identity: r.identity.clone(),
+        request_id: r.request_id.clone(),
+        id_reuse_policy: r.workflow_id_reuse_policy,
+    })
+}
+
+/// Maps the outcome of a start (or signal-with-start) to its result or Temporal error.
+fn started(o: Outcome, namespace: &str) -> Result<wf::Started, Status> {
+    match o {
+        Outcome::Started(s) => Ok(s),
+        Outcome::AlreadyStarted(a) => Err(already_started(a.start_request_id, a.run_id)),
+        Outcome::NotFound(_) => Err(namespace_not_found(namespace)),
+        Outcome::InvalidArgument(m) => Err(Status::invalid_argument(m)),
+        other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
     }
 }
 
@@ -245,11 +295,7 @@ impl WorkflowService for Frontend {
                     .iter()
                     .map(crate::tasks::convert_command)
                     .collect(),
-                sdk_metadata: r
-                    .sdk_metadata
-                    .as_ref()
-                    .map(prost::Message::encode_to_vec)
-                    .unwrap_or_default(),
+                sdk_metadata: encoded(&r.sdk_metadata),
             }))
             .await?;
         crate::tasks::accepted(outcome)?;
@@ -269,11 +315,7 @@ impl WorkflowService for Frontend {
                 token: Some(token),
                 identity: r.identity,
                 cause: r.cause,
-                failure: r
-                    .failure
-                    .as_ref()
-                    .map(prost::Message::encode_to_vec)
-                    .unwrap_or_default(),
+                failure: encoded(&r.failure),
             }))
             .await?;
         crate::tasks::accepted(outcome)?;
@@ -292,7 +334,7 @@ impl WorkflowService for Frontend {
             .propose(Kind::CompleteActivityTask(wf::CompleteActivityTask {
                 token: Some(token),
                 identity: r.identity,
-                result: payloads_bytes(&r.result),
+                result: encoded(&r.result),
             }))
             .await?;
         crate::tasks::accepted(outcome)?;
@@ -313,11 +355,7 @@ impl WorkflowService for Frontend {
             .propose(Kind::FailActivityTask(wf::FailActivityTask {
                 token: Some(token),
                 identity: r.identity,
-                failure: r
-                    .failure
-                    .as_ref()
-                    .map(prost::Message::encode_to_vec)
-                    .unwrap_or_default(),
+                failure: encoded(&r.failure),
                 failure_type,
                 non_retryable,
                 next_retry_delay_ms,
@@ -339,7 +377,7 @@ impl WorkflowService for Frontend {
             .propose(Kind::CancelActivityTask(wf::CancelActivityTask {
                 token: Some(token),
                 identity: r.identity,
-                details: payloads_bytes(&r.details),
+                details: encoded(&r.details),
             }))
             .await?;
         crate::tasks::accepted(outcome)?;
@@ -357,7 +395,7 @@ impl WorkflowService for Frontend {
         let outcome = self
             .propose(Kind::RecordHeartbeat(wf::RecordHeartbeat {
                 token: Some(token),
-                details: payloads_bytes(&r.details),
+                details: encoded(&r.details),
             }))
             .await?;
         match outcome {
@@ -376,35 +414,24 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::SignalWithStartWorkflowExecutionResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
-        let namespace = r.namespace.clone();
-        let workflow_type = r.workflow_type.map(|t| t.name).unwrap_or_default();
-        let task_queue = r.task_queue.map(|q| q.name).unwrap_or_default();
-        for (field, v) in [
-            ("workflow_id", &r.workflow_id),
-            ("workflow_type", &workflow_type),
-            ("task_queue", &task_queue),
-            ("signal_name", &r.signal_name),
-        ] {
-            if v.is_empty() {
-                return Err(Status::invalid_argument(format!("{field} is required")));
-            }
+        if r.signal_name.is_empty() {
+            return Err(Status::invalid_argument("signal_name is required"));
         }
-        let start = wf::StartWorkflow {
-            run: Some(wf::RunKey {
-                namespace: r.namespace.clone(),
-                workflow_id: r.workflow_id.clone(),
-                run_id: new_uuid(),
-            }),
-            workflow_type,
-            task_queue,
-            input: payloads_bytes(&r.input),
-            workflow_task_timeout_ms: duration_ms(&r.workflow_task_timeout),
-            run_timeout_ms: duration_ms(&r.workflow_run_timeout),
-            execution_timeout_ms: duration_ms(&r.workflow_execution_timeout),
+        let start = start_command(&api::StartWorkflowExecutionRequest {
+            namespace: r.namespace.clone(),
+            workflow_id: r.workflow_id.clone(),
+            workflow_type: r.workflow_type.clone(),
+            task_queue: r.task_queue.clone(),
+            input: r.input.clone(),
+            workflow_execution_timeout: r.workflow_execution_timeout,
+            workflow_run_timeout: r.workflow_run_timeout,
+            workflow_task_timeout: r.workflow_task_timeout,
             identity: r.identity.clone(),
             request_id: r.request_id.clone(),
-            id_reuse_policy: r.workflow_id_reuse_policy,
-        };
+            workflow_id_reuse_policy: r.workflow_id_reuse_policy,
+            ..Default::default()
+        })?;
+        let namespace = r.namespace.clone();
         let signal = wf::SignalWorkflow {
             run: Some(wf::RunKey {
                 namespace: r.namespace,
@@ -412,14 +439,10 @@ impl WorkflowService for Frontend {
                 run_id: String::new(),
             }),
             signal_name: r.signal_name,
-            input: payloads_bytes(&r.signal_input),
+            input: encoded(&r.signal_input),
             identity: r.identity,
             request_id: r.request_id,
-            header: r
-                .header
-                .as_ref()
-                .map(prost::Message::encode_to_vec)
-                .unwrap_or_default(),
+            header: encoded(&r.header),
         };
         let outcome = self
             .propose(Kind::SignalWithStart(wf::SignalWithStart {
@@ -427,19 +450,14 @@ impl WorkflowService for Frontend {
                 signal: Some(signal),
             }))
             .await?;
-        match outcome {
-            Outcome::Started(s) => Ok(Response::new(
-                api::SignalWithStartWorkflowExecutionResponse {
-                    run_id: s.run_id,
-                    started: s.started,
-                    ..Default::default()
-                },
-            )),
-            Outcome::AlreadyStarted(a) => Err(already_started(a.start_request_id, a.run_id)),
-            Outcome::NotFound(_) => Err(namespace_not_found(&namespace)),
-            Outcome::InvalidArgument(m) => Err(Status::invalid_argument(m)),
-            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
-        }
+        let started = started(outcome, &namespace)?;
+        Ok(Response::new(
+            api::SignalWithStartWorkflowExecutionResponse {
+                run_id: started.run_id,
+                started: started.started,
+                ..Default::default()
+            },
+        ))
     }
 
     async fn describe_workflow_execution(
@@ -660,48 +678,16 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::StartWorkflowExecutionResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
-        let namespace = r.namespace.clone();
-        let workflow_type = r.workflow_type.map(|t| t.name).unwrap_or_default();
-        let task_queue = r.task_queue.map(|q| q.name).unwrap_or_default();
-        for (field, v) in [
-            ("workflow_id", &r.workflow_id),
-            ("workflow_type", &workflow_type),
-            ("task_queue", &task_queue),
-        ] {
-            if v.is_empty() {
-                return Err(Status::invalid_argument(format!("{field} is required")));
-            }
-        }
         let outcome = self
-            .propose(Kind::StartWorkflow(wf::StartWorkflow {
-                run: Some(wf::RunKey {
-                    namespace: r.namespace.clone(),
-                    workflow_id: r.workflow_id.clone(),
-                    run_id: new_uuid(),
-                }),
-                workflow_type,
-                task_queue,
-                input: payloads_bytes(&r.input),
-                workflow_task_timeout_ms: duration_ms(&r.workflow_task_timeout),
-                run_timeout_ms: duration_ms(&r.workflow_run_timeout),
-                execution_timeout_ms: duration_ms(&r.workflow_execution_timeout),
-                identity: r.identity,
-                request_id: r.request_id,
-                id_reuse_policy: r.workflow_id_reuse_policy,
-            }))
+            .propose(Kind::StartWorkflow(start_command(&r)?))
             .await?;
-        match outcome {
-            Outcome::Started(s) => Ok(Response::new(api::StartWorkflowExecutionResponse {
-                run_id: s.run_id,
-                started: s.started,
-                status: WorkflowExecutionStatus::Running as i32,
-                ..Default::default()
-            })),
-            Outcome::AlreadyStarted(a) => Err(already_started(a.start_request_id, a.run_id)),
-            Outcome::NotFound(_) => Err(namespace_not_found(&namespace)),
-            Outcome::InvalidArgument(m) => Err(Status::invalid_argument(m)),
-            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
-        }
+        let started = started(outcome, &r.namespace)?;
+        Ok(Response::new(api::StartWorkflowExecutionResponse {
+            run_id: started.run_id,
+            started: started.started,
+            status: WorkflowExecutionStatus::Running as i32,
+            ..Default::default()
+        }))
     }
 
     async fn signal_workflow_execution(
@@ -715,14 +701,10 @@ impl WorkflowService for Frontend {
             .propose(Kind::SignalWorkflow(wf::SignalWorkflow {
                 run: Some(run),
                 signal_name: r.signal_name,
-                input: payloads_bytes(&r.input),
+                input: encoded(&r.input),
                 identity: r.identity,
                 request_id: r.request_id,
-                header: r
-                    .header
-                    .as_ref()
-                    .map(prost::Message::encode_to_vec)
-                    .unwrap_or_default(),
+                header: encoded(&r.header),
             }))
             .await?;
         run_outcome(outcome)?;
@@ -764,7 +746,7 @@ impl WorkflowService for Frontend {
                 run: Some(run),
                 identity: r.identity,
                 reason: r.reason,
-                details: payloads_bytes(&r.details),
+                details: encoded(&r.details),
             }))
             .await?;
         run_outcome(outcome)?;

@@ -28,7 +28,7 @@ use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 use prost::Message;
 use tonic::Status;
 
-use crate::convert::{duration, duration_ms, payloads_bytes};
+use crate::convert::{duration, duration_ms, encoded};
 use crate::history::to_temporal;
 use crate::service::Frontend;
 
@@ -263,10 +263,6 @@ fn retry_policy_from_temporal(p: &RetryPolicy) -> wf::RetryPolicy {
     }
 }
 
-fn bytes_of<M: Message>(m: &Option<M>) -> Vec<u8> {
-    m.as_ref().map(Message::encode_to_vec).unwrap_or_default()
-}
-
 /// One Temporal command as an engine command; unsupported kinds become a command without
 /// attributes, which fails the workflow task (INVALID_ARGUMENT) instead of being dropped.
 pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
@@ -284,7 +280,7 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
                     .as_ref()
                     .map(|q| q.name.clone())
                     .unwrap_or_default(),
-                input: payloads_bytes(&a.input),
+                input: encoded(&a.input),
                 schedule_to_close_timeout_ms: duration_ms(&a.schedule_to_close_timeout),
                 schedule_to_start_timeout_ms: duration_ms(&a.schedule_to_start_timeout),
                 start_to_close_timeout_ms: duration_ms(&a.start_to_close_timeout),
@@ -301,17 +297,17 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
         })),
         Some(CA::CompleteWorkflowExecutionCommandAttributes(x)) => {
             Some(Cmd::CompleteWorkflow(wf::CompleteWorkflow {
-                result: payloads_bytes(&x.result),
+                result: encoded(&x.result),
             }))
         }
         Some(CA::FailWorkflowExecutionCommandAttributes(x)) => {
             Some(Cmd::FailWorkflow(wf::FailWorkflow {
-                failure: bytes_of(&x.failure),
+                failure: encoded(&x.failure),
             }))
         }
         Some(CA::CancelWorkflowExecutionCommandAttributes(x)) => {
             Some(Cmd::CancelWorkflow(wf::CancelWorkflow {
-                details: payloads_bytes(&x.details),
+                details: encoded(&x.details),
             }))
         }
         Some(CA::RequestCancelActivityTaskCommandAttributes(x)) => {
@@ -327,8 +323,8 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
                 ..Default::default()
             }
             .encode_to_vec(),
-            header: bytes_of(&m.header),
-            failure: bytes_of(&m.failure),
+            header: encoded(&m.header),
+            failure: encoded(&m.failure),
         })),
         _ => None,
     };
