@@ -40,6 +40,34 @@ fn detail(s: &tonic::Status) -> (String, Vec<u8>) {
     (any.type_url, any.value)
 }
 
+/// A 3-node cluster whose `default` namespace is registered, and a gzip client of a follower.
+async fn cluster_and_follower_client(
+) -> anyhow::Result<(LocalCluster, u64, WorkflowServiceClient<Channel>)> {
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let channel = Channel::from_shared(format!("http://{}", c.node(follower).client_addr()))?
+        .connect()
+        .await?;
+    let client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    wait_for(WAIT, "the default namespace exists", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .describe_namespace(api::DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()
+        }
+    })
+    .await?;
+    Ok((c, leader, client))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> {
     let c = LocalCluster::start(3, |_| {}).await?;
@@ -344,28 +372,7 @@ async fn t81_tasks_flow_through_polls_and_responses_with_a_durable_timer() -> an
     use temporalio_protos::temporal::api::common::v1::{ActivityType, Payload, Payloads};
     use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
 
-    let c = LocalCluster::start(3, |_| {}).await?;
-    let leader = c.wait_for_leader(WAIT).await?;
-    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
-    let channel = Channel::from_shared(format!("http://{}", c.node(follower).client_addr()))?
-        .connect()
-        .await?;
-    let mut client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel)
-        .send_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Gzip);
-    wait_for(WAIT, "the default namespace exists", || {
-        let mut client = client.clone();
-        async move {
-            client
-                .describe_namespace(api::DescribeNamespaceRequest {
-                    namespace: "default".into(),
-                    ..Default::default()
-                })
-                .await
-                .ok()
-        }
-    })
-    .await?;
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
     let started = client
         .start_workflow_execution(start_request("order-1", "req-o1"))
         .await?
@@ -559,26 +566,7 @@ async fn t81_tasks_flow_through_polls_and_responses_with_a_durable_timer() -> an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t82_signal_with_start_both_ways_and_describe() -> anyhow::Result<()> {
-    let c = LocalCluster::start(3, |_| {}).await?;
-    let leader = c.wait_for_leader(WAIT).await?;
-    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
-    let channel = Channel::from_shared(format!("http://{}", c.node(follower).client_addr()))?
-        .connect()
-        .await?;
-    let mut client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel);
-    wait_for(WAIT, "the default namespace exists", || {
-        let mut client = client.clone();
-        async move {
-            client
-                .describe_namespace(api::DescribeNamespaceRequest {
-                    namespace: "default".into(),
-                    ..Default::default()
-                })
-                .await
-                .ok()
-        }
-    })
-    .await?;
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
     let sws = |request_id: &str| api::SignalWithStartWorkflowExecutionRequest {
         namespace: "default".into(),
         workflow_id: "sws-1".into(),
