@@ -19,7 +19,7 @@ pub struct Proposal {
 pub struct Command {
     #[prost(
         oneof = "command::Kind",
-        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23"
+        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26"
     )]
     pub kind: Option<command::Kind>,
 }
@@ -62,6 +62,12 @@ pub mod command {
         TerminateWorkflow(crate::workflow::TerminateWorkflow),
         #[prost(message, tag = "23")]
         RegisterNamespace(crate::workflow::RegisterNamespace),
+        #[prost(message, tag = "24")]
+        EnqueueQuery(crate::workflow::EnqueueQuery),
+        #[prost(message, tag = "25")]
+        AnswerQuery(crate::workflow::AnswerQuery),
+        #[prost(message, tag = "26")]
+        ForgetQuery(crate::workflow::ForgetQuery),
     }
 }
 

@@ -30,6 +30,8 @@ pub enum KeyKind {
     Visibility = 0x0017,
     /// Visibility by start time, newest first: (namespace, !start_time_ms, workflow_id, run_id).
     VisibilityByStart = 0x0018,
+    /// A query in flight: (namespace, query_id).
+    Query = 0x0019,
 }
 
 impl KeyKind {
@@ -52,6 +54,7 @@ impl KeyKind {
             [0x00, 0x16] => Some(KeyKind::Namespace),
             [0x00, 0x17] => Some(KeyKind::Visibility),
             [0x00, 0x18] => Some(KeyKind::VisibilityByStart),
+            [0x00, 0x19] => Some(KeyKind::Query),
             _ => None,
         }
     }
@@ -156,6 +159,14 @@ pub fn queue_entry(namespace: &str, task_queue: &str, kind: u8, seq: u64) -> Vec
     push_str(&mut k, task_queue);
     k.push(kind);
     k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Key of a query in flight.
+pub fn query(namespace: &str, query_id: &str) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::Query);
+    push_str(&mut k, namespace);
+    push_str(&mut k, query_id);
     k
 }
 

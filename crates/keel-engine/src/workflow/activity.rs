@@ -165,12 +165,14 @@ pub(super) fn start_attempt<S: StateStore>(
             scheduled_event_id: a.scheduled_event_id,
             started_event_id: 0,
             attempt: a.attempt,
+            query_id: String::new(),
         }),
         workflow_type: ms.workflow_type.clone(),
         started_event_id: 0,
         previous_started_event_id: ms.previous_started_event_id,
         attempt: a.attempt,
         activity: Some(a),
+        ..Default::default()
     })))
 }
 

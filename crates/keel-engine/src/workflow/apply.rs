@@ -6,7 +6,7 @@ use prost::Message;
 
 use super::model::workflow_outcome::Kind as Outcome;
 use super::model::*;
-use super::{activity, start, task};
+use super::{activity, query, start, task};
 use crate::error::hex;
 use crate::keys;
 use crate::{Error, ReadState, Result, StateStore};
@@ -271,21 +271,36 @@ impl<S: StateStore> Ctx<'_, S> {
         kind: TaskKind,
         scheduled_event_id: i64,
     ) -> Result<()> {
-        let ckey = keys::queue_cursor(&run.namespace, task_queue, kind as u8);
+        self.enqueue_ref(
+            task_queue,
+            kind,
+            TaskRef {
+                run: Some(run.clone()),
+                scheduled_event_id,
+                query_id: String::new(),
+            },
+        )
+    }
+
+    /// Appends an entry to the tail of a backlog and wakes that queue's pollers.
+    pub fn enqueue_ref(&mut self, task_queue: &str, kind: TaskKind, entry: TaskRef) -> Result<()> {
+        let namespace = entry
+            .run
+            .as_ref()
+            .expect("entry names a run")
+            .namespace
+            .clone();
+        let ckey = keys::queue_cursor(&namespace, task_queue, kind as u8);
         let mut cursor: QueueCursor = match self.store.get(&ckey)? {
             Some(b) => decode(&ckey, &b)?,
             None => QueueCursor::default(),
         };
-        let ekey = keys::queue_entry(&run.namespace, task_queue, kind as u8, cursor.tail);
-        let entry = TaskRef {
-            run: Some(run.clone()),
-            scheduled_event_id,
-        };
+        let ekey = keys::queue_entry(&namespace, task_queue, kind as u8, cursor.tail);
         self.store.put(&ekey, &entry.encode_to_vec());
         cursor.tail += 1;
         self.store.put(&ckey, &cursor.encode_to_vec());
         self.effects.push(Effect::TaskQueued {
-            namespace: run.namespace.clone(),
+            namespace,
             task_queue: task_queue.to_string(),
             kind,
         });
@@ -327,15 +342,15 @@ impl<S: StateStore> Ctx<'_, S> {
         ms.deadlines = kept;
     }
 
-    /// Closes the run: every pending deadline is disarmed, retention armed, the current-run
-    /// pointer updated; open task tokens turn stale.
+    /// Closes the run: every pending deadline but query expiries is disarmed, retention
+    /// armed, the current-run pointer updated; open task tokens turn stale.
     pub fn close(&mut self, ms: &mut MutableState, status: RunStatus) -> Result<()> {
         ms.status = status as i32;
         ms.close_time_ms = self.now_ms;
         ms.workflow_task = None;
         ms.activities.clear();
         ms.timers.clear();
-        self.disarm(ms, |_| true);
+        self.disarm(ms, |d| d.kind != DeadlineKind::QueryExpiry as i32);
         let run = ms.run.clone().expect("named run");
         let ckey = keys::current_run(&run.namespace, &run.workflow_id);
         if let Some(b) = self.store.get(&ckey)? {
@@ -385,6 +400,11 @@ impl<S: StateStore> Ctx<'_, S> {
     /// Deletes a closed run's history, state and current-run pointer (retention).
     pub fn delete_run(&mut self, ms: &mut MutableState) -> Result<()> {
         let run = ms.run.clone().expect("named run");
+        for d in &ms.deadlines {
+            if d.kind == DeadlineKind::QueryExpiry as i32 {
+                self.store.delete(&keys::query(&run.namespace, &d.name));
+            }
+        }
         self.disarm(ms, |_| true);
         for id in 1..ms.next_event_id {
             self.store.delete(&keys::history_event(
@@ -449,6 +469,9 @@ pub fn apply(
         Kind::CancelActivityTask(c) => activity::canceled(&mut ctx, c),
         Kind::FireDeadline(c) => fire_deadline(&mut ctx, c),
         Kind::RegisterNamespace(c) => start::register_namespace(&mut ctx, c),
+        Kind::EnqueueQuery(c) => query::enqueue(&mut ctx, c),
+        Kind::AnswerQuery(c) => query::answer(&mut ctx, c),
+        Kind::ForgetQuery(c) => query::forget(&mut ctx, c),
         Kind::RegisterPut(_) | Kind::RegisterCas(_) | Kind::RegisterDelete(_) => {
             unreachable!("register commands are applied by the register module")
         }
@@ -486,6 +509,7 @@ fn fire_deadline<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &FireDeadline) -> Resul
         | DeadlineKind::ActivityHeartbeat => activity::timed_out(ctx, &mut ms, &d, kind)?,
         DeadlineKind::ActivityRetry => activity::retry_due(ctx, &mut ms, &d)?,
         DeadlineKind::RunTimeout => start::run_timed_out(ctx, &mut ms)?,
+        DeadlineKind::QueryExpiry => query::expired(ctx, &ms, &d),
         DeadlineKind::Retention => {
             ctx.delete_run(&mut ms)?;
             return Ok(accepted());

@@ -31,6 +31,7 @@ struct World {
     runs: Vec<RunKey>,
     wf_tokens: Vec<TaskToken>,
     act_tokens: Vec<TaskToken>,
+    query_tokens: Vec<TaskToken>,
     next_run: u32,
 }
 
@@ -51,7 +52,7 @@ impl World {
     }
 
     fn step(&mut self, rng: &mut Rng) {
-        match rng.below(11) {
+        match rng.below(12) {
             0 => {
                 let wf = WORKFLOWS[rng.below(WORKFLOWS.len())];
                 self.next_run += 1;
@@ -92,6 +93,7 @@ impl World {
                     match kind {
                         TaskKind::Workflow => self.wf_tokens.push(t),
                         TaskKind::Activity => self.act_tokens.push(t),
+                        TaskKind::Query => unreachable!("queries are polled in step 10"),
                     }
                 }
             }
@@ -184,6 +186,43 @@ impl World {
                     failure: vec![],
                 }));
             }
+            10 if !self.runs.is_empty() => match rng.below(4) {
+                0 => {
+                    let run = self.runs[rng.below(self.runs.len())].clone();
+                    self.apply(Kind::EnqueueQuery(EnqueueQuery {
+                        run: Some(run),
+                        query_id: format!("q{}", rng.below(8)),
+                        query_type: "status".into(),
+                        timeout_ms: 1 + rng.below(5_000) as u64,
+                        ..Default::default()
+                    }));
+                }
+                1 => {
+                    if let Outcome::Dispatched(d) = self.apply(Kind::DispatchTask(DispatchTask {
+                        namespace: "ns".into(),
+                        task_queue: "q".into(),
+                        kind: TaskKind::Query as i32,
+                        identity: "w".into(),
+                        request_id: "r".into(),
+                    })) {
+                        self.query_tokens.push(d.token.expect("token"));
+                    }
+                }
+                2 if !self.query_tokens.is_empty() => {
+                    let t = self.query_tokens[rng.below(self.query_tokens.len())].clone();
+                    self.apply(Kind::AnswerQuery(AnswerQuery {
+                        token: Some(t),
+                        result_type: 1,
+                        ..Default::default()
+                    }));
+                }
+                _ => {
+                    self.apply(Kind::ForgetQuery(ForgetQuery {
+                        namespace: "ns".into(),
+                        query_id: format!("q{}", rng.below(8)),
+                    }));
+                }
+            },
             _ => self.now_ms += rng.below(3_000) as u64,
         }
     }
@@ -250,8 +289,9 @@ impl World {
                 assert!(
                     ms.deadlines
                         .iter()
-                        .all(|d| d.kind == DeadlineKind::Retention as i32),
-                    "{run:?}: a closed run keeps only its retention deadline"
+                        .all(|d| d.kind == DeadlineKind::Retention as i32
+                            || d.kind == DeadlineKind::QueryExpiry as i32),
+                    "{run:?}: a closed run keeps only its retention and query deadlines"
                 );
             }
             // Every pending timer has its deadline, and every deadline its index entry.
@@ -289,6 +329,33 @@ impl World {
             .map(|ms| ms.deadlines.len())
             .sum();
         assert_eq!(indexed, pending, "timer index entries vs pending deadlines");
+        // Every query in flight has exactly one expiry on its run, and every expiry a query.
+        let queries: Vec<QueryRecord> = self
+            .store
+            .iter()
+            .filter(|(k, _)| KeyKind::of(k) == Some(KeyKind::Query))
+            .map(|(_, v)| prost::Message::decode(v).expect("query record"))
+            .collect();
+        let expiries: Vec<(RunKey, String)> = self
+            .runs
+            .iter()
+            .filter_map(|r| read_mutable_state(&self.store, r).unwrap())
+            .flat_map(|ms| {
+                let run = ms.run.clone().unwrap();
+                ms.deadlines
+                    .into_iter()
+                    .filter(|d| d.kind == DeadlineKind::QueryExpiry as i32)
+                    .map(move |d| (run.clone(), d.name))
+            })
+            .collect();
+        assert_eq!(queries.len(), expiries.len(), "queries vs query expiries");
+        for q in &queries {
+            assert!(
+                expiries.contains(&(q.run.clone().unwrap(), q.query_id.clone())),
+                "query {} has no expiry on its run",
+                q.query_id
+            );
+        }
     }
 }
 
@@ -303,6 +370,7 @@ fn random_command_sequences_keep_the_history_invariants() {
             runs: Vec::new(),
             wf_tokens: Vec::new(),
             act_tokens: Vec::new(),
+            query_tokens: Vec::new(),
             next_run: 0,
         };
         world.apply(Kind::RegisterNamespace(RegisterNamespace {

@@ -7,11 +7,12 @@
 //! Modules: `apply` (shared context, deadlines, dispatcher), `start` (start, signal,
 //! signal-with-start, cancel request, terminate, run timeout), `task` (dispatch, workflow
 //! task completion / failure / timeout, timers), `activity` (attempts, retries, heartbeats,
-//! cancellation, timeouts).
+//! cancellation, timeouts), `query` (legacy query tasks).
 
 mod activity;
 mod apply;
 pub mod model;
+mod query;
 mod start;
 mod task;
 
@@ -25,3 +26,4 @@ pub use apply::{
     resolve_run, Effect, DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
 };
 pub use model::*;
+pub use query::{query_ready, read_query};

@@ -29,14 +29,18 @@ pub struct TaskToken {
     pub started_event_id: i64,
     #[prost(int32, tag = "5")]
     pub attempt: i32,
+    /// Query tasks: the query this token answers.
+    #[prost(string, tag = "6")]
+    pub query_id: String,
 }
 
-/// The two kinds of tasks a worker polls for.
+/// The kinds of tasks a worker polls for (queries come with workflow polls).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]
 pub enum TaskKind {
     Workflow = 0,
     Activity = 1,
+    Query = 2,
 }
 
 /// Temporal's WorkflowIdReusePolicy (UNSPECIFIED means ALLOW_DUPLICATE).
@@ -221,6 +225,9 @@ pub enum DeadlineKind {
     RunTimeout = 8,
     /// Deletion of a closed run after the namespace's retention.
     Retention = 9,
+    /// Removal of an unanswered or unclaimed query; `name` is the query id. Survives the
+    /// run's close (closed runs stay queryable).
+    QueryExpiry = 10,
 }
 
 /// One armed deadline of a run; each has exactly one timers-index entry.
@@ -280,6 +287,92 @@ pub struct RecordHeartbeat {
     pub token: Option<TaskToken>,
     #[prost(bytes = "vec", tag = "2")]
     pub details: Vec<u8>,
+}
+
+/// QueryWorkflow: records a query and queues it for the run's workers (legacy query task).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EnqueueQuery {
+    /// An empty run id means the workflow id's current run.
+    #[prost(message, optional, tag = "1")]
+    pub run: Option<RunKey>,
+    /// Proposer-generated, unique; a retried enqueue with the same id is a no-op.
+    #[prost(string, tag = "2")]
+    pub query_id: String,
+    #[prost(string, tag = "3")]
+    pub query_type: String,
+    /// Encoded Temporal `Payloads` / `Header`.
+    #[prost(bytes = "vec", tag = "4")]
+    pub query_args: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub header: Vec<u8>,
+    /// How long the query may wait for an answer before it is removed.
+    #[prost(uint64, tag = "6")]
+    pub timeout_ms: u64,
+}
+
+/// RespondQueryTaskCompleted.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AnswerQuery {
+    #[prost(message, optional, tag = "1")]
+    pub token: Option<TaskToken>,
+    /// Temporal's QueryResultType: 1 answered, 2 failed.
+    #[prost(int32, tag = "2")]
+    pub result_type: i32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub result: Vec<u8>,
+    #[prost(string, tag = "4")]
+    pub error_message: String,
+    #[prost(bytes = "vec", tag = "5")]
+    pub failure: Vec<u8>,
+}
+
+/// The querying frontend has read the answer (or given up): the query is removed.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ForgetQuery {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(string, tag = "2")]
+    pub query_id: String,
+}
+
+/// Where a query is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum QueryState {
+    /// Queued, not yet handed to a worker.
+    Pending = 0,
+    /// Handed to a worker, awaiting its answer.
+    Dispatched = 1,
+    /// The worker answered (or failed it); the querying frontend reads this.
+    Answered = 2,
+}
+
+/// One query in flight (key: namespace, query id).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct QueryRecord {
+    #[prost(string, tag = "1")]
+    pub query_id: String,
+    /// The resolved run (never an empty run id).
+    #[prost(message, optional, tag = "2")]
+    pub run: Option<RunKey>,
+    #[prost(string, tag = "3")]
+    pub task_queue: String,
+    #[prost(string, tag = "4")]
+    pub query_type: String,
+    #[prost(bytes = "vec", tag = "5")]
+    pub query_args: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    pub header: Vec<u8>,
+    #[prost(enumeration = "QueryState", tag = "7")]
+    pub state: i32,
+    #[prost(int32, tag = "8")]
+    pub result_type: i32,
+    #[prost(bytes = "vec", tag = "9")]
+    pub result: Vec<u8>,
+    #[prost(string, tag = "10")]
+    pub error_message: String,
+    #[prost(bytes = "vec", tag = "11")]
+    pub failure: Vec<u8>,
 }
 
 /// RespondActivityTaskCanceled.
@@ -553,6 +646,11 @@ pub struct Dispatched {
     /// Activity tasks: the activity as scheduled.
     #[prost(message, optional, tag = "6")]
     pub activity: Option<ActivityInfo>,
+    /// Query tasks: the query, and the last event id of the history to send with it.
+    #[prost(message, optional, tag = "7")]
+    pub query: Option<QueryRecord>,
+    #[prost(int64, tag = "8")]
+    pub last_event_id: i64,
 }
 
 // ---------------------------------------------------------------- history
@@ -1134,6 +1232,9 @@ pub struct TaskRef {
     pub run: Option<RunKey>,
     #[prost(int64, tag = "2")]
     pub scheduled_event_id: i64,
+    /// Query backlog entries: the query.
+    #[prost(string, tag = "3")]
+    pub query_id: String,
 }
 
 /// Head and tail of one task backlog (FIFO).

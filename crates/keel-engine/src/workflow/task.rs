@@ -17,6 +17,9 @@ pub(super) fn dispatch_task<S: StateStore>(
     c: &DispatchTask,
 ) -> Result<WorkflowOutcome> {
     let kind = TaskKind::try_from(c.kind).unwrap_or(TaskKind::Workflow);
+    if kind == TaskKind::Query {
+        return super::query::dispatch(ctx, c);
+    }
     let ckey = keys::queue_cursor(&c.namespace, &c.task_queue, kind as u8);
     let mut cursor: QueueCursor = match ctx.store.get(&ckey)? {
         Some(b) => decode(&ckey, &b)?,
@@ -45,6 +48,7 @@ pub(super) fn dispatch_task<S: StateStore>(
         found = match kind {
             TaskKind::Workflow => start_workflow_task(ctx, &mut ms, &entry, c),
             TaskKind::Activity => activity::start_attempt(ctx, &mut ms, &entry, c),
+            TaskKind::Query => unreachable!("query dispatch returned above"),
         };
         if found.is_some() {
             ctx.save(&ms);
@@ -94,12 +98,14 @@ fn start_workflow_task<S: StateStore>(
             scheduled_event_id: task.scheduled_event_id,
             started_event_id: started,
             attempt: task.attempt,
+            query_id: String::new(),
         }),
         workflow_type: ms.workflow_type.clone(),
         started_event_id: started,
         previous_started_event_id: ms.previous_started_event_id,
         attempt: task.attempt,
-        activity: None,
+        last_event_id: started,
+        ..Default::default()
     })))
 }
 

@@ -659,6 +659,10 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Kind::SignalWithStart(Default::default()),
         Kind::RequestCancelWorkflow(Default::default()),
         Kind::TerminateWorkflow(Default::default()),
+        Kind::RegisterNamespace(Default::default()),
+        Kind::EnqueueQuery(Default::default()),
+        Kind::AnswerQuery(Default::default()),
+        Kind::ForgetQuery(Default::default()),
     ];
     for k in all {
         let c = Command {
@@ -1378,4 +1382,224 @@ fn schedule_to_close_bounds_all_attempts_together() {
             .all(|d| d.event_id != 5),
         "no activity deadline left"
     );
+}
+
+// ------------------------------------------------------------------ queries
+
+impl Harness {
+    fn query(&mut self, wf: &str, query_id: &str) -> Outcome {
+        self.apply(Kind::EnqueueQuery(EnqueueQuery {
+            run: Some(run_key(wf, "")),
+            query_id: query_id.into(),
+            query_type: "getStatus".into(),
+            query_args: b"args".to_vec(),
+            header: vec![],
+            timeout_ms: 30_000,
+        }))
+    }
+
+    fn answer(&mut self, token: &TaskToken, result: &[u8]) -> Outcome {
+        self.apply(Kind::AnswerQuery(AnswerQuery {
+            token: Some(token.clone()),
+            result_type: 1,
+            result: result.to_vec(),
+            ..Default::default()
+        }))
+    }
+
+    fn query_record(&self, query_id: &str) -> Option<QueryRecord> {
+        read_query(&self.store, NS, query_id).expect("read query")
+    }
+
+    fn query_ready(&self) -> bool {
+        query_ready(&self.store, NS, TQ).expect("query_ready")
+    }
+
+    fn expiries(&self, wf: &str, run: &str) -> usize {
+        self.state(wf, run)
+            .deadlines
+            .iter()
+            .filter(|d| d.kind == DeadlineKind::QueryExpiry as i32)
+            .count()
+    }
+}
+
+#[test]
+fn a_query_is_dispatched_once_answered_read_and_forgotten_without_touching_history() {
+    let mut h = Harness::new();
+    h.started_with(vec![timer("t", 60_000)]);
+    let before = h.history("wf", "r1");
+    assert!(matches!(h.query("wf", "q1"), Outcome::Accepted(_)));
+    assert!(matches!(h.query("wf", "q1"), Outcome::Accepted(_)), "retry");
+    assert_eq!(
+        h.expiries("wf", "r1"),
+        1,
+        "a retried enqueue arms nothing new"
+    );
+    assert!(h.query_ready());
+    let d = h.poll(TaskKind::Query).expect("the query is handed out");
+    let q = d.query.clone().expect("query attached");
+    assert_eq!(
+        (q.query_type.as_str(), q.query_args.as_slice()),
+        ("getStatus", &b"args"[..])
+    );
+    assert_eq!(
+        (
+            d.started_event_id,
+            d.previous_started_event_id,
+            d.last_event_id
+        ),
+        (0, 3, 5),
+        "no started task; history to the TimerStarted event"
+    );
+    assert_eq!(token(&Some(d.clone())).query_id, "q1");
+    assert!(h.poll(TaskKind::Query).is_none(), "handed out once");
+    assert!(
+        h.poll(TaskKind::Workflow).is_none(),
+        "no workflow task created"
+    );
+    assert!(matches!(
+        h.answer(&token(&Some(d.clone())), b"ok"),
+        Outcome::Accepted(_)
+    ));
+    assert!(
+        matches!(
+            h.answer(&token(&Some(d.clone())), b"again"),
+            Outcome::NotFound(_)
+        ),
+        "a second answer is refused"
+    );
+    let r = h
+        .query_record("q1")
+        .expect("answered query kept until forgotten");
+    assert_eq!(
+        (r.state, r.result.as_slice()),
+        (QueryState::Answered as i32, &b"ok"[..])
+    );
+    assert!(matches!(
+        h.apply(Kind::ForgetQuery(ForgetQuery {
+            namespace: NS.into(),
+            query_id: "q1".into(),
+        })),
+        Outcome::Accepted(_)
+    ));
+    assert!(h.query_record("q1").is_none());
+    assert_eq!(h.expiries("wf", "r1"), 0, "forgetting disarms the expiry");
+    assert_eq!(
+        h.history("wf", "r1"),
+        before,
+        "queries never change history"
+    );
+}
+
+#[test]
+fn a_query_waits_while_the_run_has_a_started_workflow_task() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    assert!(matches!(h.query("wf", "q1"), Outcome::Accepted(_)));
+    assert!(
+        !h.query_ready(),
+        "pollers must not spin on a query that cannot go yet"
+    );
+    assert!(h.poll(TaskKind::Query).is_none());
+    assert!(matches!(
+        h.complete_wft(&token(&wft), vec![timer("t", 60_000)]),
+        Outcome::Accepted(_)
+    ));
+    assert!(h.query_ready());
+    let d = h
+        .poll(TaskKind::Query)
+        .expect("dispatched once the task completed");
+    assert_eq!((d.previous_started_event_id, d.last_event_id), (3, 5));
+}
+
+#[test]
+fn closed_runs_stay_queryable_and_unanswered_queries_expire() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    assert!(matches!(h.query("wf", "q-open"), Outcome::Accepted(_)));
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&wft), vec![complete(b"done")]);
+    assert_eq!(
+        h.expiries("wf", "r1"),
+        1,
+        "a query's expiry survives the close"
+    );
+    let d = h
+        .poll(TaskKind::Query)
+        .expect("closed run's query handed out");
+    assert_eq!(d.last_event_id, 5, "full history including the completion");
+    assert!(matches!(h.query("wf", "q-closed"), Outcome::Accepted(_)));
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::QueryExpiry),
+        Outcome::Accepted(_)
+    ));
+    assert!(
+        h.query_record("q-open").is_none(),
+        "the unanswered query expired"
+    );
+    assert!(
+        matches!(h.answer(&token(&Some(d)), b"late"), Outcome::NotFound(_)),
+        "an answer after expiry is refused"
+    );
+    assert!(h.query_record("q-closed").is_some());
+    assert!(matches!(h.query("nope", "q3"), Outcome::NotFound(_)));
+}
+
+#[test]
+fn retention_deletes_a_closed_runs_pending_queries() {
+    let mut h = Harness::new();
+    h.register("short", 1_000);
+    h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(RunKey {
+            namespace: "short".into(),
+            workflow_id: "wf".into(),
+            run_id: "r1".into(),
+        }),
+        workflow_type: "hello".into(),
+        task_queue: TQ.into(),
+        request_id: "req".into(),
+        ..Default::default()
+    }));
+    h.apply(Kind::TerminateWorkflow(TerminateWorkflow {
+        run: Some(RunKey {
+            namespace: "short".into(),
+            workflow_id: "wf".into(),
+            run_id: String::new(),
+        }),
+        ..Default::default()
+    }));
+    let run = RunKey {
+        namespace: "short".into(),
+        workflow_id: "wf".into(),
+        run_id: "r1".into(),
+    };
+    assert!(matches!(
+        h.apply(Kind::EnqueueQuery(EnqueueQuery {
+            run: Some(run.clone()),
+            query_id: "q".into(),
+            query_type: "getStatus".into(),
+            timeout_ms: 600_000,
+            ..Default::default()
+        })),
+        Outcome::Accepted(_)
+    ));
+    let retention = read_mutable_state(&h.store, &run)
+        .unwrap()
+        .unwrap()
+        .deadlines
+        .into_iter()
+        .find(|d| d.kind == DeadlineKind::Retention as i32)
+        .expect("retention armed");
+    h.now_ms = retention.fire_at_ms;
+    assert!(matches!(
+        h.apply(Kind::FireDeadline(FireDeadline {
+            run: Some(run),
+            kind: retention.kind,
+            ..Default::default()
+        })),
+        Outcome::Accepted(_)
+    ));
+    assert!(read_query(&h.store, "short", "q").unwrap().is_none());
 }

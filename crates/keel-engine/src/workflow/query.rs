@@ -1,0 +1,235 @@
+//! Queries (legacy query tasks): a query is recorded and queued for the run's task queue,
+//! handed to one workflow poller while the run has no started workflow task, answered by
+//! that worker, read by the querying frontend and then forgotten. A query nobody answers is
+//! removed by its `QueryExpiry` deadline, which outlives the run's close: closed runs stay
+//! queryable.
+//!
+//! Queries change no history and no workflow state; they are replicated only so that any
+//! node's pollers can take them and any node can read the answer.
+
+use prost::Message;
+
+use super::apply::{accepted, decode, is_running, not_found, outcome, rejected, task_started, Ctx};
+use super::model::workflow_outcome::Kind as Outcome;
+use super::model::*;
+use crate::keys;
+use crate::{ReadState, Result, StateStore};
+
+/// Bounds on how long a query may wait for its answer.
+const MIN_QUERY_TIMEOUT_MS: u64 = 1_000;
+const MAX_QUERY_TIMEOUT_MS: u64 = 10 * 60 * 1_000;
+/// Upper bound on stale backlog entries skipped by one dispatch.
+const MAX_STALE_SKIPS: usize = 64;
+
+/// Reads a query in flight.
+pub fn read_query(
+    store: &impl ReadState,
+    namespace: &str,
+    query_id: &str,
+) -> Result<Option<QueryRecord>> {
+    let key = keys::query(namespace, query_id);
+    store.get(&key)?.map(|b| decode(&key, &b)).transpose()
+}
+
+pub(super) fn enqueue<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &EnqueueQuery,
+) -> Result<WorkflowOutcome> {
+    if c.query_id.is_empty() || c.query_type.is_empty() {
+        return Ok(rejected("query id and query type are required"));
+    }
+    let Some(mut ms) = ctx.resolve(&c.run)? else {
+        return Ok(not_found("workflow execution not found"));
+    };
+    let run = ms.run.clone().expect("named run");
+    let key = keys::query(&run.namespace, &c.query_id);
+    if ctx.store.get(&key)?.is_some() {
+        return Ok(accepted()); // a retried proposal
+    }
+    let record = QueryRecord {
+        query_id: c.query_id.clone(),
+        run: Some(run.clone()),
+        task_queue: ms.task_queue.clone(),
+        query_type: c.query_type.clone(),
+        query_args: c.query_args.clone(),
+        header: c.header.clone(),
+        state: QueryState::Pending as i32,
+        ..Default::default()
+    };
+    ctx.store.put(&key, &record.encode_to_vec());
+    let queue = ms.task_queue.clone();
+    ctx.enqueue_ref(
+        &queue,
+        TaskKind::Query,
+        TaskRef {
+            run: Some(run),
+            scheduled_event_id: 0,
+            query_id: c.query_id.clone(),
+        },
+    )?;
+    let timeout = c
+        .timeout_ms
+        .clamp(MIN_QUERY_TIMEOUT_MS, MAX_QUERY_TIMEOUT_MS);
+    let at = ctx.now_ms.saturating_add(timeout);
+    ctx.arm(&mut ms, DeadlineKind::QueryExpiry, 0, 0, &c.query_id, at);
+    ctx.save(&ms);
+    Ok(accepted())
+}
+
+/// What dispatch does with the query at the head of a backlog.
+enum Head {
+    /// Stale (forgotten, expired, run gone): drop it and look further.
+    Skip,
+    /// Its run has a started workflow task: the query waits (and so do those behind it).
+    Wait,
+    /// Hand it out.
+    Take(Box<(QueryRecord, MutableState)>),
+}
+
+fn head(store: &impl ReadState, namespace: &str, entry: &TaskRef) -> Result<Head> {
+    let Some(record) = read_query(store, namespace, &entry.query_id)? else {
+        return Ok(Head::Skip);
+    };
+    if record.state != QueryState::Pending as i32 {
+        return Ok(Head::Skip);
+    }
+    let Some(run) = record.run.clone() else {
+        return Ok(Head::Skip);
+    };
+    let Some(ms) = super::read_mutable_state(store, &run)? else {
+        return Ok(Head::Skip);
+    };
+    if is_running(&ms) && task_started(&ms) {
+        return Ok(Head::Wait);
+    }
+    Ok(Head::Take(Box::new((record, ms))))
+}
+
+/// Whether a query dispatch on this queue would make progress now (hand out a query or drop
+/// stale entries). Pollers propose a dispatch only then, so a query waiting for a run's
+/// workflow task to finish causes no stream of empty proposals.
+pub fn query_ready(store: &impl ReadState, namespace: &str, task_queue: &str) -> Result<bool> {
+    let ckey = keys::queue_cursor(namespace, task_queue, TaskKind::Query as u8);
+    let Some(b) = store.get(&ckey)? else {
+        return Ok(false);
+    };
+    let cursor: QueueCursor = decode(&ckey, &b)?;
+    if cursor.head >= cursor.tail {
+        return Ok(false);
+    }
+    let ekey = keys::queue_entry(namespace, task_queue, TaskKind::Query as u8, cursor.head);
+    let Some(b) = store.get(&ekey)? else {
+        return Ok(true);
+    };
+    let entry: TaskRef = decode(&ekey, &b)?;
+    Ok(!matches!(head(store, namespace, &entry)?, Head::Wait))
+}
+
+pub(super) fn dispatch<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &DispatchTask,
+) -> Result<WorkflowOutcome> {
+    let kind = TaskKind::Query as u8;
+    let ckey = keys::queue_cursor(&c.namespace, &c.task_queue, kind);
+    let mut cursor: QueueCursor = match ctx.store.get(&ckey)? {
+        Some(b) => decode(&ckey, &b)?,
+        None => return Ok(outcome(Outcome::NoTask(Empty {}))),
+    };
+    let mut found = None;
+    for _ in 0..MAX_STALE_SKIPS {
+        if cursor.head >= cursor.tail {
+            break;
+        }
+        let ekey = keys::queue_entry(&c.namespace, &c.task_queue, kind, cursor.head);
+        let decision = match ctx.store.get(&ekey)? {
+            Some(b) => head(ctx.store, &c.namespace, &decode(&ekey, &b)?)?,
+            None => Head::Skip,
+        };
+        match decision {
+            Head::Wait => break,
+            Head::Skip => {
+                ctx.store.delete(&ekey);
+                cursor.head += 1;
+            }
+            Head::Take(taken) => {
+                ctx.store.delete(&ekey);
+                cursor.head += 1;
+                let (mut record, ms) = *taken;
+                record.state = QueryState::Dispatched as i32;
+                ctx.store.put(
+                    &keys::query(&c.namespace, &record.query_id),
+                    &record.encode_to_vec(),
+                );
+                found = Some(outcome(Outcome::Dispatched(Dispatched {
+                    token: Some(TaskToken {
+                        run: record.run.clone(),
+                        kind: TaskKind::Query as i32,
+                        query_id: record.query_id.clone(),
+                        ..Default::default()
+                    }),
+                    workflow_type: ms.workflow_type.clone(),
+                    started_event_id: 0,
+                    previous_started_event_id: ms.previous_started_event_id,
+                    attempt: 1,
+                    activity: None,
+                    last_event_id: ms.next_event_id - 1,
+                    query: Some(record),
+                })));
+                break;
+            }
+        }
+    }
+    ctx.store.put(&ckey, &cursor.encode_to_vec());
+    Ok(found.unwrap_or(outcome(Outcome::NoTask(Empty {}))))
+}
+
+pub(super) fn answer<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &AnswerQuery,
+) -> Result<WorkflowOutcome> {
+    let Some(token) = c.token.as_ref() else {
+        return Ok(not_found("task token not recognized"));
+    };
+    let (Some(run), true) = (token.run.as_ref(), token.kind == TaskKind::Query as i32) else {
+        return Ok(not_found("not a query task token"));
+    };
+    let key = keys::query(&run.namespace, &token.query_id);
+    let Some(mut record) = read_query(ctx.store, &run.namespace, &token.query_id)? else {
+        return Ok(not_found("query not found (expired or already answered)"));
+    };
+    if record.state != QueryState::Dispatched as i32 {
+        return Ok(not_found("query already answered"));
+    }
+    record.state = QueryState::Answered as i32;
+    record.result_type = c.result_type;
+    record.result = c.result.clone();
+    record.error_message = c.error_message.clone();
+    record.failure = c.failure.clone();
+    ctx.store.put(&key, &record.encode_to_vec());
+    Ok(accepted())
+}
+
+pub(super) fn forget<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &ForgetQuery,
+) -> Result<WorkflowOutcome> {
+    let Some(record) = read_query(ctx.store, &c.namespace, &c.query_id)? else {
+        return Ok(accepted());
+    };
+    ctx.store.delete(&keys::query(&c.namespace, &c.query_id));
+    if let Some(run) = record.run.as_ref() {
+        if let Some(mut ms) = super::read_mutable_state(ctx.store, run)? {
+            ctx.disarm(&mut ms, |d| {
+                d.kind == DeadlineKind::QueryExpiry as i32 && d.name == c.query_id
+            });
+            ctx.save(&ms);
+        }
+    }
+    Ok(accepted())
+}
+
+/// The query's expiry fired (its deadline is already disarmed): remove it.
+pub(super) fn expired<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &MutableState, d: &Deadline) {
+    let run = ms.run.as_ref().expect("named run");
+    ctx.store.delete(&keys::query(&run.namespace, &d.name));
+}
