@@ -647,8 +647,8 @@ pub struct Dispatched {
     #[prost(message, optional, tag = "6")]
     pub activity: Option<ActivityInfo>,
     /// Query tasks: the query, and the last event id of the history to send with it.
-    #[prost(message, optional, tag = "7")]
-    pub query: Option<QueryRecord>,
+    #[prost(message, optional, boxed, tag = "7")]
+    pub query: Option<Box<QueryRecord>>,
     #[prost(int64, tag = "8")]
     pub last_event_id: i64,
 }

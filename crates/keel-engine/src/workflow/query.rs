@@ -173,7 +173,7 @@ pub(super) fn dispatch<S: StateStore>(
                     attempt: 1,
                     activity: None,
                     last_event_id: ms.next_event_id - 1,
-                    query: Some(record),
+                    query: Some(Box::new(record)),
                 })));
                 break;
             }
