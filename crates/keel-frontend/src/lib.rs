@@ -10,6 +10,7 @@
 mod convert;
 mod describe;
 pub mod history;
+mod query;
 pub mod service;
 pub mod status;
 mod tasks;

@@ -44,7 +44,7 @@ impl Frontend {
     }
 
     /// Proposes one engine command and returns its workflow outcome.
-    async fn propose(&self, kind: Kind) -> Result<Outcome, Status> {
+    pub(crate) async fn propose(&self, kind: Kind) -> Result<Outcome, Status> {
         Ok(self.propose_at(kind).await?.0)
     }
 
@@ -164,7 +164,7 @@ fn started(o: Outcome, namespace: &str) -> Result<wf::Started, Status> {
 }
 
 /// Maps the outcome of a command aimed at an existing run.
-fn run_outcome(o: Outcome) -> Result<(), Status> {
+pub(crate) fn run_outcome(o: Outcome) -> Result<(), Status> {
     match o {
         Outcome::Accepted(_) => Ok(()),
         Outcome::NotFound(m) => Err(run_not_found(m)),
@@ -173,7 +173,7 @@ fn run_outcome(o: Outcome) -> Result<(), Status> {
     }
 }
 
-fn run_key(
+pub(crate) fn run_key(
     namespace: &str,
     execution: &Option<keel_proto::temporalio_protos::temporal::api::common::v1::WorkflowExecution>,
 ) -> Result<wf::RunKey, Status> {
@@ -406,6 +406,23 @@ impl WorkflowService for Frontend {
             other => crate::tasks::accepted(other)
                 .map(|_| Response::new(api::RecordActivityTaskHeartbeatResponse::default())),
         }
+    }
+
+    async fn query_workflow(
+        &self,
+        request: Request<api::QueryWorkflowRequest>,
+    ) -> Result<Response<api::QueryWorkflowResponse>, Status> {
+        let budget = long_poll_budget(&request);
+        let r = within_limit(request.into_inner())?;
+        Ok(Response::new(self.run_query(r, budget).await?))
+    }
+
+    async fn respond_query_task_completed(
+        &self,
+        request: Request<api::RespondQueryTaskCompletedRequest>,
+    ) -> Result<Response<api::RespondQueryTaskCompletedResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        Ok(Response::new(self.respond_query_task(r).await?))
     }
 
     async fn signal_with_start_workflow_execution(

@@ -63,6 +63,19 @@ pub fn already_started(start_request_id: String, run_id: String) -> Status {
     )
 }
 
+/// INVALID_ARGUMENT for a query the workflow failed; SDKs read the failure from the detail.
+pub fn query_failed(
+    message: String,
+    failure: Option<keel_proto::temporalio_protos::temporal::api::failure::v1::Failure>,
+) -> Status {
+    with_detail(
+        Code::InvalidArgument,
+        message,
+        "temporal.api.errordetails.v1.QueryFailedFailure",
+        &details::QueryFailedFailure { failure },
+    )
+}
+
 /// ALREADY_EXISTS for a namespace that is registered already.
 pub fn namespace_exists(message: String) -> Status {
     with_detail(

@@ -17,12 +17,13 @@ use keel_proto::temporalio_protos::temporal::api::command::v1::{
     command::Attributes as CA, Command,
 };
 use keel_proto::temporalio_protos::temporal::api::common::v1::{
-    ActivityType, Payloads, RetryPolicy, WorkflowExecution, WorkflowType,
+    ActivityType, Header, Payloads, RetryPolicy, WorkflowExecution, WorkflowType,
 };
 use keel_proto::temporalio_protos::temporal::api::failure::v1::{failure::FailureInfo, Failure};
 use keel_proto::temporalio_protos::temporal::api::history::v1::{
     History, MarkerRecordedEventAttributes,
 };
+use keel_proto::temporalio_protos::temporal::api::query::v1::WorkflowQuery;
 use keel_proto::temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 use prost::Message;
@@ -77,20 +78,33 @@ pub fn accepted(o: Outcome) -> Result<(), Status> {
     }
 }
 
+/// Whether a dispatch of `kind` on this queue would make progress now, as this node has
+/// applied the state.
+fn ready(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::TaskKind) -> bool {
+    match kind {
+        wf::TaskKind::Query => wf::query_ready(state, namespace, queue).unwrap_or(false),
+        _ => backlog_nonempty(state, namespace, queue, kind),
+    }
+}
+
 impl Frontend {
-    /// Long-polls a backlog: proposes a dispatch only when the backlog (as this node has
-    /// applied it) is non-empty, otherwise waits for new state until `deadline`.
+    /// Long-polls backlogs (`kinds` in order of preference): proposes a dispatch only when a
+    /// backlog (as this node has applied it) can hand something out, otherwise waits for new
+    /// state until `deadline`.
     pub(crate) async fn poll(
         &self,
         namespace: &str,
         queue: &str,
-        kind: wf::TaskKind,
+        kinds: &[wf::TaskKind],
         identity: &str,
         deadline: Instant,
     ) -> Result<Option<(wf::Dispatched, u64)>, Status> {
         loop {
             let applied = self.node().applied_index();
-            if backlog_nonempty(self.node().state(), namespace, queue, kind) {
+            for &kind in kinds {
+                if !ready(self.node().state(), namespace, queue, kind) {
+                    continue;
+                }
                 let (outcome, log_index) = self
                     .propose_at(Kind::DispatchTask(wf::DispatchTask {
                         namespace: namespace.to_string(),
@@ -128,11 +142,12 @@ impl Frontend {
             tokio::time::sleep_until(deadline.into()).await;
             return Ok(api::PollWorkflowTaskQueueResponse::default());
         }
+        // Queries first: they are short and a caller is waiting on each.
         let Some((d, log_index)) = self
             .poll(
                 &r.namespace,
                 &queue.name,
-                wf::TaskKind::Workflow,
+                &[wf::TaskKind::Query, wf::TaskKind::Workflow],
                 &r.identity,
                 deadline,
             )
@@ -146,13 +161,23 @@ impl Frontend {
             .await;
         let token = d.token.clone().expect("dispatch returns a token");
         let run = token.run.clone().expect("token names a run");
-        let events = wf::read_history(self.node().state(), &run, 1, d.started_event_id)
+        let events = wf::read_history(self.node().state(), &run, 1, d.last_event_id)
             .map_err(|e| Status::internal(e.to_string()))?;
-        if events.len() as i64 != d.started_event_id {
+        if events.len() as i64 != d.last_event_id {
             return Err(Status::unavailable(
                 "history not yet applied on this node; retry",
             ));
         }
+        // A legacy query task: `query` set, no started task (temporal-compat.md §5).
+        let query = d.query.as_ref().map(|q| WorkflowQuery {
+            query_type: q.query_type.clone(),
+            query_args: Payloads::decode(q.query_args.as_slice())
+                .ok()
+                .filter(|_| !q.query_args.is_empty()),
+            header: Header::decode(q.header.as_slice())
+                .ok()
+                .filter(|_| !q.header.is_empty()),
+        });
         let times = events.last().map(|e| e.event_time_ms).unwrap_or(0);
         Ok(api::PollWorkflowTaskQueueResponse {
             task_token: encode_token(&token),
@@ -179,6 +204,7 @@ impl Frontend {
             }),
             scheduled_time: Some(timestamp(times)),
             started_time: Some(timestamp(times)),
+            query,
             ..Default::default()
         })
     }
@@ -195,7 +221,7 @@ impl Frontend {
             .poll(
                 &r.namespace,
                 &queue.name,
-                wf::TaskKind::Activity,
+                &[wf::TaskKind::Activity],
                 &r.identity,
                 deadline,
             )

@@ -648,3 +648,182 @@ async fn t82_signal_with_start_both_ways_and_describe() -> anyhow::Result<()> {
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t83_legacy_queries_wait_for_the_started_task_then_answer_fail_reject_or_time_out(
+) -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::command::v1::{
+        command::Attributes as CA, Command, StartTimerCommandAttributes,
+    };
+    use temporalio_protos::temporal::api::common::v1::{Payload, Payloads};
+    use temporalio_protos::temporal::api::failure::v1::Failure;
+    use temporalio_protos::temporal::api::query::v1::WorkflowQuery;
+
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    client
+        .start_workflow_execution(start_request("q-1", "req-q1"))
+        .await?;
+    let poll = |mut client: WorkflowServiceClient<Channel>, secs: u64| async move {
+        let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: Some(TaskQueue {
+                name: "tq".into(),
+                kind: 1,
+                ..Default::default()
+            }),
+            identity: "worker-1".into(),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_secs(secs));
+        client
+            .poll_workflow_task_queue(req)
+            .await
+            .map(|r| r.into_inner())
+    };
+    let query = |mut client: WorkflowServiceClient<Channel>, id: &str, secs: u64| {
+        let mut req = tonic::Request::new(api::QueryWorkflowRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: id.into(),
+                run_id: String::new(),
+            }),
+            query: Some(WorkflowQuery {
+                query_type: "status".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_secs(secs));
+        async move { client.query_workflow(req).await.map(|r| r.into_inner()) }
+    };
+
+    let task = poll(client.clone(), 5).await?;
+    assert_eq!(task.started_event_id, 3);
+    // A query arriving while the workflow task is started waits for it to finish.
+    let pending = tokio::spawn(query(client.clone(), "q-1", 15));
+    let empty = poll(client.clone(), 2).await?;
+    assert!(
+        empty.task_token.is_empty(),
+        "no query task while a workflow task is started"
+    );
+    client
+        .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token.clone(),
+            namespace: "default".into(),
+            commands: vec![Command {
+                command_type: 4,
+                attributes: Some(CA::StartTimerCommandAttributes(
+                    StartTimerCommandAttributes {
+                        timer_id: "long".into(),
+                        start_to_fire_timeout: Some(keel_proto::prost_wkt_types::Duration {
+                            seconds: 3_600,
+                            nanos: 0,
+                        }),
+                    },
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await?;
+    let qt = poll(client.clone(), 5).await?;
+    assert_eq!(
+        qt.query.as_ref().map(|q| q.query_type.as_str()),
+        Some("status")
+    );
+    assert_eq!((qt.started_event_id, qt.previous_started_event_id), (0, 3));
+    assert_eq!(qt.history.as_ref().unwrap().events.len(), 5, "full history");
+    client
+        .respond_query_task_completed(api::RespondQueryTaskCompletedRequest {
+            task_token: qt.task_token.clone(),
+            completed_type: 2, // FAILED
+            error_message: "no such query".into(),
+            namespace: "default".into(),
+            failure: Some(Failure {
+                message: "no such query".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let failed = pending.await?.expect_err("the worker failed the query");
+    assert_eq!(failed.code(), Code::InvalidArgument);
+    let (type_url, value) = detail(&failed);
+    assert!(type_url.ends_with("temporal.api.errordetails.v1.QueryFailedFailure"));
+    let f = details::QueryFailedFailure::decode(value.as_slice())?;
+    assert_eq!(f.failure.unwrap().message, "no such query");
+
+    // Answered: the result comes back as sent.
+    let pending = tokio::spawn(query(client.clone(), "q-1", 15));
+    let qt = poll(client.clone(), 5).await?;
+    let result = Payloads {
+        payloads: vec![Payload {
+            data: b"\"waiting\"".to_vec(),
+            ..Default::default()
+        }],
+    };
+    client
+        .respond_query_task_completed(api::RespondQueryTaskCompletedRequest {
+            task_token: qt.task_token.clone(),
+            completed_type: 1, // ANSWERED
+            query_result: Some(result.clone()),
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await?;
+    assert_eq!(pending.await??.query_result, Some(result));
+    let again = client
+        .respond_query_task_completed(api::RespondQueryTaskCompletedRequest {
+            task_token: qt.task_token.clone(),
+            completed_type: 1,
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a query is answered once");
+    assert_eq!(again.code(), Code::NotFound);
+
+    // Nobody polls: DEADLINE_EXCEEDED from the server, before the caller's own deadline.
+    let timed_out = query(client.clone(), "q-1", 3)
+        .await
+        .expect_err("no worker answers");
+    assert_eq!(timed_out.code(), Code::DeadlineExceeded);
+    assert!(
+        timed_out.message().contains("no worker answered"),
+        "{timed_out:?}"
+    );
+
+    // Closed runs are rejected on request, and unknown workflows are NOT_FOUND.
+    client
+        .terminate_workflow_execution(api::TerminateWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: "q-1".into(),
+                run_id: String::new(),
+            }),
+            reason: "done".into(),
+            ..Default::default()
+        })
+        .await?;
+    let mut req = tonic::Request::new(api::QueryWorkflowRequest {
+        namespace: "default".into(),
+        execution: Some(WorkflowExecution {
+            workflow_id: "q-1".into(),
+            run_id: String::new(),
+        }),
+        query: Some(WorkflowQuery {
+            query_type: "status".into(),
+            ..Default::default()
+        }),
+        query_reject_condition: 2, // NOT_OPEN
+    });
+    req.set_timeout(Duration::from_secs(5));
+    let rejected = client.query_workflow(req).await?.into_inner();
+    assert_eq!(rejected.query_rejected.map(|r| r.status), Some(5)); // TERMINATED
+    let missing = query(client.clone(), "nope", 5)
+        .await
+        .expect_err("unknown workflow");
+    assert_eq!(missing.code(), Code::NotFound);
+    c.shutdown().await;
+    Ok(())
+}
