@@ -205,6 +205,20 @@ pub fn visibility_by_start(
     k
 }
 
+/// The (workflow_id, run_id) of a key built by [`visibility_by_start`]; `None` if it is not
+/// one.
+pub fn parse_visibility_by_start(key: &[u8]) -> Option<(String, String)> {
+    if KeyKind::of(key)? != KeyKind::VisibilityByStart {
+        return None;
+    }
+    let mut r = &key[2..];
+    take_str(&mut r)?; // namespace
+    take(&mut r, 8)?; // !start_time_ms
+    let workflow_id = take_str(&mut r)?;
+    let run_id = take_str(&mut r)?;
+    r.is_empty().then_some((workflow_id, run_id))
+}
+
 /// Key of one pending deadline. Sorted by fire time first, so the leader's timer driver
 /// reads the next due deadlines with one forward scan from the [`KeyKind::Timer`] prefix.
 /// `kind` is the model's deadline kind; `event_id`, `attempt` and `name` identify the
@@ -286,6 +300,19 @@ fn take_str(r: &mut &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn visibility_by_start_keys_parse_and_sort_newest_first() {
+        let old = visibility_by_start("ns", 1_000, "wf", "r1");
+        let new = visibility_by_start("ns", 2_000, "wf-2", "r2");
+        assert!(new < old, "newer starts sort first");
+        assert!(old.starts_with(&visibility_by_start_prefix("ns")));
+        assert_eq!(
+            parse_visibility_by_start(&new),
+            Some(("wf-2".to_string(), "r2".to_string()))
+        );
+        assert_eq!(parse_visibility_by_start(&namespace("ns")), None);
+    }
 
     #[test]
     fn register_keys_round_trip_and_sort_after_meta() {

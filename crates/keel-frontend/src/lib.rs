@@ -14,5 +14,6 @@ mod query;
 pub mod service;
 pub mod status;
 mod tasks;
+mod visibility;
 
 pub use service::Frontend;

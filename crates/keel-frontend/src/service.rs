@@ -408,6 +408,24 @@ impl WorkflowService for Frontend {
         }
     }
 
+    async fn list_workflow_executions(
+        &self,
+        request: Request<api::ListWorkflowExecutionsRequest>,
+    ) -> Result<Response<api::ListWorkflowExecutionsResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        self.node.linearize().await.map_err(to_status)?;
+        Ok(Response::new(self.list_executions(r)?))
+    }
+
+    async fn count_workflow_executions(
+        &self,
+        request: Request<api::CountWorkflowExecutionsRequest>,
+    ) -> Result<Response<api::CountWorkflowExecutionsResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        self.node.linearize().await.map_err(to_status)?;
+        Ok(Response::new(self.count_executions(r)?))
+    }
+
     async fn query_workflow(
         &self,
         request: Request<api::QueryWorkflowRequest>,

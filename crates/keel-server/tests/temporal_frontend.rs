@@ -827,3 +827,131 @@ async fn t83_legacy_queries_wait_for_the_started_task_then_answer_fail_reject_or
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t84_list_and_count_filter_page_and_order_newest_first() -> anyhow::Result<()> {
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    for i in 0..5 {
+        let mut req = start_request(&format!("v-{i}"), &format!("req-v{i}"));
+        if i % 2 == 1 {
+            req.workflow_type = Some(WorkflowType {
+                name: "other".into(),
+            });
+        }
+        client.start_workflow_execution(req).await?;
+    }
+    client
+        .terminate_workflow_execution(api::TerminateWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: "v-0".into(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await?;
+    let list = |mut client: WorkflowServiceClient<Channel>, query: &str, size: i32, token| {
+        let req = api::ListWorkflowExecutionsRequest {
+            namespace: "default".into(),
+            page_size: size,
+            next_page_token: token,
+            query: query.into(),
+        };
+        async move {
+            client
+                .list_workflow_executions(req)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    // Runs started in the same millisecond may come in either order: compare as sets, and
+    // check the order through the start times returned.
+    let ids = |r: &api::ListWorkflowExecutionsResponse| -> std::collections::BTreeSet<String> {
+        r.executions
+            .iter()
+            .map(|e| e.execution.as_ref().unwrap().workflow_id.clone())
+            .collect()
+    };
+    let set = |v: &[&str]| -> std::collections::BTreeSet<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    };
+
+    // Paging through everything: newest first, pages of two, the last token empty.
+    let mut seen = Vec::new();
+    let mut starts = Vec::new();
+    let mut token = Vec::new();
+    loop {
+        let page = list(client.clone(), "ORDER BY StartTime DESC", 2, token).await?;
+        assert!(page.executions.len() <= 2);
+        for e in &page.executions {
+            seen.push(e.execution.as_ref().unwrap().workflow_id.clone());
+            let t = e.start_time.as_ref().unwrap();
+            starts.push((t.seconds, t.nanos));
+        }
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 5, "each run listed once: {seen:?}");
+    assert_eq!(
+        seen.iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        set(&["v-0", "v-1", "v-2", "v-3", "v-4"])
+    );
+    assert!(
+        starts.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {starts:?}"
+    );
+
+    let others = list(client.clone(), "WorkflowType = 'other'", 0, vec![]).await?;
+    assert_eq!(ids(&others), set(&["v-3", "v-1"]));
+    let running_hello = list(
+        client.clone(),
+        "WorkflowType='hello' and ExecutionStatus = 'Running' AND TaskQueue = \"tq\"",
+        0,
+        vec![],
+    )
+    .await?;
+    assert_eq!(ids(&running_hello), set(&["v-4", "v-2"]));
+    let terminated = list(client.clone(), "ExecutionStatus = 'Terminated'", 0, vec![]).await?;
+    assert_eq!(ids(&terminated), set(&["v-0"]));
+    assert_eq!(terminated.executions[0].status, 5);
+    assert!(terminated.executions[0].close_time.is_some());
+
+    let count = |mut client: WorkflowServiceClient<Channel>, query: &str| {
+        let req = api::CountWorkflowExecutionsRequest {
+            namespace: "default".into(),
+            query: query.into(),
+        };
+        async move {
+            client
+                .count_workflow_executions(req)
+                .await
+                .map(|r| r.into_inner().count)
+        }
+    };
+    assert_eq!(count(client.clone(), "").await?, 5);
+    assert_eq!(
+        count(client.clone(), "ExecutionStatus = 'Running'").await?,
+        4
+    );
+    assert_eq!(count(client.clone(), "WorkflowId = 'v-3'").await?, 1);
+
+    for bad in [
+        "StartTime > '2020-01-01'",
+        "WorkflowId = 'a' OR WorkflowId = 'b'",
+    ] {
+        let err = list(client.clone(), bad, 0, vec![]).await.expect_err(bad);
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+        let err = count(client.clone(), bad).await.expect_err(bad);
+        assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
+    }
+    let err = list(client.clone(), "", 0, b"garbage".to_vec())
+        .await
+        .expect_err("foreign token");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    c.shutdown().await;
+    Ok(())
+}

@@ -219,10 +219,21 @@ impl StateReader {
     /// Every key and value under `prefix`, in key order, from one consistent view; at most
     /// `limit` entries.
     pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan_from(prefix, prefix, limit)
+    }
+
+    /// Like [`Self::scan_prefix`], starting at the first key `>= from` (paging).
+    pub fn scan_from(
+        &self,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let snap = self.db.snapshot();
         let sm = cf(&self.db, CF_SM);
         let mut out = Vec::new();
-        let it = snap.iterator_cf(sm, IteratorMode::From(prefix, rocksdb::Direction::Forward));
+        let start = if from < prefix { prefix } else { from };
+        let it = snap.iterator_cf(sm, IteratorMode::From(start, rocksdb::Direction::Forward));
         for item in it {
             let (k, v) = item.map_err(Error::rocks("scanning the state machine"))?;
             if !k.starts_with(prefix) || out.len() >= limit {
