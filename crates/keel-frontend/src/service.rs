@@ -330,16 +330,23 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::RespondActivityTaskCompletedResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
-        let outcome = self
-            .propose(Kind::CompleteActivityTask(wf::CompleteActivityTask {
-                token: Some(token),
-                identity: r.identity,
-                result: encoded(&r.result),
-            }))
-            .await?;
-        crate::tasks::accepted(outcome)?;
+        self.complete_activity(token, r.identity, &r.result).await?;
         Ok(Response::new(
             api::RespondActivityTaskCompletedResponse::default(),
+        ))
+    }
+
+    async fn respond_activity_task_completed_by_id(
+        &self,
+        request: Request<api::RespondActivityTaskCompletedByIdRequest>,
+    ) -> Result<Response<api::RespondActivityTaskCompletedByIdResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        let token = self
+            .activity_token(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id)
+            .await?;
+        self.complete_activity(token, r.identity, &r.result).await?;
+        Ok(Response::new(
+            api::RespondActivityTaskCompletedByIdResponse::default(),
         ))
     }
 
@@ -349,21 +356,23 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::RespondActivityTaskFailedResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
-        let (failure_type, non_retryable, next_retry_delay_ms) =
-            crate::tasks::failure_facts(&r.failure);
-        let outcome = self
-            .propose(Kind::FailActivityTask(wf::FailActivityTask {
-                token: Some(token),
-                identity: r.identity,
-                failure: encoded(&r.failure),
-                failure_type,
-                non_retryable,
-                next_retry_delay_ms,
-            }))
-            .await?;
-        crate::tasks::accepted(outcome)?;
+        self.fail_activity(token, r.identity, &r.failure).await?;
         Ok(Response::new(
             api::RespondActivityTaskFailedResponse::default(),
+        ))
+    }
+
+    async fn respond_activity_task_failed_by_id(
+        &self,
+        request: Request<api::RespondActivityTaskFailedByIdRequest>,
+    ) -> Result<Response<api::RespondActivityTaskFailedByIdResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        let token = self
+            .activity_token(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id)
+            .await?;
+        self.fail_activity(token, r.identity, &r.failure).await?;
+        Ok(Response::new(
+            api::RespondActivityTaskFailedByIdResponse::default(),
         ))
     }
 
@@ -373,16 +382,23 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::RespondActivityTaskCanceledResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
-        let outcome = self
-            .propose(Kind::CancelActivityTask(wf::CancelActivityTask {
-                token: Some(token),
-                identity: r.identity,
-                details: encoded(&r.details),
-            }))
-            .await?;
-        crate::tasks::accepted(outcome)?;
+        self.cancel_activity(token, r.identity, &r.details).await?;
         Ok(Response::new(
             api::RespondActivityTaskCanceledResponse::default(),
+        ))
+    }
+
+    async fn respond_activity_task_canceled_by_id(
+        &self,
+        request: Request<api::RespondActivityTaskCanceledByIdRequest>,
+    ) -> Result<Response<api::RespondActivityTaskCanceledByIdResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        let token = self
+            .activity_token(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id)
+            .await?;
+        self.cancel_activity(token, r.identity, &r.details).await?;
+        Ok(Response::new(
+            api::RespondActivityTaskCanceledByIdResponse::default(),
         ))
     }
 
@@ -392,20 +408,28 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::RecordActivityTaskHeartbeatResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
-        let outcome = self
-            .propose(Kind::RecordHeartbeat(wf::RecordHeartbeat {
-                token: Some(token),
-                details: encoded(&r.details),
-            }))
+        let cancel_requested = self.heartbeat(token, &r.details).await?;
+        Ok(Response::new(api::RecordActivityTaskHeartbeatResponse {
+            cancel_requested,
+            ..Default::default()
+        }))
+    }
+
+    async fn record_activity_task_heartbeat_by_id(
+        &self,
+        request: Request<api::RecordActivityTaskHeartbeatByIdRequest>,
+    ) -> Result<Response<api::RecordActivityTaskHeartbeatByIdResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        let token = self
+            .activity_token(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id)
             .await?;
-        match outcome {
-            Outcome::Heartbeat(h) => Ok(Response::new(api::RecordActivityTaskHeartbeatResponse {
-                cancel_requested: h.cancel_requested,
+        let cancel_requested = self.heartbeat(token, &r.details).await?;
+        Ok(Response::new(
+            api::RecordActivityTaskHeartbeatByIdResponse {
+                cancel_requested,
                 ..Default::default()
-            })),
-            other => crate::tasks::accepted(other)
-                .map(|_| Response::new(api::RecordActivityTaskHeartbeatResponse::default())),
-        }
+            },
+        ))
     }
 
     async fn list_workflow_executions(

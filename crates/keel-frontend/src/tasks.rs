@@ -32,6 +32,7 @@ use tonic::Status;
 use crate::convert::{duration, duration_ms, encoded};
 use crate::history::to_temporal;
 use crate::service::Frontend;
+use crate::status::to_status;
 
 fn timestamp(ms: u64) -> Timestamp {
     Timestamp {
@@ -266,6 +267,124 @@ impl Frontend {
             retry_policy: a.retry_policy.as_ref().map(retry_policy_to_temporal),
             ..Default::default()
         })
+    }
+}
+
+/// Activity completions, failures, cancellations and heartbeats: by task token or by id.
+impl Frontend {
+    /// The token of an activity's current started attempt, named by ids (the …ById RPCs).
+    pub(crate) async fn activity_token(
+        &self,
+        namespace: &str,
+        workflow_id: &str,
+        run_id: &str,
+        activity_id: &str,
+    ) -> Result<wf::TaskToken, Status> {
+        self.require_namespace(namespace)?;
+        for (field, v) in [("workflow_id", workflow_id), ("activity_id", activity_id)] {
+            if v.is_empty() {
+                return Err(Status::invalid_argument(format!("{field} is required")));
+            }
+        }
+        self.node().linearize().await.map_err(to_status)?;
+        let run = wf::RunKey {
+            namespace: namespace.to_string(),
+            workflow_id: workflow_id.to_string(),
+            run_id: run_id.to_string(),
+        };
+        let ms = wf::resolve_run(self.node().state(), &run)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| {
+                crate::status::run_not_found(format!("workflow execution {workflow_id} not found"))
+            })?;
+        let a = ms
+            .activities
+            .iter()
+            .find(|a| a.activity_id == activity_id)
+            .ok_or_else(|| Status::not_found(format!("activity {activity_id} not found")))?;
+        if !a.started {
+            return Err(Status::not_found(format!(
+                "activity {activity_id} has no started attempt"
+            )));
+        }
+        Ok(wf::TaskToken {
+            run: ms.run.clone(),
+            kind: wf::TaskKind::Activity as i32,
+            scheduled_event_id: a.scheduled_event_id,
+            started_event_id: 0,
+            attempt: a.attempt,
+            query_id: String::new(),
+        })
+    }
+
+    pub(crate) async fn complete_activity(
+        &self,
+        token: wf::TaskToken,
+        identity: String,
+        result: &Option<Payloads>,
+    ) -> Result<(), Status> {
+        let outcome = self
+            .propose(Kind::CompleteActivityTask(wf::CompleteActivityTask {
+                token: Some(token),
+                identity,
+                result: encoded(result),
+            }))
+            .await?;
+        accepted(outcome)
+    }
+
+    pub(crate) async fn fail_activity(
+        &self,
+        token: wf::TaskToken,
+        identity: String,
+        failure: &Option<Failure>,
+    ) -> Result<(), Status> {
+        let (failure_type, non_retryable, next_retry_delay_ms) = failure_facts(failure);
+        let outcome = self
+            .propose(Kind::FailActivityTask(wf::FailActivityTask {
+                token: Some(token),
+                identity,
+                failure: encoded(failure),
+                failure_type,
+                non_retryable,
+                next_retry_delay_ms,
+            }))
+            .await?;
+        accepted(outcome)
+    }
+
+    pub(crate) async fn cancel_activity(
+        &self,
+        token: wf::TaskToken,
+        identity: String,
+        details: &Option<Payloads>,
+    ) -> Result<(), Status> {
+        let outcome = self
+            .propose(Kind::CancelActivityTask(wf::CancelActivityTask {
+                token: Some(token),
+                identity,
+                details: encoded(details),
+            }))
+            .await?;
+        accepted(outcome)
+    }
+
+    /// Records a heartbeat; returns whether the workflow asked to cancel the activity.
+    pub(crate) async fn heartbeat(
+        &self,
+        token: wf::TaskToken,
+        details: &Option<Payloads>,
+    ) -> Result<bool, Status> {
+        let outcome = self
+            .propose(Kind::RecordHeartbeat(wf::RecordHeartbeat {
+                token: Some(token),
+                details: encoded(details),
+            }))
+            .await?;
+        match outcome {
+            Outcome::Heartbeat(h) => Ok(h.cancel_requested),
+            other => accepted(other).map(|_| false),
+        }
     }
 }
 

@@ -355,9 +355,9 @@ async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> 
     assert_eq!(new_events[0].event_id, 3);
 
     let err = client
-        .list_workflow_executions(api::ListWorkflowExecutionsRequest::default())
+        .update_workflow_execution(api::UpdateWorkflowExecutionRequest::default())
         .await
-        .expect_err("not implemented yet");
+        .expect_err("updates are not served");
     assert_eq!(err.code(), Code::Unimplemented);
     c.shutdown().await;
     Ok(())
@@ -952,6 +952,166 @@ async fn t84_list_and_count_filter_page_and_order_newest_first() -> anyhow::Resu
         .await
         .expect_err("foreign token");
     assert_eq!(err.code(), Code::InvalidArgument);
+    c.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t85_activities_complete_fail_and_heartbeat_by_id() -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::command::v1::{
+        command::Attributes as CA, Command, ScheduleActivityTaskCommandAttributes,
+    };
+    use temporalio_protos::temporal::api::common::v1::{ActivityType, Payload, Payloads};
+    use temporalio_protos::temporal::api::failure::v1::{
+        failure::FailureInfo, ApplicationFailureInfo, Failure,
+    };
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
+
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    let started = client
+        .start_workflow_execution(start_request("byid-1", "req-b1"))
+        .await?
+        .into_inner();
+    let queue = Some(TaskQueue {
+        name: "tq".into(),
+        kind: 1,
+        ..Default::default()
+    });
+    let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: queue.clone(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(5));
+    let task = client.poll_workflow_task_queue(req).await?.into_inner();
+    let schedule = |id: &str| Command {
+        command_type: 1,
+        attributes: Some(CA::ScheduleActivityTaskCommandAttributes(
+            ScheduleActivityTaskCommandAttributes {
+                activity_id: id.into(),
+                activity_type: Some(ActivityType { name: "op".into() }),
+                start_to_close_timeout: Some(keel_proto::prost_wkt_types::Duration {
+                    seconds: 30,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    client
+        .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token,
+            namespace: "default".into(),
+            commands: vec![schedule("a"), schedule("b")],
+            ..Default::default()
+        })
+        .await?;
+    for _ in 0..2 {
+        let mut req = tonic::Request::new(api::PollActivityTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: queue.clone(),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_secs(5));
+        let t = client.poll_activity_task_queue(req).await?.into_inner();
+        assert!(!t.task_token.is_empty(), "both activities started");
+    }
+    let details = Payloads {
+        payloads: vec![Payload {
+            data: b"50%".to_vec(),
+            ..Default::default()
+        }],
+    };
+    let hb = client
+        .record_activity_task_heartbeat_by_id(api::RecordActivityTaskHeartbeatByIdRequest {
+            namespace: "default".into(),
+            workflow_id: "byid-1".into(),
+            activity_id: "a".into(),
+            details: Some(details),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(!hb.cancel_requested);
+    let by_id = |activity_id: &str| api::RespondActivityTaskCompletedByIdRequest {
+        namespace: "default".into(),
+        workflow_id: "byid-1".into(),
+        run_id: started.run_id.clone(),
+        activity_id: activity_id.into(),
+        result: Some(Payloads {
+            payloads: vec![Payload {
+                data: b"done".to_vec(),
+                ..Default::default()
+            }],
+        }),
+        ..Default::default()
+    };
+    client
+        .respond_activity_task_completed_by_id(by_id("a"))
+        .await?;
+    let again = client
+        .respond_activity_task_completed_by_id(by_id("a"))
+        .await
+        .expect_err("completed already");
+    assert_eq!(again.code(), Code::NotFound);
+    let unknown = client
+        .respond_activity_task_completed_by_id(by_id("zzz"))
+        .await
+        .expect_err("no such activity");
+    assert_eq!(unknown.code(), Code::NotFound);
+    client
+        .respond_activity_task_failed_by_id(api::RespondActivityTaskFailedByIdRequest {
+            namespace: "default".into(),
+            workflow_id: "byid-1".into(),
+            activity_id: "b".into(),
+            failure: Some(Failure {
+                message: "declined".into(),
+                failure_info: Some(FailureInfo::ApplicationFailureInfo(
+                    ApplicationFailureInfo {
+                        r#type: "Declined".into(),
+                        non_retryable: true,
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
+
+    let history = client
+        .get_workflow_execution_history(api::GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "byid-1".into(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .history
+        .unwrap();
+    let completed = history.events.iter().find_map(|e| match &e.attributes {
+        Some(EA::ActivityTaskCompletedEventAttributes(a)) => Some(a.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        completed
+            .and_then(|a| a.result)
+            .map(|p| p.payloads[0].data.clone()),
+        Some(b"done".to_vec())
+    );
+    let failed = history.events.iter().find_map(|e| match &e.attributes {
+        Some(EA::ActivityTaskFailedEventAttributes(a)) => Some(a.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        failed.and_then(|a| a.failure).map(|f| f.message),
+        Some("declined".to_string()),
+        "a non-retryable failure by id fails the activity"
+    );
     c.shutdown().await;
     Ok(())
 }
