@@ -7,7 +7,9 @@ use keel_proto::temporal::workflowservice::v1::workflow_service_server::Workflow
 use keel_proto::temporalio_protos::temporal::api::enums::v1::{
     NamespaceState, WorkflowExecutionStatus,
 };
-use keel_proto::temporalio_protos::temporal::api::namespace::v1::{NamespaceConfig, NamespaceInfo};
+use keel_proto::temporalio_protos::temporal::api::namespace::v1::{
+    namespace_info, NamespaceConfig, NamespaceInfo,
+};
 use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 use keel_raft::RaftNode;
 use std::time::{Duration, Instant};
@@ -103,6 +105,13 @@ fn describe(ns: &wf::NamespaceRecord) -> api::DescribeNamespaceResponse {
             state: NamespaceState::Registered as i32,
             description: ns.description.clone(),
             id: ns.id.clone(),
+            // The SDKs pre-check payloads against these; Keel refuses any request over
+            // MAX_REQUEST_BYTES, so no single payload or memo can exceed it either.
+            limits: Some(namespace_info::Limits {
+                blob_size_limit_error: MAX_REQUEST_BYTES as i64,
+                memo_size_limit_error: MAX_REQUEST_BYTES as i64,
+                workflow_task_completion_size_limit_error: 0,
+            }),
             ..Default::default()
         }),
         config: Some(NamespaceConfig {
