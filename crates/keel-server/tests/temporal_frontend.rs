@@ -108,7 +108,9 @@ async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> 
     .into_inner();
     let info = ns.namespace_info.unwrap();
     assert_eq!((info.name.as_str(), info.id.len()), ("default", 36));
-    let limits = info.limits.expect("limits the SDKs pre-check payloads against");
+    let limits = info
+        .limits
+        .expect("limits the SDKs pre-check payloads against");
     assert_eq!(
         (limits.blob_size_limit_error, limits.memo_size_limit_error),
         (4 << 20, 4 << 20)
