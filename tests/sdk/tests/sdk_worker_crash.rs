@@ -1,0 +1,127 @@
+//! A worker that takes a workflow task and dies without answering: after the workflow-task
+//! timeout the task is scheduled again and an official-SDK worker on another node finishes
+//! the workflow.
+//!
+//! The crashed worker is a raw poller (what the server sees of a worker process killed
+//! mid-task: a started task and then silence); the surviving worker is the SDK's.
+
+use std::time::Duration;
+
+use keel_sdk_tests::{client_for, cluster, WAIT};
+use temporalio_client::grpc::WorkflowService;
+use temporalio_client::tonic::IntoRequest;
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+use temporalio_common::protos::temporal::api::workflowservice::v1 as api;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::{Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult};
+
+#[workflow]
+#[derive(Default)]
+pub struct Resilient;
+
+#[workflow_methods]
+impl Resilient {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, name: String) -> WorkflowResult<String> {
+        ctx.timer(Duration::from_millis(100)).await;
+        Ok(format!("{name} survived"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_taken_by_a_crashed_worker_times_out_and_another_worker_finishes_it(
+) -> anyhow::Result<()> {
+    let (c, leader, followers) = cluster().await?;
+    let client = client_for(c.node(followers[1]).client_addr()).await?;
+    let mut options = WorkflowStartOptions::new("crashy", "crash-1").build();
+    options.task_timeout = Some(Duration::from_secs(2));
+    let handle = client
+        .start_workflow(Resilient::run, "order".to_string(), options)
+        .await?;
+
+    // The doomed worker (on the leader's node) takes the first task and never answers.
+    let mut doomed = client_for(c.node(leader).client_addr()).await?;
+    let mut poll = api::PollWorkflowTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: Some(TaskQueue {
+            name: "crashy".into(),
+            kind: 1,
+            ..Default::default()
+        }),
+        identity: "doomed-worker".into(),
+        ..Default::default()
+    }
+    .into_request();
+    poll.set_timeout(Duration::from_secs(10));
+    let taken = WorkflowService::poll_workflow_task_queue(&mut doomed, poll)
+        .await?
+        .into_inner();
+    assert_eq!(
+        taken.started_event_id, 3,
+        "the doomed worker holds the first task"
+    );
+    drop(doomed);
+
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let worker_client = client_for(c.node(followers[0]).client_addr()).await?;
+    let worker_options = WorkerOptions::new("crashy")
+        .register_workflow::<Resilient>()?
+        .build();
+    let mut worker = Worker::new(&runtime, worker_client, worker_options)?;
+    let stop = worker.shutdown_handle();
+    let scenario = async {
+        let result =
+            tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+                .await??;
+        stop();
+        anyhow::Ok(result)
+    };
+    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    assert_eq!(result?, "order survived");
+    worker_result?;
+
+    let mut reader = client.clone();
+    let history = WorkflowService::get_workflow_execution_history(
+        &mut reader,
+        api::GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "crash-1".into(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        }
+        .into_request(),
+    )
+    .await?
+    .into_inner()
+    .history
+    .unwrap_or_default();
+    let timed_out: Vec<i64> = history
+        .events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowTaskTimedOutEventAttributes(t)) => Some(t.started_event_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(timed_out, [3], "the doomed worker's task timed out");
+    let identities: Vec<&str> = history
+        .events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowTaskStartedEventAttributes(s)) => Some(s.identity.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(identities.first(), Some(&"doomed-worker"));
+    assert!(
+        identities[1..].iter().all(|i| *i != "doomed-worker"),
+        "later tasks went to the surviving worker: {identities:?}"
+    );
+    c.shutdown().await;
+    Ok(())
+}
