@@ -34,3 +34,39 @@ pub async fn cluster() -> anyhow::Result<(LocalCluster, u64, Vec<u64>)> {
     .await?;
     Ok((c, leader, followers))
 }
+
+/// Waits until every running node holds the same state, then returns the history of
+/// `workflow_id`'s current run as each node stores it, after checking they are identical.
+pub async fn identical_histories(
+    c: &LocalCluster,
+    workflow_id: &str,
+) -> anyhow::Result<Vec<keel_engine::workflow::HistoryEvent>> {
+    use keel_engine::workflow::{read_history, resolve_run, RunKey};
+    c.wait_converged(WAIT).await?;
+    let mut histories = Vec::new();
+    for id in c.running() {
+        let state = c.node(id).raft().state();
+        let ms = resolve_run(
+            state,
+            &RunKey {
+                namespace: "default".into(),
+                workflow_id: workflow_id.into(),
+                run_id: String::new(),
+            },
+        )?
+        .ok_or_else(|| anyhow::anyhow!("node {id} has no run of {workflow_id}"))?;
+        let run = ms.run.clone().expect("named run");
+        histories.push((id, read_history(state, &run, 1, ms.next_event_id - 1)?));
+    }
+    let (first_id, first) = histories
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no running node"))?;
+    for (id, h) in &histories[1..] {
+        anyhow::ensure!(
+            h == &first,
+            "history of {workflow_id} differs between nodes {first_id} and {id}"
+        );
+    }
+    Ok(first)
+}
