@@ -136,12 +136,18 @@ impl Frontend {
     ) -> Result<api::PollWorkflowTaskQueueResponse, Status> {
         self.require_namespace(&r.namespace)?;
         let deadline = Instant::now() + budget;
-        let queue = r.task_queue.unwrap_or_default();
-        // Sticky queues are not served yet: park the poll until its budget ends (never reject
-        // it, temporal-compat.md §0 rule 8); the normal queue always gets the task.
+        let mut queue = r.task_queue.unwrap_or_default();
+        // Keel has no sticky queues (every task carries the full history): a sticky poll is
+        // served from its worker's normal queue, so all of a worker's pollers take tasks
+        // (temporal-compat.md §4). Without a normal name it is parked until its budget ends,
+        // never rejected (§0 rule 8).
         if queue.kind == 2 {
-            tokio::time::sleep_until(deadline.into()).await;
-            return Ok(api::PollWorkflowTaskQueueResponse::default());
+            if queue.normal_name.is_empty() {
+                tokio::time::sleep_until(deadline.into()).await;
+                return Ok(api::PollWorkflowTaskQueueResponse::default());
+            }
+            queue.name = std::mem::take(&mut queue.normal_name);
+            queue.kind = 1;
         }
         // Queries first: they are short and a caller is waiting on each.
         let Some((d, log_index)) = self
