@@ -1,0 +1,625 @@
+//! `keel-workload`: the W1/W2 workloads of `../shared/bench/restate-1.7.12.md` against real
+//! `keel` server processes (1 node and a 3-node cluster on this machine), with the official
+//! Temporal Rust SDK as worker and client in this process — server, worker and load generator
+//! share the machine's cores, as in the peer measurement.
+//!
+//! - **W1**: a workflow running 10 activities one after another; closed loop with C clients
+//!   (C = 1, 16, 64), warm-up then a measured window; workflows/s and start→result latency.
+//! - **W2**: N workflows that each sleep durably 1 s, started as fast as possible; time until
+//!   all completed (from the first start to the last close) and timer lateness
+//!   (workflow time after the sleep − workflow time before − 1 s).
+//!
+//! Server RSS is the peak of the summed VmRSS of the server processes, sampled every 200 ms
+//! during each workload. Results: one JSON object per measurement in `--json`, a Markdown
+//! table on stdout.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use keel_sdk_tests::client_for;
+use serde::Serialize;
+use temporalio_client::grpc::WorkflowService;
+use temporalio_client::tonic::IntoRequest;
+use temporalio_client::{
+    Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowListOptions,
+    WorkflowStartOptions,
+};
+use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::runtime::PollerBehavior;
+use temporalio_sdk::{
+    ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
+};
+
+const QUEUE: &str = "bench";
+
+#[derive(Parser, Debug)]
+#[command(about = "W1/W2 workloads against keel server processes (see the module docs)")]
+struct Args {
+    /// Topologies to measure (node counts).
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    nodes: Vec<usize>,
+    /// W1 concurrencies.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+    /// Repetitions of every measurement (the table shows the median and [min..max]).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup_secs: u64,
+    #[arg(long, default_value_t = 20)]
+    window_secs: u64,
+    /// W2 workflow count (0 skips W2).
+    #[arg(long, default_value_t = 10_000)]
+    w2_workflows: usize,
+    /// Starts in flight at once during W2.
+    #[arg(long, default_value_t = 64)]
+    w2_start_concurrency: usize,
+    /// The `keel` server binary (default: `keel` next to this executable).
+    #[arg(long)]
+    keel_bin: Option<PathBuf>,
+    /// Where the JSON lines go.
+    #[arg(long, default_value = "keel-workload.json")]
+    json: PathBuf,
+}
+
+// ------------------------------------------------------------------ workflows
+
+#[workflow]
+#[derive(Default)]
+pub struct BenchTen;
+
+#[workflow_methods]
+impl BenchTen {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, start: u32) -> WorkflowResult<u32> {
+        let mut v = start;
+        for _ in 0..10 {
+            v = ctx
+                .execute_activity(
+                    BenchSteps::step,
+                    v,
+                    ActivityOptions::start_to_close_timeout(Duration::from_secs(30)),
+                )
+                .await?;
+        }
+        Ok(v)
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct BenchSleep;
+
+#[workflow_methods]
+impl BenchSleep {
+    /// Sleeps 1 s; returns the lateness in ms (workflow time after − before − 1 s).
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<i64> {
+        let before = ctx.workflow_time();
+        ctx.timer(Duration::from_secs(1)).await;
+        let after = ctx.workflow_time();
+        let ms = |t: Option<SystemTime>| {
+            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_millis() as i64)
+        };
+        Ok(ms(after) - ms(before) - 1_000)
+    }
+}
+
+pub struct BenchSteps;
+
+#[activities]
+impl BenchSteps {
+    #[activity]
+    pub async fn step(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+        Ok(n + 1)
+    }
+}
+
+// ------------------------------------------------------------------ servers
+
+/// Server processes of one topology; killed (and their data removed) on drop.
+struct Servers {
+    children: Vec<Child>,
+    client_addrs: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn keel_bin(arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = arg {
+        return Ok(p.clone());
+    }
+    let exe = std::env::current_exe()?;
+    let bin = exe.parent().context("executable dir")?.join("keel");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: build it (cargo build --release --bin keel) or pass --keel-bin",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+impl Servers {
+    fn spawn(n: usize, bin: &Path) -> anyhow::Result<Servers> {
+        let dir = tempfile::tempdir()?;
+        let mut peers = Vec::new();
+        for _ in 0..n {
+            peers.push((
+                format!("127.0.0.1:{}", free_port()?),
+                format!("127.0.0.1:{}", free_port()?),
+            ));
+        }
+        let members: String = peers
+            .iter()
+            .enumerate()
+            .map(|(i, (peer, client))| {
+                format!(
+                    "\n[[members]]\nnode-id = {}\npeer-addr = \"{peer}\"\nclient-addr = \"{client}\"\n",
+                    i + 1
+                )
+            })
+            .collect();
+        let mut children = Vec::new();
+        for (i, (peer, client)) in peers.iter().enumerate() {
+            let id = i + 1;
+            let config = format!(
+                "cluster-id = \"keel-bench\"\nnode-id = {id}\ndata-dir = \"{}\"\n\n\
+                 [network]\npeer-addr = \"{peer}\"\nclient-addr = \"{client}\"\n\n\
+                 [raft]\nheartbeat-interval-ms = 100\nelection-timeout-min-ms = 600\n\
+                 election-timeout-max-ms = 1200\nsnapshot-every-entries = 20000\n\
+                 keep-entries-after-snapshot = 5000\n{members}",
+                dir.path().join(format!("node{id}")).display()
+            );
+            let path = dir.path().join(format!("node{id}.toml"));
+            std::fs::write(&path, config)?;
+            let log = std::fs::File::create(dir.path().join(format!("node{id}.log")))?;
+            children.push(
+                Command::new(bin)
+                    .arg("server")
+                    .arg("--config")
+                    .arg(&path)
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::from(log.try_clone()?))
+                    .stderr(Stdio::from(log))
+                    .spawn()
+                    .with_context(|| format!("spawning {}", bin.display()))?,
+            );
+        }
+        Ok(Servers {
+            children,
+            client_addrs: peers.into_iter().map(|(_, c)| c).collect(),
+            _dir: dir,
+        })
+    }
+
+    /// Summed resident set of the server processes, MiB.
+    fn rss_mib(&self) -> f64 {
+        self.children
+            .iter()
+            .filter_map(|c| rss_kib(c.id()))
+            .sum::<u64>() as f64
+            / 1024.0
+    }
+}
+
+/// VmRSS of a process, KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Clients of every node, once each node serves the `default` namespace.
+async fn connect_all(servers: &Servers) -> anyhow::Result<Vec<Client>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut clients = Vec::new();
+    for addr in &servers.client_addrs {
+        let sock: std::net::SocketAddr = addr.parse()?;
+        loop {
+            let ready = async {
+                let client = client_for(sock).await?;
+                let mut raw = client.clone();
+                WorkflowService::describe_namespace(
+                    &mut raw,
+                    DescribeNamespaceRequest {
+                        namespace: "default".into(),
+                        ..Default::default()
+                    }
+                    .into_request(),
+                )
+                .await?;
+                anyhow::Ok(client)
+            }
+            .await;
+            match ready {
+                Ok(c) => {
+                    clients.push(c);
+                    break;
+                }
+                Err(e) if Instant::now() > deadline => {
+                    return Err(e.context(format!("node at {addr} never became ready")))
+                }
+                // Polling a process that is still starting: nothing to wait on but time.
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(clients)
+}
+
+/// Samples the servers' RSS every 200 ms until stopped; returns the peak.
+struct RssSampler {
+    peak_kib: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RssSampler {
+    fn start(servers: &Servers) -> RssSampler {
+        let pids: Vec<u32> = servers.children.iter().map(|c| c.id()).collect();
+        let peak_kib = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak_kib.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let kib: u64 = pids.iter().filter_map(|pid| rss_kib(*pid)).sum();
+                p.fetch_max(kib, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        RssSampler { peak_kib, stop }
+    }
+
+    fn finish(self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0
+    }
+}
+
+// ------------------------------------------------------------------ workloads
+
+#[derive(Serialize, Clone, Debug)]
+struct W1Result {
+    workload: &'static str,
+    nodes: usize,
+    concurrency: usize,
+    run: usize,
+    completed: usize,
+    workflows_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    server_rss_mib: f64,
+}
+
+#[derive(Serialize, Clone, Debug)]
+struct W2Result {
+    workload: &'static str,
+    nodes: usize,
+    run: usize,
+    workflows: usize,
+    all_done_secs: f64,
+    lateness_p50_ms: f64,
+    lateness_p99_ms: f64,
+    server_rss_mib: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+async fn w1(
+    clients: &[Client],
+    servers: &Servers,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+) -> anyhow::Result<(usize, f64, f64, f64, f64)> {
+    let sampler = RssSampler::start(servers);
+    let t0 = Instant::now();
+    let measure_from = t0 + warmup;
+    let end = measure_from + window;
+    let loops = (0..concurrency).map(|i| {
+        let client = clients[i % clients.len()].clone();
+        async move {
+            let mut samples = Vec::new();
+            while Instant::now() < end {
+                let id = format!("w1-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+                let began = Instant::now();
+                let handle = client
+                    .start_workflow(
+                        BenchTen::run,
+                        0,
+                        WorkflowStartOptions::new(QUEUE, &id).build(),
+                    )
+                    .await?;
+                let v = handle
+                    .get_result(WorkflowGetResultOptions::default())
+                    .await?;
+                anyhow::ensure!(v == 10, "workflow {id} returned {v}");
+                let done = Instant::now();
+                if began >= measure_from && done <= end {
+                    samples.push((done - began).as_secs_f64() * 1e3);
+                }
+            }
+            anyhow::Ok(samples)
+        }
+    });
+    let per_loop = futures::future::try_join_all(loops).await?;
+    let rss = sampler.finish();
+    let mut lat: Vec<f64> = per_loop.into_iter().flatten().collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let n = lat.len();
+    Ok((
+        n,
+        n as f64 / window.as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        rss,
+    ))
+}
+
+async fn w2(
+    clients: &[Client],
+    servers: &Servers,
+    count: usize,
+    start_concurrency: usize,
+    run: usize,
+) -> anyhow::Result<(f64, f64, f64, f64)> {
+    let sampler = RssSampler::start(servers);
+    let prefix = format!("w2-r{run}-");
+    let started_at = SystemTime::now();
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let client = clients[i % clients.len()].clone();
+            let id = format!("{prefix}{i}");
+            async move {
+                client
+                    .start_workflow(
+                        BenchSleep::run,
+                        (),
+                        WorkflowStartOptions::new(QUEUE, &id).build(),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(start_concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+    // Done when no BenchSleep run is open (visibility, polled: nothing else to wait on).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let running = clients[0]
+            .count_workflows(
+                "WorkflowType = 'BenchSleep' AND ExecutionStatus = 'Running'",
+                WorkflowCountOptions::default(),
+            )
+            .await?
+            .count();
+        if running == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{running} sleepers never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rss = sampler.finish();
+    let rows: Vec<_> = clients[0]
+        .list_workflows(
+            "WorkflowType = 'BenchSleep'",
+            WorkflowListOptions::default(),
+        )
+        .try_collect()
+        .await?;
+    let last_close = rows
+        .iter()
+        .filter(|r| r.id().starts_with(&prefix))
+        .filter_map(|r| r.close_time())
+        .max()
+        .context("no closed sleepers")?;
+    let all_done = last_close
+        .duration_since(started_at)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut lateness: Vec<f64> = futures::stream::iter(0..count)
+        .map(|i| {
+            let client = clients[i % clients.len()].clone();
+            let id = format!("{prefix}{i}");
+            async move {
+                client
+                    .get_workflow_handle::<BenchSleep>(&id)
+                    .get_result(WorkflowGetResultOptions::default())
+                    .await
+                    .map(|ms| ms as f64)
+            }
+        })
+        .buffer_unordered(start_concurrency)
+        .try_collect()
+        .await?;
+    lateness.sort_by(|a, b| a.total_cmp(b));
+    Ok((
+        all_done,
+        percentile(&lateness, 0.50),
+        percentile(&lateness, 0.99),
+        rss,
+    ))
+}
+
+// ------------------------------------------------------------------ report
+
+fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -> String {
+    let mut out = String::from(
+        "| W1 | C | workflows/s | p50 ms | p99 ms | server RSS MiB (sum) |\n|---|---|---|---|---|---|\n",
+    );
+    for &n in nodes {
+        for &c in cs {
+            let rows: Vec<&W1Result> = w1s
+                .iter()
+                .filter(|r| r.nodes == n && r.concurrency == c)
+                .collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let (tput, lo, hi) = median_range(rows.iter().map(|r| r.workflows_per_sec).collect());
+            let (p50, _, _) = median_range(rows.iter().map(|r| r.p50_ms).collect());
+            let (p99, _, _) = median_range(rows.iter().map(|r| r.p99_ms).collect());
+            let (rss, _, _) = median_range(rows.iter().map(|r| r.server_rss_mib).collect());
+            out.push_str(&format!(
+                "| {n} node{} | {c} | {tput:.1} [{lo:.0}..{hi:.0}] | {p50:.1} | {p99:.1} | {rss:.0} |\n",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    if !w2s.is_empty() {
+        out.push_str(
+            "\n| W2 | all done | lateness p50 | lateness p99 | RSS MiB |\n|---|---|---|---|---|\n",
+        );
+        for &n in nodes {
+            let rows: Vec<&W2Result> = w2s.iter().filter(|r| r.nodes == n).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let (done, lo, hi) = median_range(rows.iter().map(|r| r.all_done_secs).collect());
+            let (p50, _, _) = median_range(rows.iter().map(|r| r.lateness_p50_ms).collect());
+            let (p99, _, _) = median_range(rows.iter().map(|r| r.lateness_p99_ms).collect());
+            let (rss, _, _) = median_range(rows.iter().map(|r| r.server_rss_mib).collect());
+            out.push_str(&format!(
+                "| {n} node{} ({} × sleep 1 s) | {done:.1} s [{lo:.1}..{hi:.1}] | {p50:.0} ms | {p99:.0} ms | {rss:.0} |\n",
+                if n == 1 { "" } else { "s" },
+                rows[0].workflows
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let bin = keel_bin(&args.keel_bin)?;
+    let mut json = std::fs::File::create(&args.json)
+        .with_context(|| format!("creating {}", args.json.display()))?;
+    let mut w1s = Vec::new();
+    let mut w2s = Vec::new();
+    for &nodes in &args.nodes {
+        eprintln!("== {nodes} node(s): starting servers");
+        let servers = Servers::spawn(nodes, &bin)?;
+        let clients = connect_all(&servers).await?;
+        eprintln!("   ready; idle server RSS {:.0} MiB", servers.rss_mib());
+        let runtime = Runtime::from_current_tokio(Default::default())?;
+        let options = WorkerOptions::new(QUEUE)
+            .register_workflow::<BenchTen>()?
+            .register_workflow::<BenchSleep>()?
+            .register_activities(BenchSteps)
+            .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(16))
+            .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(16))
+            .build();
+        // The worker talks to the first node, the clients to every node in turn.
+        let mut worker = Worker::new(&runtime, clients[0].clone(), options)?;
+        let stop = worker.shutdown_handle();
+        let load = async {
+            for run in 1..=args.runs {
+                for &c in &args.concurrency {
+                    let (completed, tput, p50, p99, rss) = w1(
+                        &clients,
+                        &servers,
+                        c,
+                        Duration::from_secs(args.warmup_secs),
+                        Duration::from_secs(args.window_secs),
+                    )
+                    .await?;
+                    let r = W1Result {
+                        workload: "W1",
+                        nodes,
+                        concurrency: c,
+                        run,
+                        completed,
+                        workflows_per_sec: tput,
+                        p50_ms: p50,
+                        p99_ms: p99,
+                        server_rss_mib: rss,
+                    };
+                    eprintln!("   {r:?}");
+                    w1s.push(r);
+                }
+                if args.w2_workflows > 0 {
+                    let (done, p50, p99, rss) = w2(
+                        &clients,
+                        &servers,
+                        args.w2_workflows,
+                        args.w2_start_concurrency,
+                        run,
+                    )
+                    .await?;
+                    let r = W2Result {
+                        workload: "W2",
+                        nodes,
+                        run,
+                        workflows: args.w2_workflows,
+                        all_done_secs: done,
+                        lateness_p50_ms: p50,
+                        lateness_p99_ms: p99,
+                        server_rss_mib: rss,
+                    };
+                    eprintln!("   {r:?}");
+                    w2s.push(r);
+                }
+            }
+            stop();
+            anyhow::Ok(())
+        };
+        let (worker_result, load_result) = tokio::join!(worker.run(), load);
+        load_result?;
+        worker_result?;
+        drop(servers);
+    }
+    use std::io::Write;
+    for r in &w1s {
+        writeln!(json, "{}", serde_json::to_string(r)?)?;
+    }
+    for r in &w2s {
+        writeln!(json, "{}", serde_json::to_string(r)?)?;
+    }
+    println!("{}", markdown(&w1s, &w2s, &args.nodes, &args.concurrency));
+    Ok(())
+}
