@@ -102,7 +102,10 @@ fn free_port() -> u16 {
 
 /// The shipped configs with every address moved to a free port and data in `dir`.
 fn rewritten_configs(dir: &Path) -> Vec<(NodeConfig, PathBuf)> {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cluster-configs/local-3");
+    // Runtime variable first: right even for a binary reused from another checkout's build.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    let shipped = Path::new(&manifest).join("../cluster-configs/local-3");
     let mut cfgs: Vec<NodeConfig> = (1..=3)
         .map(|i| {
             NodeConfig::load(&shipped.join(format!("node{i}.toml"))).expect("shipped config loads")

@@ -334,7 +334,11 @@ mod tests {
     use super::*;
 
     fn shipped_configs() -> Vec<PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-configs");
+        // The runtime variable (set by cargo and nextest) is right even when a binary built
+        // from another checkout is reused from a shared target dir.
+        let manifest = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let root = Path::new(&manifest).join("../../cluster-configs");
         let mut out = Vec::new();
         for dir in std::fs::read_dir(&root).expect("cluster-configs exists") {
             let dir = dir.unwrap().path();
