@@ -15,5 +15,6 @@ pub mod service;
 pub mod status;
 mod tasks;
 mod visibility;
+mod wake;
 
 pub use service::Frontend;

@@ -23,6 +23,7 @@ use tonic::Status;
 use crate::convert::encoded;
 use crate::service::{new_uuid, run_key, run_outcome, Frontend};
 use crate::status::{query_failed, run_not_found, to_status};
+use crate::wake::Watch;
 
 /// Extra time a query record outlives its caller's wait, so a slow answer is not refused
 /// while the caller is still waiting.
@@ -115,8 +116,9 @@ impl Frontend {
         query_id: &str,
         deadline: Instant,
     ) -> Result<wf::QueryRecord, Status> {
+        let watch = Watch::new(self.node(), &[wf::watch_query(namespace, query_id)]);
         loop {
-            let applied = self.node().applied_index();
+            let armed = watch.arm();
             let record = wf::read_query(self.node().state(), namespace, query_id)
                 .map_err(|e| Status::internal(e.to_string()))?;
             match record {
@@ -129,15 +131,12 @@ impl Frontend {
                     ))
                 }
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Err(Status::deadline_exceeded(
                     "query timed out: no worker answered it in time",
                 ));
             }
-            self.node()
-                .wait_applied_beyond(applied, deadline - now)
-                .await;
+            armed.wait(deadline).await;
         }
     }
 

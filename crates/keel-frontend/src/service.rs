@@ -34,11 +34,16 @@ const MAX_NAMESPACES: usize = 1_000;
 /// Serves Temporal's WorkflowService on one node.
 pub struct Frontend {
     node: RaftNode,
+    /// Dispatch proposals in flight from this node's pollers, per backlog.
+    pub(crate) dispatching: crate::tasks::InFlight,
 }
 
 impl Frontend {
     pub fn new(node: RaftNode) -> Self {
-        Frontend { node }
+        Frontend {
+            node,
+            dispatching: Default::default(),
+        }
     }
 
     pub(crate) fn node(&self) -> &RaftNode {
@@ -610,8 +615,16 @@ impl WorkflowService for Frontend {
         };
         // Linearizable: a client that just wrote through another node sees its write.
         self.node.linearize().await.map_err(to_status)?;
+        // Woken by changes to this run only; armed before every read.
+        let named = wf::resolve_run(self.node.state(), &run)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .and_then(|ms| ms.run)
+            .ok_or_else(|| {
+                run_not_found(format!("workflow execution {} not found", run.workflow_id))
+            })?;
+        let watch = crate::wake::Watch::new(&self.node, &[wf::watch_run(&named)]);
         loop {
-            let applied = self.node.applied_index();
+            let armed = watch.arm();
             let state = self.node.state();
             let ms = wf::resolve_run(state, &run)
                 .map_err(|e| Status::internal(e.to_string()))?
@@ -636,12 +649,7 @@ impl WorkflowService for Frontend {
             };
             let waiting = r.wait_new_event && running && events.is_empty();
             if waiting && Instant::now() < deadline {
-                self.node
-                    .wait_applied_beyond(
-                        applied,
-                        deadline.saturating_duration_since(Instant::now()),
-                    )
-                    .await;
+                armed.wait(deadline).await;
                 continue;
             }
             let next = events.last().map_or(from, |e| e.event_id + 1);

@@ -33,6 +33,7 @@ use crate::convert::{duration, duration_ms, encoded};
 use crate::history::to_temporal;
 use crate::service::Frontend;
 use crate::status::to_status;
+use crate::wake::Watch;
 
 fn timestamp(ms: u64) -> Timestamp {
     Timestamp {
@@ -56,16 +57,70 @@ pub fn decode_token(bytes: &[u8]) -> Result<wf::TaskToken, Status> {
     Ok(t)
 }
 
-fn backlog_nonempty(
-    state: &impl ReadState,
-    namespace: &str,
-    queue: &str,
-    kind: wf::TaskKind,
-) -> bool {
+/// Tasks waiting in a backlog, as this node has applied it (stale entries included).
+fn backlog_len(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::TaskKind) -> u64 {
     let key = keys::queue_cursor(namespace, queue, kind as u8);
     match state.get(&key) {
-        Ok(Some(b)) => wf::QueueCursor::decode(b.as_slice()).is_ok_and(|c| c.head < c.tail),
-        _ => false,
+        Ok(Some(b)) => wf::QueueCursor::decode(b.as_slice())
+            .map(|c| c.tail.saturating_sub(c.head))
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Dispatch proposals in flight per backlog `(namespace, queue, kind)` on one node. Pollers
+/// propose only while fewer are in flight than tasks wait, so one new task wakes many pollers
+/// but costs one dispatch proposal from this node, not one per poller.
+#[derive(Default)]
+pub struct InFlight(std::sync::Mutex<std::collections::BTreeMap<(String, String, i32), u64>>);
+
+/// A claimed dispatch slot; released on drop. A release that did not hand out a task wakes
+/// the backlog's other pollers (the task may still be there for them).
+struct Claim<'a> {
+    table: &'a InFlight,
+    watchers: &'a keel_raft::watch::Watchers,
+    key: (String, String, i32),
+    took_task: bool,
+}
+
+impl InFlight {
+    fn claim<'a>(
+        &'a self,
+        watchers: &'a keel_raft::watch::Watchers,
+        key: (String, String, i32),
+        available: u64,
+    ) -> Option<Claim<'a>> {
+        let mut t = self.0.lock().expect("in-flight table lock");
+        let n = t.entry(key.clone()).or_default();
+        if *n >= available {
+            return None;
+        }
+        *n += 1;
+        Some(Claim {
+            table: self,
+            watchers,
+            key,
+            took_task: false,
+        })
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        {
+            let mut t = self.table.0.lock().expect("in-flight table lock");
+            if let Some(n) = t.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    t.remove(&self.key);
+                }
+            }
+        }
+        if !self.took_task {
+            let (ns, queue, kind) = &self.key;
+            let kind = wf::TaskKind::try_from(*kind).unwrap_or(wf::TaskKind::Workflow);
+            self.watchers.notify(&wf::watch_queue(ns, queue, kind));
+        }
     }
 }
 
@@ -79,12 +134,12 @@ pub fn accepted(o: Outcome) -> Result<(), Status> {
     }
 }
 
-/// Whether a dispatch of `kind` on this queue would make progress now, as this node has
+/// How many dispatches of `kind` on this queue would make progress now, as this node has
 /// applied the state.
-fn ready(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::TaskKind) -> bool {
+fn ready(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::TaskKind) -> u64 {
     match kind {
-        wf::TaskKind::Query => wf::query_ready(state, namespace, queue).unwrap_or(false),
-        _ => backlog_nonempty(state, namespace, queue, kind),
+        wf::TaskKind::Query => wf::query_ready(state, namespace, queue).unwrap_or(false) as u64,
+        _ => backlog_len(state, namespace, queue, kind),
     }
 }
 
@@ -100,12 +155,22 @@ impl Frontend {
         identity: &str,
         deadline: Instant,
     ) -> Result<Option<(wf::Dispatched, u64)>, Status> {
+        let keys: Vec<Vec<u8>> = kinds
+            .iter()
+            .map(|k| wf::watch_queue(namespace, queue, *k))
+            .collect();
+        let watch = Watch::new(self.node(), &keys);
         loop {
-            let applied = self.node().applied_index();
+            let armed = watch.arm();
             for &kind in kinds {
-                if !ready(self.node().state(), namespace, queue, kind) {
+                let available = ready(self.node().state(), namespace, queue, kind);
+                let key = (namespace.to_string(), queue.to_string(), kind as i32);
+                let Some(mut claim) =
+                    self.dispatching
+                        .claim(self.node().watchers(), key, available)
+                else {
                     continue;
-                }
+                };
                 let (outcome, log_index) = self
                     .propose_at(Kind::DispatchTask(wf::DispatchTask {
                         namespace: namespace.to_string(),
@@ -116,16 +181,14 @@ impl Frontend {
                     }))
                     .await?;
                 if let Outcome::Dispatched(d) = outcome {
+                    claim.took_task = true;
                     return Ok(Some((d, log_index)));
                 }
             }
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Ok(None);
             }
-            self.node()
-                .wait_applied_beyond(applied, deadline - now)
-                .await;
+            armed.wait(deadline).await;
         }
     }
 

@@ -22,6 +22,7 @@ mod node;
 pub mod service;
 pub mod store;
 mod typ;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use network::{PeerFilter, RpcSettings};

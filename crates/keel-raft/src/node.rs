@@ -87,6 +87,7 @@ struct Pending {
 
 struct Inner {
     settings: RaftSettings,
+    watchers: Arc<crate::watch::Watchers>,
     raft: Raft,
     peers: Arc<PeerClients>,
     reader: StateReader,
@@ -116,6 +117,7 @@ impl RaftNode {
     pub async fn start(settings: RaftSettings) -> Result<RaftNode> {
         let (log, sm) = open_store(&settings).await?;
         let reader = sm.reader();
+        let watchers = sm.watchers();
         let committed = log.committed_index_handle();
         let config = Config {
             cluster_name: settings.cluster_id.clone(),
@@ -161,6 +163,7 @@ impl RaftNode {
                 raft,
                 peers,
                 reader,
+                watchers,
                 committed,
                 batch_tx,
                 clock_offset_ms,
@@ -491,6 +494,11 @@ impl RaftNode {
     /// Read access to this node's applied state (no consistency wait: a stale read).
     pub fn state(&self) -> &StateReader {
         &self.inner.reader
+    }
+
+    /// Wake-ups for what applies change (see [`crate::watch`]).
+    pub fn watchers(&self) -> &crate::watch::Watchers {
+        &self.inner.watchers
     }
 
     /// Digest of this node's state machine.

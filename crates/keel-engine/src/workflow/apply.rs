@@ -31,6 +31,54 @@ pub enum Effect {
     RunClosed { run: RunKey },
     /// A closed run's data was deleted after its retention.
     RunDeleted { run: RunKey },
+    /// A query was answered (wake the frontend waiting for it).
+    QueryAnswered { namespace: String, query_id: String },
+    /// A started workflow task ended: queries held back for it may go now.
+    QueriesUnblocked {
+        namespace: String,
+        task_queue: String,
+    },
+}
+
+impl Effect {
+    /// The key long polls wait on for this effect (see `keel_raft::watch`): a run's history
+    /// and status, a backlog, or a query.
+    pub fn watch_key(&self) -> Option<Vec<u8>> {
+        match self {
+            Effect::HistoryGrew { run, .. }
+            | Effect::RunClosed { run }
+            | Effect::RunDeleted { run } => Some(watch_run(run)),
+            Effect::TaskQueued {
+                namespace,
+                task_queue,
+                kind,
+            } => Some(watch_queue(namespace, task_queue, *kind)),
+            Effect::QueriesUnblocked {
+                namespace,
+                task_queue,
+            } => Some(watch_queue(namespace, task_queue, TaskKind::Query)),
+            Effect::QueryAnswered {
+                namespace,
+                query_id,
+            } => Some(keys::query(namespace, query_id)),
+            Effect::DeadlineArmed { .. } => None,
+        }
+    }
+}
+
+/// Watch key of a run's history and status.
+pub fn watch_run(run: &RunKey) -> Vec<u8> {
+    state_key(run)
+}
+
+/// Watch key of a backlog.
+pub fn watch_queue(namespace: &str, task_queue: &str, kind: TaskKind) -> Vec<u8> {
+    keys::queue_cursor(namespace, task_queue, kind as u8)
+}
+
+/// Watch key of a query's answer.
+pub fn watch_query(namespace: &str, query_id: &str) -> Vec<u8> {
+    keys::query(namespace, query_id)
 }
 
 /// The apply context of one command.
@@ -174,8 +222,22 @@ impl<S: StateStore> Ctx<'_, S> {
             &run.run_id,
             event.event_id,
         );
+        let ends_task = matches!(
+            event.attributes,
+            Some(
+                Attributes::WorkflowTaskCompleted(_)
+                    | Attributes::WorkflowTaskFailed(_)
+                    | Attributes::WorkflowTaskTimedOut(_)
+            )
+        );
         self.store.put(&key, &event.encode_to_vec());
         ms.next_event_id += 1;
+        if ends_task {
+            self.effects.push(Effect::QueriesUnblocked {
+                namespace: run.namespace.clone(),
+                task_queue: ms.task_queue.clone(),
+            });
+        }
         self.effects.push(Effect::HistoryGrew {
             run,
             next_event_id: ms.next_event_id,

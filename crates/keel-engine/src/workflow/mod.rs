@@ -23,7 +23,7 @@ mod tests;
 
 pub use apply::{
     apply, deadline_key, read_history, read_mutable_state, read_namespace, read_visibility,
-    resolve_run, Effect, DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
+    resolve_run, watch_query, watch_queue, watch_run, Effect, DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
 };
 pub use model::*;
 pub use query::{query_ready, read_query};

@@ -206,6 +206,10 @@ pub(super) fn answer<S: StateStore>(
     record.error_message = c.error_message.clone();
     record.failure = c.failure.clone();
     ctx.store.put(&key, &record.encode_to_vec());
+    ctx.effects.push(super::apply::Effect::QueryAnswered {
+        namespace: run.namespace.clone(),
+        query_id: token.query_id.clone(),
+    });
     Ok(accepted())
 }
 

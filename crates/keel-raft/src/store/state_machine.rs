@@ -35,6 +35,8 @@ pub struct StateMachine {
     db: Arc<DB>,
     snapshot_dir: PathBuf,
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
+    /// Woken with the watch keys of every applied batch's effects.
+    watchers: Arc<crate::watch::Watchers>,
 }
 
 /// Read-only access to the applied state, shared with the node's read paths.
@@ -146,7 +148,13 @@ impl StateMachine {
             db,
             snapshot_dir,
             current: Arc::new(Mutex::new(current)),
+            watchers: Default::default(),
         })
+    }
+
+    /// The wake-up registry this state machine notifies after each applied batch.
+    pub fn watchers(&self) -> Arc<crate::watch::Watchers> {
+        self.watchers.clone()
     }
 
     /// A read handle on the applied state.
@@ -384,6 +392,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut responses = Vec::new();
         let mut last = None;
         let mut membership = None;
+        let mut woken = std::collections::BTreeSet::new();
         for e in entries {
             let _span = tracing::trace_span!(
                 "apply",
@@ -394,8 +403,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             match &e.payload {
                 EntryPayload::Blank => responses.push(ProposalResponse::default()),
                 EntryPayload::Normal(p) => {
-                    let (r, _) = keel_engine::apply_proposal(p, &mut store)
+                    let (r, meta) = keel_engine::apply_proposal(p, &mut store)
                         .map_err(|err| StorageIOError::apply(e.log_id, sto_io(err)))?;
+                    woken.extend(meta.effects.iter().filter_map(|e| e.watch_key()));
                     responses.push(r);
                 }
                 EntryPayload::Membership(m) => {
@@ -421,6 +431,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         store
             .commit()
             .map_err(|e| StorageIOError::apply(last, sto_io(e)))?;
+        // Readable now: wake whoever waits on what changed.
+        for key in &woken {
+            self.watchers.notify(key);
+        }
         metrics::apply_batch(started.elapsed(), responses.len());
         Ok(responses)
     }
@@ -500,6 +514,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             path: path.clone(),
         });
         prune_snapshots(&self.snapshot_dir, &path);
+        // Everything may have changed.
+        self.watchers.notify_all();
         Ok(())
     }
 

@@ -65,6 +65,9 @@ struct Args {
     /// The `keel` server binary (default: `keel` next to this executable).
     #[arg(long)]
     keel_bin: Option<PathBuf>,
+    /// Print the event timeline of one W1 workflow per topology (where the time goes).
+    #[arg(long)]
+    trace_one: bool,
     /// Where the JSON lines go.
     #[arg(long, default_value = "keel-workload.json")]
     json: PathBuf,
@@ -480,6 +483,56 @@ async fn w2(
     ))
 }
 
+/// Runs one W1 workflow alone and prints its history with the gap before each event.
+async fn trace_one(client: &Client) -> anyhow::Result<()> {
+    use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+    let began = Instant::now();
+    let handle = client
+        .start_workflow(
+            BenchTen::run,
+            0,
+            WorkflowStartOptions::new(QUEUE, "w1-trace").build(),
+        )
+        .await?;
+    handle
+        .get_result(WorkflowGetResultOptions::default())
+        .await?;
+    eprintln!("   trace: one W1 workflow took {:?}", began.elapsed());
+    let mut raw = client.clone();
+    let history = WorkflowService::get_workflow_execution_history(
+        &mut raw,
+        GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "w1-trace".into(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        }
+        .into_request(),
+    )
+    .await?
+    .into_inner()
+    .history
+    .unwrap_or_default();
+    let mut prev = None;
+    for e in &history.events {
+        let t = e
+            .event_time
+            .as_ref()
+            .map_or(0, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000);
+        eprintln!(
+            "   {:>3} +{:>3} ms {:?}",
+            e.event_id,
+            prev.map_or(0, |p| t - p),
+            e.event_type()
+        );
+        prev = Some(t);
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------ report
 
 fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -558,6 +611,9 @@ async fn main() -> anyhow::Result<()> {
         let mut worker = Worker::new(&runtime, clients[0].clone(), options)?;
         let stop = worker.shutdown_handle();
         let load = async {
+            if args.trace_one {
+                trace_one(&clients[0]).await?;
+            }
             for run in 1..=args.runs {
                 for &c in &args.concurrency {
                     let (completed, tput, p50, p99, rss) = w1(
