@@ -312,10 +312,22 @@ impl WorkflowService for Frontend {
                 sdk_metadata: encoded(&r.sdk_metadata),
             }))
             .await?;
-        crate::tasks::accepted(outcome)?;
-        Ok(Response::new(
-            api::RespondWorkflowTaskCompletedResponse::default(),
-        ))
+        // Activities the worker asked to run eagerly come back already started.
+        let activity_tasks = match outcome {
+            Outcome::CompletedWithActivities(e) => e
+                .activities
+                .iter()
+                .map(|d| crate::tasks::activity_task(&r.namespace, d))
+                .collect(),
+            other => {
+                crate::tasks::accepted(other)?;
+                Vec::new()
+            }
+        };
+        Ok(Response::new(api::RespondWorkflowTaskCompletedResponse {
+            activity_tasks,
+            ..Default::default()
+        }))
     }
 
     async fn respond_workflow_task_failed(

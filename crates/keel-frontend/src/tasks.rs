@@ -299,43 +299,48 @@ impl Frontend {
         else {
             return Ok(api::PollActivityTaskQueueResponse::default());
         };
-        let token = d.token.clone().expect("dispatch returns a token");
-        let run = token.run.clone().expect("token names a run");
-        let a = d
-            .activity
-            .clone()
-            .expect("activity dispatch carries the activity");
-        let ms = |v: u64| (v > 0).then(|| duration(v));
-        Ok(api::PollActivityTaskQueueResponse {
-            task_token: encode_token(&token),
-            workflow_namespace: r.namespace.clone(),
-            workflow_type: Some(WorkflowType {
-                name: d.workflow_type.clone(),
-            }),
-            workflow_execution: Some(WorkflowExecution {
-                workflow_id: run.workflow_id.clone(),
-                run_id: run.run_id.clone(),
-            }),
-            activity_type: Some(ActivityType {
-                name: a.activity_type.clone(),
-            }),
-            activity_id: a.activity_id.clone(),
-            input: Payloads::decode(a.input.as_slice())
-                .ok()
-                .filter(|_| !a.input.is_empty()),
-            heartbeat_details: Payloads::decode(a.heartbeat_details.as_slice())
-                .ok()
-                .filter(|_| !a.heartbeat_details.is_empty()),
-            scheduled_time: Some(timestamp(a.first_scheduled_time_ms)),
-            current_attempt_scheduled_time: Some(timestamp(a.scheduled_time_ms)),
-            started_time: Some(timestamp(a.started_time_ms)),
-            attempt: a.attempt,
-            schedule_to_close_timeout: ms(a.schedule_to_close_timeout_ms),
-            start_to_close_timeout: ms(a.start_to_close_timeout_ms),
-            heartbeat_timeout: ms(a.heartbeat_timeout_ms),
-            retry_policy: a.retry_policy.as_ref().map(retry_policy_to_temporal),
-            ..Default::default()
-        })
+        Ok(activity_task(&r.namespace, &d))
+    }
+}
+
+/// The poll response of a started activity attempt (polled, or started eagerly).
+pub fn activity_task(namespace: &str, d: &wf::Dispatched) -> api::PollActivityTaskQueueResponse {
+    let token = d.token.clone().expect("dispatch returns a token");
+    let run = token.run.clone().expect("token names a run");
+    let a = d
+        .activity
+        .clone()
+        .expect("activity dispatch carries the activity");
+    let ms = |v: u64| (v > 0).then(|| duration(v));
+    api::PollActivityTaskQueueResponse {
+        task_token: encode_token(&token),
+        workflow_namespace: namespace.to_string(),
+        workflow_type: Some(WorkflowType {
+            name: d.workflow_type.clone(),
+        }),
+        workflow_execution: Some(WorkflowExecution {
+            workflow_id: run.workflow_id.clone(),
+            run_id: run.run_id.clone(),
+        }),
+        activity_type: Some(ActivityType {
+            name: a.activity_type.clone(),
+        }),
+        activity_id: a.activity_id.clone(),
+        input: Payloads::decode(a.input.as_slice())
+            .ok()
+            .filter(|_| !a.input.is_empty()),
+        heartbeat_details: Payloads::decode(a.heartbeat_details.as_slice())
+            .ok()
+            .filter(|_| !a.heartbeat_details.is_empty()),
+        scheduled_time: Some(timestamp(a.first_scheduled_time_ms)),
+        current_attempt_scheduled_time: Some(timestamp(a.scheduled_time_ms)),
+        started_time: Some(timestamp(a.started_time_ms)),
+        attempt: a.attempt,
+        schedule_to_close_timeout: ms(a.schedule_to_close_timeout_ms),
+        start_to_close_timeout: ms(a.start_to_close_timeout_ms),
+        heartbeat_timeout: ms(a.heartbeat_timeout_ms),
+        retry_policy: a.retry_policy.as_ref().map(retry_policy_to_temporal),
+        ..Default::default()
     }
 }
 
@@ -500,6 +505,7 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
                 start_to_close_timeout_ms: duration_ms(&a.start_to_close_timeout),
                 heartbeat_timeout_ms: duration_ms(&a.heartbeat_timeout),
                 retry_policy: a.retry_policy.as_ref().map(retry_policy_from_temporal),
+                request_eager_execution: a.request_eager_execution,
             }))
         }
         Some(CA::StartTimerCommandAttributes(t)) => Some(Cmd::StartTimer(wf::StartTimer {

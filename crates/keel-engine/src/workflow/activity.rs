@@ -28,12 +28,14 @@ fn is_activity_deadline(d: &Deadline, scheduled_event_id: i64) -> bool {
 }
 
 /// Writes ActivityTaskScheduled for a validated command and enqueues attempt 1.
+/// Schedules an activity; returns its scheduled id when it is to be started eagerly (by the
+/// completing worker) instead of queued.
 pub(super) fn schedule<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     ms: &mut MutableState,
     n: ScheduleActivity,
     wtc: i64,
-) -> Result<()> {
+) -> Result<Option<i64>> {
     let task_queue = if n.task_queue.is_empty() {
         ms.task_queue.clone()
     } else {
@@ -81,8 +83,13 @@ pub(super) fn schedule<S: StateStore>(
             at,
         );
     }
+    let eager = n.request_eager_execution && info.task_queue == ms.task_queue;
     ms.activities.push(info);
-    enqueue_attempt(ctx, ms, scheduled)
+    if eager {
+        // Started by the caller in this same apply: no backlog entry, no schedule-to-start.
+        return Ok(Some(scheduled));
+    }
+    enqueue_attempt(ctx, ms, scheduled).map(|_| None)
 }
 
 /// Puts the activity's current attempt in its backlog and arms schedule-to-start.

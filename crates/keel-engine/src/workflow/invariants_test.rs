@@ -106,6 +106,7 @@ impl World {
                             activity_id: format!("a{}", rng.below(100)),
                             activity_type: "x".into(),
                             start_to_close_timeout_ms: 1_000,
+                            request_eager_execution: rng.below(3) == 0,
                             ..Default::default()
                         }),
                         2 => Cmd::StartTimer(StartTimer {
@@ -116,12 +117,17 @@ impl World {
                     };
                     commands.push(WorkflowCommand { kind: Some(cmd) });
                 }
-                self.apply(Kind::CompleteWorkflowTask(CompleteWorkflowTask {
-                    token: Some(t),
-                    identity: "w".into(),
-                    commands,
-                    sdk_metadata: vec![],
-                }));
+                if let Outcome::CompletedWithActivities(e) =
+                    self.apply(Kind::CompleteWorkflowTask(CompleteWorkflowTask {
+                        token: Some(t),
+                        identity: "w".into(),
+                        commands,
+                        sdk_metadata: vec![],
+                    }))
+                {
+                    self.act_tokens
+                        .extend(e.activities.into_iter().filter_map(|d| d.token));
+                }
             }
             5 if !self.act_tokens.is_empty() => {
                 let t = self.act_tokens[rng.below(self.act_tokens.len())].clone();

@@ -542,6 +542,10 @@ pub struct ScheduleActivity {
     pub heartbeat_timeout_ms: u64,
     #[prost(message, optional, tag = "9")]
     pub retry_policy: Option<RetryPolicy>,
+    /// The completing worker asked to run this activity itself (eager execution): it is
+    /// started in the same apply and handed back in the completion's response.
+    #[prost(bool, tag = "10")]
+    pub request_eager_execution: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -563,7 +567,10 @@ pub struct CompleteWorkflow {
 /// The result of a workflow command, returned to the proposer.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WorkflowOutcome {
-    #[prost(oneof = "workflow_outcome::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(
+        oneof = "workflow_outcome::Kind",
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10"
+    )]
     pub kind: Option<workflow_outcome::Kind>,
 }
 
@@ -599,11 +606,22 @@ pub mod workflow_outcome {
         /// The thing to create exists already (ALREADY_EXISTS), e.g. a namespace.
         #[prost(string, tag = "9")]
         AlreadyExists(String),
+        /// A workflow task completed and some activities started eagerly for its worker
+        /// (a completion without eager activities answers `Accepted`).
+        #[prost(message, tag = "10")]
+        CompletedWithActivities(super::EagerActivities),
     }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Empty {}
+
+/// Activity attempts started together with a workflow task's completion.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EagerActivities {
+    #[prost(message, repeated, tag = "1")]
+    pub activities: Vec<Dispatched>,
+}
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct HeartbeatRecorded {

@@ -318,9 +318,14 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     ms.workflow_task = None;
     ms.previous_started_event_id = task.started_event_id;
     let mut needs_task = false;
+    let mut eager = Vec::new();
     for cmd in commands {
         if !is_running(&ms) {
             break; // nothing follows a close command
+        }
+        if let Cmd::ScheduleActivity(n) = cmd {
+            eager.extend(activity::schedule(ctx, &mut ms, n, wtc)?);
+            continue;
         }
         needs_task |= apply_command(ctx, &mut ms, cmd, wtc, &c.identity)?;
     }
@@ -328,8 +333,38 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     if needs_task {
         ctx.schedule_workflow_task(&mut ms, 1)?;
     }
+    // Eager activities start now for the completing worker (a run closed by a later command
+    // dropped them).
+    let mut started = Vec::new();
+    if is_running(&ms) {
+        let run = ms.run.clone().expect("named run");
+        for scheduled_event_id in eager {
+            let entry = TaskRef {
+                run: Some(run.clone()),
+                scheduled_event_id,
+                query_id: String::new(),
+            };
+            let dispatch = DispatchTask {
+                namespace: run.namespace.clone(),
+                task_queue: ms.task_queue.clone(),
+                kind: TaskKind::Activity as i32,
+                identity: c.identity.clone(),
+                request_id: format!("eager-{wtc}-{scheduled_event_id}"),
+            };
+            if let Some(Outcome::Dispatched(d)) =
+                activity::start_attempt(ctx, &mut ms, &entry, &dispatch).and_then(|o| o.kind)
+            {
+                started.push(d);
+            }
+        }
+    }
     ctx.save(&ms);
-    Ok(accepted())
+    if started.is_empty() {
+        return Ok(accepted());
+    }
+    Ok(outcome(Outcome::CompletedWithActivities(EagerActivities {
+        activities: started,
+    })))
 }
 
 /// Writes one validated command's event(s); returns whether a new workflow task is needed.
@@ -341,7 +376,11 @@ fn apply_command<S: StateStore>(
     identity: &str,
 ) -> Result<bool> {
     match cmd {
-        Cmd::ScheduleActivity(n) => activity::schedule(ctx, ms, n, wtc).map(|_| false),
+        // Eager starts are handled by the completion itself; here the activity is queued.
+        Cmd::ScheduleActivity(mut n) => {
+            n.request_eager_execution = false;
+            activity::schedule(ctx, ms, n, wtc).map(|_| false)
+        }
         Cmd::StartTimer(t) => {
             let started = ctx.append(
                 ms,

@@ -1603,3 +1603,52 @@ fn retention_deletes_a_closed_runs_pending_queries() {
     ));
     assert!(read_query(&h.store, "short", "q").unwrap().is_none());
 }
+
+#[test]
+fn an_eagerly_requested_activity_starts_with_the_completion_and_skips_the_backlog() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    let eager = activity_with("a1", |a| a.request_eager_execution = true);
+    let other_queue = activity_with("a2", |a| {
+        a.request_eager_execution = true;
+        a.task_queue = "elsewhere".into();
+    });
+    let started = match h.complete_wft(&token(&wft), vec![eager, other_queue]) {
+        Outcome::CompletedWithActivities(e) => e.activities,
+        other => panic!("expected eager activities, got {other:?}"),
+    };
+    assert_eq!(
+        started.len(),
+        1,
+        "only an activity on the workflow's own queue runs eagerly"
+    );
+    let a = started[0].activity.clone().unwrap();
+    assert_eq!((a.activity_id.as_str(), a.started), ("a1", true));
+    assert!(
+        h.poll(TaskKind::Activity).is_none(),
+        "no backlog entry for the eager one"
+    );
+    let ms = h.state("wf", "r1");
+    assert!(
+        !ms.deadlines
+            .iter()
+            .any(|d| d.kind == DeadlineKind::ActivityScheduleToStart as i32
+                && d.event_id == a.scheduled_event_id),
+        "an eager start has no schedule-to-start deadline"
+    );
+    assert!(matches!(
+        h.complete_activity(&token(&Some(started[0].clone())), b"hi"),
+        Outcome::Accepted(_)
+    ));
+    assert_eq!(
+        h.types("wf", "r1")[4..],
+        [
+            "ActivityTaskScheduled",
+            "ActivityTaskScheduled",
+            "ActivityTaskStarted",
+            "ActivityTaskCompleted",
+            "WorkflowTaskScheduled",
+        ]
+    );
+}
