@@ -310,6 +310,12 @@ impl WorkflowService for Frontend {
                     .map(crate::tasks::convert_command)
                     .collect(),
                 sdk_metadata: encoded(&r.sdk_metadata),
+                sticky_queue: r
+                    .sticky_attributes
+                    .as_ref()
+                    .and_then(|a| a.worker_task_queue.as_ref())
+                    .map(|q| q.name.clone())
+                    .unwrap_or_default(),
             }))
             .await?;
         // Activities the worker asked to run eagerly come back already started.

@@ -200,6 +200,7 @@ impl Frontend {
         self.require_namespace(&r.namespace)?;
         let deadline = Instant::now() + budget;
         let mut queue = r.task_queue.unwrap_or_default();
+        let sticky_name = (queue.kind == 2).then(|| queue.name.clone());
         // Keel has no sticky queues (every task carries the full history): a sticky poll is
         // served from its worker's normal queue, so all of a worker's pollers take tasks
         // (temporal-compat.md §4). Without a normal name it is parked until its budget ends,
@@ -231,9 +232,18 @@ impl Frontend {
             .await;
         let token = d.token.clone().expect("dispatch returns a token");
         let run = token.run.clone().expect("token names a run");
-        let events = wf::read_history(self.node().state(), &run, 1, d.last_event_id)
+        // Only the new events when this poll comes from the sticky queue of the worker that
+        // completed the run's last task (it has the run cached; should it have evicted it,
+        // the SDK fetches the full history). Everyone else gets the full history.
+        let first = match (&sticky_name, d.query.is_none()) {
+            (Some(s), true) if *s == d.sticky_queue && d.previous_started_event_id > 0 => {
+                d.previous_started_event_id + 1
+            }
+            _ => 1,
+        };
+        let events = wf::read_history(self.node().state(), &run, first, d.last_event_id)
             .map_err(|e| Status::internal(e.to_string()))?;
-        if events.len() as i64 != d.last_event_id {
+        if events.len() as i64 != d.last_event_id - first + 1 {
             return Err(Status::unavailable(
                 "history not yet applied on this node; retry",
             ));

@@ -248,6 +248,7 @@ impl Driver {
                     identity: "bench".into(),
                     commands: vec![wf::WorkflowCommand { kind: Some(cmd) }],
                     sdk_metadata: vec![],
+                    sticky_queue: String::new(),
                 })
             }
             Phase::CompleteActivity => Kind::CompleteActivityTask(wf::CompleteActivityTask {

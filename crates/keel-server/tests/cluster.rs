@@ -557,6 +557,7 @@ async fn run_workflow_through(
             identity: "test".into(),
             commands: vec![w::WorkflowCommand { kind: Some(cmd) }],
             sdk_metadata: vec![],
+            sticky_queue: String::new(),
         }))
         .await?;
         anyhow::ensure!(

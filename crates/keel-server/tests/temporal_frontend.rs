@@ -1122,3 +1122,91 @@ async fn t85_activities_complete_fail_and_heartbeat_by_id() -> anyhow::Result<()
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t86_sticky_polls_get_new_events_only_from_the_worker_that_has_the_run(
+) -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::taskqueue::v1::StickyExecutionAttributes;
+
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    client
+        .start_workflow_execution(start_request("sticky-1", "req-s1"))
+        .await?;
+    let poll = |mut client: WorkflowServiceClient<Channel>, sticky: &str| {
+        let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: Some(TaskQueue {
+                name: sticky.into(),
+                kind: 2, // STICKY
+                normal_name: "tq".into(),
+            }),
+            identity: "worker".into(),
+            ..Default::default()
+        });
+        req.set_timeout(Duration::from_secs(5));
+        async move {
+            client
+                .poll_workflow_task_queue(req)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let signal = |mut client: WorkflowServiceClient<Channel>, id: &str| {
+        let req = api::SignalWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: "sticky-1".into(),
+                run_id: String::new(),
+            }),
+            signal_name: "go".into(),
+            request_id: id.into(),
+            ..Default::default()
+        };
+        async move { client.signal_workflow_execution(req).await }
+    };
+    let complete = |mut client: WorkflowServiceClient<Channel>, token: Vec<u8>, sticky: &str| {
+        let req = api::RespondWorkflowTaskCompletedRequest {
+            task_token: token,
+            namespace: "default".into(),
+            sticky_attributes: Some(StickyExecutionAttributes {
+                worker_task_queue: Some(TaskQueue {
+                    name: sticky.into(),
+                    kind: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        async move { client.respond_workflow_task_completed(req).await }
+    };
+
+    // A sticky poll is served from the normal queue; the first task carries everything.
+    let first = poll(client.clone(), "worker-a-sticky").await?;
+    assert_eq!(first.history.as_ref().unwrap().events[0].event_id, 1);
+    complete(client.clone(), first.task_token, "worker-a-sticky").await?;
+
+    // Worker A's sticky poll gets only what happened since its task (ids 4..).
+    signal(client.clone(), "sig-1").await?;
+    let second = poll(client.clone(), "worker-a-sticky").await?;
+    let ids: Vec<i64> = second
+        .history
+        .as_ref()
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(second.previous_started_event_id, 3);
+    assert_eq!(ids, (4..=second.started_event_id).collect::<Vec<_>>());
+    complete(client.clone(), second.task_token, "worker-a-sticky").await?;
+
+    // Another worker's sticky poll gets the full history: it has not seen the run.
+    signal(client.clone(), "sig-2").await?;
+    let third = poll(client.clone(), "worker-b-sticky").await?;
+    let events = &third.history.as_ref().unwrap().events;
+    assert_eq!(events[0].event_id, 1);
+    assert_eq!(events.last().unwrap().event_id, third.started_event_id);
+    c.shutdown().await;
+    Ok(())
+}

@@ -123,6 +123,7 @@ impl World {
                         identity: "w".into(),
                         commands,
                         sdk_metadata: vec![],
+                        sticky_queue: String::new(),
                     }))
                 {
                     self.act_tokens

@@ -175,6 +175,10 @@ pub struct CompleteWorkflowTask {
     /// Core's sdk_metadata, persisted verbatim on WorkflowTaskCompleted.
     #[prost(bytes = "vec", tag = "4")]
     pub sdk_metadata: Vec<u8>,
+    /// The worker's sticky queue (from its sticky attributes): the run's next task may be
+    /// sent to that worker's sticky polls with only the new events.
+    #[prost(string, tag = "5")]
+    pub sticky_queue: String,
 }
 
 /// RespondActivityTaskCompleted.
@@ -669,6 +673,9 @@ pub struct Dispatched {
     pub query: Option<Box<QueryRecord>>,
     #[prost(int64, tag = "8")]
     pub last_event_id: i64,
+    /// Workflow tasks: the run's sticky queue when dispatched (see `MutableState`).
+    #[prost(string, tag = "9")]
+    pub sticky_queue: String,
 }
 
 // ---------------------------------------------------------------- history
@@ -1160,6 +1167,10 @@ pub struct MutableState {
     /// Request ids of signals already applied (dedup); dropped with the run.
     #[prost(string, repeated, tag = "19")]
     pub signal_request_ids: Vec<String>,
+    /// Sticky queue of the worker that completed the last workflow task (it has the run
+    /// cached); cleared when a task fails or times out.
+    #[prost(string, tag = "20")]
+    pub sticky_queue: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -174,6 +174,7 @@ pub(super) fn dispatch<S: StateStore>(
                     activity: None,
                     last_event_id: ms.next_event_id - 1,
                     query: Some(Box::new(record)),
+                    sticky_queue: String::new(),
                 })));
                 break;
             }

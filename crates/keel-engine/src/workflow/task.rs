@@ -105,6 +105,7 @@ fn start_workflow_task<S: StateStore>(
         previous_started_event_id: ms.previous_started_event_id,
         attempt: task.attempt,
         last_event_id: started,
+        sticky_queue: ms.sticky_queue.clone(),
         ..Default::default()
     })))
 }
@@ -317,6 +318,7 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     );
     ms.workflow_task = None;
     ms.previous_started_event_id = task.started_event_id;
+    ms.sticky_queue = c.sticky_queue.clone();
     let mut needs_task = false;
     let mut eager = Vec::new();
     for cmd in commands {
@@ -503,6 +505,7 @@ fn fail_started_task<S: StateStore>(
         }),
     );
     ms.workflow_task = None;
+    ms.sticky_queue.clear(); // the worker may have lost the run
     ctx.flush_buffered(ms);
     let next_attempt = if cause == WorkflowTaskFailedCause::UnhandledCommand {
         1
@@ -558,6 +561,7 @@ pub(super) fn workflow_task_timed_out<S: StateStore>(
         }),
     );
     ms.workflow_task = None;
+    ms.sticky_queue.clear(); // the worker may be gone
     ctx.flush_buffered(ms);
     ctx.schedule_workflow_task(ms, task.attempt + 1)
 }

@@ -122,6 +122,7 @@ impl Harness {
             identity: "worker".into(),
             commands,
             sdk_metadata: b"flags".to_vec(),
+            sticky_queue: String::new(),
         }))
     }
 
