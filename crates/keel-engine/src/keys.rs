@@ -244,6 +244,14 @@ pub fn timer(
     k
 }
 
+/// The end (exclusive) of the timers-index keys due by `now_ms`: the index from its prefix up
+/// to this key holds exactly the deadlines with `fire_at_ms <= now_ms`.
+pub fn timers_due_end(now_ms: u64) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::Timer);
+    k.extend_from_slice(&now_ms.saturating_add(1).to_be_bytes());
+    k
+}
+
 /// The fields of a timers-index key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimerKey {
@@ -312,6 +320,15 @@ mod tests {
             Some(("wf-2".to_string(), "r2".to_string()))
         );
         assert_eq!(parse_visibility_by_start(&namespace("ns")), None);
+    }
+
+    #[test]
+    fn the_due_end_splits_the_timers_index_at_now() {
+        let due = timer(1_000, "ns", "wf", "r", 1, 5, 1, "t");
+        let later = timer(1_001, "", "", "", 0, 0, 0, "");
+        assert!(KeyKind::Timer.prefix().to_vec() <= due);
+        assert!(due < timers_due_end(1_000) && timers_due_end(1_000) <= later);
+        assert!(timers_due_end(999) <= due);
     }
 
     #[test]

@@ -25,9 +25,14 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// The due deadlines at the head of the timers index, as commands.
+/// The due deadlines at the head of the timers index, as commands. Reads only keys due by
+/// `now_ms` (the index sorts by fire time), never the pending future.
 fn due_commands(raft: &RaftNode, now_ms: u64) -> Vec<Command> {
-    let rows = match raft.state().scan_prefix(&KeyKind::Timer.prefix(), WINDOW) {
+    let rows = match raft.state().scan_range(
+        &KeyKind::Timer.prefix(),
+        &keys::timers_due_end(now_ms),
+        WINDOW,
+    ) {
         Ok(rows) => rows,
         Err(e) => {
             tracing::warn!(error = %e, "timer driver could not read the timers index");
@@ -36,7 +41,6 @@ fn due_commands(raft: &RaftNode, now_ms: u64) -> Vec<Command> {
     };
     rows.iter()
         .filter_map(|(k, _)| keys::parse_timer(k))
-        .take_while(|t| t.fire_at_ms <= now_ms)
         .map(|t| Command {
             kind: Some(Kind::FireDeadline(FireDeadline {
                 run: Some(RunKey {

@@ -252,6 +252,34 @@ impl StateReader {
         Ok(out)
     }
 
+    /// Keys and values in `[start, end)`, in key order, from one consistent view; at most
+    /// `limit`. RocksDB stops at `end` itself, so nothing past it is read.
+    pub fn scan_range(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let snap = self.db.snapshot();
+        let sm = cf(&self.db, CF_SM);
+        let mut opts = rocksdb::ReadOptions::default();
+        opts.set_iterate_upper_bound(end.to_vec());
+        let mut out = Vec::new();
+        let it = snap.iterator_cf_opt(
+            sm,
+            opts,
+            IteratorMode::From(start, rocksdb::Direction::Forward),
+        );
+        for item in it {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(Error::rocks("scanning the state machine"))?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Reads a register key and the applied index it reflects, from one consistent view.
     pub fn read_register(&self, user_key: &[u8]) -> Result<(Option<Vec<u8>>, u64)> {
         let snap = self.db.snapshot();
