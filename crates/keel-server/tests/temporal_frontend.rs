@@ -1210,3 +1210,69 @@ async fn t86_sticky_polls_get_new_events_only_from_the_worker_that_has_the_run(
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t87_on_the_minority_side_writes_and_linearizable_reads_fail_unavailable_in_bounded_time(
+) -> anyhow::Result<()> {
+    let (c, leader, mut client) = cluster_and_follower_client().await?;
+    client
+        .start_workflow_execution(start_request("cp-1", "req-cp1"))
+        .await?;
+    // The client talks to the first follower; cut it off from its peers.
+    let cut = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let bound = Duration::from_millis(c.config(cut).raft.leader_wait_ms) + Duration::from_secs(1);
+    c.node(cut).raft().filter().set_isolated(true);
+
+    let started = std::time::Instant::now();
+    let err = client
+        .start_workflow_execution(start_request("cp-2", "req-cp2"))
+        .await
+        .expect_err("a start on the minority side");
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert!(
+        started.elapsed() < bound,
+        "start failed after {:?}",
+        started.elapsed()
+    );
+
+    let started = std::time::Instant::now();
+    let err = client
+        .describe_workflow_execution(api::DescribeWorkflowExecutionRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: "cp-1".into(),
+                run_id: String::new(),
+            }),
+        })
+        .await
+        .expect_err("a linearizable read on the minority side");
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert!(
+        started.elapsed() < bound,
+        "describe failed after {:?}",
+        started.elapsed()
+    );
+
+    // The pending workflow task is visible in this node's (stale) backlog: handing it out
+    // needs a commit, so the poll fails retryably instead of giving the task away.
+    let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: Some(TaskQueue {
+            name: "tq".into(),
+            kind: 1,
+            ..Default::default()
+        }),
+        identity: "minority-worker".into(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(10));
+    let err = client
+        .poll_workflow_task_queue(req)
+        .await
+        .expect_err("no task handed out without a quorum");
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+
+    c.node(cut).raft().filter().set_isolated(false);
+    c.shutdown().await;
+    Ok(())
+}
