@@ -1,6 +1,6 @@
 //! Conversions between Temporal's API types and the engine's.
 
-use keel_proto::prost_wkt_types::Duration;
+use keel_proto::prost_wkt_types::{Duration, Timestamp};
 use prost::Message;
 
 /// A protobuf duration in ms (negative durations count as 0; sub-ms parts are dropped).
@@ -19,6 +19,19 @@ pub fn duration(ms: u64) -> Duration {
         seconds: (ms / 1_000) as i64,
         nanos: ((ms % 1_000) * 1_000_000) as i32,
     }
+}
+
+/// Ms since the Unix epoch as a protobuf timestamp.
+pub fn timestamp(ms: u64) -> Timestamp {
+    Timestamp {
+        seconds: (ms / 1_000) as i64,
+        nanos: ((ms % 1_000) * 1_000_000) as i32,
+    }
+}
+
+/// Like [`timestamp`], absent for 0 ("never", e.g. an open run's close time).
+pub fn opt_timestamp(ms: u64) -> Option<Timestamp> {
+    (ms > 0).then(|| timestamp(ms))
 }
 
 /// An optional Temporal message (payloads, failure, header, metadata) as the opaque bytes the

@@ -1,7 +1,6 @@
 //! DescribeWorkflowExecution from mutable state.
 
 use keel_engine::workflow as wf;
-use keel_proto::prost_wkt_types::Timestamp;
 use keel_proto::temporalio_protos::temporal::api::common::v1::{
     ActivityType, Payloads, WorkflowExecution, WorkflowType,
 };
@@ -12,14 +11,7 @@ use keel_proto::temporalio_protos::temporal::api::workflow::v1::{
 use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 use prost::Message;
 
-use crate::convert::duration;
-
-fn ts(ms: u64) -> Option<Timestamp> {
-    (ms > 0).then(|| Timestamp {
-        seconds: (ms / 1_000) as i64,
-        nanos: ((ms % 1_000) * 1_000_000) as i32,
-    })
-}
+use crate::convert::{duration, opt_timestamp};
 
 /// Builds the describe response of a run.
 pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecutionResponse {
@@ -43,10 +35,10 @@ pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecuti
             heartbeat_details: Payloads::decode(a.heartbeat_details.as_slice())
                 .ok()
                 .filter(|_| !a.heartbeat_details.is_empty()),
-            last_heartbeat_time: ts(a.last_heartbeat_time_ms),
-            last_started_time: ts(a.started_time_ms),
+            last_heartbeat_time: opt_timestamp(a.last_heartbeat_time_ms),
+            last_started_time: opt_timestamp(a.started_time_ms),
             attempt: a.attempt,
-            scheduled_time: ts(a.scheduled_time_ms),
+            scheduled_time: opt_timestamp(a.scheduled_time_ms),
             last_worker_identity: a.started_identity.clone(),
             ..Default::default()
         })
@@ -76,8 +68,8 @@ pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecuti
             r#type: Some(WorkflowType {
                 name: ms.workflow_type.clone(),
             }),
-            start_time: ts(ms.start_time_ms),
-            close_time: ts(ms.close_time_ms),
+            start_time: opt_timestamp(ms.start_time_ms),
+            close_time: opt_timestamp(ms.close_time_ms),
             status: ms.status,
             history_length: ms.next_event_id - 1,
             task_queue: ms.task_queue.clone(),

@@ -4,7 +4,6 @@
 //! messages; they are decoded here and placed in the attributes of the matching event type.
 
 use keel_engine::workflow::{self as wf, Attributes as A};
-use keel_proto::prost_wkt_types::Timestamp;
 use keel_proto::temporalio_protos::temporal::api::common::v1::{
     ActivityType, Header, Payloads, WorkflowType,
 };
@@ -17,7 +16,7 @@ use keel_proto::temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompleted
 use keel_proto::temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use prost::Message;
 
-use crate::convert::duration;
+use crate::convert::{duration, timestamp};
 
 /// Decodes stored message bytes; empty bytes mean "absent".
 fn opt<M: Message + Default>(bytes: &[u8]) -> Option<M> {
@@ -42,13 +41,6 @@ fn queue(name: &str) -> Option<TaskQueue> {
         kind: 1, // NORMAL
         ..Default::default()
     })
-}
-
-fn timestamp(ms: u64) -> Timestamp {
-    Timestamp {
-        seconds: (ms / 1_000) as i64,
-        nanos: ((ms % 1_000) * 1_000_000) as i32,
-    }
 }
 
 fn opt_duration(ms: u64) -> Option<keel_proto::prost_wkt_types::Duration> {

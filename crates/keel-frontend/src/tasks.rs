@@ -12,7 +12,6 @@ use keel_engine::workflow::{
     self as wf, workflow_command::Kind as Cmd, workflow_outcome::Kind as Outcome,
 };
 use keel_engine::ReadState;
-use keel_proto::prost_wkt_types::Timestamp;
 use keel_proto::temporalio_protos::temporal::api::command::v1::{
     command::Attributes as CA, Command,
 };
@@ -29,18 +28,11 @@ use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 use prost::Message;
 use tonic::Status;
 
-use crate::convert::{duration, duration_ms, encoded};
+use crate::convert::{duration, duration_ms, encoded, timestamp};
 use crate::history::to_temporal;
 use crate::service::Frontend;
 use crate::status::to_status;
 use crate::wake::Watch;
-
-fn timestamp(ms: u64) -> Timestamp {
-    Timestamp {
-        seconds: (ms / 1_000) as i64,
-        nanos: ((ms % 1_000) * 1_000_000) as i32,
-    }
-}
 
 /// Encodes an engine task token for the wire (opaque to SDKs).
 pub fn encode_token(t: &wf::TaskToken) -> Vec<u8> {

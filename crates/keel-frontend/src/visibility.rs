@@ -13,12 +13,12 @@
 
 use keel_engine::keys;
 use keel_engine::workflow as wf;
-use keel_proto::prost_wkt_types::Timestamp;
 use keel_proto::temporalio_protos::temporal::api::common::v1::{WorkflowExecution, WorkflowType};
 use keel_proto::temporalio_protos::temporal::api::workflow::v1::WorkflowExecutionInfo;
 use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 use tonic::Status;
 
+use crate::convert::opt_timestamp;
 use crate::service::Frontend;
 use crate::status::to_status;
 
@@ -179,13 +179,6 @@ pub fn parse(query: &str) -> Result<Filter, String> {
     Ok(filter)
 }
 
-fn ts(ms: u64) -> Option<Timestamp> {
-    (ms > 0).then(|| Timestamp {
-        seconds: (ms / 1_000) as i64,
-        nanos: ((ms % 1_000) * 1_000_000) as i32,
-    })
-}
-
 fn info(row: &wf::VisibilityRecord) -> WorkflowExecutionInfo {
     WorkflowExecutionInfo {
         execution: Some(WorkflowExecution {
@@ -195,9 +188,9 @@ fn info(row: &wf::VisibilityRecord) -> WorkflowExecutionInfo {
         r#type: Some(WorkflowType {
             name: row.workflow_type.clone(),
         }),
-        start_time: ts(row.start_time_ms),
-        execution_time: ts(row.start_time_ms),
-        close_time: ts(row.close_time_ms),
+        start_time: opt_timestamp(row.start_time_ms),
+        execution_time: opt_timestamp(row.start_time_ms),
+        close_time: opt_timestamp(row.close_time_ms),
         status: row.status,
         history_length: row.history_length,
         task_queue: row.task_queue.clone(),
