@@ -22,7 +22,7 @@ use tonic::Status;
 
 use crate::convert::encoded;
 use crate::service::{new_uuid, run_key, run_outcome, Frontend};
-use crate::status::{query_failed, run_not_found, to_status};
+use crate::status::query_failed;
 use crate::wake::Watch;
 
 /// Extra time a query record outlives its caller's wait, so a slow answer is not refused
@@ -58,12 +58,7 @@ impl Frontend {
         if query.query_type.is_empty() {
             return Err(Status::invalid_argument("query_type is required"));
         }
-        self.node().linearize().await.map_err(to_status)?;
-        let ms = wf::resolve_run(self.node().state(), &run)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .ok_or_else(|| {
-                run_not_found(format!("workflow execution {} not found", run.workflow_id))
-            })?;
+        let ms = self.linearized_run(&run).await?;
         if rejects(r.query_reject_condition, ms.status) {
             return Ok(api::QueryWorkflowResponse {
                 query_rejected: Some(QueryRejected { status: ms.status }),

@@ -76,6 +76,26 @@ impl Frontend {
         }
     }
 
+    /// The run a request names (an empty run id means the current run) as this node has
+    /// applied it; NOT_FOUND with `NotFoundFailure` if there is none.
+    pub(crate) fn applied_run(&self, run: &wf::RunKey) -> Result<wf::MutableState, Status> {
+        wf::resolve_run(self.node.state(), run)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .ok_or_else(|| {
+                run_not_found(format!("workflow execution {} not found", run.workflow_id))
+            })
+    }
+
+    /// Like [`Self::applied_run`], after a ReadIndex: a client sees what it wrote through
+    /// any node.
+    pub(crate) async fn linearized_run(
+        &self,
+        run: &wf::RunKey,
+    ) -> Result<wf::MutableState, Status> {
+        self.node.linearize().await.map_err(to_status)?;
+        self.applied_run(run)
+    }
+
     pub(crate) fn require_namespace(&self, namespace: &str) -> Result<wf::NamespaceRecord, Status> {
         if namespace.is_empty() {
             return Err(Status::invalid_argument("namespace is required"));
@@ -558,12 +578,7 @@ impl WorkflowService for Frontend {
         let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let run = run_key(&r.namespace, &r.execution)?;
-        self.node.linearize().await.map_err(to_status)?;
-        let ms = wf::resolve_run(self.node.state(), &run)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .ok_or_else(|| {
-                run_not_found(format!("workflow execution {} not found", run.workflow_id))
-            })?;
+        let ms = self.linearized_run(&run).await?;
         Ok(Response::new(crate::describe::describe_execution(&ms)))
     }
 
@@ -631,36 +646,30 @@ impl WorkflowService for Frontend {
         } else {
             (r.maximum_page_size as i64).min(MAX_HISTORY_PAGE)
         };
-        // Linearizable: a client that just wrote through another node sees its write.
-        self.node.linearize().await.map_err(to_status)?;
-        // Woken by changes to this run only; armed before every read.
-        let named = wf::resolve_run(self.node.state(), &run)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .and_then(|ms| ms.run)
-            .ok_or_else(|| {
-                run_not_found(format!("workflow execution {} not found", run.workflow_id))
-            })?;
+        // Linearizable: a client that just wrote through another node sees its write. The
+        // run is named once; the wait is woken by changes to it only, armed before each read.
+        let named = self
+            .linearized_run(&run)
+            .await?
+            .run
+            .expect("stored runs are named");
         let watch = crate::wake::Watch::new(&self.node, &[wf::watch_run(&named)]);
         loop {
             let armed = watch.arm();
             let state = self.node.state();
-            let ms = wf::resolve_run(state, &run)
-                .map_err(|e| Status::internal(e.to_string()))?
-                .ok_or_else(|| {
-                    run_not_found(format!("workflow execution {} not found", run.workflow_id))
-                })?;
-            let key = ms.run.clone().expect("named run");
+            let ms = self.applied_run(&named)?;
+            let key = &named;
             let last = ms.next_event_id - 1;
             let running = ms.status == wf::RunStatus::Running as i32;
             let events: Vec<wf::HistoryEvent> = if close_only {
                 if running {
                     Vec::new()
                 } else {
-                    wf::read_history(state, &key, last, last)
+                    wf::read_history(state, key, last, last)
                         .map_err(|e| Status::internal(e.to_string()))?
                 }
             } else if from <= last {
-                wf::read_history(state, &key, from, (from + page - 1).min(last))
+                wf::read_history(state, key, from, (from + page - 1).min(last))
                     .map_err(|e| Status::internal(e.to_string()))?
             } else {
                 Vec::new()

@@ -31,7 +31,6 @@ use tonic::Status;
 use crate::convert::{duration, duration_ms, encoded, timestamp};
 use crate::history::to_temporal;
 use crate::service::Frontend;
-use crate::status::to_status;
 use crate::wake::Watch;
 
 /// Encodes an engine task token for the wire (opaque to SDKs).
@@ -362,17 +361,13 @@ impl Frontend {
                 return Err(Status::invalid_argument(format!("{field} is required")));
             }
         }
-        self.node().linearize().await.map_err(to_status)?;
-        let run = wf::RunKey {
-            namespace: namespace.to_string(),
-            workflow_id: workflow_id.to_string(),
-            run_id: run_id.to_string(),
-        };
-        let ms = wf::resolve_run(self.node().state(), &run)
-            .map_err(|e| Status::internal(e.to_string()))?
-            .ok_or_else(|| {
-                crate::status::run_not_found(format!("workflow execution {workflow_id} not found"))
-            })?;
+        let ms = self
+            .linearized_run(&wf::RunKey {
+                namespace: namespace.to_string(),
+                workflow_id: workflow_id.to_string(),
+                run_id: run_id.to_string(),
+            })
+            .await?;
         let a = ms
             .activities
             .iter()
