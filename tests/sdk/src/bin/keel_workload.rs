@@ -23,6 +23,7 @@ use anyhow::Context;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use keel_sdk_tests::client_for;
+use keel_server::local_cluster::wait_for;
 use serde::Serialize;
 use temporalio_client::grpc::WorkflowService;
 use temporalio_client::tonic::IntoRequest;
@@ -242,38 +243,27 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// Clients of every node, once each node serves the `default` namespace.
 async fn connect_all(servers: &Servers) -> anyhow::Result<Vec<Client>> {
-    let deadline = Instant::now() + Duration::from_secs(60);
     let mut clients = Vec::new();
     for addr in &servers.client_addrs {
         let sock: std::net::SocketAddr = addr.parse()?;
-        loop {
-            let ready = async {
-                let client = client_for(sock).await?;
-                let mut raw = client.clone();
-                WorkflowService::describe_namespace(
-                    &mut raw,
-                    DescribeNamespaceRequest {
-                        namespace: "default".into(),
-                        ..Default::default()
-                    }
-                    .into_request(),
-                )
-                .await?;
-                anyhow::Ok(client)
-            }
-            .await;
-            match ready {
-                Ok(c) => {
-                    clients.push(c);
-                    break;
+        let reason = format!("the node at {addr} serves the default namespace");
+        let client = wait_for(Duration::from_secs(60), &reason, || async {
+            let client = client_for(sock).await.ok()?;
+            let mut raw = client.clone();
+            WorkflowService::describe_namespace(
+                &mut raw,
+                DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
                 }
-                Err(e) if Instant::now() > deadline => {
-                    return Err(e.context(format!("node at {addr} never became ready")))
-                }
-                // Polling a process that is still starting: nothing to wait on but time.
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+                .into_request(),
+            )
+            .await
+            .ok()?;
+            Some(client)
+        })
+        .await?;
+        clients.push(client);
     }
     Ok(clients)
 }
@@ -423,24 +413,22 @@ async fn w2(
         .try_collect::<Vec<()>>()
         .await?;
     // Done when no BenchSleep run is open (visibility, polled: nothing else to wait on).
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        let running = clients[0]
-            .count_workflows(
-                "WorkflowType = 'BenchSleep' AND ExecutionStatus = 'Running'",
-                WorkflowCountOptions::default(),
-            )
-            .await?
-            .count();
-        if running == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "{running} sleepers never finished"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_for(
+        Duration::from_secs(600),
+        "every sleeper finished",
+        || async {
+            let running = clients[0]
+                .count_workflows(
+                    "WorkflowType = 'BenchSleep' AND ExecutionStatus = 'Running'",
+                    WorkflowCountOptions::default(),
+                )
+                .await
+                .ok()?
+                .count();
+            (running == 0).then_some(())
+        },
+    )
+    .await?;
     let rss = sampler.finish();
     let rows: Vec<_> = clients[0]
         .list_workflows(
