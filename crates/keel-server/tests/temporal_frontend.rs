@@ -40,6 +40,35 @@ fn detail(s: &tonic::Status) -> (String, Vec<u8>) {
     (any.type_url, any.value)
 }
 
+/// A normal task queue.
+fn normal_queue(name: &str) -> TaskQueue {
+    TaskQueue {
+        name: name.into(),
+        kind: 1,
+        ..Default::default()
+    }
+}
+
+/// Long-polls `queue` for a workflow task, with a client deadline of `secs`.
+async fn poll_wft(
+    mut client: WorkflowServiceClient<Channel>,
+    queue: TaskQueue,
+    identity: &str,
+    secs: u64,
+) -> Result<api::PollWorkflowTaskQueueResponse, tonic::Status> {
+    let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: Some(queue),
+        identity: identity.into(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(secs));
+    client
+        .poll_workflow_task_queue(req)
+        .await
+        .map(|r| r.into_inner())
+}
+
 /// A 3-node cluster whose `default` namespace is registered, and a gzip client of a follower.
 async fn cluster_and_follower_client(
 ) -> anyhow::Result<(LocalCluster, u64, WorkflowServiceClient<Channel>)> {
@@ -389,21 +418,8 @@ async fn t81_tasks_flow_through_polls_and_responses_with_a_durable_timer() -> an
         kind: 1,
         ..Default::default()
     });
-    let poll_wft = |mut client: WorkflowServiceClient<Channel>| {
-        let queue = queue.clone();
-        async move {
-            let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
-                namespace: "default".into(),
-                task_queue: queue,
-                identity: "worker-1".into(),
-                ..Default::default()
-            });
-            req.set_timeout(Duration::from_secs(5));
-            client
-                .poll_workflow_task_queue(req)
-                .await
-                .map(|r| r.into_inner())
-        }
+    let poll_wft = |client: WorkflowServiceClient<Channel>| {
+        poll_wft(client, normal_queue("tq"), "worker-1", 5)
     };
 
     // Task 1: schedule an activity and a 300 ms durable timer.
@@ -670,22 +686,8 @@ async fn t83_legacy_queries_wait_for_the_started_task_then_answer_fail_reject_or
     client
         .start_workflow_execution(start_request("q-1", "req-q1"))
         .await?;
-    let poll = |mut client: WorkflowServiceClient<Channel>, secs: u64| async move {
-        let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
-            namespace: "default".into(),
-            task_queue: Some(TaskQueue {
-                name: "tq".into(),
-                kind: 1,
-                ..Default::default()
-            }),
-            identity: "worker-1".into(),
-            ..Default::default()
-        });
-        req.set_timeout(Duration::from_secs(secs));
-        client
-            .poll_workflow_task_queue(req)
-            .await
-            .map(|r| r.into_inner())
+    let poll = |client: WorkflowServiceClient<Channel>, secs: u64| {
+        poll_wft(client, normal_queue("tq"), "worker-1", secs)
     };
     let query = |mut client: WorkflowServiceClient<Channel>, id: &str, secs: u64| {
         let mut req = tonic::Request::new(api::QueryWorkflowRequest {
@@ -984,13 +986,7 @@ async fn t85_activities_complete_fail_and_heartbeat_by_id() -> anyhow::Result<()
         kind: 1,
         ..Default::default()
     });
-    let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
-        namespace: "default".into(),
-        task_queue: queue.clone(),
-        ..Default::default()
-    });
-    req.set_timeout(Duration::from_secs(5));
-    let task = client.poll_workflow_task_queue(req).await?.into_inner();
+    let task = poll_wft(client.clone(), normal_queue("tq"), "", 5).await?;
     let schedule = |id: &str| Command {
         command_type: 1,
         attributes: Some(CA::ScheduleActivityTaskCommandAttributes(
@@ -1132,24 +1128,13 @@ async fn t86_sticky_polls_get_new_events_only_from_the_worker_that_has_the_run(
     client
         .start_workflow_execution(start_request("sticky-1", "req-s1"))
         .await?;
-    let poll = |mut client: WorkflowServiceClient<Channel>, sticky: &str| {
-        let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
-            namespace: "default".into(),
-            task_queue: Some(TaskQueue {
-                name: sticky.into(),
-                kind: 2, // STICKY
-                normal_name: "tq".into(),
-            }),
-            identity: "worker".into(),
-            ..Default::default()
-        });
-        req.set_timeout(Duration::from_secs(5));
-        async move {
-            client
-                .poll_workflow_task_queue(req)
-                .await
-                .map(|r| r.into_inner())
-        }
+    let poll = |client: WorkflowServiceClient<Channel>, sticky: &str| {
+        let queue = TaskQueue {
+            name: sticky.into(),
+            kind: 2, // STICKY
+            normal_name: "tq".into(),
+        };
+        poll_wft(client, queue, "worker", 5)
     };
     let signal = |mut client: WorkflowServiceClient<Channel>, id: &str| {
         let req = api::SignalWorkflowExecutionRequest {
@@ -1255,19 +1240,7 @@ async fn t87_on_the_minority_side_writes_and_linearizable_reads_fail_unavailable
 
     // The pending workflow task is visible in this node's (stale) backlog: handing it out
     // needs a commit, so the poll fails retryably instead of giving the task away.
-    let mut req = tonic::Request::new(api::PollWorkflowTaskQueueRequest {
-        namespace: "default".into(),
-        task_queue: Some(TaskQueue {
-            name: "tq".into(),
-            kind: 1,
-            ..Default::default()
-        }),
-        identity: "minority-worker".into(),
-        ..Default::default()
-    });
-    req.set_timeout(Duration::from_secs(10));
-    let err = client
-        .poll_workflow_task_queue(req)
+    let err = poll_wft(client.clone(), normal_queue("tq"), "minority-worker", 10)
         .await
         .expect_err("no task handed out without a quorum");
     assert_eq!(err.code(), Code::Unavailable, "{err}");
