@@ -63,14 +63,16 @@ fn backlog_len(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::T
 /// propose only while fewer are in flight than tasks wait, so one new task wakes many pollers
 /// but costs one dispatch proposal from this node, not one per poller.
 #[derive(Default)]
-pub struct InFlight(std::sync::Mutex<std::collections::BTreeMap<(String, String, i32), u64>>);
+pub struct InFlight(
+    std::sync::Mutex<std::collections::BTreeMap<(String, String, wf::TaskKind), u64>>,
+);
 
 /// A claimed dispatch slot; released on drop. A release that did not hand out a task wakes
 /// the backlog's other pollers (the task may still be there for them).
 struct Claim<'a> {
     table: &'a InFlight,
     watchers: &'a keel_raft::watch::Watchers,
-    key: (String, String, i32),
+    key: (String, String, wf::TaskKind),
     took_task: bool,
 }
 
@@ -78,7 +80,7 @@ impl InFlight {
     fn claim<'a>(
         &'a self,
         watchers: &'a keel_raft::watch::Watchers,
-        key: (String, String, i32),
+        key: (String, String, wf::TaskKind),
         available: u64,
     ) -> Option<Claim<'a>> {
         let mut t = self.0.lock().expect("in-flight table lock");
@@ -109,8 +111,7 @@ impl Drop for Claim<'_> {
         }
         if !self.took_task {
             let (ns, queue, kind) = &self.key;
-            let kind = wf::TaskKind::try_from(*kind).unwrap_or(wf::TaskKind::Workflow);
-            self.watchers.notify(&wf::watch_queue(ns, queue, kind));
+            self.watchers.notify(&wf::watch_queue(ns, queue, *kind));
         }
     }
 }
@@ -155,7 +156,7 @@ impl Frontend {
             let armed = watch.arm();
             for &kind in kinds {
                 let available = ready(self.node().state(), namespace, queue, kind);
-                let key = (namespace.to_string(), queue.to_string(), kind as i32);
+                let key = (namespace.to_string(), queue.to_string(), kind);
                 let Some(mut claim) =
                     self.dispatching
                         .claim(self.node().watchers(), key, available)
