@@ -40,6 +40,22 @@ pub fn encoded<M: Message>(m: &Option<M>) -> Vec<u8> {
     m.as_ref().map(Message::encode_to_vec).unwrap_or_default()
 }
 
+/// Responses smaller than this go out uncompressed even when the caller accepts gzip: a
+/// deflate stream costs a fresh compressor (hundreds of KiB zeroed) on our side and an
+/// inflater on the SDK's, which outweighs the bytes saved on a small message. Larger ones
+/// (histories, pages) are compressed when the caller accepts it (temporal-compat.md §1).
+pub const COMPRESS_FROM_BYTES: usize = 4 * 1024;
+
+/// Wraps an RPC's answer, compressing it only when it is large enough to be worth it.
+pub fn reply<M: Message>(m: M) -> tonic::Response<M> {
+    let small = m.encoded_len() < COMPRESS_FROM_BYTES;
+    let mut r = tonic::Response::new(m);
+    if small {
+        r.disable_compression();
+    }
+    r
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +71,21 @@ mod tests {
             })),
             0
         );
+    }
+
+    #[test]
+    fn only_large_replies_are_compressed() {
+        use tonic::codec::SingleMessageCompressionOverride as O;
+        let small = reply(Timestamp {
+            seconds: 1,
+            nanos: 0,
+        });
+        assert_eq!(small.extensions().get::<O>(), Some(&O::Disable));
+        let large = reply(keel_proto::prost_wkt_types::Value {
+            kind: Some(keel_proto::prost_wkt_types::value::Kind::StringValue(
+                "x".repeat(COMPRESS_FROM_BYTES),
+            )),
+        });
+        assert_eq!(large.extensions().get::<O>(), None);
     }
 }

@@ -21,7 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::history::to_temporal;
 
-use crate::convert::{duration, duration_ms, encoded};
+use crate::convert::{duration, duration_ms, encoded, reply};
 use crate::status::{
     already_started, namespace_exists, namespace_not_found, run_not_found, to_status,
 };
@@ -36,6 +36,7 @@ pub struct Frontend {
     node: RaftNode,
     /// Dispatch proposals in flight from this node's pollers, per backlog.
     pub(crate) dispatching: crate::tasks::InFlight,
+    pub(crate) sticky_waiting: crate::tasks::StickyWaiting,
 }
 
 impl Frontend {
@@ -43,6 +44,7 @@ impl Frontend {
         Frontend {
             node,
             dispatching: Default::default(),
+            sticky_waiting: Default::default(),
         }
     }
 
@@ -297,7 +299,7 @@ impl WorkflowService for Frontend {
         request: Request<api::PollWorkflowTaskQueueRequest>,
     ) -> Result<Response<api::PollWorkflowTaskQueueResponse>, Status> {
         let budget = long_poll_budget(&request);
-        Ok(Response::new(
+        Ok(reply(
             self.poll_workflow_task(request.into_inner(), budget)
                 .await?,
         ))
@@ -308,7 +310,7 @@ impl WorkflowService for Frontend {
         request: Request<api::PollActivityTaskQueueRequest>,
     ) -> Result<Response<api::PollActivityTaskQueueResponse>, Status> {
         let budget = long_poll_budget(&request);
-        Ok(Response::new(
+        Ok(reply(
             self.poll_activity_task(request.into_inner(), budget)
                 .await?,
         ))
@@ -350,7 +352,7 @@ impl WorkflowService for Frontend {
                 Vec::new()
             }
         };
-        Ok(Response::new(api::RespondWorkflowTaskCompletedResponse {
+        Ok(reply(api::RespondWorkflowTaskCompletedResponse {
             activity_tasks,
             ..Default::default()
         }))
@@ -371,9 +373,7 @@ impl WorkflowService for Frontend {
             }))
             .await?;
         crate::tasks::accepted(outcome)?;
-        Ok(Response::new(
-            api::RespondWorkflowTaskFailedResponse::default(),
-        ))
+        Ok(reply(api::RespondWorkflowTaskFailedResponse::default()))
     }
 
     async fn respond_activity_task_completed(
@@ -383,9 +383,7 @@ impl WorkflowService for Frontend {
         let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         self.complete_activity(token, r.identity, &r.result).await?;
-        Ok(Response::new(
-            api::RespondActivityTaskCompletedResponse::default(),
-        ))
+        Ok(reply(api::RespondActivityTaskCompletedResponse::default()))
     }
 
     async fn respond_activity_task_completed_by_id(
@@ -397,7 +395,7 @@ impl WorkflowService for Frontend {
             .activity_token(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id)
             .await?;
         self.complete_activity(token, r.identity, &r.result).await?;
-        Ok(Response::new(
+        Ok(reply(
             api::RespondActivityTaskCompletedByIdResponse::default(),
         ))
     }
@@ -409,9 +407,7 @@ impl WorkflowService for Frontend {
         let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         self.fail_activity(token, r.identity, &r.failure).await?;
-        Ok(Response::new(
-            api::RespondActivityTaskFailedResponse::default(),
-        ))
+        Ok(reply(api::RespondActivityTaskFailedResponse::default()))
     }
 
     async fn respond_activity_task_failed_by_id(
@@ -423,9 +419,7 @@ impl WorkflowService for Frontend {
             .activity_token(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id)
             .await?;
         self.fail_activity(token, r.identity, &r.failure).await?;
-        Ok(Response::new(
-            api::RespondActivityTaskFailedByIdResponse::default(),
-        ))
+        Ok(reply(api::RespondActivityTaskFailedByIdResponse::default()))
     }
 
     async fn respond_activity_task_canceled(
@@ -435,9 +429,7 @@ impl WorkflowService for Frontend {
         let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         self.cancel_activity(token, r.identity, &r.details).await?;
-        Ok(Response::new(
-            api::RespondActivityTaskCanceledResponse::default(),
-        ))
+        Ok(reply(api::RespondActivityTaskCanceledResponse::default()))
     }
 
     async fn respond_activity_task_canceled_by_id(
@@ -449,7 +441,7 @@ impl WorkflowService for Frontend {
             .activity_token(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id)
             .await?;
         self.cancel_activity(token, r.identity, &r.details).await?;
-        Ok(Response::new(
+        Ok(reply(
             api::RespondActivityTaskCanceledByIdResponse::default(),
         ))
     }
@@ -461,7 +453,7 @@ impl WorkflowService for Frontend {
         let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
         let cancel_requested = self.heartbeat(token, &r.details).await?;
-        Ok(Response::new(api::RecordActivityTaskHeartbeatResponse {
+        Ok(reply(api::RecordActivityTaskHeartbeatResponse {
             cancel_requested,
             ..Default::default()
         }))
@@ -476,12 +468,10 @@ impl WorkflowService for Frontend {
             .activity_token(&r.namespace, &r.workflow_id, &r.run_id, &r.activity_id)
             .await?;
         let cancel_requested = self.heartbeat(token, &r.details).await?;
-        Ok(Response::new(
-            api::RecordActivityTaskHeartbeatByIdResponse {
-                cancel_requested,
-                ..Default::default()
-            },
-        ))
+        Ok(reply(api::RecordActivityTaskHeartbeatByIdResponse {
+            cancel_requested,
+            ..Default::default()
+        }))
     }
 
     async fn list_workflow_executions(
@@ -490,7 +480,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::ListWorkflowExecutionsResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         self.node.linearize().await.map_err(to_status)?;
-        Ok(Response::new(self.list_executions(r)?))
+        Ok(reply(self.list_executions(r)?))
     }
 
     async fn count_workflow_executions(
@@ -499,7 +489,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::CountWorkflowExecutionsResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         self.node.linearize().await.map_err(to_status)?;
-        Ok(Response::new(self.count_executions(r)?))
+        Ok(reply(self.count_executions(r)?))
     }
 
     async fn query_workflow(
@@ -508,7 +498,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::QueryWorkflowResponse>, Status> {
         let budget = long_poll_budget(&request);
         let r = within_limit(request.into_inner())?;
-        Ok(Response::new(self.run_query(r, budget).await?))
+        Ok(reply(self.run_query(r, budget).await?))
     }
 
     async fn respond_query_task_completed(
@@ -516,7 +506,7 @@ impl WorkflowService for Frontend {
         request: Request<api::RespondQueryTaskCompletedRequest>,
     ) -> Result<Response<api::RespondQueryTaskCompletedResponse>, Status> {
         let r = within_limit(request.into_inner())?;
-        Ok(Response::new(self.respond_query_task(r).await?))
+        Ok(reply(self.respond_query_task(r).await?))
     }
 
     async fn signal_with_start_workflow_execution(
@@ -562,13 +552,11 @@ impl WorkflowService for Frontend {
             }))
             .await?;
         let started = started(outcome, &namespace)?;
-        Ok(Response::new(
-            api::SignalWithStartWorkflowExecutionResponse {
-                run_id: started.run_id,
-                started: started.started,
-                ..Default::default()
-            },
-        ))
+        Ok(reply(api::SignalWithStartWorkflowExecutionResponse {
+            run_id: started.run_id,
+            started: started.started,
+            ..Default::default()
+        }))
     }
 
     async fn describe_workflow_execution(
@@ -579,14 +567,14 @@ impl WorkflowService for Frontend {
         self.require_namespace(&r.namespace)?;
         let run = run_key(&r.namespace, &r.execution)?;
         let ms = self.linearized_run(&run).await?;
-        Ok(Response::new(crate::describe::describe_execution(&ms)))
+        Ok(reply(crate::describe::describe_execution(&ms)))
     }
 
     async fn get_cluster_info(
         &self,
         _: Request<api::GetClusterInfoRequest>,
     ) -> Result<Response<api::GetClusterInfoResponse>, Status> {
-        Ok(Response::new(api::GetClusterInfoResponse {
+        Ok(reply(api::GetClusterInfoResponse {
             server_version: SERVER_VERSION.into(),
             cluster_id: self.node.cluster_id().to_string(),
             cluster_name: self.node.cluster_id().to_string(),
@@ -615,14 +603,14 @@ impl WorkflowService for Frontend {
         .into_iter()
         .map(|(k, t)| (k.to_string(), t as i32))
         .collect();
-        Ok(Response::new(api::GetSearchAttributesResponse { keys }))
+        Ok(reply(api::GetSearchAttributesResponse { keys }))
     }
 
     async fn shutdown_worker(
         &self,
         _: Request<api::ShutdownWorkerRequest>,
     ) -> Result<Response<api::ShutdownWorkerResponse>, Status> {
-        Ok(Response::new(api::ShutdownWorkerResponse::default()))
+        Ok(reply(api::ShutdownWorkerResponse::default()))
     }
 
     async fn get_workflow_execution_history(
@@ -665,12 +653,10 @@ impl WorkflowService for Frontend {
                 if running {
                     Vec::new()
                 } else {
-                    wf::read_history(state, key, last, last)
-                        .map_err(|e| Status::internal(e.to_string()))?
+                    crate::history::read_events(state, key, last, last)?
                 }
             } else if from <= last {
-                wf::read_history(state, key, from, (from + page - 1).min(last))
-                    .map_err(|e| Status::internal(e.to_string()))?
+                crate::history::read_events(state, key, from, (from + page - 1).min(last))?
             } else {
                 Vec::new()
             };
@@ -693,7 +679,7 @@ impl WorkflowService for Frontend {
                     .map(|e| to_temporal(e, &key.workflow_id))
                     .collect(),
             };
-            return Ok(Response::new(api::GetWorkflowExecutionHistoryResponse {
+            return Ok(reply(api::GetWorkflowExecutionHistoryResponse {
                 history: Some(history),
                 next_page_token: token,
                 ..Default::default()
@@ -705,7 +691,7 @@ impl WorkflowService for Frontend {
         &self,
         _: Request<api::GetSystemInfoRequest>,
     ) -> Result<Response<api::GetSystemInfoResponse>, Status> {
-        Ok(Response::new(api::GetSystemInfoResponse {
+        Ok(reply(api::GetSystemInfoResponse {
             server_version: SERVER_VERSION.into(),
             capabilities: Some(api::get_system_info_response::Capabilities {
                 signal_and_query_header: true,
@@ -723,7 +709,7 @@ impl WorkflowService for Frontend {
         request: Request<api::DescribeNamespaceRequest>,
     ) -> Result<Response<api::DescribeNamespaceResponse>, Status> {
         let ns = self.require_namespace(&request.into_inner().namespace)?;
-        Ok(Response::new(describe(&ns)))
+        Ok(reply(describe(&ns)))
     }
 
     async fn list_namespaces(
@@ -745,7 +731,7 @@ impl WorkflowService for Frontend {
             .map_err(|e| Status::internal(format!("corrupt namespace record: {e}")))?;
         records.sort_by(|a, b| a.name.cmp(&b.name));
         let namespaces = records.iter().map(describe).collect();
-        Ok(Response::new(api::ListNamespacesResponse {
+        Ok(reply(api::ListNamespacesResponse {
             namespaces,
             next_page_token: vec![],
         }))
@@ -768,7 +754,7 @@ impl WorkflowService for Frontend {
             }))
             .await?;
         match outcome {
-            Outcome::Accepted(_) => Ok(Response::new(api::RegisterNamespaceResponse {})),
+            Outcome::Accepted(_) => Ok(reply(api::RegisterNamespaceResponse {})),
             Outcome::AlreadyExists(m) => Err(namespace_exists(m)),
             Outcome::InvalidArgument(m) => Err(Status::invalid_argument(m)),
             other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
@@ -785,7 +771,7 @@ impl WorkflowService for Frontend {
             .propose(Kind::StartWorkflow(start_command(&r)?))
             .await?;
         let started = started(outcome, &r.namespace)?;
-        Ok(Response::new(api::StartWorkflowExecutionResponse {
+        Ok(reply(api::StartWorkflowExecutionResponse {
             run_id: started.run_id,
             started: started.started,
             status: WorkflowExecutionStatus::Running as i32,
@@ -811,9 +797,7 @@ impl WorkflowService for Frontend {
             }))
             .await?;
         run_outcome(outcome)?;
-        Ok(Response::new(
-            api::SignalWorkflowExecutionResponse::default(),
-        ))
+        Ok(reply(api::SignalWorkflowExecutionResponse::default()))
     }
 
     async fn request_cancel_workflow_execution(
@@ -832,9 +816,7 @@ impl WorkflowService for Frontend {
             }))
             .await?;
         run_outcome(outcome)?;
-        Ok(Response::new(
-            api::RequestCancelWorkflowExecutionResponse::default(),
-        ))
+        Ok(reply(api::RequestCancelWorkflowExecutionResponse::default()))
     }
 
     async fn terminate_workflow_execution(
@@ -853,9 +835,7 @@ impl WorkflowService for Frontend {
             }))
             .await?;
         run_outcome(outcome)?;
-        Ok(Response::new(
-            api::TerminateWorkflowExecutionResponse::default(),
-        ))
+        Ok(reply(api::TerminateWorkflowExecutionResponse::default()))
     }
 }
 

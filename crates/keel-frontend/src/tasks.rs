@@ -48,15 +48,24 @@ pub fn decode_token(bytes: &[u8]) -> Result<wf::TaskToken, Status> {
     Ok(t)
 }
 
-/// Tasks waiting in a backlog, as this node has applied it (stale entries included).
+/// Tasks of `kind` waiting on a queue, as this node has applied it (stale entries included);
+/// workflow tasks wait in two backlogs (resumed runs and first tasks).
 fn backlog_len(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::TaskKind) -> u64 {
-    let key = keys::queue_cursor(namespace, queue, kind as u8);
-    match state.get(&key) {
-        Ok(Some(b)) => wf::QueueCursor::decode(b.as_slice())
-            .map(|c| c.tail.saturating_sub(c.head))
-            .unwrap_or(0),
-        _ => 0,
-    }
+    let backlogs: &[u8] = match kind {
+        wf::TaskKind::Workflow => &wf::WORKFLOW_BACKLOGS,
+        _ => &[kind as u8],
+    };
+    backlogs
+        .iter()
+        .map(
+            |&b| match state.get(&keys::queue_cursor(namespace, queue, b)) {
+                Ok(Some(b)) => wf::QueueCursor::decode(b.as_slice())
+                    .map(|c| c.tail.saturating_sub(c.head))
+                    .unwrap_or(0),
+                _ => 0,
+            },
+        )
+        .sum()
 }
 
 /// Dispatch proposals in flight per backlog `(namespace, queue, kind)` on one node. Pollers
@@ -116,6 +125,70 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// Sticky workflow-task polls waiting on this node per `(namespace, queue)`, not counting
+/// those proposing a dispatch. While one waits, normal polls leave workflow tasks to it: its
+/// worker probably has the run cached and then gets only the new events, where a normal poll
+/// would ship (and the SDK decode) the whole history.
+#[derive(Default)]
+pub struct StickyWaiting(std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>);
+
+/// One waiting sticky poll; on drop, the last one leaving wakes the queue's normal polls.
+struct StickyGuard<'a> {
+    table: &'a StickyWaiting,
+    watchers: &'a keel_raft::watch::Watchers,
+    key: (String, String),
+}
+
+impl StickyWaiting {
+    fn enter<'a>(
+        &'a self,
+        watchers: &'a keel_raft::watch::Watchers,
+        namespace: &str,
+        queue: &str,
+    ) -> StickyGuard<'a> {
+        let key = (namespace.to_string(), queue.to_string());
+        *self
+            .0
+            .lock()
+            .expect("sticky table lock")
+            .entry(key.clone())
+            .or_default() += 1;
+        StickyGuard {
+            table: self,
+            watchers,
+            key,
+        }
+    }
+
+    fn any(&self, namespace: &str, queue: &str) -> bool {
+        let t = self.0.lock().expect("sticky table lock");
+        t.contains_key(&(namespace.to_string(), queue.to_string()))
+    }
+}
+
+impl Drop for StickyGuard<'_> {
+    fn drop(&mut self) {
+        let last = {
+            let mut t = self.table.0.lock().expect("sticky table lock");
+            match t.get_mut(&self.key) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                _ => {
+                    t.remove(&self.key);
+                    true
+                }
+            }
+        };
+        if last {
+            let (ns, queue) = &self.key;
+            self.watchers
+                .notify(&wf::watch_queue(ns, queue, wf::TaskKind::Workflow));
+        }
+    }
+}
+
 /// Outcome of a mutating task request: `Ok` for Accepted, the Temporal error otherwise.
 pub fn accepted(o: Outcome) -> Result<(), Status> {
     match o {
@@ -138,13 +211,15 @@ fn ready(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::TaskKin
 impl Frontend {
     /// Long-polls backlogs (`kinds` in order of preference): proposes a dispatch only when a
     /// backlog (as this node has applied it) can hand something out, otherwise waits for new
-    /// state until `deadline`.
+    /// state until `deadline`. A `sticky` poll is preferred for workflow tasks over normal
+    /// polls waiting on this node ([`StickyWaiting`]).
     pub(crate) async fn poll(
         &self,
         namespace: &str,
         queue: &str,
         kinds: &[wf::TaskKind],
         identity: &str,
+        sticky: bool,
         deadline: Instant,
     ) -> Result<Option<(wf::Dispatched, u64)>, Status> {
         let keys: Vec<Vec<u8>> = kinds
@@ -152,9 +227,22 @@ impl Frontend {
             .map(|k| wf::watch_queue(namespace, queue, *k))
             .collect();
         let watch = Watch::new(self.node(), &keys);
+        let waiting = || {
+            sticky.then(|| {
+                self.sticky_waiting
+                    .enter(self.node().watchers(), namespace, queue)
+            })
+        };
+        let mut waiting_sticky = waiting();
         loop {
             let armed = watch.arm();
             for &kind in kinds {
+                if kind == wf::TaskKind::Workflow
+                    && !sticky
+                    && self.sticky_waiting.any(namespace, queue)
+                {
+                    continue;
+                }
                 let available = ready(self.node().state(), namespace, queue, kind);
                 let key = (namespace.to_string(), queue.to_string(), kind);
                 let Some(mut claim) =
@@ -163,6 +251,8 @@ impl Frontend {
                 else {
                     continue;
                 };
+                // Proposing, no longer waiting: normal polls may take the next task.
+                drop(waiting_sticky.take());
                 let (outcome, log_index) = self
                     .propose_at(Kind::DispatchTask(wf::DispatchTask {
                         namespace: namespace.to_string(),
@@ -175,6 +265,9 @@ impl Frontend {
                 if let Outcome::Dispatched(d) = outcome {
                     claim.took_task = true;
                     return Ok(Some((d, log_index)));
+                }
+                if waiting_sticky.is_none() {
+                    waiting_sticky = waiting();
                 }
             }
             if Instant::now() >= deadline {
@@ -193,9 +286,9 @@ impl Frontend {
         let deadline = Instant::now() + budget;
         let mut queue = r.task_queue.unwrap_or_default();
         let sticky_name = (queue.kind == 2).then(|| queue.name.clone());
-        // Keel has no sticky queues (every task carries the full history): a sticky poll is
-        // served from its worker's normal queue, so all of a worker's pollers take tasks
-        // (temporal-compat.md §4). Without a normal name it is parked until its budget ends,
+        // Keel keeps no separate sticky backlogs: a sticky poll is served from its worker's
+        // normal queue, so all of a worker's pollers take tasks (temporal-compat.md §4), and
+        // it is preferred over normal polls so the run's cached owner gets only new events. Without a normal name it is parked until its budget ends,
         // never rejected (§0 rule 8).
         if queue.kind == 2 {
             if queue.normal_name.is_empty() {
@@ -212,6 +305,7 @@ impl Frontend {
                 &queue.name,
                 &[wf::TaskKind::Query, wf::TaskKind::Workflow],
                 &r.identity,
+                sticky_name.is_some(),
                 deadline,
             )
             .await?
@@ -233,8 +327,8 @@ impl Frontend {
             }
             _ => 1,
         };
-        let events = wf::read_history(self.node().state(), &run, first, d.last_event_id)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let events =
+            crate::history::read_events(self.node().state(), &run, first, d.last_event_id)?;
         if events.len() as i64 != d.last_event_id - first + 1 {
             return Err(Status::unavailable(
                 "history not yet applied on this node; retry",
@@ -295,6 +389,7 @@ impl Frontend {
                 &queue.name,
                 &[wf::TaskKind::Activity],
                 &r.identity,
+                false,
                 deadline,
             )
             .await?

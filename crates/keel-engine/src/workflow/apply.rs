@@ -323,7 +323,21 @@ impl<S: StateStore> Ctx<'_, S> {
         });
         let run = ms.run.clone().expect("named run");
         let queue = ms.task_queue.clone();
-        self.enqueue(&run, &queue, TaskKind::Workflow, scheduled)
+        let backlog = if ms.previous_started_event_id > 0 {
+            RESUMED_WORKFLOW_BACKLOG
+        } else {
+            TaskKind::Workflow as u8
+        };
+        self.enqueue_in(
+            &queue,
+            TaskKind::Workflow,
+            backlog,
+            TaskRef {
+                run: Some(run),
+                scheduled_event_id: scheduled,
+                query_id: String::new(),
+            },
+        )
     }
 
     pub fn enqueue(
@@ -344,20 +358,32 @@ impl<S: StateStore> Ctx<'_, S> {
         )
     }
 
-    /// Appends an entry to the tail of a backlog and wakes that queue's pollers.
+    /// Appends an entry to the tail of the backlog of `kind` and wakes that queue's pollers.
     pub fn enqueue_ref(&mut self, task_queue: &str, kind: TaskKind, entry: TaskRef) -> Result<()> {
+        self.enqueue_in(task_queue, kind, kind as u8, entry)
+    }
+
+    /// Appends an entry to the tail of backlog `backlog` (a `TaskKind` byte, or
+    /// [`RESUMED_WORKFLOW_BACKLOG`]) and wakes the pollers of `kind` on that queue.
+    fn enqueue_in(
+        &mut self,
+        task_queue: &str,
+        kind: TaskKind,
+        backlog: u8,
+        entry: TaskRef,
+    ) -> Result<()> {
         let namespace = entry
             .run
             .as_ref()
             .expect("entry names a run")
             .namespace
             .clone();
-        let ckey = keys::queue_cursor(&namespace, task_queue, kind as u8);
+        let ckey = keys::queue_cursor(&namespace, task_queue, backlog);
         let mut cursor: QueueCursor = match self.store.get(&ckey)? {
             Some(b) => decode(&ckey, &b)?,
             None => QueueCursor::default(),
         };
-        let ekey = keys::queue_entry(&namespace, task_queue, kind as u8, cursor.tail);
+        let ekey = keys::queue_entry(&namespace, task_queue, backlog, cursor.tail);
         self.store.put(&ekey, &entry.encode_to_vec());
         cursor.tail += 1;
         self.store.put(&ckey, &cursor.encode_to_vec());

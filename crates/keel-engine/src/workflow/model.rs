@@ -43,6 +43,15 @@ pub enum TaskKind {
     Query = 2,
 }
 
+/// Backlog byte (in the queue keys) of workflow tasks of runs that have completed a workflow
+/// task before: a timer fired, an activity finished, a signal arrived. Dispatch serves it
+/// before the backlog of first tasks (byte `TaskKind::Workflow`): under a flood of new starts
+/// the runs already under way keep going on time, and new runs absorb the queueing delay.
+pub const RESUMED_WORKFLOW_BACKLOG: u8 = 3;
+
+/// The backlogs a workflow-task dispatch serves, in order.
+pub const WORKFLOW_BACKLOGS: [u8; 2] = [RESUMED_WORKFLOW_BACKLOG, TaskKind::Workflow as u8];
+
 /// Temporal's WorkflowIdReusePolicy (UNSPECIFIED means ALLOW_DUPLICATE).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
 #[repr(i32)]

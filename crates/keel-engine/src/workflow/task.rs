@@ -20,17 +20,37 @@ pub(super) fn dispatch_task<S: StateStore>(
     if kind == TaskKind::Query {
         return super::query::dispatch(ctx, c);
     }
-    let ckey = keys::queue_cursor(&c.namespace, &c.task_queue, kind as u8);
+    let backlogs: &[u8] = match kind {
+        TaskKind::Workflow => &WORKFLOW_BACKLOGS,
+        _ => &[TaskKind::Activity as u8],
+    };
+    for &backlog in backlogs {
+        if let Some(found) = dispatch_from(ctx, c, kind, backlog)? {
+            return Ok(found);
+        }
+    }
+    Ok(outcome(Outcome::NoTask(Empty {})))
+}
+
+/// Hands out the first live entry of one backlog, dropping stale entries before it (at most
+/// [`MAX_STALE_SKIPS`]).
+fn dispatch_from<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &DispatchTask,
+    kind: TaskKind,
+    backlog: u8,
+) -> Result<Option<WorkflowOutcome>> {
+    let ckey = keys::queue_cursor(&c.namespace, &c.task_queue, backlog);
     let mut cursor: QueueCursor = match ctx.store.get(&ckey)? {
         Some(b) => decode(&ckey, &b)?,
-        None => return Ok(outcome(Outcome::NoTask(Empty {}))),
+        None => return Ok(None),
     };
     let mut found = None;
     for _ in 0..MAX_STALE_SKIPS {
         if cursor.head >= cursor.tail {
             break;
         }
-        let ekey = keys::queue_entry(&c.namespace, &c.task_queue, kind as u8, cursor.head);
+        let ekey = keys::queue_entry(&c.namespace, &c.task_queue, backlog, cursor.head);
         let entry = ctx.store.get(&ekey)?;
         ctx.store.delete(&ekey);
         cursor.head += 1;
@@ -57,7 +77,7 @@ pub(super) fn dispatch_task<S: StateStore>(
     }
     ctx.store
         .put(&ckey, &prost::Message::encode_to_vec(&cursor));
-    Ok(found.unwrap_or(outcome(Outcome::NoTask(Empty {}))))
+    Ok(found)
 }
 
 fn start_workflow_task<S: StateStore>(

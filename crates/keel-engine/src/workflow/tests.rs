@@ -1653,3 +1653,22 @@ fn an_eagerly_requested_activity_starts_with_the_completion_and_skips_the_backlo
         ]
     );
 }
+
+#[test]
+fn tasks_of_runs_under_way_are_dispatched_before_first_tasks_of_new_runs() {
+    let mut h = Harness::new();
+    h.start("old", "r1", "req-old", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&wft), vec![timer("t1", 1_000)]);
+    // Two new runs queue their first tasks before the old run's timer fires.
+    h.start("new1", "r1", "req-new1", IdReusePolicy::Unspecified);
+    h.start("new2", "r1", "req-new2", IdReusePolicy::Unspecified);
+    assert!(matches!(
+        h.fire("old", "r1", DeadlineKind::UserTimer),
+        Outcome::Accepted(_)
+    ));
+    let order: Vec<String> = std::iter::from_fn(|| h.poll(TaskKind::Workflow))
+        .map(|d| token(&Some(d)).run.expect("run").workflow_id)
+        .collect();
+    assert_eq!(order, ["old", "new1", "new2"], "resumed first, then FIFO");
+}
