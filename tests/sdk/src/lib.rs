@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use keel_server::local_cluster::{wait_for, LocalCluster};
-use temporalio_client::{Client, ClientOptions, Connection, ConnectionOptions, Url};
+use temporalio_client::{
+    Client, ClientOptions, Connection, ConnectionOptions, GrpcCompression, Url,
+};
 
 /// Deadline of every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -11,8 +13,21 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// A client of the `default` namespace connected to the node at `addr`, built the way an
 /// application builds one.
 pub async fn client_for(addr: std::net::SocketAddr) -> anyhow::Result<Client> {
+    client_with(addr, GrpcCompression::default()).await
+}
+
+/// Like [`client_for`], with the given gRPC compression of the connection.
+pub async fn client_with(
+    addr: std::net::SocketAddr,
+    compression: GrpcCompression,
+) -> anyhow::Result<Client> {
     let url = Url::parse(&format!("http://{addr}"))?;
-    let connection = Connection::connect(ConnectionOptions::new(url).build()).await?;
+    let connection = Connection::connect(
+        ConnectionOptions::new(url)
+            .grpc_compression(compression)
+            .build(),
+    )
+    .await?;
     Ok(Client::new(
         connection,
         ClientOptions::new("default").build(),

@@ -10,8 +10,14 @@
 //!   (workflow time after the sleep − workflow time before − 1 s).
 //!
 //! Server RSS is the peak of the summed VmRSS of the server processes, sampled every 200 ms
-//! during each workload. Results: one JSON object per measurement in `--json`, a Markdown
-//! table on stdout.
+//! during each workload. CPU per workflow is the CPU time (user + system) the server
+//! processes, and this process (SDK worker + load generator), used during a workload divided
+//! by the workflows completed in it: it shows which side a 2-core machine runs out of first.
+//! Results: one JSON object per measurement in `--json`, a Markdown table on stdout.
+//!
+//! The SDK compresses requests with gzip by default; `--grpc-compression none` turns that off
+//! for this process's connections (the peer's load generator does not compress either). The
+//! server compresses only responses of 4 KiB and more, whatever the setting.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,14 +28,13 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Context;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use keel_sdk_tests::client_for;
+use keel_sdk_tests::client_with;
 use keel_server::local_cluster::wait_for;
 use serde::Serialize;
 use temporalio_client::grpc::WorkflowService;
 use temporalio_client::tonic::IntoRequest;
 use temporalio_client::{
-    Client, WorkflowCountOptions, WorkflowGetResultOptions, WorkflowListOptions,
-    WorkflowStartOptions,
+    Client, GrpcCompression, WorkflowGetResultOptions, WorkflowListOptions, WorkflowStartOptions,
 };
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 use temporalio_macros::{activities, workflow, workflow_methods};
@@ -69,6 +74,9 @@ struct Args {
     /// Print the event timeline of one W1 workflow per topology (where the time goes).
     #[arg(long)]
     trace_one: bool,
+    /// gRPC compression of the SDK's connections: `gzip` (the SDK's default) or `none`.
+    #[arg(long, default_value = "gzip")]
+    grpc_compression: String,
     /// Where the JSON lines go.
     #[arg(long, default_value = "keel-workload.json")]
     json: PathBuf,
@@ -219,6 +227,11 @@ impl Servers {
         })
     }
 
+    /// Summed CPU time (user + system) the server processes have used so far, ms.
+    fn cpu_ms(&self) -> f64 {
+        self.children.iter().filter_map(|c| cpu_ms(c.id())).sum()
+    }
+
     /// Summed resident set of the server processes, MiB.
     fn rss_mib(&self) -> f64 {
         self.children
@@ -226,6 +239,41 @@ impl Servers {
             .filter_map(|c| rss_kib(c.id()))
             .sum::<u64>() as f64
             / 1024.0
+    }
+}
+
+/// CPU time (utime + stime) a process has used so far, ms; `/proc` counts in USER_HZ
+/// ticks, 100 per second on Linux.
+fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 * 10.0)
+}
+
+/// CPU time used by the servers and by this process between `start` and `finish`.
+struct CpuMeter {
+    server_ms: f64,
+    own_ms: f64,
+}
+
+impl CpuMeter {
+    fn start(servers: &Servers) -> CpuMeter {
+        CpuMeter {
+            server_ms: servers.cpu_ms(),
+            own_ms: cpu_ms(std::process::id()).unwrap_or(0.0),
+        }
+    }
+
+    /// (server ms, this process ms) per completed workflow.
+    fn per_workflow(self, servers: &Servers, workflows: usize) -> (f64, f64) {
+        let n = workflows.max(1) as f64;
+        (
+            (servers.cpu_ms() - self.server_ms) / n,
+            (cpu_ms(std::process::id()).unwrap_or(0.0) - self.own_ms) / n,
+        )
     }
 }
 
@@ -242,13 +290,16 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Clients of every node, once each node serves the `default` namespace.
-async fn connect_all(servers: &Servers) -> anyhow::Result<Vec<Client>> {
+async fn connect_all(
+    servers: &Servers,
+    compression: GrpcCompression,
+) -> anyhow::Result<Vec<Client>> {
     let mut clients = Vec::new();
     for addr in &servers.client_addrs {
         let sock: std::net::SocketAddr = addr.parse()?;
         let reason = format!("the node at {addr} serves the default namespace");
         let client = wait_for(Duration::from_secs(60), &reason, || async {
-            let client = client_for(sock).await.ok()?;
+            let client = client_with(sock, compression).await.ok()?;
             let mut raw = client.clone();
             WorkflowService::describe_namespace(
                 &mut raw,
@@ -309,6 +360,8 @@ struct W1Result {
     p50_ms: f64,
     p99_ms: f64,
     server_rss_mib: f64,
+    server_cpu_ms_per_wf: f64,
+    sdk_cpu_ms_per_wf: f64,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -321,6 +374,8 @@ struct W2Result {
     lateness_p50_ms: f64,
     lateness_p99_ms: f64,
     server_rss_mib: f64,
+    server_cpu_ms_per_wf: f64,
+    sdk_cpu_ms_per_wf: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -339,13 +394,16 @@ async fn w1(
     concurrency: usize,
     warmup: Duration,
     window: Duration,
-) -> anyhow::Result<(usize, f64, f64, f64, f64)> {
+) -> anyhow::Result<(usize, f64, f64, f64, f64, (f64, f64))> {
     let sampler = RssSampler::start(servers);
+    let cpu = CpuMeter::start(servers);
+    let finished = AtomicU64::new(0);
     let t0 = Instant::now();
     let measure_from = t0 + warmup;
     let end = measure_from + window;
     let loops = (0..concurrency).map(|i| {
         let client = clients[i % clients.len()].clone();
+        let finished = &finished;
         async move {
             let mut samples = Vec::new();
             while Instant::now() < end {
@@ -363,6 +421,7 @@ async fn w1(
                     .await?;
                 anyhow::ensure!(v == 10, "workflow {id} returned {v}");
                 let done = Instant::now();
+                finished.fetch_add(1, Ordering::Relaxed);
                 if began >= measure_from && done <= end {
                     samples.push((done - began).as_secs_f64() * 1e3);
                 }
@@ -372,6 +431,7 @@ async fn w1(
     });
     let per_loop = futures::future::try_join_all(loops).await?;
     let rss = sampler.finish();
+    let cpu = cpu.per_workflow(servers, finished.load(Ordering::Relaxed) as usize);
     let mut lat: Vec<f64> = per_loop.into_iter().flatten().collect();
     lat.sort_by(|a, b| a.total_cmp(b));
     let n = lat.len();
@@ -381,6 +441,7 @@ async fn w1(
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
         rss,
+        cpu,
     ))
 }
 
@@ -390,8 +451,9 @@ async fn w2(
     count: usize,
     start_concurrency: usize,
     run: usize,
-) -> anyhow::Result<(f64, f64, f64, f64)> {
+) -> anyhow::Result<(f64, f64, f64, f64, (f64, f64))> {
     let sampler = RssSampler::start(servers);
+    let cpu = CpuMeter::start(servers);
     let prefix = format!("w2-r{run}-");
     let started_at = SystemTime::now();
     futures::stream::iter(0..count)
@@ -412,24 +474,24 @@ async fn w2(
         .buffer_unordered(start_concurrency)
         .try_collect::<Vec<()>>()
         .await?;
-    // Done when no BenchSleep run is open (visibility, polled: nothing else to wait on).
-    wait_for(
-        Duration::from_secs(600),
-        "every sleeper finished",
-        || async {
-            let running = clients[0]
-                .count_workflows(
-                    "WorkflowType = 'BenchSleep' AND ExecutionStatus = 'Running'",
-                    WorkflowCountOptions::default(),
-                )
-                .await
-                .ok()?
-                .count();
-            (running == 0).then_some(())
-        },
-    )
-    .await?;
+    // Every result, awaited with the SDK's long poll on the run's close (the lateness).
+    let mut lateness: Vec<f64> = futures::stream::iter(0..count)
+        .map(|i| {
+            let client = clients[i % clients.len()].clone();
+            let id = format!("{prefix}{i}");
+            async move {
+                client
+                    .get_workflow_handle::<BenchSleep>(&id)
+                    .get_result(WorkflowGetResultOptions::default())
+                    .await
+                    .map(|ms| ms as f64)
+            }
+        })
+        .buffer_unordered(start_concurrency)
+        .try_collect()
+        .await?;
     let rss = sampler.finish();
+    let cpu = cpu.per_workflow(servers, count);
     let rows: Vec<_> = clients[0]
         .list_workflows(
             "WorkflowType = 'BenchSleep'",
@@ -447,27 +509,13 @@ async fn w2(
         .duration_since(started_at)
         .unwrap_or_default()
         .as_secs_f64();
-    let mut lateness: Vec<f64> = futures::stream::iter(0..count)
-        .map(|i| {
-            let client = clients[i % clients.len()].clone();
-            let id = format!("{prefix}{i}");
-            async move {
-                client
-                    .get_workflow_handle::<BenchSleep>(&id)
-                    .get_result(WorkflowGetResultOptions::default())
-                    .await
-                    .map(|ms| ms as f64)
-            }
-        })
-        .buffer_unordered(start_concurrency)
-        .try_collect()
-        .await?;
     lateness.sort_by(|a, b| a.total_cmp(b));
     Ok((
         all_done,
         percentile(&lateness, 0.50),
         percentile(&lateness, 0.99),
         rss,
+        cpu,
     ))
 }
 
@@ -530,7 +578,7 @@ fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -> String {
     let mut out = String::from(
-        "| W1 | C | workflows/s | p50 ms | p99 ms | server RSS MiB (sum) |\n|---|---|---|---|---|---|\n",
+        "| W1 | C | workflows/s | p50 ms | p99 ms | server RSS MiB (sum) | CPU ms/wf server + SDK |\n|---|---|---|---|---|---|---|\n",
     );
     for &n in nodes {
         for &c in cs {
@@ -545,15 +593,17 @@ fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -
             let (p50, _, _) = median_range(rows.iter().map(|r| r.p50_ms).collect());
             let (p99, _, _) = median_range(rows.iter().map(|r| r.p99_ms).collect());
             let (rss, _, _) = median_range(rows.iter().map(|r| r.server_rss_mib).collect());
+            let (scpu, _, _) = median_range(rows.iter().map(|r| r.server_cpu_ms_per_wf).collect());
+            let (wcpu, _, _) = median_range(rows.iter().map(|r| r.sdk_cpu_ms_per_wf).collect());
             out.push_str(&format!(
-                "| {n} node{} | {c} | {tput:.1} [{lo:.0}..{hi:.0}] | {p50:.1} | {p99:.1} | {rss:.0} |\n",
+                "| {n} node{} | {c} | {tput:.1} [{lo:.0}..{hi:.0}] | {p50:.1} | {p99:.1} | {rss:.0} | {scpu:.1} + {wcpu:.1} |\n",
                 if n == 1 { "" } else { "s" }
             ));
         }
     }
     if !w2s.is_empty() {
         out.push_str(
-            "\n| W2 | all done | lateness p50 | lateness p99 | RSS MiB |\n|---|---|---|---|---|\n",
+            "\n| W2 | all done | lateness p50 | lateness p99 | RSS MiB | CPU ms/wf server + SDK |\n|---|---|---|---|---|---|\n",
         );
         for &n in nodes {
             let rows: Vec<&W2Result> = w2s.iter().filter(|r| r.nodes == n).collect();
@@ -564,8 +614,10 @@ fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -
             let (p50, _, _) = median_range(rows.iter().map(|r| r.lateness_p50_ms).collect());
             let (p99, _, _) = median_range(rows.iter().map(|r| r.lateness_p99_ms).collect());
             let (rss, _, _) = median_range(rows.iter().map(|r| r.server_rss_mib).collect());
+            let (scpu, _, _) = median_range(rows.iter().map(|r| r.server_cpu_ms_per_wf).collect());
+            let (wcpu, _, _) = median_range(rows.iter().map(|r| r.sdk_cpu_ms_per_wf).collect());
             out.push_str(&format!(
-                "| {n} node{} ({} × sleep 1 s) | {done:.1} s [{lo:.1}..{hi:.1}] | {p50:.0} ms | {p99:.0} ms | {rss:.0} |\n",
+                "| {n} node{} ({} × sleep 1 s) | {done:.1} s [{lo:.1}..{hi:.1}] | {p50:.0} ms | {p99:.0} ms | {rss:.0} | {scpu:.1} + {wcpu:.1} |\n",
                 if n == 1 { "" } else { "s" },
                 rows[0].workflows
             ));
@@ -578,6 +630,11 @@ fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let bin = keel_bin(&args.keel_bin)?;
+    let compression = match args.grpc_compression.as_str() {
+        "gzip" => GrpcCompression::Gzip,
+        "none" => GrpcCompression::None,
+        other => anyhow::bail!("--grpc-compression must be gzip or none, not {other:?}"),
+    };
     let mut json = std::fs::File::create(&args.json)
         .with_context(|| format!("creating {}", args.json.display()))?;
     let mut w1s = Vec::new();
@@ -585,7 +642,7 @@ async fn main() -> anyhow::Result<()> {
     for &nodes in &args.nodes {
         eprintln!("== {nodes} node(s): starting servers");
         let servers = Servers::spawn(nodes, &bin)?;
-        let clients = connect_all(&servers).await?;
+        let clients = connect_all(&servers, compression).await?;
         eprintln!("   ready; idle server RSS {:.0} MiB", servers.rss_mib());
         let runtime = Runtime::from_current_tokio(Default::default())?;
         let options = WorkerOptions::new(QUEUE)
@@ -604,7 +661,7 @@ async fn main() -> anyhow::Result<()> {
             }
             for run in 1..=args.runs {
                 for &c in &args.concurrency {
-                    let (completed, tput, p50, p99, rss) = w1(
+                    let (completed, tput, p50, p99, rss, (server_cpu, sdk_cpu)) = w1(
                         &clients,
                         &servers,
                         c,
@@ -622,12 +679,14 @@ async fn main() -> anyhow::Result<()> {
                         p50_ms: p50,
                         p99_ms: p99,
                         server_rss_mib: rss,
+                        server_cpu_ms_per_wf: server_cpu,
+                        sdk_cpu_ms_per_wf: sdk_cpu,
                     };
                     eprintln!("   {r:?}");
                     w1s.push(r);
                 }
                 if args.w2_workflows > 0 {
-                    let (done, p50, p99, rss) = w2(
+                    let (done, p50, p99, rss, (server_cpu, sdk_cpu)) = w2(
                         &clients,
                         &servers,
                         args.w2_workflows,
@@ -644,6 +703,8 @@ async fn main() -> anyhow::Result<()> {
                         lateness_p50_ms: p50,
                         lateness_p99_ms: p99,
                         server_rss_mib: rss,
+                        server_cpu_ms_per_wf: server_cpu,
+                        sdk_cpu_ms_per_wf: sdk_cpu,
                     };
                     eprintln!("   {r:?}");
                     w2s.push(r);
