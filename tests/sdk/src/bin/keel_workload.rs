@@ -649,6 +649,9 @@ async fn main() -> anyhow::Result<()> {
             .register_workflow::<BenchTen>()?
             .register_workflow::<BenchSleep>()?
             .register_activities(BenchSteps)
+            // W2 keeps 10,000 runs open at once: cache them all (the default, 1,000, would
+            // evict and make the SDK refetch and replay histories).
+            .max_cached_workflows(args.w2_workflows.max(1_000))
             .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(16))
             .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(16))
             .build();
