@@ -37,6 +37,7 @@ pub struct Frontend {
     /// Dispatch proposals in flight from this node's pollers, per backlog.
     pub(crate) dispatching: crate::tasks::InFlight,
     pub(crate) sticky_waiting: crate::tasks::StickyWaiting,
+    pub(crate) parked: crate::tasks::Parked,
 }
 
 impl Frontend {
@@ -45,6 +46,7 @@ impl Frontend {
             node,
             dispatching: Default::default(),
             sticky_waiting: Default::default(),
+            parked: Default::default(),
         }
     }
 
@@ -59,23 +61,35 @@ impl Frontend {
 
     /// Like `propose`, also returning the log index the command committed at.
     pub(crate) async fn propose_at(&self, kind: Kind) -> Result<(Outcome, u64), Status> {
-        let p = self
-            .node
-            .propose(vec![Command { kind: Some(kind) }])
-            .await
-            .map_err(to_status)?;
-        let index = p.log_index;
-        match p.responses.into_iter().next().and_then(|r| r.kind) {
-            Some(response::Kind::Workflow(o)) => Ok((
-                o.kind
-                    .ok_or_else(|| Status::internal("empty workflow outcome"))?,
-                index,
-            )),
-            Some(response::Kind::Rejected(r)) => Err(Status::invalid_argument(r.reason)),
-            other => Err(Status::internal(format!(
-                "unexpected engine response {other:?}"
-            ))),
-        }
+        let (mut outcomes, index) = self.propose_all(vec![kind]).await?;
+        Ok((outcomes.pop().expect("one outcome per command")?, index))
+    }
+
+    /// Proposes commands together (one log entry, applied in order): each one's outcome (or
+    /// its error) and the entry's index.
+    pub(crate) async fn propose_all(
+        &self,
+        kinds: Vec<Kind>,
+    ) -> Result<(Vec<Result<Outcome, Status>>, u64), Status> {
+        let commands = kinds
+            .into_iter()
+            .map(|k| Command { kind: Some(k) })
+            .collect();
+        let p = self.node.propose(commands).await.map_err(to_status)?;
+        let outcomes = p
+            .responses
+            .into_iter()
+            .map(|r| match r.kind {
+                Some(response::Kind::Workflow(o)) => o
+                    .kind
+                    .ok_or_else(|| Status::internal("empty workflow outcome")),
+                Some(response::Kind::Rejected(r)) => Err(Status::invalid_argument(r.reason)),
+                other => Err(Status::internal(format!(
+                    "unexpected engine response {other:?}"
+                ))),
+            })
+            .collect();
+        Ok((outcomes, p.log_index))
     }
 
     /// The run a request names (an empty run id means the current run) as this node has

@@ -189,6 +189,117 @@ impl Drop for StickyGuard<'_> {
     }
 }
 
+/// A workflow task dispatched to a parked poll inside a completion's own log entry, with
+/// that entry's index.
+struct Handoff(wf::Dispatched, u64);
+
+/// How long past its deadline a poll that a completion took waits for the handoff (the
+/// completion's commit); should it not come, the task is retried after its start-to-close
+/// timeout like any task whose poller vanished.
+const HANDOFF_GRACE: Duration = Duration::from_millis(500);
+
+/// Workflow-task polls waiting on this node, per `(namespace, queue)`, that a completion on
+/// this node hands a task to directly ("sync match"): an activity completion that schedules a
+/// workflow task proposes, in the same log entry, the dispatch to a parked poll, saving a
+/// commit and a poll round per activity. Sticky polls are taken first.
+#[derive(Default)]
+pub struct Parked {
+    next_id: std::sync::atomic::AtomicU64,
+    polls: std::sync::Mutex<std::collections::BTreeMap<(String, String), Vec<ParkedPoll>>>,
+}
+
+pub(crate) struct ParkedPoll {
+    id: u64,
+    identity: String,
+    sticky: bool,
+    tx: tokio::sync::oneshot::Sender<Handoff>,
+}
+
+/// A poll's place in [`Parked`]; dropped, it leaves (unless a completion took it).
+struct ParkedGuard<'a> {
+    table: &'a Parked,
+    key: (String, String),
+    id: u64,
+}
+
+impl Parked {
+    fn park<'a>(
+        &'a self,
+        namespace: &str,
+        queue: &str,
+        identity: &str,
+        sticky: bool,
+    ) -> (ParkedGuard<'a>, tokio::sync::oneshot::Receiver<Handoff>) {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let key = (namespace.to_string(), queue.to_string());
+        self.polls
+            .lock()
+            .expect("parked table lock")
+            .entry(key.clone())
+            .or_default()
+            .push(ParkedPoll {
+                id,
+                identity: identity.to_string(),
+                sticky,
+                tx,
+            });
+        (
+            ParkedGuard {
+                table: self,
+                key,
+                id,
+            },
+            rx,
+        )
+    }
+
+    /// Takes one parked poll of the queue, a sticky one if any.
+    fn take(&self, namespace: &str, queue: &str) -> Option<ParkedPoll> {
+        let mut t = self.polls.lock().expect("parked table lock");
+        let key = (namespace.to_string(), queue.to_string());
+        let polls = t.get_mut(&key)?;
+        let i = polls.iter().position(|p| p.sticky).unwrap_or(0);
+        let p = (i < polls.len()).then(|| polls.swap_remove(i));
+        if polls.is_empty() {
+            t.remove(&key);
+        }
+        p
+    }
+}
+
+impl ParkedGuard<'_> {
+    /// Leaves the table; false if a completion took this poll (its handoff is on the way).
+    fn leave(self) -> bool {
+        let mut t = self.table.polls.lock().expect("parked table lock");
+        let Some(polls) = t.get_mut(&self.key) else {
+            return false;
+        };
+        let Some(i) = polls.iter().position(|p| p.id == self.id) else {
+            return false;
+        };
+        polls.swap_remove(i);
+        if polls.is_empty() {
+            t.remove(&self.key);
+        }
+        true
+    }
+}
+
+impl Drop for ParkedGuard<'_> {
+    fn drop(&mut self) {
+        let mut t = self.table.polls.lock().expect("parked table lock");
+        if let Some(polls) = t.get_mut(&self.key) {
+            polls.retain(|p| p.id != self.id);
+            if polls.is_empty() {
+                t.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Outcome of a mutating task request: `Ok` for Accepted, the Temporal error otherwise.
 pub fn accepted(o: Outcome) -> Result<(), Status> {
     match o {
@@ -273,7 +384,28 @@ impl Frontend {
             if Instant::now() >= deadline {
                 return Ok(None);
             }
-            armed.wait(deadline).await;
+            if !kinds.contains(&wf::TaskKind::Workflow) {
+                armed.wait(deadline).await;
+                continue;
+            }
+            // Parked while waiting: a completion on this node may hand us a task directly.
+            let (parked, mut handoff) = self.parked.park(namespace, queue, identity, sticky);
+            tokio::select! {
+                _ = armed.wait(deadline) => {}
+                h = &mut handoff => match h {
+                    Ok(Handoff(d, index)) => return Ok(Some((d, index))),
+                    // The completion found no task for us: look again.
+                    Err(_) => continue,
+                },
+            }
+            if !parked.leave() {
+                let grace = deadline.max(Instant::now()) + HANDOFF_GRACE;
+                if let Ok(Ok(Handoff(d, index))) =
+                    tokio::time::timeout_at(grace.into(), handoff).await
+                {
+                    return Ok(Some((d, index)));
+                }
+            }
         }
     }
 
@@ -490,14 +622,42 @@ impl Frontend {
         identity: String,
         result: &Option<Payloads>,
     ) -> Result<(), Status> {
-        let outcome = self
-            .propose(Kind::CompleteActivityTask(wf::CompleteActivityTask {
-                token: Some(token),
-                identity,
-                result: encoded(result),
-            }))
-            .await?;
-        accepted(outcome)
+        let run = token.run.clone().expect("decoded tokens name a run");
+        let complete = Kind::CompleteActivityTask(wf::CompleteActivityTask {
+            token: Some(token),
+            identity,
+            result: encoded(result),
+        });
+        // Sync match: the completion usually schedules the run's next workflow task; a poll
+        // parked here gets it dispatched in the same log entry.
+        let queue = wf::read_mutable_state(self.node().state(), &run)
+            .ok()
+            .flatten()
+            .map(|ms| ms.task_queue);
+        let taken = queue
+            .as_ref()
+            .and_then(|q| self.parked.take(&run.namespace, q));
+        let Some(poll) = taken else {
+            return accepted(self.propose(complete).await?);
+        };
+        let dispatch = Kind::DispatchTask(wf::DispatchTask {
+            namespace: run.namespace.clone(),
+            task_queue: queue.expect("a poll was taken for this queue"),
+            kind: wf::TaskKind::Workflow as i32,
+            identity: poll.identity.clone(),
+            request_id: crate::service::new_uuid(),
+        });
+        // On error `poll` is dropped: the parked poll sees no handoff and looks again.
+        let (mut outcomes, index) = self.propose_all(vec![complete, dispatch]).await?;
+        if let Some(Ok(Outcome::Dispatched(d))) = outcomes.pop() {
+            if poll.tx.send(Handoff(d, index)).is_err() {
+                tracing::warn!(
+                    identity = %poll.identity,
+                    "a workflow task was dispatched to a poll that had gone; it is retried after its start-to-close timeout"
+                );
+            }
+        }
+        accepted(outcomes.pop().expect("one outcome per command")?)
     }
 
     pub(crate) async fn fail_activity(
@@ -653,5 +813,39 @@ pub fn failure_facts(f: &Option<Failure>) -> (String, bool, u64) {
             duration_ms(&a.next_retry_delay),
         ),
         _ => (String::new(), false, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_completion_takes_a_sticky_parked_poll_first_and_each_poll_once() {
+        let parked = Parked::default();
+        let (normal, _rx1) = parked.park("ns", "q", "normal", false);
+        let (sticky, mut rx2) = parked.park("ns", "q", "sticky", true);
+        assert!(parked.take("ns", "other").is_none(), "queues are separate");
+        let first = parked.take("ns", "q").expect("a parked poll");
+        assert_eq!(first.identity, "sticky");
+        // The taken poll learns it was taken when it leaves; the handoff reaches it.
+        assert!(!sticky.leave(), "taken, not left");
+        assert!(first.tx.send(Handoff(wf::Dispatched::default(), 7)).is_ok());
+        assert!(matches!(rx2.try_recv(), Ok(Handoff(_, 7))));
+        // The other poll leaves untaken; nothing is left to take.
+        assert!(normal.leave());
+        assert!(parked.take("ns", "q").is_none());
+    }
+
+    #[test]
+    fn a_dropped_poll_is_never_handed_a_task() {
+        let parked = Parked::default();
+        let (guard, rx) = parked.park("ns", "q", "gone", false);
+        drop(guard);
+        drop(rx);
+        assert!(
+            parked.take("ns", "q").is_none(),
+            "a cancelled poll leaves the table"
+        );
     }
 }
