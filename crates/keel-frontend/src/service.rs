@@ -40,6 +40,33 @@ pub struct Frontend {
     pub(crate) parked: crate::tasks::Parked,
 }
 
+/// Proposes commands together (one log entry, applied in order) through `node`: each one's
+/// outcome (or its error) and the entry's index.
+pub(crate) async fn propose_all(
+    node: &RaftNode,
+    kinds: Vec<Kind>,
+) -> Result<(Vec<Result<Outcome, Status>>, u64), Status> {
+    let commands = kinds
+        .into_iter()
+        .map(|k| Command { kind: Some(k) })
+        .collect();
+    let p = node.propose(commands).await.map_err(to_status)?;
+    let outcomes = p
+        .responses
+        .into_iter()
+        .map(|r| match r.kind {
+            Some(response::Kind::Workflow(o)) => o
+                .kind
+                .ok_or_else(|| Status::internal("empty workflow outcome")),
+            Some(response::Kind::Rejected(r)) => Err(Status::invalid_argument(r.reason)),
+            other => Err(Status::internal(format!(
+                "unexpected engine response {other:?}"
+            ))),
+        })
+        .collect();
+    Ok((outcomes, p.log_index))
+}
+
 impl Frontend {
     pub fn new(node: RaftNode) -> Self {
         Frontend {
@@ -61,35 +88,8 @@ impl Frontend {
 
     /// Like `propose`, also returning the log index the command committed at.
     pub(crate) async fn propose_at(&self, kind: Kind) -> Result<(Outcome, u64), Status> {
-        let (mut outcomes, index) = self.propose_all(vec![kind]).await?;
+        let (mut outcomes, index) = propose_all(&self.node, vec![kind]).await?;
         Ok((outcomes.pop().expect("one outcome per command")?, index))
-    }
-
-    /// Proposes commands together (one log entry, applied in order): each one's outcome (or
-    /// its error) and the entry's index.
-    pub(crate) async fn propose_all(
-        &self,
-        kinds: Vec<Kind>,
-    ) -> Result<(Vec<Result<Outcome, Status>>, u64), Status> {
-        let commands = kinds
-            .into_iter()
-            .map(|k| Command { kind: Some(k) })
-            .collect();
-        let p = self.node.propose(commands).await.map_err(to_status)?;
-        let outcomes = p
-            .responses
-            .into_iter()
-            .map(|r| match r.kind {
-                Some(response::Kind::Workflow(o)) => o
-                    .kind
-                    .ok_or_else(|| Status::internal("empty workflow outcome")),
-                Some(response::Kind::Rejected(r)) => Err(Status::invalid_argument(r.reason)),
-                other => Err(Status::internal(format!(
-                    "unexpected engine response {other:?}"
-                ))),
-            })
-            .collect();
-        Ok((outcomes, p.log_index))
     }
 
     /// The run a request names (an empty run id means the current run) as this node has

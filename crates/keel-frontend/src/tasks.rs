@@ -647,17 +647,26 @@ impl Frontend {
             identity: poll.identity.clone(),
             request_id: crate::service::new_uuid(),
         });
-        // On error `poll` is dropped: the parked poll sees no handoff and looks again.
-        let (mut outcomes, index) = self.propose_all(vec![complete, dispatch]).await?;
-        if let Some(Ok(Outcome::Dispatched(d))) = outcomes.pop() {
-            if poll.tx.send(Handoff(d, index)).is_err() {
-                tracing::warn!(
-                    identity = %poll.identity,
-                    "a workflow task was dispatched to a poll that had gone; it is retried after its start-to-close timeout"
-                );
+        // Its own task: the handoff happens even if this request is cancelled meanwhile. On
+        // error `poll` is dropped, and the parked poll, seeing no handoff, looks again.
+        let node = self.node().clone();
+        let proposal = tokio::spawn(async move {
+            let (mut outcomes, index) =
+                crate::service::propose_all(&node, vec![complete, dispatch]).await?;
+            if let Some(Ok(Outcome::Dispatched(d))) = outcomes.pop() {
+                if poll.tx.send(Handoff(d, index)).is_err() {
+                    tracing::warn!(
+                        identity = %poll.identity,
+                        "a workflow task was dispatched to a poll that had gone; it is retried after its start-to-close timeout"
+                    );
+                }
             }
-        }
-        accepted(outcomes.pop().expect("one outcome per command")?)
+            outcomes.pop().expect("one outcome per command")
+        });
+        let outcome = proposal
+            .await
+            .map_err(|e| Status::internal(format!("completion task failed: {e}")))??;
+        accepted(outcome)
     }
 
     pub(crate) async fn fail_activity(
