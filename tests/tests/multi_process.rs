@@ -93,11 +93,25 @@ impl Procs {
     }
 }
 
+/// A port free now, below the kernel's ephemeral range: the servers bind it later (and a
+/// killed node binds it again on restart), so it must not be handed meanwhile to some other
+/// process's outgoing connection or `bind(0)`, which draw from that range.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind port 0")
-        .port()
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    // Start at a pseudo-random offset (time and pid) so parallel tests rarely probe alike.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let span = u32::from(high - low);
+    (0..span)
+        .map(|i| low + ((seed.wrapping_add(i.wrapping_mul(7_919))) % span) as u16)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 /// The shipped configs with every address moved to a free port and data in `dir`.
