@@ -420,8 +420,8 @@ impl Frontend {
         let sticky_name = (queue.kind == 2).then(|| queue.name.clone());
         // Keel keeps no separate sticky backlogs: a sticky poll is served from its worker's
         // normal queue, so all of a worker's pollers take tasks (temporal-compat.md §4), and
-        // it is preferred over normal polls so the run's cached owner gets only new events. Without a normal name it is parked until its budget ends,
-        // never rejected (§0 rule 8).
+        // it is preferred over normal polls so the run's cached owner gets only new events.
+        // Without a normal name it is parked until its budget ends, never rejected (§0 rule 8).
         if queue.kind == 2 {
             if queue.normal_name.is_empty() {
                 tokio::time::sleep_until(deadline.into()).await;

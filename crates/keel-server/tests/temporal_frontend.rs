@@ -1203,8 +1203,25 @@ async fn t87_on_the_minority_side_writes_and_linearizable_reads_fail_unavailable
     client
         .start_workflow_execution(start_request("cp-1", "req-cp1"))
         .await?;
-    // The client talks to the first follower; cut it off from its peers.
+    // The client talks to the first follower; cut it off from its peers once it has applied
+    // the start (the start is acknowledged at commit, which may precede its apply there).
     let cut = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let cp1 = keel_engine::workflow::RunKey {
+        namespace: "default".into(),
+        workflow_id: "cp-1".into(),
+        run_id: String::new(),
+    };
+    let cut_state = c.node(cut).raft().clone();
+    wait_for(WAIT, "the cut-off node has applied the start", || {
+        let state = cut_state.clone();
+        let run = cp1.clone();
+        async move {
+            keel_engine::workflow::resolve_run(state.state(), &run)
+                .ok()
+                .flatten()
+        }
+    })
+    .await?;
     let bound = Duration::from_millis(c.config(cut).raft.leader_wait_ms) + Duration::from_secs(1);
     c.node(cut).raft().filter().set_isolated(true);
 
