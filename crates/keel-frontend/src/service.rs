@@ -77,6 +77,11 @@ impl Frontend {
         }
     }
 
+    /// Workflow-task polls parked on this node (waiting, open to a sync match) for a queue.
+    pub fn parked_polls(&self, namespace: &str, queue: &str) -> usize {
+        self.parked.count(namespace, queue)
+    }
+
     pub(crate) fn node(&self) -> &RaftNode {
         &self.node
     }

@@ -256,6 +256,13 @@ impl Parked {
         )
     }
 
+    /// How many polls are parked on a queue.
+    pub(crate) fn count(&self, namespace: &str, queue: &str) -> usize {
+        let t = self.polls.lock().expect("parked table lock");
+        t.get(&(namespace.to_string(), queue.to_string()))
+            .map_or(0, Vec::len)
+    }
+
     /// Takes one parked poll of the queue, a sticky one if any.
     fn take(&self, namespace: &str, queue: &str) -> Option<ParkedPoll> {
         let mut t = self.polls.lock().expect("parked table lock");

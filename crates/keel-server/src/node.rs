@@ -88,6 +88,7 @@ pub fn raft_settings(cfg: &NodeConfig) -> RaftSettings {
 /// A running node.
 pub struct Node {
     raft: RaftNode,
+    frontend: std::sync::Arc<keel_frontend::Frontend>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     peer_addr: SocketAddr,
@@ -143,6 +144,7 @@ impl Node {
             .register_encoded_file_descriptor_set(keel_proto::temporal::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| Error::Reflection(e.to_string()))?;
+        let frontend = std::sync::Arc::new(keel_frontend::Frontend::new(raft.clone()));
         let client = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
@@ -152,7 +154,7 @@ impl Node {
                     .send_compressed(CompressionEncoding::Gzip),
             )
             .add_service(
-                WorkflowServiceServer::new(keel_frontend::Frontend::new(raft.clone()))
+                WorkflowServiceServer::from_arc(frontend.clone())
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip)
                     .max_decoding_message_size(MAX_TEMPORAL_MESSAGE_BYTES)
@@ -213,6 +215,7 @@ impl Node {
         tracing::info!(node_id = cfg.node_id, %peer_addr, %client_addr, ?metrics_addr, "node serving");
         Ok(Node {
             raft,
+            frontend,
             shutdown,
             tasks,
             peer_addr,
@@ -223,6 +226,11 @@ impl Node {
 
     pub fn raft(&self) -> &RaftNode {
         &self.raft
+    }
+
+    /// This node's Temporal frontend (tests inspect its node-local matching state).
+    pub fn frontend(&self) -> &keel_frontend::Frontend {
+        &self.frontend
     }
 
     pub fn peer_addr(&self) -> SocketAddr {

@@ -1266,3 +1266,107 @@ async fn t87_on_the_minority_side_writes_and_linearizable_reads_fail_unavailable
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t88_an_activity_completion_hands_the_next_workflow_task_to_a_parked_poll_in_its_own_entry(
+) -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::command::v1::{
+        command::Attributes as CA, Command, ScheduleActivityTaskCommandAttributes,
+    };
+    use temporalio_protos::temporal::api::common::v1::ActivityType;
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
+
+    let (c, leader, mut client) = cluster_and_follower_client().await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    client
+        .start_workflow_execution(start_request("sm-1", "req-sm1"))
+        .await?;
+    let task = poll_wft(client.clone(), normal_queue("tq"), "worker-1", 5).await?;
+    client
+        .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token,
+            identity: "worker-1".into(),
+            namespace: "default".into(),
+            commands: vec![Command {
+                command_type: 1,
+                attributes: Some(CA::ScheduleActivityTaskCommandAttributes(
+                    ScheduleActivityTaskCommandAttributes {
+                        activity_id: "a".into(),
+                        activity_type: Some(ActivityType { name: "a".into() }),
+                        start_to_close_timeout: Some(keel_proto::prost_wkt_types::Duration {
+                            seconds: 10,
+                            nanos: 0,
+                        }),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await?;
+    let mut req = tonic::Request::new(api::PollActivityTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: Some(normal_queue("tq")),
+        identity: "worker-1".into(),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(5));
+    let act = client.poll_activity_task_queue(req).await?.into_inner();
+    assert!(!act.task_token.is_empty(), "the activity is handed out");
+
+    // A workflow-task poll waits (parked) on the follower the worker talks to.
+    let waiting = tokio::spawn(poll_wft(
+        client.clone(),
+        normal_queue("tq"),
+        "sync-worker",
+        10,
+    ));
+    let frontend = c.node(follower).frontend();
+    wait_for(
+        WAIT,
+        "the workflow-task poll is parked on the follower",
+        || async { (frontend.parked_polls("default", "tq") == 1).then_some(()) },
+    )
+    .await?;
+
+    client
+        .respond_activity_task_completed(api::RespondActivityTaskCompletedRequest {
+            task_token: act.task_token,
+            identity: "worker-1".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await?;
+    // Acknowledged means applied on the leader: the workflow task the completion scheduled
+    // is already started there — dispatched in the completion's own entry, not by a later poll.
+    let run = keel_engine::workflow::RunKey {
+        namespace: "default".into(),
+        workflow_id: "sm-1".into(),
+        run_id: String::new(),
+    };
+    let ms = keel_engine::workflow::resolve_run(c.node(leader).raft().state(), &run)?
+        .expect("the run exists");
+    let wft = ms
+        .workflow_task
+        .expect("a workflow task after the completion");
+    assert!(
+        wft.started_event_id > 0,
+        "started with the completion: {wft:?}"
+    );
+
+    let task = waiting.await??;
+    assert_eq!(task.started_event_id, wft.started_event_id);
+    let events = task.history.expect("history").events;
+    assert!(events.iter().any(|e| matches!(
+        e.attributes,
+        Some(EA::ActivityTaskCompletedEventAttributes(_))
+    )));
+    match &events.last().expect("events").attributes {
+        Some(EA::WorkflowTaskStartedEventAttributes(a)) => assert_eq!(a.identity, "sync-worker"),
+        other => panic!("history should end with the started task: {other:?}"),
+    }
+    assert_eq!(frontend.parked_polls("default", "tq"), 0);
+    c.shutdown().await;
+    Ok(())
+}
