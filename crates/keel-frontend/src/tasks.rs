@@ -268,18 +268,24 @@ impl Parked {
         let mut t = self.polls.lock().expect("parked table lock");
         let key = (namespace.to_string(), queue.to_string());
         let polls = t.get_mut(&key)?;
+        // Entries never hold an empty list.
         let i = polls.iter().position(|p| p.sticky).unwrap_or(0);
-        let p = (i < polls.len()).then(|| polls.swap_remove(i));
+        let p = polls.swap_remove(i);
         if polls.is_empty() {
             t.remove(&key);
         }
-        p
+        Some(p)
     }
 }
 
 impl ParkedGuard<'_> {
     /// Leaves the table; false if a completion took this poll (its handoff is on the way).
     fn leave(self) -> bool {
+        self.remove()
+    }
+
+    /// Removes this poll's entry if it is still there.
+    fn remove(&self) -> bool {
         let mut t = self.table.polls.lock().expect("parked table lock");
         let Some(polls) = t.get_mut(&self.key) else {
             return false;
@@ -297,13 +303,8 @@ impl ParkedGuard<'_> {
 
 impl Drop for ParkedGuard<'_> {
     fn drop(&mut self) {
-        let mut t = self.table.polls.lock().expect("parked table lock");
-        if let Some(polls) = t.get_mut(&self.key) {
-            polls.retain(|p| p.id != self.id);
-            if polls.is_empty() {
-                t.remove(&self.key);
-            }
-        }
+        // After `leave` this finds nothing to remove.
+        self.remove();
     }
 }
 
