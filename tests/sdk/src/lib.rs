@@ -85,3 +85,32 @@ pub async fn identical_histories(
     }
     Ok(first)
 }
+
+/// The first page of the current run's history of `workflow_id`, read through the client's
+/// raw WorkflowService (what the SDK itself calls).
+pub async fn history_of(
+    client: &Client,
+    workflow_id: &str,
+) -> anyhow::Result<temporalio_common::protos::temporal::api::history::v1::History> {
+    use temporalio_client::grpc::WorkflowService;
+    use temporalio_client::tonic::IntoRequest;
+    use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
+    let mut raw = client.clone();
+    Ok(WorkflowService::get_workflow_execution_history(
+        &mut raw,
+        GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution: Some(WorkflowExecution {
+                workflow_id: workflow_id.into(),
+                run_id: String::new(),
+            }),
+            ..Default::default()
+        }
+        .into_request(),
+    )
+    .await?
+    .into_inner()
+    .history
+    .unwrap_or_default())
+}

@@ -11,7 +11,6 @@ use keel_sdk_tests::{client_for, cluster, WAIT};
 use temporalio_client::grpc::WorkflowService;
 use temporalio_client::tonic::IntoRequest;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
-use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_common::protos::temporal::api::workflowservice::v1 as api;
@@ -83,23 +82,7 @@ async fn a_task_taken_by_a_crashed_worker_times_out_and_another_worker_finishes_
     assert_eq!(result?, "order survived");
     worker_result?;
 
-    let mut reader = client.clone();
-    let history = WorkflowService::get_workflow_execution_history(
-        &mut reader,
-        api::GetWorkflowExecutionHistoryRequest {
-            namespace: "default".into(),
-            execution: Some(WorkflowExecution {
-                workflow_id: "crash-1".into(),
-                run_id: String::new(),
-            }),
-            ..Default::default()
-        }
-        .into_request(),
-    )
-    .await?
-    .into_inner()
-    .history
-    .unwrap_or_default();
+    let history = keel_sdk_tests::history_of(&client, "crash-1").await?;
     let timed_out: Vec<i64> = history
         .events
         .iter()

@@ -521,8 +521,6 @@ async fn w2(
 
 /// Runs one W1 workflow alone and prints its history with the gap before each event.
 async fn trace_one(client: &Client) -> anyhow::Result<()> {
-    use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
-    use temporalio_common::protos::temporal::api::workflowservice::v1::GetWorkflowExecutionHistoryRequest;
     let began = Instant::now();
     let handle = client
         .start_workflow(
@@ -535,23 +533,7 @@ async fn trace_one(client: &Client) -> anyhow::Result<()> {
         .get_result(WorkflowGetResultOptions::default())
         .await?;
     eprintln!("   trace: one W1 workflow took {:?}", began.elapsed());
-    let mut raw = client.clone();
-    let history = WorkflowService::get_workflow_execution_history(
-        &mut raw,
-        GetWorkflowExecutionHistoryRequest {
-            namespace: "default".into(),
-            execution: Some(WorkflowExecution {
-                workflow_id: "w1-trace".into(),
-                run_id: String::new(),
-            }),
-            ..Default::default()
-        }
-        .into_request(),
-    )
-    .await?
-    .into_inner()
-    .history
-    .unwrap_or_default();
+    let history = keel_sdk_tests::history_of(client, "w1-trace").await?;
     let mut prev = None;
     for e in &history.events {
         let t = e
