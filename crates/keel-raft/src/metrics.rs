@@ -15,6 +15,8 @@ struct Metrics {
     wal_fsync_seconds: Histogram,
     wal_fsync_batch_appends: Histogram,
     apply_batch_seconds: Histogram,
+    proposal_seconds: Histogram,
+    proposal_batch_commands: Histogram,
     applied_entries: Counter,
     snapshot_build_seconds: Histogram,
 }
@@ -24,14 +26,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     wal_fsync_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
     wal_fsync_batch_appends: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
     apply_batch_seconds: Histogram::new(exponential_buckets(0.000_01, 2.0, 16)),
+    proposal_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+    proposal_batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
     applied_entries: Counter::default(),
     snapshot_build_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
 });
 
-/// Registers this crate's metrics under the `keel_raft` prefix.
+/// Registers this crate's metrics under the `raft` prefix: in a registry prefixed `keel`
+/// (the node's endpoint) they are `keel_raft_*`.
 pub fn register(registry: &mut Registry) {
     let m = &*METRICS;
-    let r = registry.sub_registry_with_prefix("keel_raft");
+    let r = registry.sub_registry_with_prefix("raft");
     r.register(
         "log_append_seconds",
         "Time from a log append to its fsync completing",
@@ -51,6 +56,17 @@ pub fn register(registry: &mut Registry) {
         "apply_batch_seconds",
         "Time to apply one batch of committed entries",
         m.apply_batch_seconds.clone(),
+    );
+    r.register(
+        "proposal_seconds",
+        "Time from the leader proposing a batch of commands to their applied responses \
+         (replication, fsyncs, commit and apply)",
+        m.proposal_seconds.clone(),
+    );
+    r.register(
+        "proposal_batch_commands",
+        "Client commands carried by one proposed log entry",
+        m.proposal_batch_commands.clone(),
     );
     r.register(
         "applied_entries",
@@ -76,6 +92,11 @@ pub(crate) fn wal_fsync(d: Duration, appends: usize) {
 pub(crate) fn apply_batch(d: Duration, entries: usize) {
     METRICS.apply_batch_seconds.observe(d.as_secs_f64());
     METRICS.applied_entries.inc_by(entries as u64);
+}
+
+pub(crate) fn proposal(d: Duration, commands: usize) {
+    METRICS.proposal_seconds.observe(d.as_secs_f64());
+    METRICS.proposal_batch_commands.observe(commands as f64);
 }
 
 pub(crate) fn snapshot_built(d: Duration) {

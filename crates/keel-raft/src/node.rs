@@ -671,6 +671,7 @@ async fn run_batcher(
         let offset = clock_offset_ms.load(Ordering::Relaxed);
         let proposed_at_ms = (now_ms() as i64).saturating_add(offset).max(0) as u64;
         let raft = raft.clone();
+        let proposed_at = Instant::now();
         tokio::spawn(async move {
             let _permit = permit;
             let mut commands = Vec::with_capacity(n);
@@ -685,6 +686,9 @@ async fn run_batcher(
                     commands,
                 })
                 .await;
+            if result.is_ok() {
+                crate::metrics::proposal(proposed_at.elapsed(), n);
+            }
             match result {
                 Ok(resp) => {
                     assert_eq!(

@@ -122,7 +122,7 @@ pub async fn run_raft_bench(opts: RaftBenchOptions) -> anyhow::Result<Vec<RaftBe
 
 /// Means of the replication layer's histograms, to see where commit latency goes.
 fn internals_summary() -> String {
-    let mut registry = prometheus_client::registry::Registry::default();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("keel");
     keel_raft::metrics::register(&mut registry);
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode to string");

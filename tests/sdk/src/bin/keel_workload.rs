@@ -71,9 +71,13 @@ struct Args {
     /// The `keel` server binary (default: `keel` next to this executable).
     #[arg(long)]
     keel_bin: Option<PathBuf>,
-    /// Print the event timeline of one W1 workflow per topology (where the time goes).
+    /// Print the event timeline of one W1 workflow per topology, and where the latest W2
+    /// sleepers lost their time (where the time goes).
     #[arg(long)]
     trace_one: bool,
+    /// Most concurrent workflow-task polls (and, separately, activity-task polls) of the worker.
+    #[arg(long, default_value_t = 16)]
+    pollers: usize,
     /// gRPC compression of the SDK's connections: `gzip` (the SDK's default) or `none`.
     #[arg(long, default_value = "gzip")]
     grpc_compression: String,
@@ -142,6 +146,7 @@ impl BenchSteps {
 struct Servers {
     children: Vec<Child>,
     client_addrs: Vec<String>,
+    metrics_addrs: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -178,11 +183,13 @@ impl Servers {
     fn spawn(n: usize, bin: &Path) -> anyhow::Result<Servers> {
         let dir = tempfile::tempdir()?;
         let mut peers = Vec::new();
+        let mut metrics_addrs = Vec::new();
         for _ in 0..n {
             peers.push((
                 format!("127.0.0.1:{}", free_port()?),
                 format!("127.0.0.1:{}", free_port()?),
             ));
+            metrics_addrs.push(format!("127.0.0.1:{}", free_port()?));
         }
         let members: String = peers
             .iter()
@@ -195,11 +202,12 @@ impl Servers {
             })
             .collect();
         let mut children = Vec::new();
-        for (i, (peer, client)) in peers.iter().enumerate() {
+        for (i, ((peer, client), metrics)) in peers.iter().zip(&metrics_addrs).enumerate() {
             let id = i + 1;
             let config = format!(
                 "cluster-id = \"keel-bench\"\nnode-id = {id}\ndata-dir = \"{}\"\n\n\
-                 [network]\npeer-addr = \"{peer}\"\nclient-addr = \"{client}\"\n\n\
+                 [network]\npeer-addr = \"{peer}\"\nclient-addr = \"{client}\"\n\
+                 metrics-addr = \"{metrics}\"\n\n\
                  [raft]\nheartbeat-interval-ms = 100\nelection-timeout-min-ms = 600\n\
                  election-timeout-max-ms = 1200\nsnapshot-every-entries = 20000\n\
                  keep-entries-after-snapshot = 5000\n{members}",
@@ -223,6 +231,7 @@ impl Servers {
         Ok(Servers {
             children,
             client_addrs: peers.into_iter().map(|(_, c)| c).collect(),
+            metrics_addrs,
             _dir: dir,
         })
     }
@@ -253,27 +262,79 @@ fn cpu_ms(pid: u32) -> Option<f64> {
     Some(ticks as f64 * 10.0)
 }
 
-/// CPU time used by the servers and by this process between `start` and `finish`.
-struct CpuMeter {
-    server_ms: f64,
-    own_ms: f64,
+/// Sums of the nodes' proposal histograms (`keel_raft_proposal_*`): seconds, proposals,
+/// commands. Only the leader proposes (followers forward), so this is the leader's.
+fn proposals(servers: &Servers) -> (f64, f64, f64) {
+    let mut totals = (0.0, 0.0, 0.0);
+    for addr in &servers.metrics_addrs {
+        let Ok(text) = scrape(addr) else { continue };
+        for line in text.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(name), Some(v)) = (f.next(), f.next().and_then(|v| v.parse::<f64>().ok()))
+            else {
+                continue;
+            };
+            match name {
+                "keel_raft_proposal_seconds_sum" => totals.0 += v,
+                "keel_raft_proposal_seconds_count" => totals.1 += v,
+                "keel_raft_proposal_batch_commands_sum" => totals.2 += v,
+                _ => {}
+            }
+        }
+    }
+    totals
 }
 
-impl CpuMeter {
-    fn start(servers: &Servers) -> CpuMeter {
-        CpuMeter {
+/// The body of `GET /metrics` from a node's metrics endpoint.
+fn scrape(addr: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// What one measurement cost: CPU per workflow (servers, this process), and the leader's
+/// mean proposal latency (propose → applied: the commit each step waits for) and batching.
+#[derive(Debug, Clone, Copy)]
+struct Costs {
+    server_cpu_ms_per_wf: f64,
+    sdk_cpu_ms_per_wf: f64,
+    mean_commit_ms: f64,
+    commands_per_entry: f64,
+}
+
+/// CPU time used and proposals made between `start` and `per_workflow`.
+struct CostMeter {
+    server_ms: f64,
+    own_ms: f64,
+    proposals: (f64, f64, f64),
+}
+
+impl CostMeter {
+    fn start(servers: &Servers) -> CostMeter {
+        CostMeter {
             server_ms: servers.cpu_ms(),
             own_ms: cpu_ms(std::process::id()).unwrap_or(0.0),
+            proposals: proposals(servers),
         }
     }
 
-    /// (server ms, this process ms) per completed workflow.
-    fn per_workflow(self, servers: &Servers, workflows: usize) -> (f64, f64) {
+    fn per_workflow(self, servers: &Servers, workflows: usize) -> Costs {
         let n = workflows.max(1) as f64;
-        (
-            (servers.cpu_ms() - self.server_ms) / n,
-            (cpu_ms(std::process::id()).unwrap_or(0.0) - self.own_ms) / n,
-        )
+        let (secs, count, commands) = proposals(servers);
+        let count = (count - self.proposals.1).max(1.0);
+        Costs {
+            server_cpu_ms_per_wf: (servers.cpu_ms() - self.server_ms) / n,
+            sdk_cpu_ms_per_wf: (cpu_ms(std::process::id()).unwrap_or(0.0) - self.own_ms) / n,
+            mean_commit_ms: (secs - self.proposals.0) * 1e3 / count,
+            commands_per_entry: (commands - self.proposals.2) / count,
+        }
     }
 }
 
@@ -362,6 +423,8 @@ struct W1Result {
     server_rss_mib: f64,
     server_cpu_ms_per_wf: f64,
     sdk_cpu_ms_per_wf: f64,
+    mean_commit_ms: f64,
+    commands_per_entry: f64,
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -376,6 +439,8 @@ struct W2Result {
     server_rss_mib: f64,
     server_cpu_ms_per_wf: f64,
     sdk_cpu_ms_per_wf: f64,
+    mean_commit_ms: f64,
+    commands_per_entry: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -394,9 +459,9 @@ async fn w1(
     concurrency: usize,
     warmup: Duration,
     window: Duration,
-) -> anyhow::Result<(usize, f64, f64, f64, f64, (f64, f64))> {
+) -> anyhow::Result<(usize, f64, f64, f64, f64, Costs)> {
     let sampler = RssSampler::start(servers);
-    let cpu = CpuMeter::start(servers);
+    let cpu = CostMeter::start(servers);
     let finished = AtomicU64::new(0);
     let t0 = Instant::now();
     let measure_from = t0 + warmup;
@@ -451,9 +516,10 @@ async fn w2(
     count: usize,
     start_concurrency: usize,
     run: usize,
-) -> anyhow::Result<(f64, f64, f64, f64, (f64, f64))> {
+    explain: bool,
+) -> anyhow::Result<(f64, f64, f64, f64, Costs)> {
     let sampler = RssSampler::start(servers);
-    let cpu = CpuMeter::start(servers);
+    let cpu = CostMeter::start(servers);
     let prefix = format!("w2-r{run}-");
     let started_at = SystemTime::now();
     futures::stream::iter(0..count)
@@ -475,7 +541,7 @@ async fn w2(
         .try_collect::<Vec<()>>()
         .await?;
     // Every result, awaited with the SDK's long poll on the run's close (the lateness).
-    let mut lateness: Vec<f64> = futures::stream::iter(0..count)
+    let mut results: Vec<(f64, String)> = futures::stream::iter(0..count)
         .map(|i| {
             let client = clients[i % clients.len()].clone();
             let id = format!("{prefix}{i}");
@@ -484,12 +550,17 @@ async fn w2(
                     .get_workflow_handle::<BenchSleep>(&id)
                     .get_result(WorkflowGetResultOptions::default())
                     .await
-                    .map(|ms| ms as f64)
+                    .map(|ms| (ms as f64, id))
             }
         })
         .buffer_unordered(start_concurrency)
         .try_collect()
         .await?;
+    results.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if explain {
+        explain_lateness(&clients[0], &results).await?;
+    }
+    let lateness: Vec<f64> = results.into_iter().map(|(ms, _)| ms).collect();
     let rss = sampler.finish();
     let cpu = cpu.per_workflow(servers, count);
     let rows: Vec<_> = clients[0]
@@ -509,7 +580,6 @@ async fn w2(
         .duration_since(started_at)
         .unwrap_or_default()
         .as_secs_f64();
-    lateness.sort_by(|a, b| a.total_cmp(b));
     Ok((
         all_done,
         percentile(&lateness, 0.50),
@@ -517,6 +587,70 @@ async fn w2(
         rss,
         cpu,
     ))
+}
+
+/// Splits the lateness of the latest 1% of W2 sleepers (and of every 100th, for contrast)
+/// into its parts, from their histories: the first workflow task held by the worker until
+/// its completion started the timer, the timer firing after its deadline, and the fired
+/// timer's workflow task waiting to be handed out.
+async fn explain_lateness(client: &Client, sorted: &[(f64, String)]) -> anyhow::Result<()> {
+    use temporalio_common::protos::temporal::api::enums::v1::EventType;
+    let worst = sorted.len() / 100;
+    let groups = [
+        (
+            "every 100th",
+            sorted.iter().step_by(100).collect::<Vec<_>>(),
+        ),
+        (
+            "latest 1%",
+            sorted.iter().rev().take(worst.max(1)).collect(),
+        ),
+    ];
+    for (name, group) in groups {
+        let mut parts: [Vec<f64>; 3] = Default::default();
+        for (_, id) in &group {
+            let history = keel_sdk_tests::history_of(client, id).await?;
+            let at = |t: EventType, after: i64| {
+                history.events.iter().find_map(|e| {
+                    let ms = e
+                        .event_time
+                        .as_ref()
+                        .map_or(0, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000);
+                    (e.event_type() == t && e.event_id > after).then_some((e.event_id, ms))
+                })
+            };
+            let Some((first_task, task_started)) = at(EventType::WorkflowTaskStarted, 0) else {
+                continue;
+            };
+            let Some((timer, timer_started)) = at(EventType::TimerStarted, first_task) else {
+                continue;
+            };
+            let Some((fired, timer_fired)) = at(EventType::TimerFired, timer) else {
+                continue;
+            };
+            let Some((_, resumed)) = at(EventType::WorkflowTaskStarted, fired) else {
+                continue;
+            };
+            parts[0].push((timer_started - task_started) as f64);
+            parts[1].push((timer_fired - timer_started - 1_000) as f64);
+            parts[2].push((resumed - timer_fired) as f64);
+        }
+        let p = |v: &mut Vec<f64>, q: f64| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            percentile(v, q)
+        };
+        eprintln!(
+            "   W2 {name} ({} runs), p50 / max ms: first task held {:.0} / {:.0}, timer fired late {:.0} / {:.0}, resumed task waited {:.0} / {:.0}",
+            parts[0].len(),
+            p(&mut parts[0], 0.5),
+            p(&mut parts[0], 1.0),
+            p(&mut parts[1], 0.5),
+            p(&mut parts[1], 1.0),
+            p(&mut parts[2], 0.5),
+            p(&mut parts[2], 1.0),
+        );
+    }
+    Ok(())
 }
 
 /// Runs one W1 workflow alone and prints its history with the gap before each event.
@@ -560,7 +694,7 @@ fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -> String {
     let mut out = String::from(
-        "| W1 | C | workflows/s | p50 ms | p99 ms | server RSS MiB (sum) | CPU ms/wf server + SDK |\n|---|---|---|---|---|---|---|\n",
+        "| W1 | C | workflows/s | p50 ms | p99 ms | server RSS MiB (sum) | CPU ms/wf server + SDK | commit ms (cmds/entry) |\n|---|---|---|---|---|---|---|---|\n",
     );
     for &n in nodes {
         for &c in cs {
@@ -577,15 +711,17 @@ fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -
             let (rss, _, _) = median_range(rows.iter().map(|r| r.server_rss_mib).collect());
             let (scpu, _, _) = median_range(rows.iter().map(|r| r.server_cpu_ms_per_wf).collect());
             let (wcpu, _, _) = median_range(rows.iter().map(|r| r.sdk_cpu_ms_per_wf).collect());
+            let (commit, _, _) = median_range(rows.iter().map(|r| r.mean_commit_ms).collect());
+            let (cpe, _, _) = median_range(rows.iter().map(|r| r.commands_per_entry).collect());
             out.push_str(&format!(
-                "| {n} node{} | {c} | {tput:.1} [{lo:.0}..{hi:.0}] | {p50:.1} | {p99:.1} | {rss:.0} | {scpu:.1} + {wcpu:.1} |\n",
+                "| {n} node{} | {c} | {tput:.1} [{lo:.0}..{hi:.0}] | {p50:.1} | {p99:.1} | {rss:.0} | {scpu:.1} + {wcpu:.1} | {commit:.2} ({cpe:.1}) |\n",
                 if n == 1 { "" } else { "s" }
             ));
         }
     }
     if !w2s.is_empty() {
         out.push_str(
-            "\n| W2 | all done | lateness p50 | lateness p99 | RSS MiB | CPU ms/wf server + SDK |\n|---|---|---|---|---|---|\n",
+            "\n| W2 | all done | lateness p50 | lateness p99 | RSS MiB | CPU ms/wf server + SDK | commit ms (cmds/entry) |\n|---|---|---|---|---|---|---|\n",
         );
         for &n in nodes {
             let rows: Vec<&W2Result> = w2s.iter().filter(|r| r.nodes == n).collect();
@@ -598,8 +734,10 @@ fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -
             let (rss, _, _) = median_range(rows.iter().map(|r| r.server_rss_mib).collect());
             let (scpu, _, _) = median_range(rows.iter().map(|r| r.server_cpu_ms_per_wf).collect());
             let (wcpu, _, _) = median_range(rows.iter().map(|r| r.sdk_cpu_ms_per_wf).collect());
+            let (commit, _, _) = median_range(rows.iter().map(|r| r.mean_commit_ms).collect());
+            let (cpe, _, _) = median_range(rows.iter().map(|r| r.commands_per_entry).collect());
             out.push_str(&format!(
-                "| {n} node{} ({} × sleep 1 s) | {done:.1} s [{lo:.1}..{hi:.1}] | {p50:.0} ms | {p99:.0} ms | {rss:.0} | {scpu:.1} + {wcpu:.1} |\n",
+                "| {n} node{} ({} × sleep 1 s) | {done:.1} s [{lo:.1}..{hi:.1}] | {p50:.0} ms | {p99:.0} ms | {rss:.0} | {scpu:.1} + {wcpu:.1} | {commit:.2} ({cpe:.1}) |\n",
                 if n == 1 { "" } else { "s" },
                 rows[0].workflows
             ));
@@ -634,8 +772,8 @@ async fn main() -> anyhow::Result<()> {
             // W2 keeps 10,000 runs open at once: cache them all (the default, 1,000, would
             // evict and make the SDK refetch and replay histories).
             .max_cached_workflows(args.w2_workflows.max(1_000))
-            .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(16))
-            .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(16))
+            .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(args.pollers))
+            .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(args.pollers))
             .build();
         // The worker talks to the first node, the clients to every node in turn.
         let mut worker = Worker::new(&runtime, clients[0].clone(), options)?;
@@ -646,7 +784,7 @@ async fn main() -> anyhow::Result<()> {
             }
             for run in 1..=args.runs {
                 for &c in &args.concurrency {
-                    let (completed, tput, p50, p99, rss, (server_cpu, sdk_cpu)) = w1(
+                    let (completed, tput, p50, p99, rss, costs) = w1(
                         &clients,
                         &servers,
                         c,
@@ -664,19 +802,22 @@ async fn main() -> anyhow::Result<()> {
                         p50_ms: p50,
                         p99_ms: p99,
                         server_rss_mib: rss,
-                        server_cpu_ms_per_wf: server_cpu,
-                        sdk_cpu_ms_per_wf: sdk_cpu,
+                        server_cpu_ms_per_wf: costs.server_cpu_ms_per_wf,
+                        sdk_cpu_ms_per_wf: costs.sdk_cpu_ms_per_wf,
+                        mean_commit_ms: costs.mean_commit_ms,
+                        commands_per_entry: costs.commands_per_entry,
                     };
                     eprintln!("   {r:?}");
                     w1s.push(r);
                 }
                 if args.w2_workflows > 0 {
-                    let (done, p50, p99, rss, (server_cpu, sdk_cpu)) = w2(
+                    let (done, p50, p99, rss, costs) = w2(
                         &clients,
                         &servers,
                         args.w2_workflows,
                         args.w2_start_concurrency,
                         run,
+                        args.trace_one,
                     )
                     .await?;
                     let r = W2Result {
@@ -688,8 +829,10 @@ async fn main() -> anyhow::Result<()> {
                         lateness_p50_ms: p50,
                         lateness_p99_ms: p99,
                         server_rss_mib: rss,
-                        server_cpu_ms_per_wf: server_cpu,
-                        sdk_cpu_ms_per_wf: sdk_cpu,
+                        server_cpu_ms_per_wf: costs.server_cpu_ms_per_wf,
+                        sdk_cpu_ms_per_wf: costs.sdk_cpu_ms_per_wf,
+                        mean_commit_ms: costs.mean_commit_ms,
+                        commands_per_entry: costs.commands_per_entry,
                     };
                     eprintln!("   {r:?}");
                     w2s.push(r);
