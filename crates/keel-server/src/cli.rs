@@ -248,12 +248,78 @@ async fn stop_all(children: &mut [(u64, Child)]) {
     }
 }
 
+/// The shipped three-node local configs, built into the binary so `keel up` works from any
+/// directory, not only a checkout.
+const EMBEDDED_LOCAL_3: [(&str, &str); 3] = [
+    (
+        "node1.toml",
+        include_str!("../../../cluster-configs/local-3/node1.toml"),
+    ),
+    (
+        "node2.toml",
+        include_str!("../../../cluster-configs/local-3/node2.toml"),
+    ),
+    (
+        "node3.toml",
+        include_str!("../../../cluster-configs/local-3/node3.toml"),
+    ),
+];
+
+/// Where `keel up` writes the built-in configs when no `cluster-configs/local-3` is found.
+const MATERIALIZED_CONFIGS: &str = "data/keel-local-3/configs";
+
 /// Resolves `keel up`'s default configs dir: `cluster-configs/local-3` under the working
-/// directory, or next to the binary's workspace when run via `cargo run`.
-pub fn default_configs_dir() -> PathBuf {
+/// directory; else the checkout the binary was built from, if it is still there; else the
+/// built-in copy, written to `data/keel-local-3/configs` (next to the data it configures).
+pub fn default_configs_dir() -> anyhow::Result<PathBuf> {
     let rel = Path::new("cluster-configs/local-3");
     if rel.is_dir() {
-        return rel.to_path_buf();
+        return Ok(rel.to_path_buf());
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-configs/local-3")
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../cluster-configs/local-3");
+    if built_from.is_dir() {
+        return Ok(built_from);
+    }
+    materialize_configs(Path::new(MATERIALIZED_CONFIGS))
+}
+
+/// Writes the built-in configs into `dir` (created if missing; existing files are left as
+/// the user may have edited them) and returns it.
+pub fn materialize_configs(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, text) in EMBEDDED_LOCAL_3 {
+        let path = dir.join(name);
+        if !path.exists() {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_configs_are_the_shipped_three_node_cluster_and_keep_user_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = materialize_configs(&dir.path().join("configs")).unwrap();
+        let mut ids: Vec<u64> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| NodeConfig::load(&e.unwrap().path()).unwrap().node_id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec![1, 2, 3]);
+        let node1 = out.join("node1.toml");
+        let edited = std::fs::read_to_string(&node1)
+            .unwrap()
+            .replace("heartbeat-interval-ms = 100", "heartbeat-interval-ms = 150");
+        std::fs::write(&node1, &edited).unwrap();
+        materialize_configs(&out).unwrap();
+        assert_eq!(std::fs::read_to_string(&node1).unwrap(), edited);
+        assert_eq!(
+            NodeConfig::load(&node1).unwrap().raft.heartbeat_interval_ms,
+            150
+        );
+    }
 }

@@ -35,7 +35,8 @@ enum Cmd {
     },
     /// Run the local 3-node cluster as child processes until Ctrl-C.
     Up {
-        /// Directory of node configs (default: cluster-configs/local-3).
+        /// Directory of node configs (default: cluster-configs/local-3, or the built-in copy
+        /// of it written to data/keel-local-3/configs when run outside a checkout).
         #[arg(long)]
         configs: Option<PathBuf>,
         /// Base data directory; node N uses BASE/nodeN (default: each config's data-dir).
@@ -119,7 +120,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Server { config, data_dir } => server(config, data_dir).await,
         Cmd::Up { configs, data_dir } => {
             keel_server::cli::up(keel_server::cli::UpOptions {
-                configs_dir: configs.unwrap_or_else(keel_server::cli::default_configs_dir),
+                configs_dir: match configs {
+                    Some(dir) => dir,
+                    None => keel_server::cli::default_configs_dir()?,
+                },
                 data_dir,
                 leader_timeout: Duration::from_secs(30),
             })
