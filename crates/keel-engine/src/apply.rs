@@ -48,6 +48,7 @@ pub fn apply_proposal(
     for cmd in &proposal.commands {
         responses.push(apply_command(cmd, entry_time_ms, store, &mut effects)?);
     }
+    crate::workflow::drop_spent_wakeups(store, &mut effects)?;
     store.put(
         &keys::meta(MetaKey::LastAppliedTime),
         &entry_time_ms.to_be_bytes(),

@@ -51,11 +51,7 @@ pub fn decode_token(bytes: &[u8]) -> Result<wf::TaskToken, Status> {
 /// Tasks of `kind` waiting on a queue, as this node has applied it (stale entries included);
 /// workflow tasks wait in two backlogs (resumed runs and first tasks).
 fn backlog_len(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::TaskKind) -> u64 {
-    let backlogs: &[u8] = match kind {
-        wf::TaskKind::Workflow => &wf::WORKFLOW_BACKLOGS,
-        _ => &[kind as u8],
-    };
-    backlogs
+    wf::backlogs_of(kind)
         .iter()
         .map(
             |&b| match state.get(&keys::queue_cursor(namespace, queue, b)) {

@@ -66,6 +66,47 @@ impl Effect {
     }
 }
 
+/// The backlogs holding tasks of `kind` (workflow tasks wait in two).
+pub fn backlogs_of(kind: TaskKind) -> &'static [u8] {
+    match kind {
+        TaskKind::Workflow => &WORKFLOW_BACKLOGS,
+        TaskKind::Activity => &[TaskKind::Activity as u8],
+        TaskKind::Query => &[TaskKind::Query as u8],
+    }
+}
+
+/// Drops the wake-ups of backlogs that are empty once a whole proposal is applied: a task
+/// queued and handed out in the same entry (an eager activity, a workflow task dispatched to
+/// the poll a completion took) leaves nothing for the queue's other pollers, and waking them
+/// all to find that out was most of a lightly loaded node's polling cost. Query wake-ups are
+/// kept (query readiness is more than a cursor).
+pub fn drop_spent_wakeups(store: &impl ReadState, effects: &mut Vec<Effect>) -> Result<()> {
+    let mut keep = Vec::with_capacity(effects.len());
+    for e in effects.iter() {
+        keep.push(match e {
+            Effect::TaskQueued {
+                namespace,
+                task_queue,
+                kind,
+            } if *kind != TaskKind::Query => {
+                let mut waiting = false;
+                for &b in backlogs_of(*kind) {
+                    let key = keys::queue_cursor(namespace, task_queue, b);
+                    if let Some(bytes) = store.get(&key)? {
+                        let c: QueueCursor = decode(&key, &bytes)?;
+                        waiting |= c.tail > c.head;
+                    }
+                }
+                waiting
+            }
+            _ => true,
+        });
+    }
+    let mut keep = keep.into_iter();
+    effects.retain(|_| keep.next().unwrap_or(true));
+    Ok(())
+}
+
 /// Watch key of a run's history and status.
 pub fn watch_run(run: &RunKey) -> Vec<u8> {
     state_key(run)

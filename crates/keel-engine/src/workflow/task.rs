@@ -20,11 +20,7 @@ pub(super) fn dispatch_task<S: StateStore>(
     if kind == TaskKind::Query {
         return super::query::dispatch(ctx, c);
     }
-    let backlogs: &[u8] = match kind {
-        TaskKind::Workflow => &WORKFLOW_BACKLOGS,
-        _ => &[TaskKind::Activity as u8],
-    };
-    for &backlog in backlogs {
+    for &backlog in super::apply::backlogs_of(kind) {
         if let Some(found) = dispatch_from(ctx, c, kind, backlog)? {
             return Ok(found);
         }

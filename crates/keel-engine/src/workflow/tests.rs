@@ -64,6 +64,22 @@ impl Harness {
         h
     }
 
+    /// Applies `kinds` as one proposal (one log entry); returns the effects it left.
+    fn apply_entry(&mut self, kinds: Vec<Kind>) -> Vec<Effect> {
+        let (_, meta) = apply_proposal(
+            &Proposal {
+                proposed_at_ms: self.now_ms,
+                commands: kinds
+                    .into_iter()
+                    .map(|k| Command { kind: Some(k) })
+                    .collect(),
+            },
+            &mut self.store,
+        )
+        .expect("apply");
+        meta.effects
+    }
+
     fn register(&mut self, name: &str, retention_ms: u64) -> Outcome {
         self.apply(Kind::RegisterNamespace(RegisterNamespace {
             name: name.into(),
@@ -1671,4 +1687,43 @@ fn tasks_of_runs_under_way_are_dispatched_before_first_tasks_of_new_runs() {
         .map(|d| token(&Some(d)).run.expect("run").workflow_id)
         .collect();
     assert_eq!(order, ["old", "new1", "new2"], "resumed first, then FIFO");
+}
+
+#[test]
+fn a_task_queued_and_dispatched_in_one_entry_wakes_no_pollers() {
+    let mut h = Harness::new();
+    let start = |id: &str| {
+        Kind::StartWorkflow(StartWorkflow {
+            run: Some(run_key(id, "run")),
+            workflow_type: "hello".into(),
+            task_queue: TQ.into(),
+            identity: "starter".into(),
+            request_id: format!("req-{id}"),
+            ..Default::default()
+        })
+    };
+    let dispatch = Kind::DispatchTask(DispatchTask {
+        namespace: NS.into(),
+        task_queue: TQ.into(),
+        kind: TaskKind::Workflow as i32,
+        identity: "worker".into(),
+        request_id: "poll-1".into(),
+    });
+    let queued = Effect::TaskQueued {
+        namespace: NS.into(),
+        task_queue: TQ.into(),
+        kind: TaskKind::Workflow,
+    };
+    // Queued and handed out in the same entry: the backlog is empty again, nobody to wake.
+    let effects = h.apply_entry(vec![start("wf1"), dispatch.clone()]);
+    assert!(!effects.contains(&queued), "{effects:?}");
+    assert!(effects
+        .iter()
+        .any(|e| matches!(e, Effect::HistoryGrew { .. })));
+    // Queued and left waiting: the queue's pollers are woken.
+    let effects = h.apply_entry(vec![start("wf2")]);
+    assert!(effects.contains(&queued), "{effects:?}");
+    // Two queued, one handed out: one still waits, so the wake-up stays.
+    let effects = h.apply_entry(vec![start("wf3"), start("wf4"), dispatch]);
+    assert!(effects.contains(&queued), "{effects:?}");
 }
