@@ -75,11 +75,13 @@ pub fn backlogs_of(kind: TaskKind) -> &'static [u8] {
     }
 }
 
-/// Drops the wake-ups of backlogs that are empty once a whole proposal is applied: a task
-/// queued and handed out in the same entry (an eager activity, a workflow task dispatched to
-/// the poll a completion took) leaves nothing for the queue's other pollers, and waking them
-/// all to find that out was most of a lightly loaded node's polling cost. Query wake-ups are
-/// kept (query readiness is more than a cursor).
+/// Drops the wake-ups of backlogs that have nothing to hand out once a whole proposal is
+/// applied, so a queue's pollers are woken only when one of them can take something:
+/// - a task queued and handed out in the same entry (an eager activity, a workflow task
+///   dispatched to the poll a completion took) leaves nothing for the other pollers;
+/// - every ended workflow task may unblock held-back queries, but almost always there are
+///   none; waking every workflow-task poller of the queue to find that out was most of a
+///   lightly loaded node's polling cost.
 pub fn drop_spent_wakeups(store: &impl ReadState, effects: &mut Vec<Effect>) -> Result<()> {
     let mut keep = Vec::with_capacity(effects.len());
     for e in effects.iter() {
@@ -87,8 +89,17 @@ pub fn drop_spent_wakeups(store: &impl ReadState, effects: &mut Vec<Effect>) -> 
             Effect::TaskQueued {
                 namespace,
                 task_queue,
+                kind: TaskKind::Query,
+            }
+            | Effect::QueriesUnblocked {
+                namespace,
+                task_queue,
+            } => super::query::query_ready(store, namespace, task_queue)?,
+            Effect::TaskQueued {
+                namespace,
+                task_queue,
                 kind,
-            } if *kind != TaskKind::Query => {
+            } => {
                 let mut waiting = false;
                 for &b in backlogs_of(*kind) {
                     let key = keys::queue_cursor(namespace, task_queue, b);

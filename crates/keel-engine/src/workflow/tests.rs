@@ -1727,3 +1727,39 @@ fn a_task_queued_and_dispatched_in_one_entry_wakes_no_pollers() {
     let effects = h.apply_entry(vec![start("wf3"), start("wf4"), dispatch]);
     assert!(effects.contains(&queued), "{effects:?}");
 }
+
+#[test]
+fn query_pollers_are_woken_only_when_a_query_can_be_handed_out() {
+    let mut h = Harness::new();
+    let query_wakes = |effects: &[Effect]| {
+        effects
+            .iter()
+            .filter(|e| {
+                e.watch_key()
+                    .is_some_and(|k| k == watch_queue(NS, TQ, TaskKind::Query))
+            })
+            .count()
+    };
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    h.effects.clear();
+    h.complete_wft(&token(&wft), vec![timer("t", 60_000)]);
+    assert_eq!(query_wakes(&h.effects), 0, "no query waits: nobody to wake");
+
+    h.fire("wf", "r1", DeadlineKind::UserTimer);
+    let wft = h.poll(TaskKind::Workflow);
+    h.effects.clear();
+    assert!(matches!(h.query("wf", "q1"), Outcome::Accepted(_)));
+    assert_eq!(
+        query_wakes(&h.effects),
+        0,
+        "held back behind the started task: nothing to hand out yet"
+    );
+    h.complete_wft(&token(&wft), vec![timer("t2", 60_000)]);
+    assert_eq!(
+        query_wakes(&h.effects),
+        1,
+        "the ended task lets the query go"
+    );
+    assert!(h.poll(TaskKind::Query).is_some());
+}
