@@ -564,11 +564,16 @@ impl WorkflowService for Frontend {
             request_id: r.request_id,
             header: encoded(&r.header),
         };
+        let queue = start.task_queue.clone();
         let outcome = self
-            .propose(Kind::SignalWithStart(wf::SignalWithStart {
-                start: Some(start),
-                signal: Some(signal),
-            }))
+            .propose_with_handoff(
+                Kind::SignalWithStart(wf::SignalWithStart {
+                    start: Some(start),
+                    signal: Some(signal),
+                }),
+                &namespace,
+                &queue,
+            )
             .await?;
         let started = started(outcome, &namespace)?;
         Ok(reply(api::SignalWithStartWorkflowExecutionResponse {
@@ -786,8 +791,11 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::StartWorkflowExecutionResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
+        let start = start_command(&r)?;
+        let queue = start.task_queue.clone();
+        // A workflow-task poll parked here gets the first task in the start's own entry.
         let outcome = self
-            .propose(Kind::StartWorkflow(start_command(&r)?))
+            .propose_with_handoff(Kind::StartWorkflow(start), &r.namespace, &queue)
             .await?;
         let started = started(outcome, &r.namespace)?;
         Ok(reply(api::StartWorkflowExecutionResponse {

@@ -632,31 +632,48 @@ impl Frontend {
             identity,
             result: encoded(result),
         });
-        // Sync match: the completion usually schedules the run's next workflow task; a poll
-        // parked here gets it dispatched in the same log entry.
+        // Sync match: the completion usually schedules the run's next workflow task.
         let queue = wf::read_mutable_state(self.node().state(), &run)
             .ok()
             .flatten()
             .map(|ms| ms.task_queue);
-        let taken = queue
-            .as_ref()
-            .and_then(|q| self.parked.take(&run.namespace, q));
-        let Some(poll) = taken else {
-            return accepted(self.propose(complete).await?);
+        let outcome = match queue {
+            Some(q) => {
+                self.propose_with_handoff(complete, &run.namespace, &q)
+                    .await?
+            }
+            None => self.propose(complete).await?,
+        };
+        accepted(outcome)
+    }
+
+    /// Proposes `kind` (a command that usually queues a workflow task on `queue`, like a
+    /// start or an activity completion) and, when a workflow-task poll is parked on this
+    /// node for that queue ("sync match"), a dispatch to it in the same log entry, saving
+    /// a commit and a poll round. Returns `kind`'s outcome.
+    pub(crate) async fn propose_with_handoff(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        queue: &str,
+    ) -> Result<Outcome, Status> {
+        let Some(poll) = self.parked.take(namespace, queue) else {
+            return self.propose(kind).await;
         };
         let dispatch = Kind::DispatchTask(wf::DispatchTask {
-            namespace: run.namespace.clone(),
-            task_queue: queue.expect("a poll was taken for this queue"),
+            namespace: namespace.to_string(),
+            task_queue: queue.to_string(),
             kind: wf::TaskKind::Workflow as i32,
             identity: poll.identity.clone(),
             request_id: crate::service::new_uuid(),
         });
         // Its own task: the handoff happens even if this request is cancelled meanwhile. On
-        // error `poll` is dropped, and the parked poll, seeing no handoff, looks again.
+        // error, or if nothing was there to dispatch, `poll` is dropped, and the parked poll,
+        // seeing no handoff, looks again.
         let node = self.node().clone();
         let proposal = tokio::spawn(async move {
             let (mut outcomes, index) =
-                crate::service::propose_all(&node, vec![complete, dispatch]).await?;
+                crate::service::propose_all(&node, vec![kind, dispatch]).await?;
             if let Some(Ok(Outcome::Dispatched(d))) = outcomes.pop() {
                 if poll.tx.send(Handoff(d, index)).is_err() {
                     tracing::warn!(
@@ -667,10 +684,9 @@ impl Frontend {
             }
             outcomes.pop().expect("one outcome per command")
         });
-        let outcome = proposal
+        proposal
             .await
-            .map_err(|e| Status::internal(format!("completion task failed: {e}")))??;
-        accepted(outcome)
+            .map_err(|e| Status::internal(format!("proposal task failed: {e}")))?
     }
 
     pub(crate) async fn fail_activity(

@@ -1370,3 +1370,57 @@ async fn t88_an_activity_completion_hands_the_next_workflow_task_to_a_parked_pol
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t89_a_start_hands_the_first_workflow_task_to_a_parked_poll_in_its_own_entry(
+) -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
+
+    let (c, leader, client) = cluster_and_follower_client().await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    // A workflow-task poll waits (parked) on the follower the client talks to.
+    let waiting = tokio::spawn(poll_wft(
+        client.clone(),
+        normal_queue("tq"),
+        "sync-worker",
+        10,
+    ));
+    let frontend = c.node(follower).frontend();
+    wait_for(
+        WAIT,
+        "the workflow-task poll is parked on the follower",
+        || async { (frontend.parked_polls("default", "tq") == 1).then_some(()) },
+    )
+    .await?;
+
+    client
+        .clone()
+        .start_workflow_execution(start_request("sm-start", "req-sm-start"))
+        .await?;
+    // Acknowledged means applied on the leader: the first workflow task is already started
+    // there, dispatched in the start's own entry rather than by a later poll.
+    let run = keel_engine::workflow::RunKey {
+        namespace: "default".into(),
+        workflow_id: "sm-start".into(),
+        run_id: String::new(),
+    };
+    let ms = keel_engine::workflow::resolve_run(c.node(leader).raft().state(), &run)?
+        .expect("the run exists");
+    let wft = ms.workflow_task.expect("the first workflow task");
+    assert!(wft.started_event_id > 0, "started with the start: {wft:?}");
+
+    let task = waiting.await??;
+    assert_eq!(task.started_event_id, wft.started_event_id);
+    let events = task.history.expect("history").events;
+    assert!(matches!(
+        events.first().and_then(|e| e.attributes.as_ref()),
+        Some(EA::WorkflowExecutionStartedEventAttributes(_))
+    ));
+    match &events.last().expect("events").attributes {
+        Some(EA::WorkflowTaskStartedEventAttributes(a)) => assert_eq!(a.identity, "sync-worker"),
+        other => panic!("history should end with the started task: {other:?}"),
+    }
+    assert_eq!(frontend.parked_polls("default", "tq"), 0);
+    c.shutdown().await;
+    Ok(())
+}
