@@ -1267,6 +1267,62 @@ async fn t87_on_the_minority_side_writes_and_linearizable_reads_fail_unavailable
     Ok(())
 }
 
+/// A workflow-task poll by "sync-worker" on queue `tq`, once it is parked on `node`.
+async fn park_sync_worker_poll(
+    c: &LocalCluster,
+    node: u64,
+    client: &WorkflowServiceClient<Channel>,
+) -> anyhow::Result<
+    tokio::task::JoinHandle<Result<api::PollWorkflowTaskQueueResponse, tonic::Status>>,
+> {
+    let waiting = tokio::spawn(poll_wft(
+        client.clone(),
+        normal_queue("tq"),
+        "sync-worker",
+        10,
+    ));
+    let frontend = c.node(node).frontend();
+    wait_for(WAIT, "the workflow-task poll is parked", || async {
+        (frontend.parked_polls("default", "tq") == 1).then_some(())
+    })
+    .await?;
+    Ok(waiting)
+}
+
+/// Checks, right after a request was acknowledged, that workflow `id`'s workflow task is
+/// already started on the leader (dispatched in the request's own entry) and that the poll
+/// parked on `node` got exactly that task; returns the task's history.
+async fn handed_off_in_the_same_entry(
+    c: &LocalCluster,
+    leader: u64,
+    node: u64,
+    id: &str,
+    waiting: tokio::task::JoinHandle<Result<api::PollWorkflowTaskQueueResponse, tonic::Status>>,
+) -> anyhow::Result<Vec<temporalio_protos::temporal::api::history::v1::HistoryEvent>> {
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
+    let run = keel_engine::workflow::RunKey {
+        namespace: "default".into(),
+        workflow_id: id.into(),
+        run_id: String::new(),
+    };
+    let ms = keel_engine::workflow::resolve_run(c.node(leader).raft().state(), &run)?
+        .expect("the run exists");
+    let wft = ms.workflow_task.expect("a workflow task");
+    assert!(
+        wft.started_event_id > 0,
+        "started in the same entry: {wft:?}"
+    );
+    let task = waiting.await??;
+    assert_eq!(task.started_event_id, wft.started_event_id);
+    let events = task.history.expect("history").events;
+    match &events.last().expect("events").attributes {
+        Some(EA::WorkflowTaskStartedEventAttributes(a)) => assert_eq!(a.identity, "sync-worker"),
+        other => panic!("history should end with the started task: {other:?}"),
+    }
+    assert_eq!(c.node(node).frontend().parked_polls("default", "tq"), 0);
+    Ok(events)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t88_an_activity_completion_hands_the_next_workflow_task_to_a_parked_poll_in_its_own_entry(
 ) -> anyhow::Result<()> {
@@ -1316,19 +1372,7 @@ async fn t88_an_activity_completion_hands_the_next_workflow_task_to_a_parked_pol
     assert!(!act.task_token.is_empty(), "the activity is handed out");
 
     // A workflow-task poll waits (parked) on the follower the worker talks to.
-    let waiting = tokio::spawn(poll_wft(
-        client.clone(),
-        normal_queue("tq"),
-        "sync-worker",
-        10,
-    ));
-    let frontend = c.node(follower).frontend();
-    wait_for(
-        WAIT,
-        "the workflow-task poll is parked on the follower",
-        || async { (frontend.parked_polls("default", "tq") == 1).then_some(()) },
-    )
-    .await?;
+    let waiting = park_sync_worker_poll(&c, follower, &client).await?;
 
     client
         .respond_activity_task_completed(api::RespondActivityTaskCompletedRequest {
@@ -1340,33 +1384,11 @@ async fn t88_an_activity_completion_hands_the_next_workflow_task_to_a_parked_pol
         .await?;
     // Acknowledged means applied on the leader: the workflow task the completion scheduled
     // is already started there — dispatched in the completion's own entry, not by a later poll.
-    let run = keel_engine::workflow::RunKey {
-        namespace: "default".into(),
-        workflow_id: "sm-1".into(),
-        run_id: String::new(),
-    };
-    let ms = keel_engine::workflow::resolve_run(c.node(leader).raft().state(), &run)?
-        .expect("the run exists");
-    let wft = ms
-        .workflow_task
-        .expect("a workflow task after the completion");
-    assert!(
-        wft.started_event_id > 0,
-        "started with the completion: {wft:?}"
-    );
-
-    let task = waiting.await??;
-    assert_eq!(task.started_event_id, wft.started_event_id);
-    let events = task.history.expect("history").events;
+    let events = handed_off_in_the_same_entry(&c, leader, follower, "sm-1", waiting).await?;
     assert!(events.iter().any(|e| matches!(
         e.attributes,
         Some(EA::ActivityTaskCompletedEventAttributes(_))
     )));
-    match &events.last().expect("events").attributes {
-        Some(EA::WorkflowTaskStartedEventAttributes(a)) => assert_eq!(a.identity, "sync-worker"),
-        other => panic!("history should end with the started task: {other:?}"),
-    }
-    assert_eq!(frontend.parked_polls("default", "tq"), 0);
     c.shutdown().await;
     Ok(())
 }
@@ -1379,19 +1401,7 @@ async fn t89_a_start_hands_the_first_workflow_task_to_a_parked_poll_in_its_own_e
     let (c, leader, client) = cluster_and_follower_client().await?;
     let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
     // A workflow-task poll waits (parked) on the follower the client talks to.
-    let waiting = tokio::spawn(poll_wft(
-        client.clone(),
-        normal_queue("tq"),
-        "sync-worker",
-        10,
-    ));
-    let frontend = c.node(follower).frontend();
-    wait_for(
-        WAIT,
-        "the workflow-task poll is parked on the follower",
-        || async { (frontend.parked_polls("default", "tq") == 1).then_some(()) },
-    )
-    .await?;
+    let waiting = park_sync_worker_poll(&c, follower, &client).await?;
 
     client
         .clone()
@@ -1399,28 +1409,11 @@ async fn t89_a_start_hands_the_first_workflow_task_to_a_parked_poll_in_its_own_e
         .await?;
     // Acknowledged means applied on the leader: the first workflow task is already started
     // there, dispatched in the start's own entry rather than by a later poll.
-    let run = keel_engine::workflow::RunKey {
-        namespace: "default".into(),
-        workflow_id: "sm-start".into(),
-        run_id: String::new(),
-    };
-    let ms = keel_engine::workflow::resolve_run(c.node(leader).raft().state(), &run)?
-        .expect("the run exists");
-    let wft = ms.workflow_task.expect("the first workflow task");
-    assert!(wft.started_event_id > 0, "started with the start: {wft:?}");
-
-    let task = waiting.await??;
-    assert_eq!(task.started_event_id, wft.started_event_id);
-    let events = task.history.expect("history").events;
+    let events = handed_off_in_the_same_entry(&c, leader, follower, "sm-start", waiting).await?;
     assert!(matches!(
         events.first().and_then(|e| e.attributes.as_ref()),
         Some(EA::WorkflowExecutionStartedEventAttributes(_))
     ));
-    match &events.last().expect("events").attributes {
-        Some(EA::WorkflowTaskStartedEventAttributes(a)) => assert_eq!(a.identity, "sync-worker"),
-        other => panic!("history should end with the started task: {other:?}"),
-    }
-    assert_eq!(frontend.parked_polls("default", "tq"), 0);
     c.shutdown().await;
     Ok(())
 }
