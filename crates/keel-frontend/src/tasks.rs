@@ -7,7 +7,6 @@
 use std::time::{Duration, Instant};
 
 use keel_engine::command::Kind;
-use keel_engine::keys;
 use keel_engine::workflow::{
     self as wf, workflow_command::Kind as Cmd, workflow_outcome::Kind as Outcome,
 };
@@ -46,22 +45,6 @@ pub fn decode_token(bytes: &[u8]) -> Result<wf::TaskToken, Status> {
         return Err(Status::not_found("task token not recognized"));
     }
     Ok(t)
-}
-
-/// Tasks of `kind` waiting on a queue, as this node has applied it (stale entries included);
-/// workflow tasks wait in two backlogs (resumed runs and first tasks).
-fn backlog_len(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::TaskKind) -> u64 {
-    wf::backlogs_of(kind)
-        .iter()
-        .map(
-            |&b| match state.get(&keys::queue_cursor(namespace, queue, b)) {
-                Ok(Some(b)) => wf::QueueCursor::decode(b.as_slice())
-                    .map(|c| c.tail.saturating_sub(c.head))
-                    .unwrap_or(0),
-                _ => 0,
-            },
-        )
-        .sum()
 }
 
 /// Dispatch proposals in flight per backlog `(namespace, queue, kind)` on one node. Pollers
@@ -185,19 +168,19 @@ impl Drop for StickyGuard<'_> {
     }
 }
 
-/// A workflow task dispatched to a parked poll inside a completion's own log entry, with
-/// that entry's index.
+/// A workflow task dispatched to a parked poll inside a start's or completion's own log
+/// entry, with that entry's index.
 struct Handoff(wf::Dispatched, u64);
 
-/// How long past its deadline a poll that a completion took waits for the handoff (the
-/// completion's commit); should it not come, the task is retried after its start-to-close
+/// How long past its deadline a poll that a start or completion took waits for the handoff
+/// (that request's commit); should it not come, the task is retried after its start-to-close
 /// timeout like any task whose poller vanished.
 const HANDOFF_GRACE: Duration = Duration::from_millis(500);
 
-/// Workflow-task polls waiting on this node, per `(namespace, queue)`, that a completion on
-/// this node hands a task to directly ("sync match"): an activity completion that schedules a
-/// workflow task proposes, in the same log entry, the dispatch to a parked poll, saving a
-/// commit and a poll round per activity. Sticky polls are taken first.
+/// Workflow-task polls waiting on this node, per `(namespace, queue)`, that a request on this
+/// node hands a task to directly ("sync match", [`Frontend::propose_with_handoff`]): a start or
+/// an activity completion that schedules a workflow task proposes, in the same log entry, the
+/// dispatch to a parked poll, saving a commit and a poll round. Sticky polls are taken first.
 #[derive(Default)]
 pub struct Parked {
     next_id: std::sync::atomic::AtomicU64,
@@ -319,7 +302,8 @@ pub fn accepted(o: Outcome) -> Result<(), Status> {
 fn ready(state: &impl ReadState, namespace: &str, queue: &str, kind: wf::TaskKind) -> u64 {
     match kind {
         wf::TaskKind::Query => wf::query_ready(state, namespace, queue).unwrap_or(false) as u64,
-        _ => backlog_len(state, namespace, queue, kind),
+        // As this node has applied it; workflow tasks wait in two backlogs.
+        _ => wf::backlog_len(state, namespace, queue, kind).unwrap_or(0),
     }
 }
 

@@ -686,11 +686,9 @@ async fn run_batcher(
                     commands,
                 })
                 .await;
-            if result.is_ok() {
-                crate::metrics::proposal(proposed_at.elapsed(), n);
-            }
             match result {
                 Ok(resp) => {
+                    crate::metrics::proposal(proposed_at.elapsed(), n);
                     assert_eq!(
                         resp.data.responses.len(),
                         n,

@@ -67,7 +67,7 @@ impl Effect {
 }
 
 /// The backlogs holding tasks of `kind` (workflow tasks wait in two).
-pub fn backlogs_of(kind: TaskKind) -> &'static [u8] {
+pub(super) fn backlogs_of(kind: TaskKind) -> &'static [u8] {
     match kind {
         TaskKind::Workflow => &WORKFLOW_BACKLOGS,
         TaskKind::Activity => &[TaskKind::Activity as u8],
@@ -99,23 +99,31 @@ pub fn drop_spent_wakeups(store: &impl ReadState, effects: &mut Vec<Effect>) -> 
                 namespace,
                 task_queue,
                 kind,
-            } => {
-                let mut waiting = false;
-                for &b in backlogs_of(*kind) {
-                    let key = keys::queue_cursor(namespace, task_queue, b);
-                    if let Some(bytes) = store.get(&key)? {
-                        let c: QueueCursor = decode(&key, &bytes)?;
-                        waiting |= c.tail > c.head;
-                    }
-                }
-                waiting
-            }
+            } => backlog_len(store, namespace, task_queue, *kind)? > 0,
             _ => true,
         });
     }
     let mut keep = keep.into_iter();
     effects.retain(|_| keep.next().unwrap_or(true));
     Ok(())
+}
+
+/// Tasks of `kind` waiting on a queue (stale entries included: dispatch skips them).
+pub fn backlog_len(
+    store: &impl ReadState,
+    namespace: &str,
+    task_queue: &str,
+    kind: TaskKind,
+) -> Result<u64> {
+    let mut n = 0;
+    for &b in backlogs_of(kind) {
+        let key = keys::queue_cursor(namespace, task_queue, b);
+        if let Some(bytes) = store.get(&key)? {
+            let c: QueueCursor = decode(&key, &bytes)?;
+            n += c.tail.saturating_sub(c.head);
+        }
+    }
+    Ok(n)
 }
 
 /// Watch key of a run's history and status.

@@ -22,7 +22,7 @@ mod invariants_test;
 mod tests;
 
 pub use apply::{
-    apply, backlogs_of, deadline_key, drop_spent_wakeups, read_history, read_mutable_state,
+    apply, backlog_len, deadline_key, drop_spent_wakeups, read_history, read_mutable_state,
     read_namespace, read_visibility, resolve_run, watch_query, watch_queue, watch_run, Effect,
     DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
 };

@@ -612,11 +612,7 @@ async fn explain_lateness(client: &Client, sorted: &[(f64, String)]) -> anyhow::
             let history = keel_sdk_tests::history_of(client, id).await?;
             let at = |t: EventType, after: i64| {
                 history.events.iter().find_map(|e| {
-                    let ms = e
-                        .event_time
-                        .as_ref()
-                        .map_or(0, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000);
-                    (e.event_type() == t && e.event_id > after).then_some((e.event_id, ms))
+                    (e.event_type() == t && e.event_id > after).then(|| (e.event_id, event_ms(e)))
                 })
             };
             let Some((first_task, task_started)) = at(EventType::WorkflowTaskStarted, 0) else {
@@ -653,6 +649,13 @@ async fn explain_lateness(client: &Client, sorted: &[(f64, String)]) -> anyhow::
     Ok(())
 }
 
+/// An event's time, ms since the Unix epoch (0 if absent).
+fn event_ms(e: &temporalio_common::protos::temporal::api::history::v1::HistoryEvent) -> i64 {
+    e.event_time
+        .as_ref()
+        .map_or(0, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000)
+}
+
 /// Runs one W1 workflow alone and prints its history with the gap before each event.
 async fn trace_one(client: &Client) -> anyhow::Result<()> {
     let began = Instant::now();
@@ -670,10 +673,7 @@ async fn trace_one(client: &Client) -> anyhow::Result<()> {
     let history = keel_sdk_tests::history_of(client, "w1-trace").await?;
     let mut prev = None;
     for e in &history.events {
-        let t = e
-            .event_time
-            .as_ref()
-            .map_or(0, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000);
+        let t = event_ms(e);
         eprintln!(
             "   {:>3} +{:>3} ms {:?}",
             e.event_id,
