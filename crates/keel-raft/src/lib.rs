@@ -1,11 +1,12 @@
-//! Keel's replication layer: openraft 0.9 (storage v2) over RocksDB, with a tonic
-//! transport, leader forwarding, linearizable and stale reads, and snapshots.
+//! Keel's replication layer: openraft 0.9 (storage v2) over RocksDB, with a raw TCP
+//! transport for AppendEntries and Vote and tonic for the rest of the peer protocol, leader forwarding, linearizable and stale reads, and snapshots.
 //!
 //! Key types:
 //! - [`RaftNode`]: a running node — propose commands, read, change membership, status;
 //! - [`store`]: the RocksDB log store, state machine and snapshot files;
 //! - [`network`]: the peer RPC client (replication, snapshot streaming, forwarding);
-//! - [`service`]: the peer RPC server.
+//! - [`service`]: the peer RPC server ([`service::serve_peers`] runs the peer port);
+//! - `wire`: the raw framed transport AppendEntries and Vote travel on.
 //!
 //! openraft types stay inside this crate: the public API speaks Keel's own types and
 //! `keel_proto` messages. This crate must not depend on the server, the frontend or the
@@ -23,6 +24,7 @@ pub mod service;
 pub mod store;
 mod typ;
 pub mod watch;
+mod wire;
 
 pub use error::{Error, Result};
 pub use network::{PeerFilter, RpcSettings};

@@ -1,9 +1,12 @@
-//! The client side of the peer protocol: openraft's `RaftNetwork` over tonic, plus the
-//! forwarding calls a follower makes to the leader.
+//! The client side of the peer protocol: openraft's `RaftNetwork`, plus the forwarding calls
+//! a follower makes to the leader.
 //!
-//! One lazily connected HTTP/2 channel per peer address, with a short connect timeout and
-//! keepalive pings, so a dead connection is noticed within about a second and a healed
-//! partition reconnects on the next RPC instead of waiting for TCP backoff.
+//! AppendEntries and Vote go over the raw transport (`wire`): each openraft client (one per
+//! replication stream or election) owns one TCP connection, opened on first use with a short
+//! connect timeout and dropped on any error or timeout, so a healed partition reconnects on
+//! the next RPC. Snapshots, forwarding and read-index use one lazily connected HTTP/2 channel
+//! per peer address, with keepalive pings so a dead connection is noticed within about a
+//! second.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -20,12 +23,15 @@ use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use tokio::io::AsyncReadExt;
+use prost::Message;
+use tokio::io::{AsyncReadExt, BufReader};
+use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::typ::{KeelNode, NodeId, Snapshot, TypeConfig, Vote};
+use crate::wire;
 
 /// Message of the UNAVAILABLE status a node returns to a forwarded request when it is not
 /// the leader (the peer protocol's marker for "retry elsewhere, nothing was proposed").
@@ -192,6 +198,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.peer_addr.clone(),
             peers: self.peers.clone(),
+            conn: None,
         }
     }
 }
@@ -201,6 +208,73 @@ pub struct PeerNetwork {
     target: NodeId,
     addr: String,
     peers: Arc<PeerClients>,
+    /// The raw-transport connection, between calls only: a call takes it out and puts it
+    /// back when its response has been read, so a call abandoned half-way (openraft drops
+    /// the future on timeout or shutdown) leaves no half-read connection behind.
+    conn: Option<BufReader<TcpStream>>,
+}
+
+impl PeerNetwork {
+    /// One request/response on the raw transport, within `ttl` (connecting included).
+    async fn call(
+        &mut self,
+        tag: wire::Tag,
+        body: Vec<u8>,
+        ttl: Duration,
+    ) -> std::result::Result<Vec<u8>, tonic::Status> {
+        if self.peers.filter.is_isolated() {
+            return Err(tonic::Status::unavailable(
+                "peer traffic blocked by fault injection",
+            ));
+        }
+        let conn = self.conn.take();
+        let connect_timeout = self.peers.settings.connect_timeout;
+        let addr = self.addr.clone();
+        let exchange = async move {
+            let (mut conn, fresh) = match conn {
+                Some(c) => (c, false),
+                None => {
+                    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(&addr))
+                        .await
+                        .map_err(|_| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                format!("connecting to {addr} timed out"),
+                            )
+                        })??;
+                    stream.set_nodelay(true)?;
+                    (BufReader::new(stream), true)
+                }
+            };
+            let mut out = Vec::with_capacity(wire::MAGIC.len() + 5 + body.len());
+            if fresh {
+                out.extend_from_slice(wire::MAGIC);
+            }
+            out.extend(wire::frame(tag as u8, &body));
+            tokio::io::AsyncWriteExt::write_all(conn.get_mut(), &out).await?;
+            let (tag, body) = wire::read_frame(&mut conn).await?.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the peer closed the connection",
+                )
+            })?;
+            Ok::<_, std::io::Error>((conn, tag, body))
+        };
+        match tokio::time::timeout(ttl, exchange).await {
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+                "no answer from {} within {ttl:?}",
+                self.addr
+            ))),
+            Ok(Err(e)) => Err(tonic::Status::unavailable(format!(
+                "peer {} at {}: {e}",
+                self.target, self.addr
+            ))),
+            Ok(Ok((conn, tag, body))) => {
+                self.conn = Some(conn);
+                wire::response_result(tag, body)
+            }
+        }
+    }
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, KeelNode, RaftError<NodeId, E>>;
@@ -219,7 +293,6 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> std::result::Result<AppendEntriesResponse<NodeId>, RpcErr> {
-        let mut client = self.peers.client(&self.addr).map_err(rpc_err)?;
         let req = pb::AppendEntriesRequest {
             cluster_id: self.peers.cluster_id.clone(),
             vote: Some(codec::vote_to_pb(&rpc.vote)),
@@ -227,11 +300,19 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
             entries: rpc.entries.iter().map(codec::entry_to_pb).collect(),
             leader_commit: codec::opt_log_id_to_pb(&rpc.leader_commit),
         };
-        let resp = client
-            .append_entries(self.peers.request(req, option.hard_ttl()))
+        let raw = self
+            .call(
+                wire::Tag::AppendEntries,
+                req.encode_to_vec(),
+                option.hard_ttl(),
+            )
             .await
-            .map_err(rpc_err)?
-            .into_inner();
+            .map_err(rpc_err)?;
+        let resp = pb::AppendEntriesResponse::decode(raw.as_slice()).map_err(|e| {
+            rpc_err(tonic::Status::internal(format!(
+                "append-entries response: {e}"
+            )))
+        })?;
         use pb::append_entries_response::Result as R;
         Ok(match resp.result {
             Some(R::Success(_)) => AppendEntriesResponse::Success,
@@ -253,17 +334,17 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> std::result::Result<VoteResponse<NodeId>, RpcErr> {
-        let mut client = self.peers.client(&self.addr).map_err(rpc_err)?;
         let req = pb::VoteRequest {
             cluster_id: self.peers.cluster_id.clone(),
             vote: Some(codec::vote_to_pb(&rpc.vote)),
             last_log_id: codec::opt_log_id_to_pb(&rpc.last_log_id),
         };
-        let resp = client
-            .vote(self.peers.request(req, option.hard_ttl()))
+        let raw = self
+            .call(wire::Tag::Vote, req.encode_to_vec(), option.hard_ttl())
             .await
-            .map_err(rpc_err)?
-            .into_inner();
+            .map_err(rpc_err)?;
+        let resp = pb::VoteResponse::decode(raw.as_slice())
+            .map_err(|e| rpc_err(tonic::Status::internal(format!("vote response: {e}"))))?;
         Ok(VoteResponse {
             vote: resp
                 .vote

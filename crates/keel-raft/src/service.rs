@@ -1,18 +1,23 @@
-//! The server side of the peer protocol.
+//! The server side of the peer protocol: the peer port ([`serve_peers`]) with the raw
+//! transport for AppendEntries and Vote (see `wire`) beside the gRPC `RaftService`.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures::StreamExt;
 use keel_proto::raft::v1 as pb;
 use keel_proto::raft::v1::raft_service_server::RaftService;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use prost::Message;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
 use crate::node::RaftNode;
 use crate::typ::{Snapshot, SnapshotFile};
+use crate::wire;
 
 /// Serves `keel.raft.v1.RaftService` for one node.
 pub struct PeerService {
@@ -25,19 +30,25 @@ impl PeerService {
     }
 
     fn admit(&self, cluster_id: &str) -> Result<(), Status> {
-        if self.node.filter().is_isolated() {
-            return Err(Status::unavailable(
-                "peer traffic blocked by fault injection",
-            ));
-        }
-        if cluster_id != self.node.cluster_id() {
-            return Err(Status::failed_precondition(format!(
-                "cluster id mismatch: this node belongs to {:?}, the request to {cluster_id:?}",
-                self.node.cluster_id()
-            )));
-        }
-        Ok(())
+        admit(&self.node, cluster_id)
     }
+}
+
+/// Refuses peer requests while fault injection isolates the node, and requests of another
+/// cluster.
+fn admit(node: &RaftNode, cluster_id: &str) -> Result<(), Status> {
+    if node.filter().is_isolated() {
+        return Err(Status::unavailable(
+            "peer traffic blocked by fault injection",
+        ));
+    }
+    if cluster_id != node.cluster_id() {
+        return Err(Status::failed_precondition(format!(
+            "cluster id mismatch: this node belongs to {:?}, the request to {cluster_id:?}",
+            node.cluster_id()
+        )));
+    }
+    Ok(())
 }
 
 fn raft_status(e: impl std::fmt::Display) -> Status {
@@ -50,70 +61,18 @@ impl RaftService for PeerService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let req = request.into_inner();
-        self.admit(&req.cluster_id)?;
-        let entries = req
-            .entries
-            .iter()
-            .map(codec::entry_from_pb)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let rpc = AppendEntriesRequest {
-            vote: req
-                .vote
-                .as_ref()
-                .map(codec::vote_from_pb)
-                .unwrap_or_default(),
-            prev_log_id: codec::opt_log_id_from_pb(&req.prev_log_id),
-            leader_commit: codec::opt_log_id_from_pb(&req.leader_commit),
-            entries,
-        };
-        let resp = self
-            .node
-            .raft()
-            .append_entries(rpc)
+        append_entries(&self.node, request.into_inner())
             .await
-            .map_err(raft_status)?;
-        if matches!(
-            resp,
-            AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
-        ) {
-            self.node.note_leader_contact();
-        }
-        use pb::append_entries_response::Result as R;
-        let result = match resp {
-            AppendEntriesResponse::Success => R::Success(pb::Empty {}),
-            AppendEntriesResponse::PartialSuccess(m) => R::PartialSuccess(pb::PartialSuccess {
-                matching: codec::opt_log_id_to_pb(&m),
-            }),
-            AppendEntriesResponse::Conflict => R::Conflict(pb::Empty {}),
-            AppendEntriesResponse::HigherVote(v) => R::HigherVote(codec::vote_to_pb(&v)),
-        };
-        Ok(Response::new(pb::AppendEntriesResponse {
-            result: Some(result),
-        }))
+            .map(Response::new)
     }
 
     async fn vote(
         &self,
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
-        let req = request.into_inner();
-        self.admit(&req.cluster_id)?;
-        let rpc = VoteRequest {
-            vote: req
-                .vote
-                .as_ref()
-                .map(codec::vote_from_pb)
-                .unwrap_or_default(),
-            last_log_id: codec::opt_log_id_from_pb(&req.last_log_id),
-        };
-        let resp = self.node.raft().vote(rpc).await.map_err(raft_status)?;
-        Ok(Response::new(pb::VoteResponse {
-            vote: Some(codec::vote_to_pb(&resp.vote)),
-            vote_granted: resp.vote_granted,
-            last_log_id: codec::opt_log_id_to_pb(&resp.last_log_id),
-        }))
+        vote(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn install_snapshot(
@@ -193,6 +152,185 @@ impl RaftService for PeerService {
             read_index,
             leader_id: self.node.id(),
         }))
+    }
+}
+
+async fn append_entries(
+    node: &RaftNode,
+    req: pb::AppendEntriesRequest,
+) -> Result<pb::AppendEntriesResponse, Status> {
+    admit(node, &req.cluster_id)?;
+    let entries = req
+        .entries
+        .iter()
+        .map(codec::entry_from_pb)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let rpc = AppendEntriesRequest {
+        vote: req
+            .vote
+            .as_ref()
+            .map(codec::vote_from_pb)
+            .unwrap_or_default(),
+        prev_log_id: codec::opt_log_id_from_pb(&req.prev_log_id),
+        leader_commit: codec::opt_log_id_from_pb(&req.leader_commit),
+        entries,
+    };
+    let resp = node.raft().append_entries(rpc).await.map_err(raft_status)?;
+    if matches!(
+        resp,
+        AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)
+    ) {
+        node.note_leader_contact();
+    }
+    use pb::append_entries_response::Result as R;
+    let result = match resp {
+        AppendEntriesResponse::Success => R::Success(pb::Empty {}),
+        AppendEntriesResponse::PartialSuccess(m) => R::PartialSuccess(pb::PartialSuccess {
+            matching: codec::opt_log_id_to_pb(&m),
+        }),
+        AppendEntriesResponse::Conflict => R::Conflict(pb::Empty {}),
+        AppendEntriesResponse::HigherVote(v) => R::HigherVote(codec::vote_to_pb(&v)),
+    };
+    Ok(pb::AppendEntriesResponse {
+        result: Some(result),
+    })
+}
+
+async fn vote(node: &RaftNode, req: pb::VoteRequest) -> Result<pb::VoteResponse, Status> {
+    admit(node, &req.cluster_id)?;
+    let rpc = VoteRequest {
+        vote: req
+            .vote
+            .as_ref()
+            .map(codec::vote_from_pb)
+            .unwrap_or_default(),
+        last_log_id: codec::opt_log_id_from_pb(&req.last_log_id),
+    };
+    let resp = node.raft().vote(rpc).await.map_err(raft_status)?;
+    Ok(pb::VoteResponse {
+        vote: Some(codec::vote_to_pb(&resp.vote)),
+        vote_granted: resp.vote_granted,
+        last_log_id: codec::opt_log_id_to_pb(&resp.last_log_id),
+    })
+}
+
+/// How long a new peer connection may stay silent before its protocol is known.
+const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the peer port until `shutdown` turns true: connections opening with
+/// [`wire::MAGIC`] get the raw transport (AppendEntries, Vote), every other connection the
+/// gRPC `RaftService` (snapshots, forwarding, read-index, and the Raft RPCs too).
+pub async fn serve_peers(
+    node: RaftNode,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let (grpc_tx, grpc_rx) = mpsc::channel::<std::io::Result<TcpStream>>(64);
+    let mut grpc_shutdown = shutdown.clone();
+    let grpc = tonic::transport::Server::builder()
+        .add_service(node.peer_service())
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::ReceiverStream::new(grpc_rx),
+            async move { stopped(&mut grpc_shutdown).await },
+        );
+    let grpc = tokio::spawn(grpc);
+    loop {
+        let stream = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the connections
+                    // that exist, and try again shortly.
+                    tracing::warn!(error = %e, "accepting a peer connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let node = node.clone();
+        let grpc_tx = grpc_tx.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(SNIFF_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(1)) if first[0] == wire::MAGIC[0] => {
+                    serve_raw(node, stream, shutdown).await;
+                }
+                Ok(Ok(1)) => {
+                    let _ = grpc_tx.send(Ok(stream)).await;
+                }
+                // Closed, failed or silent before saying anything.
+                _ => {}
+            }
+        });
+    }
+    drop(grpc_tx);
+    match grpc.await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "the gRPC peer server task failed");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// One raw-transport connection: read a request, answer it, repeat, until the peer closes
+/// the connection, sends something malformed, or the node shuts down.
+async fn serve_raw(node: RaftNode, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    let mut stream = tokio::io::BufReader::new(stream);
+    let mut magic = [0u8; 4];
+    if stream.read_exact(&mut magic).await.is_err() || &magic != wire::MAGIC {
+        tracing::debug!("peer connection with an unknown preface; closing it");
+        return;
+    }
+    let serve = async {
+        loop {
+            let (tag, body) = match wire::read_frame(&mut stream).await {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "reading a peer frame failed; closing the connection");
+                    return;
+                }
+            };
+            let answer = match wire::Tag::from_u8(tag) {
+                Some(wire::Tag::AppendEntries) => {
+                    match pb::AppendEntriesRequest::decode(body.as_slice()) {
+                        Ok(req) => append_entries(&node, req).await.map(|r| r.encode_to_vec()),
+                        Err(e) => Err(Status::invalid_argument(format!(
+                            "append-entries request: {e}"
+                        ))),
+                    }
+                }
+                Some(wire::Tag::Vote) => match pb::VoteRequest::decode(body.as_slice()) {
+                    Ok(req) => vote(&node, req).await.map(|r| r.encode_to_vec()),
+                    Err(e) => Err(Status::invalid_argument(format!("vote request: {e}"))),
+                },
+                None => Err(Status::unimplemented(format!(
+                    "unknown peer request tag {tag}"
+                ))),
+            };
+            let (tag, body) = match answer {
+                Ok(body) => (wire::OK, body),
+                Err(status) => wire::error_frame_parts(&status),
+            };
+            if let Err(e) = wire::write_frame(stream.get_mut(), tag, &body).await {
+                tracing::debug!(error = %e, "writing a peer response failed; closing the connection");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = serve => {}
+        _ = stopped(&mut shutdown) => {}
     }
 }
 

@@ -120,9 +120,8 @@ impl Node {
         };
         let mut tasks = Vec::new();
 
-        let peer = tonic::transport::Server::builder()
-            .add_service(raft.peer_service())
-            .serve_with_incoming_shutdown(incoming(listeners.peer), signalled(shutdown_rx.clone()));
+        let peer =
+            keel_raft::service::serve_peers(raft.clone(), listeners.peer, shutdown_rx.clone());
         tasks.push(tokio::spawn(
             async move {
                 if let Err(e) = peer.await {

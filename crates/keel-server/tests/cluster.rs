@@ -31,6 +31,31 @@ async fn channel(addr: SocketAddr) -> Channel {
         .expect("connect to a running node")
 }
 
+/// Sends one request on the raw peer transport by hand (preface, then `u32` length, tag,
+/// protobuf body) and returns the response's tag byte and body as text.
+async fn raw_peer_call(
+    addr: SocketAddr,
+    preface: &[u8; 4],
+    tag: u8,
+    msg: &impl prost::Message,
+) -> anyhow::Result<(u8, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let body = msg.encode_to_vec();
+    let mut out = preface.to_vec();
+    out.extend(((body.len() + 1) as u32).to_be_bytes());
+    out.push(tag);
+    out.extend(body);
+    s.write_all(&out).await?;
+    let mut head = [0u8; 5];
+    tokio::time::timeout(WAIT, s.read_exact(&mut head))
+        .await?
+        .map_err(|e| anyhow::anyhow!("the peer closed the connection: {e}"))?;
+    let mut rest = vec![0u8; u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize - 1];
+    s.read_exact(&mut rest).await?;
+    Ok((head[4], String::from_utf8_lossy(&rest).into_owned()))
+}
+
 async fn kv_client(addr: SocketAddr) -> KvClient<Channel> {
     KvClient::new(channel(addr).await)
 }
@@ -341,6 +366,37 @@ async fn t50_foreign_cluster_ids_and_disabled_test_hooks_are_refused() -> anyhow
         c.node(2).raft().status().term,
         "the foreign vote changed nothing"
     );
+
+    phase!("the raw peer transport refuses it too, and closes on a bad preface");
+    let foreign = raftpb::VoteRequest {
+        cluster_id: "someone-else".into(),
+        vote: Some(raftpb::Vote {
+            term: 99,
+            node_id: 7,
+            committed: false,
+        }),
+        last_log_id: None,
+    };
+    let (code, message) = raw_peer_call(c.node(1).peer_addr(), b"KRP1", 2, &foreign).await?;
+    assert_eq!(code, Code::FailedPrecondition as u8, "{message}");
+    assert!(message.contains("cluster id mismatch"), "{message}");
+    let (code, message) = raw_peer_call(c.node(1).peer_addr(), b"KRP1", 77, &foreign).await?;
+    assert_eq!(code, Code::Unimplemented as u8, "unknown tag: {message}");
+    let err = raw_peer_call(c.node(1).peer_addr(), b"KXYZ", 2, &foreign)
+        .await
+        .expect_err("a wrong preface gets no answer");
+    assert!(err.to_string().contains("closed"), "{err}");
+    assert_eq!(
+        c.node(1).raft().status().term,
+        c.node(2).raft().status().term,
+        "the foreign votes changed nothing"
+    );
+    put(
+        &mut kv_client(c.node(1).client_addr()).await,
+        "after-raw",
+        "v",
+    )
+    .await;
 
     phase!("the clock-offset hook works only where the config enables it");
     let mut adm1 = admin_client(c.node(1).client_addr()).await;
