@@ -234,47 +234,50 @@ pub async fn serve_peers(
             tokio_stream::wrappers::ReceiverStream::new(grpc_rx),
             async move { stopped(&mut grpc_shutdown).await },
         );
-    let grpc = tokio::spawn(grpc);
-    loop {
-        let stream = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: keep serving the connections
-                    // that exist, and try again shortly.
-                    tracing::warn!(error = %e, "accepting a peer connection failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+    // Connection tasks live in a set owned by this future, so they end with it: a node
+    // whose tasks are aborted (an in-process crash) drops its peer connections mid-request.
+    let accept = async move {
+        let mut conns = tokio::task::JoinSet::new();
+        loop {
+            let stream = tokio::select! {
+                _ = stopped(&mut shutdown) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: keep serving the connections
+                        // that exist, and try again shortly.
+                        tracing::warn!(error = %e, "accepting a peer connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            while conns.try_join_next().is_some() {}
+            let _ = stream.set_nodelay(true);
+            let node = node.clone();
+            let grpc_tx = grpc_tx.clone();
+            let shutdown = shutdown.clone();
+            conns.spawn(async move {
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(SNIFF_TIMEOUT, stream.peek(&mut first)).await {
+                    Ok(Ok(1)) if first[0] == wire::MAGIC[0] => {
+                        serve_raw(node, stream, shutdown).await;
+                    }
+                    Ok(Ok(1)) => {
+                        let _ = grpc_tx.send(Ok(stream)).await;
+                    }
+                    // Closed, failed or silent before saying anything.
+                    _ => {}
                 }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let node = node.clone();
-        let grpc_tx = grpc_tx.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(SNIFF_TIMEOUT, stream.peek(&mut first)).await {
-                Ok(Ok(1)) if first[0] == wire::MAGIC[0] => {
-                    serve_raw(node, stream, shutdown).await;
-                }
-                Ok(Ok(1)) => {
-                    let _ = grpc_tx.send(Ok(stream)).await;
-                }
-                // Closed, failed or silent before saying anything.
-                _ => {}
-            }
-        });
-    }
-    drop(grpc_tx);
-    match grpc.await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "the gRPC peer server task failed");
-            Ok(())
+            });
         }
-    }
+        // Ends the raw connections and the sniffing (whose senders keep the gRPC server's
+        // incoming stream open) at once; the node is going away.
+        drop(grpc_tx);
+        conns.shutdown().await;
+    };
+    let ((), served) = tokio::join!(accept, grpc);
+    served
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone).

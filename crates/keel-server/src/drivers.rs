@@ -13,8 +13,12 @@ use keel_engine::Command;
 use keel_raft::RaftNode;
 use tokio::sync::watch;
 
-/// How often the leader looks for due deadlines.
+/// Longest the leader waits between looks for due deadlines (a deadline armed during the
+/// wait may be this late).
 const TICK: Duration = Duration::from_millis(20);
+/// Shortest wait between looks, so a stream of deadlines a millisecond apart is fired in
+/// small batches rather than one proposal each.
+const MIN_WAIT: Duration = Duration::from_millis(1);
 /// Most deadlines read (and fired) per tick: the driver never loads the whole index.
 const WINDOW: usize = 512;
 /// A tick scans from this far behind the previous tick's clock, not from the index's start:
@@ -73,13 +77,15 @@ pub async fn run_timer_driver(raft: RaftNode, mut shutdown: watch::Receiver<bool
     // Scan floor (fire time); 0 = from the index's start.
     let mut floor_ms = 0;
     let mut last_full = std::time::Instant::now();
+    let mut wait = TICK;
     loop {
         tokio::select! {
             _ = shutdown.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         if raft.current_leader() != Some(raft.id()) {
             floor_ms = 0;
+            wait = TICK;
             continue;
         }
         if last_full.elapsed() >= FULL_SCAN_EVERY {
@@ -98,5 +104,71 @@ pub async fn run_timer_driver(raft: RaftNode, mut shutdown: watch::Receiver<bool
         if fired && n < WINDOW {
             floor_ms = now.saturating_sub(FLOOR_SLACK_MS).max(1);
         }
+        wait = if !fired {
+            TICK // the proposal failed (leadership moving?): retry at the usual pace
+        } else {
+            let after = now_ms();
+            wait_before_next_look(after, next_deadline(&raft, now, after), n < WINDOW)
+        };
+    }
+}
+
+/// The earliest deadline after `fired_up_to` that falls due before the next full tick
+/// from `now_ms`, if any.
+fn next_deadline(raft: &RaftNode, fired_up_to: u64, now_ms: u64) -> Option<u64> {
+    let horizon = now_ms + TICK.as_millis() as u64;
+    let rows = raft
+        .state()
+        .scan_range(
+            &keys::timers_due_end(fired_up_to),
+            &keys::timers_due_end(horizon),
+            1,
+        )
+        .ok()?;
+    rows.first()
+        .and_then(|(k, _)| keys::parse_timer(k))
+        .map(|t| t.fire_at_ms)
+}
+
+/// How long the driver sleeps: until the next deadline when one falls due within a tick
+/// (so a timer fires at its deadline, not up to a tick late), at once when this look left
+/// due deadlines unread (a full window), else a full tick.
+fn wait_before_next_look(now_ms: u64, next: Option<u64>, caught_up: bool) -> Duration {
+    if !caught_up {
+        return MIN_WAIT;
+    }
+    match next {
+        Some(at) => Duration::from_millis(at.saturating_sub(now_ms)).clamp(MIN_WAIT, TICK),
+        None => TICK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_driver_wakes_at_the_next_deadline_within_a_tick() {
+        assert_eq!(wait_before_next_look(1_000, None, true), TICK);
+        assert_eq!(
+            wait_before_next_look(1_000, Some(1_007), true),
+            Duration::from_millis(7)
+        );
+        assert_eq!(
+            wait_before_next_look(1_000, Some(1_000), true),
+            MIN_WAIT,
+            "due now"
+        );
+        assert_eq!(
+            wait_before_next_look(1_000, Some(990), true),
+            MIN_WAIT,
+            "overdue"
+        );
+        assert_eq!(wait_before_next_look(1_000, Some(5_000), true), TICK);
+        assert_eq!(
+            wait_before_next_look(1_000, Some(1_007), false),
+            MIN_WAIT,
+            "deadlines left unfired are looked at again at once"
+        );
     }
 }
