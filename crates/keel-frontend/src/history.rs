@@ -18,8 +18,12 @@ use prost::Message;
 
 use crate::convert::{duration, timestamp};
 
-/// Events `from..=to` of `run` as this node has applied them, in order, read with one range
-/// scan rather than a point read per event; stops at the first missing event.
+/// Ranges of fewer events than this are read with point lookups, longer ones with a scan.
+const POINT_READS_UP_TO: i64 = 16;
+
+/// Events `from..=to` of `run` as this node has applied them, in order; stops at the first
+/// missing event. A few events (a sticky task's new ones) are read with one batch of point
+/// lookups, more with one range scan (not a point read per event).
 pub fn read_events(
     state: &keel_raft::StateReader,
     run: &wf::RunKey,
@@ -33,19 +37,32 @@ pub fn read_events(
     let key = |id: i64| {
         keel_engine::keys::history_event(&run.namespace, &run.workflow_id, &run.run_id, id)
     };
+    let decode = |v: &[u8]| {
+        wf::HistoryEvent::decode(v)
+            .map_err(|e| tonic::Status::internal(format!("corrupt history event: {e}")))
+    };
+    let read_err = |e: keel_raft::Error| tonic::Status::internal(format!("reading history: {e}"));
+    let mut out = Vec::with_capacity((to - from + 1) as usize);
+    if to - from < POINT_READS_UP_TO {
+        // The few new events of a sticky task: point lookups.
+        let keys: Vec<Vec<u8>> = (from..=to).map(key).collect();
+        for v in state.get_many(&keys).map_err(read_err)? {
+            // Stop at the first gap, like the scan below.
+            let Some(v) = v else { break };
+            out.push(decode(&v)?);
+        }
+        return Ok(out);
+    }
     let rows = state
         .scan_range(&key(from), &key(to + 1), (to - from + 1) as usize)
-        .map_err(|e| tonic::Status::internal(format!("reading history: {e}")))?;
-    let mut out = Vec::with_capacity(rows.len());
+        .map_err(read_err)?;
     for (k, v) in rows {
         // A history key ends with its event id (big-endian); stop at the first gap.
         let expected = (from + out.len() as i64) as u64;
         if !k.ends_with(&expected.to_be_bytes()) {
             break;
         }
-        let e = wf::HistoryEvent::decode(v.as_slice())
-            .map_err(|e| tonic::Status::internal(format!("corrupt history event: {e}")))?;
-        out.push(e);
+        out.push(decode(&v)?);
     }
     Ok(out)
 }

@@ -252,6 +252,18 @@ impl StateReader {
         Ok(out)
     }
 
+    /// The values of `keys` (`None`: absent), from one consistent view. Point lookups: each
+    /// skips memtables and files by their bloom filters, where a scan opens an iterator on
+    /// every memtable and level-0 file, so this is the cheaper read for a handful of keys.
+    pub fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let sm = cf(&self.db, CF_SM);
+        self.db
+            .multi_get_cf(keys.iter().map(|k| (sm, k.as_slice())))
+            .into_iter()
+            .map(|r| r.map_err(Error::rocks("reading the state machine")))
+            .collect()
+    }
+
     /// Keys and values in `[start, end)`, in key order, from one consistent view; at most
     /// `limit`. RocksDB stops at `end` itself, so nothing past it is read.
     pub fn scan_range(
