@@ -346,17 +346,18 @@ async fn t50_foreign_cluster_ids_and_disabled_test_hooks_are_refused() -> anyhow
     c.wait_for_leader(WAIT).await?;
 
     phase!("a peer RPC carrying another cluster id is rejected");
+    let foreign = raftpb::VoteRequest {
+        cluster_id: "someone-else".into(),
+        vote: Some(raftpb::Vote {
+            term: 99,
+            node_id: 7,
+            committed: false,
+        }),
+        last_log_id: None,
+    };
     let mut peer = RaftServiceClient::new(channel(c.node(1).peer_addr()).await);
     let err = peer
-        .vote(raftpb::VoteRequest {
-            cluster_id: "someone-else".into(),
-            vote: Some(raftpb::Vote {
-                term: 99,
-                node_id: 7,
-                committed: false,
-            }),
-            last_log_id: None,
-        })
+        .vote(foreign.clone())
         .await
         .expect_err("foreign cluster id");
     assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
@@ -368,15 +369,6 @@ async fn t50_foreign_cluster_ids_and_disabled_test_hooks_are_refused() -> anyhow
     );
 
     phase!("the raw peer transport refuses it too, and closes on a bad preface");
-    let foreign = raftpb::VoteRequest {
-        cluster_id: "someone-else".into(),
-        vote: Some(raftpb::Vote {
-            term: 99,
-            node_id: 7,
-            committed: false,
-        }),
-        last_log_id: None,
-    };
     let (code, message) = raw_peer_call(c.node(1).peer_addr(), b"KRP1", 2, &foreign).await?;
     assert_eq!(code, Code::FailedPrecondition as u8, "{message}");
     assert!(message.contains("cluster id mismatch"), "{message}");
