@@ -19,6 +19,7 @@ struct Metrics {
     proposal_batch_commands: Histogram,
     applied_entries: Counter,
     snapshot_build_seconds: Histogram,
+    peer_connections_opened: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -30,6 +31,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     proposal_batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
     applied_entries: Counter::default(),
     snapshot_build_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+    peer_connections_opened: Counter::default(),
 });
 
 /// Registers this crate's metrics under the `raft` prefix: in a registry prefixed `keel`
@@ -78,6 +80,21 @@ pub fn register(registry: &mut Registry) {
         "Time to build one snapshot",
         m.snapshot_build_seconds.clone(),
     );
+    r.register(
+        "peer_connections_opened",
+        "Raw peer-transport connections (AppendEntries, Vote) this node opened; a steady \
+         climb means calls are timing out or peers restarting",
+        m.peer_connections_opened.clone(),
+    );
+}
+
+/// Raw peer-transport connections opened by this process so far.
+pub fn peer_connections_opened() -> u64 {
+    METRICS.peer_connections_opened.get()
+}
+
+pub(crate) fn peer_connection_opened() {
+    METRICS.peer_connections_opened.inc();
 }
 
 pub(crate) fn log_append(d: Duration) {

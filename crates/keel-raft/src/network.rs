@@ -2,9 +2,9 @@
 //! a follower makes to the leader.
 //!
 //! AppendEntries and Vote go over the raw transport (`wire`): each openraft client (one per
-//! replication stream or election) owns one TCP connection, opened on first use with a short
-//! connect timeout and dropped on any error or timeout, so a healed partition reconnects on
-//! the next RPC. Snapshots, forwarding and read-index use one lazily connected HTTP/2 channel
+//! replication stream, election or leadership check) holds one TCP connection while it
+//! lives, taken from a small per-peer pool or opened with a short connect timeout, and
+//! dropped on any error or timeout, so a healed partition reconnects on the next RPC. Snapshots, forwarding and read-index use one lazily connected HTTP/2 channel
 //! per peer address, with keepalive pings so a dead connection is noticed within about a
 //! second.
 
@@ -63,12 +63,19 @@ impl PeerFilter {
     }
 }
 
+/// Idle raw-transport connections kept per peer address.
+const IDLE_RAW_PER_PEER: usize = 8;
+
 /// Connections to every peer, shared by replication and forwarding.
 pub struct PeerClients {
     cluster_id: String,
     settings: RpcSettings,
     filter: PeerFilter,
     channels: Mutex<BTreeMap<String, Channel>>,
+    /// Raw-transport connections no client is using, each between two calls (never
+    /// half-read). openraft makes a fresh client per peer for every leadership check of a
+    /// linearizable read; without this each of those would connect anew.
+    idle_raw: Mutex<BTreeMap<String, Vec<BufReader<TcpStream>>>>,
 }
 
 impl PeerClients {
@@ -78,6 +85,23 @@ impl PeerClients {
             settings,
             filter,
             channels: Mutex::new(BTreeMap::new()),
+            idle_raw: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn take_idle(&self, addr: &str) -> Option<BufReader<TcpStream>> {
+        self.idle_raw
+            .lock()
+            .expect("idle connection lock poisoned")
+            .get_mut(addr)?
+            .pop()
+    }
+
+    fn put_idle(&self, addr: &str, conn: BufReader<TcpStream>) {
+        let mut idle = self.idle_raw.lock().expect("idle connection lock poisoned");
+        let list = idle.entry(addr.to_string()).or_default();
+        if list.len() < IDLE_RAW_PER_PEER {
+            list.push(conn);
         }
     }
 
@@ -210,12 +234,15 @@ pub struct PeerNetwork {
     peers: Arc<PeerClients>,
     /// The raw-transport connection, between calls only: a call takes it out and puts it
     /// back when its response has been read, so a call abandoned half-way (openraft drops
-    /// the future on timeout or shutdown) leaves no half-read connection behind.
+    /// the future on timeout or shutdown) leaves no half-read connection behind. Returned to
+    /// the pool in [`PeerClients`] when openraft drops this client.
     conn: Option<BufReader<TcpStream>>,
 }
 
 impl PeerNetwork {
-    /// One request/response on the raw transport, within `ttl` (connecting included).
+    /// One request/response on the raw transport, within `ttl` (connecting included). A
+    /// connection reused from the pool that turns out dead (the peer restarted) is replaced
+    /// by a fresh one once: AppendEntries and Vote may be delivered twice.
     async fn call(
         &mut self,
         tag: wire::Tag,
@@ -227,38 +254,28 @@ impl PeerNetwork {
                 "peer traffic blocked by fault injection",
             ));
         }
-        let conn = self.conn.take();
+        let reused = self
+            .conn
+            .take()
+            .or_else(|| self.peers.take_idle(&self.addr));
         let connect_timeout = self.peers.settings.connect_timeout;
         let addr = self.addr.clone();
         let exchange = async move {
-            let (mut conn, fresh) = match conn {
-                Some(c) => (c, false),
-                None => {
-                    let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(&addr))
-                        .await
-                        .map_err(|_| {
-                            std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                format!("connecting to {addr} timed out"),
-                            )
-                        })??;
-                    stream.set_nodelay(true)?;
-                    (BufReader::new(stream), true)
+            let mut reused = reused;
+            loop {
+                let retry_allowed = reused.is_some();
+                let (mut conn, fresh) = match reused.take() {
+                    Some(c) => (c, false),
+                    None => (connect(&addr, connect_timeout).await?, true),
+                };
+                match exchange(&mut conn, fresh, tag, &body).await {
+                    Ok((tag, body)) => return Ok::<_, std::io::Error>((conn, tag, body)),
+                    Err(e) if retry_allowed => {
+                        tracing::debug!(peer = %addr, error = %e, "reused peer connection failed; reconnecting");
+                    }
+                    Err(e) => return Err(e),
                 }
-            };
-            let mut out = Vec::with_capacity(wire::MAGIC.len() + 5 + body.len());
-            if fresh {
-                out.extend_from_slice(wire::MAGIC);
             }
-            out.extend(wire::frame(tag as u8, &body));
-            tokio::io::AsyncWriteExt::write_all(conn.get_mut(), &out).await?;
-            let (tag, body) = wire::read_frame(&mut conn).await?.ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "the peer closed the connection",
-                )
-            })?;
-            Ok::<_, std::io::Error>((conn, tag, body))
         };
         match tokio::time::timeout(ttl, exchange).await {
             Err(_) => Err(tonic::Status::deadline_exceeded(format!(
@@ -275,6 +292,50 @@ impl PeerNetwork {
             }
         }
     }
+}
+
+impl Drop for PeerNetwork {
+    fn drop(&mut self) {
+        // Only a connection between calls is ever here (see `conn`).
+        if let Some(conn) = self.conn.take() {
+            self.peers.put_idle(&self.addr, conn);
+        }
+    }
+}
+
+async fn connect(addr: &str, timeout: Duration) -> std::io::Result<BufReader<TcpStream>> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {addr} timed out"),
+            )
+        })??;
+    stream.set_nodelay(true)?;
+    crate::metrics::peer_connection_opened();
+    Ok(BufReader::new(stream))
+}
+
+/// Writes one request (after the preface on a fresh connection) and reads its response.
+async fn exchange(
+    conn: &mut BufReader<TcpStream>,
+    fresh: bool,
+    tag: wire::Tag,
+    body: &[u8],
+) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut out = Vec::with_capacity(wire::MAGIC.len() + 5 + body.len());
+    if fresh {
+        out.extend_from_slice(wire::MAGIC);
+    }
+    out.extend(wire::frame(tag as u8, body));
+    tokio::io::AsyncWriteExt::write_all(conn.get_mut(), &out).await?;
+    wire::read_frame(conn).await?.ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the peer closed the connection",
+        )
+    })
 }
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, KeelNode, RaftError<NodeId, E>>;

@@ -169,6 +169,31 @@ async fn t10_writes_replicate_and_survive_a_leader_crash() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t15_leadership_checks_of_linearizable_reads_reuse_peer_connections() -> anyhow::Result<()>
+{
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let mut client = kv_client(c.node(leader).client_addr()).await;
+    put(&mut client, "k", "v").await;
+    // openraft makes a fresh peer client for each follower on every leadership check; each
+    // used to open a TCP connection (and leave it in TIME_WAIT) when dropped.
+    let before = keel_raft::metrics::peer_connections_opened();
+    const READS: u64 = 200;
+    for _ in 0..READS {
+        let r = client.get(get_request("k", false)).await?.into_inner();
+        assert_eq!(r.value.as_deref(), Some(&b"v"[..]));
+        assert!(!r.stale);
+    }
+    let opened = keel_raft::metrics::peer_connections_opened() - before;
+    assert!(
+        opened < 20,
+        "{READS} linearizable reads opened {opened} peer connections (pool: at most a few)"
+    );
+    c.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t20_a_node_that_missed_a_purged_range_catches_up_by_snapshot() -> anyhow::Result<()> {
     let mut c = LocalCluster::start(3, |cfg| {
         cfg.raft.snapshot_every_entries = 20;
