@@ -63,8 +63,9 @@ impl PeerFilter {
     }
 }
 
-/// Idle raw-transport connections kept per peer address.
-const IDLE_RAW_PER_PEER: usize = 8;
+/// Idle raw-transport connections kept per peer address (leadership checks run as many at
+/// once as there are concurrent linearizable reads).
+const IDLE_RAW_PER_PEER: usize = 32;
 
 /// Connections to every peer, shared by replication and forwarding.
 pub struct PeerClients {
