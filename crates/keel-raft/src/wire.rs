@@ -76,8 +76,16 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
         ));
     }
     let tag = r.read_u8().await?;
-    let mut body = vec![0u8; len - 1];
-    r.read_exact(&mut body).await?;
+    // Grown as bytes arrive, not allocated from the claimed length up front.
+    let want = len - 1;
+    let mut body = Vec::with_capacity(want.min(64 << 10));
+    (&mut *r).take(want as u64).read_to_end(&mut body).await?;
+    if body.len() != want {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("peer frame cut off after {} of {want} bytes", body.len()),
+        ));
+    }
     Ok(Some((tag, body)))
 }
 
