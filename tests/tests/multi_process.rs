@@ -355,6 +355,16 @@ async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
             "metrics lack {name}"
         );
     }
+    // The leader replicates to both followers over the raw peer transport.
+    let opened: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("keel_raft_peer_connections_opened_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("metrics lack keel_raft_peer_connections_opened_total");
+    assert!(
+        opened >= 2,
+        "the leader opened {opened} raw peer connections, expected one per follower at least"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
