@@ -4,9 +4,9 @@
 //! AppendEntries and Vote go over the raw transport (`wire`): each openraft client (one per
 //! replication stream, election or leadership check) holds one TCP connection while it
 //! lives, taken from a small per-peer pool or opened with a short connect timeout, and
-//! dropped on any error or timeout, so a healed partition reconnects on the next RPC. Snapshots, forwarding and read-index use one lazily connected HTTP/2 channel
-//! per peer address, with keepalive pings so a dead connection is noticed within about a
-//! second.
+//! dropped on any error or timeout, so a healed partition reconnects on the next RPC.
+//! Snapshots, forwarding and read-index use one lazily connected HTTP/2 channel per peer
+//! address, with keepalive pings so a dead connection is noticed within about a second.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -246,8 +246,7 @@ impl PeerNetwork {
     /// by a fresh one once: AppendEntries and Vote may be delivered twice.
     async fn call(
         &mut self,
-        tag: wire::Tag,
-        body: Vec<u8>,
+        frame: Vec<u8>,
         ttl: Duration,
     ) -> std::result::Result<Vec<u8>, tonic::Status> {
         if self.peers.filter.is_isolated() {
@@ -269,7 +268,7 @@ impl PeerNetwork {
                     Some(c) => (c, false),
                     None => (connect(&addr, connect_timeout).await?, true),
                 };
-                match exchange(&mut conn, fresh, tag, &body).await {
+                match exchange(&mut conn, fresh, &frame).await {
                     Ok((tag, body)) => return Ok::<_, std::io::Error>((conn, tag, body)),
                     Err(e) if retry_allowed => {
                         tracing::debug!(peer = %addr, error = %e, "reused peer connection failed; reconnecting");
@@ -318,19 +317,17 @@ async fn connect(addr: &str, timeout: Duration) -> std::io::Result<BufReader<Tcp
     Ok(BufReader::new(stream))
 }
 
-/// Writes one request (after the preface on a fresh connection) and reads its response.
+/// Writes one request frame (after the preface on a fresh connection) and reads its response.
 async fn exchange(
     conn: &mut BufReader<TcpStream>,
     fresh: bool,
-    tag: wire::Tag,
-    body: &[u8],
+    frame: &[u8],
 ) -> std::io::Result<(u8, Vec<u8>)> {
-    let mut out = Vec::with_capacity(wire::MAGIC.len() + 5 + body.len());
+    use tokio::io::AsyncWriteExt;
     if fresh {
-        out.extend_from_slice(wire::MAGIC);
+        conn.get_mut().write_all(wire::MAGIC).await?;
     }
-    out.extend(wire::frame(tag as u8, body));
-    tokio::io::AsyncWriteExt::write_all(conn.get_mut(), &out).await?;
+    conn.get_mut().write_all(frame).await?;
     wire::read_frame(conn).await?.ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
@@ -364,8 +361,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         };
         let raw = self
             .call(
-                wire::Tag::AppendEntries,
-                req.encode_to_vec(),
+                wire::message_frame(wire::Tag::AppendEntries as u8, &req),
                 option.hard_ttl(),
             )
             .await
@@ -402,7 +398,10 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
             last_log_id: codec::opt_log_id_to_pb(&rpc.last_log_id),
         };
         let raw = self
-            .call(wire::Tag::Vote, req.encode_to_vec(), option.hard_ttl())
+            .call(
+                wire::message_frame(wire::Tag::Vote as u8, &req),
+                option.hard_ttl(),
+            )
             .await
             .map_err(rpc_err)?;
         let resp = pb::VoteResponse::decode(raw.as_slice())

@@ -307,25 +307,26 @@ async fn serve_raw(node: RaftNode, stream: TcpStream, mut shutdown: watch::Recei
             let answer = match wire::Tag::from_u8(tag) {
                 Some(wire::Tag::AppendEntries) => {
                     match pb::AppendEntriesRequest::decode(body.as_slice()) {
-                        Ok(req) => append_entries(&node, req).await.map(|r| r.encode_to_vec()),
+                        Ok(req) => append_entries(&node, req)
+                            .await
+                            .map(|r| wire::message_frame(wire::OK, &r)),
                         Err(e) => Err(Status::invalid_argument(format!(
                             "append-entries request: {e}"
                         ))),
                     }
                 }
                 Some(wire::Tag::Vote) => match pb::VoteRequest::decode(body.as_slice()) {
-                    Ok(req) => vote(&node, req).await.map(|r| r.encode_to_vec()),
+                    Ok(req) => vote(&node, req)
+                        .await
+                        .map(|r| wire::message_frame(wire::OK, &r)),
                     Err(e) => Err(Status::invalid_argument(format!("vote request: {e}"))),
                 },
                 None => Err(Status::unimplemented(format!(
                     "unknown peer request tag {tag}"
                 ))),
             };
-            let (tag, body) = match answer {
-                Ok(body) => (wire::OK, body),
-                Err(status) => wire::error_frame_parts(&status),
-            };
-            if let Err(e) = wire::write_frame(stream.get_mut(), tag, &body).await {
+            let frame = answer.unwrap_or_else(|status| wire::error_frame(&status));
+            if let Err(e) = stream.get_mut().write_all(&frame).await {
                 tracing::debug!(error = %e, "writing a peer response failed; closing the connection");
                 return;
             }

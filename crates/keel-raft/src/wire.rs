@@ -17,7 +17,7 @@
 
 use std::io;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// The first bytes a raw-transport client sends on a new connection. HTTP/2 clients open
 /// with `PRI * HTTP/2.0`, so the first byte alone tells the two apart.
@@ -57,6 +57,17 @@ pub(crate) fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// One frame carrying `msg`, encoded straight into the frame's buffer (an AppendEntries is
+/// not copied again after encoding).
+pub(crate) fn message_frame(tag: u8, msg: &impl prost::Message) -> Vec<u8> {
+    let len = msg.encoded_len();
+    let mut out = Vec::with_capacity(5 + len);
+    out.extend_from_slice(&((len + 1) as u32).to_be_bytes());
+    out.push(tag);
+    msg.encode(&mut out).expect("a Vec grows to fit");
+    out
+}
+
 /// Reads one frame. `Ok(None)`: the peer closed the connection cleanly between frames.
 pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
@@ -89,21 +100,10 @@ pub(crate) async fn read_frame<R: AsyncRead + Unpin>(
     Ok(Some((tag, body)))
 }
 
-/// Writes a whole frame and flushes it.
-pub(crate) async fn write_frame<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    tag: u8,
-    body: &[u8],
-) -> io::Result<()> {
-    w.write_all(&frame(tag, body)).await?;
-    w.flush().await
-}
-
-/// The response frame for a failed request.
-pub(crate) fn error_frame_parts(status: &tonic::Status) -> (u8, Vec<u8>) {
-    // Code 0 is OK; a failure never maps to it.
+/// The response frame of a failed request: its gRPC code (never 0) and message.
+pub(crate) fn error_frame(status: &tonic::Status) -> Vec<u8> {
     let code = (status.code() as i32).clamp(1, 255) as u8;
-    (code, status.message().as_bytes().to_vec())
+    frame(code, status.message().as_bytes())
 }
 
 /// Decodes a response frame into the protobuf body or the status it carries.
@@ -149,9 +149,10 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 
-    #[test]
-    fn errors_keep_their_code_and_message() {
-        let (tag, body) = error_frame_parts(&tonic::Status::unavailable("blocked"));
+    #[tokio::test]
+    async fn errors_keep_their_code_and_message() {
+        let bytes = error_frame(&tonic::Status::unavailable("blocked"));
+        let (tag, body) = read_frame(&mut bytes.as_slice()).await.unwrap().unwrap();
         let back = response_result(tag, body).unwrap_err();
         assert_eq!(back.code(), tonic::Code::Unavailable);
         assert_eq!(back.message(), "blocked");
