@@ -197,9 +197,10 @@ fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
                 }),
                 task_queue: queue(&x.task_queue),
                 input: payloads(&x.input),
-                schedule_to_close_timeout: opt_duration(x.schedule_to_close_timeout_ms),
-                schedule_to_start_timeout: opt_duration(x.schedule_to_start_timeout_ms),
-                start_to_close_timeout: opt_duration(x.start_to_close_timeout_ms),
+                // The normalized timeouts, always present (0: none), as Temporal records them.
+                schedule_to_close_timeout: Some(duration(x.schedule_to_close_timeout_ms)),
+                schedule_to_start_timeout: Some(duration(x.schedule_to_start_timeout_ms)),
+                start_to_close_timeout: Some(duration(x.start_to_close_timeout_ms)),
                 heartbeat_timeout: opt_duration(x.heartbeat_timeout_ms),
                 workflow_task_completed_event_id: x.workflow_task_completed_event_id,
                 ..Default::default()

@@ -553,8 +553,10 @@ pub fn activity_task(namespace: &str, d: &wf::Dispatched) -> api::PollActivityTa
         current_attempt_scheduled_time: Some(timestamp(a.scheduled_time_ms)),
         started_time: Some(timestamp(a.started_time_ms)),
         attempt: a.attempt,
-        schedule_to_close_timeout: ms(a.schedule_to_close_timeout_ms),
-        start_to_close_timeout: ms(a.start_to_close_timeout_ms),
+        // Always present, 0 meaning none (as Temporal sends them): the TypeScript worker
+        // rejects an activity task that lacks either.
+        schedule_to_close_timeout: Some(duration(a.schedule_to_close_timeout_ms)),
+        start_to_close_timeout: Some(duration(a.start_to_close_timeout_ms)),
         heartbeat_timeout: ms(a.heartbeat_timeout_ms),
         retry_policy: a.retry_policy.as_ref().map(retry_policy_to_temporal),
         ..Default::default()

@@ -502,6 +502,17 @@ async fn t81_tasks_flow_through_polls_and_responses_with_a_durable_timer() -> an
     let act = client.poll_activity_task_queue(req).await?.into_inner();
     assert_eq!((act.activity_id.as_str(), act.attempt), ("charge", 1));
     assert_eq!(act.input, Some(payload("card")));
+    // Both timeouts are always present, the unset one as 0 (the run has no timeout): the
+    // TypeScript worker fails an activity task that lacks either.
+    let secs = |d: &Option<keel_proto::prost_wkt_types::Duration>| d.as_ref().map(|d| d.seconds);
+    assert_eq!(
+        (
+            secs(&act.start_to_close_timeout),
+            secs(&act.schedule_to_close_timeout)
+        ),
+        (Some(10), Some(0)),
+        "start-to-close as asked, schedule-to-close present and unlimited"
+    );
     client
         .respond_activity_task_completed(api::RespondActivityTaskCompletedRequest {
             task_token: act.task_token,
@@ -526,6 +537,19 @@ async fn t81_tasks_flow_through_polls_and_responses_with_a_durable_timer() -> an
             (1..=task.started_event_id).collect::<Vec<_>>(),
             "history runs 1..=started"
         );
+        for e in events {
+            if let Some(EA::ActivityTaskScheduledEventAttributes(a)) = &e.attributes {
+                assert_eq!(
+                    (
+                        secs(&a.start_to_close_timeout),
+                        secs(&a.schedule_to_start_timeout),
+                        secs(&a.schedule_to_close_timeout)
+                    ),
+                    (Some(10), Some(0), Some(0)),
+                    "the scheduled event records the normalized timeouts, unset ones as 0"
+                );
+            }
+        }
         let completed = events.iter().any(|e| {
             matches!(
                 e.attributes,
