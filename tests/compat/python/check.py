@@ -1,0 +1,286 @@
+"""Keel with the official Temporal Python SDK: a worker on one node, a client on another.
+
+Usage: python check.py WORKER_ADDR CLIENT_ADDR. Exits non-zero on the first failed check.
+"""
+
+import asyncio
+import sys
+import time
+from datetime import timedelta
+
+from temporalio import activity, workflow
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
+)
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    TerminatedError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100))
+
+
+def check(cond: bool, what: str) -> None:
+    if not cond:
+        raise AssertionError(f"check failed: {what}")
+    print(f"ok: {what}", flush=True)
+
+
+# ---------------------------------------------------------------- activities
+
+@activity.defn
+async def greet(name: str) -> str:
+    return f"hello {name}"
+
+
+_attempts: dict = {}
+
+
+@activity.defn
+async def flaky(key: str) -> str:
+    """Fails its first two attempts."""
+    n = _attempts.get(key, 0) + 1
+    _attempts[key] = n
+    if n < 3:
+        raise RuntimeError(f"attempt {n}")
+    return f"ok after {n}"
+
+
+@activity.defn
+async def fatal() -> str:
+    raise ApplicationError("nope", type="Fatal", non_retryable=True)
+
+
+@activity.defn
+async def slow_beat() -> str:
+    """First attempt: heartbeats once, then outlives its 1 s heartbeat timeout."""
+    details = activity.info().heartbeat_details
+    if not details:
+        activity.heartbeat(1)
+        await asyncio.sleep(3)
+        return "the first attempt should have timed out"
+    return f"resumed from {details[0]} on attempt {activity.info().attempt}"
+
+
+@activity.defn
+async def until_cancelled() -> str:
+    """Heartbeats until cancelled (the cancellation arrives as a heartbeat response); the
+    cancellation propagates, so the SDK reports the attempt as cancelled."""
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(0.1)
+
+
+# ---------------------------------------------------------------- workflows
+
+@workflow.defn
+class Hello:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        last = ""
+        for i in range(3):
+            last = await workflow.execute_activity(
+                greet, f"{name}{i}", start_to_close_timeout=timedelta(seconds=10)
+            )
+        return last
+
+
+@workflow.defn
+class Retrying:
+    @workflow.run
+    async def run(self, key: str) -> str:
+        return await workflow.execute_activity(
+            flaky, key, start_to_close_timeout=timedelta(seconds=10), retry_policy=FAST_RETRY
+        )
+
+
+@workflow.defn
+class Failing:
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.execute_activity(fatal, start_to_close_timeout=timedelta(seconds=10))
+            return "unexpected success"
+        except ActivityError as e:
+            cause = e.cause
+            assert isinstance(cause, ApplicationError)
+            return f"caught {cause.type}: {cause.message} non_retryable={cause.non_retryable}"
+
+
+@workflow.defn
+class Heartbeating:
+    @workflow.run
+    async def run(self) -> str:
+        return await workflow.execute_activity(
+            slow_beat,
+            start_to_close_timeout=timedelta(seconds=10),
+            heartbeat_timeout=timedelta(seconds=1),
+            retry_policy=FAST_RETRY,
+        )
+
+
+@workflow.defn
+class Cancelling:
+    @workflow.run
+    async def run(self) -> str:
+        handle = workflow.start_activity(
+            until_cancelled,
+            start_to_close_timeout=timedelta(seconds=30),
+            heartbeat_timeout=timedelta(seconds=2),
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        await asyncio.sleep(0.5)
+        handle.cancel()
+        try:
+            return await handle
+        except ActivityError as e:
+            return f"activity cancelled: {type(e.cause).__name__}"
+
+
+@workflow.defn
+class Waiter:
+    """Waits for two `add` signals (20 s at most); `status` answers what it got."""
+
+    def __init__(self) -> None:
+        self.got: list = []
+
+    @workflow.run
+    async def run(self) -> list:
+        try:
+            await workflow.wait_condition(lambda: len(self.got) >= 2, timeout=timedelta(seconds=20))
+            outcome = "done"
+        except asyncio.TimeoutError:
+            outcome = "timeout"
+        await asyncio.sleep(0.2)
+        return self.got + [outcome]
+
+    @workflow.signal
+    def add(self, v: str) -> None:
+        self.got.append(v)
+
+    @workflow.query
+    def status(self) -> list:
+        return list(self.got)
+
+
+@workflow.defn
+class ShortWait:
+    def __init__(self) -> None:
+        self.got = False
+
+    @workflow.run
+    async def run(self) -> str:
+        try:
+            await workflow.wait_condition(lambda: self.got, timeout=timedelta(milliseconds=300))
+            return "signalled"
+        except asyncio.TimeoutError:
+            return "timed out"
+
+    @workflow.signal
+    def add(self, _v: str) -> None:
+        self.got = True
+
+
+@workflow.defn
+class Forever:
+    @workflow.run
+    async def run(self) -> None:
+        await asyncio.sleep(30 * 24 * 3600)
+
+
+# ---------------------------------------------------------------- the check
+
+async def failure_of(awaitable) -> BaseException:
+    try:
+        await awaitable
+    except BaseException as e:  # noqa: BLE001 - the failure is what is checked
+        return e
+    raise AssertionError("expected a failure")
+
+
+async def main(worker_addr: str, client_addr: str) -> None:
+    queue = f"py-{time.time_ns():x}"
+    worker_client = await Client.connect(worker_addr)
+    client = await Client.connect(client_addr)
+
+    def wid(name: str) -> dict:
+        return {"id": f"{name}-{queue}", "task_queue": queue}
+
+    async with Worker(
+        worker_client,
+        task_queue=queue,
+        workflows=[Hello, Retrying, Failing, Heartbeating, Cancelling, Waiter, ShortWait, Forever],
+        activities=[greet, flaky, fatal, slow_beat, until_cancelled],
+    ):
+        # Activities: results, retries, failures, heartbeats, cancellation.
+        check(await client.execute_workflow(Hello.run, "py", **wid("hello")) == "hello py2",
+              "three sequential activities")
+        check(await client.execute_workflow(Retrying.run, "k", **wid("retry")) == "ok after 3",
+              "a failing activity is retried with backoff until it succeeds")
+        r = await client.execute_workflow(Failing.run, **wid("fatal"))
+        check(r == "caught Fatal: nope non_retryable=True",
+              f"a non-retryable failure reaches the workflow with its type ({r})")
+        r = await client.execute_workflow(Heartbeating.run, **wid("heartbeat"))
+        check(r == "resumed from 1 on attempt 2",
+              f"a heartbeat timeout retries the activity with its last details ({r})")
+        r = await client.execute_workflow(Cancelling.run, **wid("cancel-activity"))
+        check(r == "activity cancelled: CancelledError", f"an activity is cancelled ({r})")
+
+        # Signals, queries, conditions, describe.
+        waiter = await client.start_workflow(Waiter.run, **wid("waiter"))
+        e = await failure_of(client.start_workflow(Waiter.run, **wid("waiter")))
+        check(isinstance(e, WorkflowAlreadyStartedError),
+              "a second start of a running id is WorkflowAlreadyStartedError")
+        await waiter.signal(Waiter.add, "a")
+        check(await waiter.query(Waiter.status) == ["a"], "a query while running")
+        await waiter.signal(Waiter.add, "b")
+        check(await waiter.result() == ["a", "b", "done"], "signals satisfy a condition")
+        check(await waiter.query(Waiter.status) == ["a", "b"], "a query after completion")
+        e = await failure_of(waiter.query("no-such-query"))
+        check(isinstance(e, WorkflowQueryFailedError), "an unknown query is WorkflowQueryFailedError")
+        desc = await waiter.describe()
+        check(desc.status is not None and desc.status.name == "COMPLETED" and desc.workflow_type == "Waiter",
+              "describe shows the completed run and its type")
+        check(await client.execute_workflow(ShortWait.run, **wid("short")) == "timed out",
+              "a condition with a timeout times out")
+        sws = await client.start_workflow(Waiter.run, **wid("signal-with-start"),
+                                          start_signal="add", start_signal_args=["x"])
+        await sws.signal(Waiter.add, "y")
+        check(await sws.result() == ["x", "y", "done"], "signal-with-start")
+
+        # Cancellation, termination, errors.
+        cancelled = await client.start_workflow(Forever.run, **wid("cancel"))
+        await cancelled.cancel()
+        e = await failure_of(cancelled.result())
+        check(isinstance(e, WorkflowFailureError) and isinstance(e.cause, CancelledError),
+              "workflow cancellation")
+        terminated = await client.start_workflow(Forever.run, **wid("terminate"))
+        await terminated.terminate("bye")
+        e = await failure_of(terminated.result())
+        check(isinstance(e, WorkflowFailureError) and isinstance(e.cause, TerminatedError),
+              "termination")
+        e = await failure_of(client.get_workflow_handle(f"nope-{queue}").describe())
+        check(isinstance(e, RPCError) and e.status == RPCStatusCode.NOT_FOUND,
+              "an unknown workflow is NOT_FOUND")
+
+        # Visibility and history.
+        listed = [w async for w in client.list_workflows(f"TaskQueue = '{queue}'")]
+        check(len(listed) == 10, f"list finds the 10 runs ({len(listed)})")
+        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 10,
+              "count finds the 10 runs")
+        history = await client.get_workflow_handle(f"hello-{queue}").fetch_history()
+        check(len(history.events) > 10, f"history fetch ({len(history.events)} events)")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: check.py WORKER_ADDR CLIENT_ADDR")
+    asyncio.run(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,111 @@
+// Keel with the official Temporal TypeScript SDK: a worker (the SDK's Rust core, native
+// connection) on one node and a client (grpc-js, a separate gRPC implementation) on another.
+// Usage: node lib/check.js WORKER_ADDR CLIENT_ADDR. Exits non-zero on the first failed check.
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowFailedError,
+  WorkflowNotFoundError,
+} from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import * as activities from './activities';
+import * as wfs from './workflows';
+
+function check(cond: boolean, what: string): void {
+  if (!cond) throw new Error(`check failed: ${what}`);
+  console.log(`ok: ${what}`);
+}
+
+async function failureOf(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a failure');
+}
+
+async function main(): Promise<void> {
+  const [workerAddr, clientAddr] = process.argv.slice(2);
+  if (!workerAddr || !clientAddr) throw new Error('usage: check.js WORKER_ADDR CLIENT_ADDR');
+  const queue = `ts-${Date.now().toString(16)}`;
+  const workerConn = await NativeConnection.connect({ address: workerAddr });
+  const worker = await Worker.create({
+    connection: workerConn,
+    taskQueue: queue,
+    workflowsPath: require.resolve('./workflows'),
+    activities,
+  });
+  const running = worker.run();
+  const conn = await Connection.connect({ address: clientAddr });
+  const client = new Client({ connection: conn });
+  const opts = (name: string) => ({ taskQueue: queue, workflowId: `${name}-${queue}` });
+
+  // Activities: results, retries, failures, heartbeats, cancellation.
+  check((await client.workflow.execute(wfs.hello, { args: ['ts'], ...opts('hello') })) === 'hello ts2',
+    'three sequential activities');
+  check((await client.workflow.execute(wfs.retrying, { args: ['k'], ...opts('retry') })) === 'ok after 3',
+    'a failing activity is retried with backoff until it succeeds');
+  const fatal = await client.workflow.execute(wfs.failing, opts('fatal'));
+  check(fatal === 'caught Fatal: nope nonRetryable=true',
+    `a non-retryable failure reaches the workflow with its type (${fatal})`);
+  const beat = await client.workflow.execute(wfs.heartbeating, opts('heartbeat'));
+  check(beat === 'resumed from 1 on attempt 2',
+    `a heartbeat timeout retries the activity with its last details (${beat})`);
+  check((await client.workflow.execute(wfs.cancelling, opts('cancel-activity'))) === 'activity cancelled',
+    'an activity is cancelled through its heartbeat');
+
+  // Signals, queries, conditions, describe.
+  const waiter = await client.workflow.start(wfs.waiter, opts('waiter'));
+  check((await failureOf(client.workflow.start(wfs.waiter, opts('waiter')))) instanceof
+    WorkflowExecutionAlreadyStartedError, 'a second start of a running id is WorkflowExecutionAlreadyStartedError');
+  await waiter.signal(wfs.add, 'a');
+  check(JSON.stringify(await waiter.query(wfs.status)) === '["a"]', 'a query while running');
+  await waiter.signal(wfs.add, 'b');
+  check(JSON.stringify(await waiter.result()) === '["a","b","done"]', 'signals satisfy a condition');
+  check(JSON.stringify(await waiter.query(wfs.status)) === '["a","b"]', 'a query after completion');
+  check((await waiter.describe()).status.name === 'COMPLETED', 'describe shows the run completed');
+  check((await client.workflow.execute(wfs.shortWait, opts('short'))) === 'timed out',
+    'a condition with a timeout times out');
+  const sws = await client.workflow.signalWithStart(wfs.waiter, {
+    ...opts('signal-with-start'),
+    signal: wfs.add,
+    signalArgs: ['x'],
+  });
+  await sws.signal(wfs.add, 'y');
+  check(JSON.stringify(await sws.result()) === '["x","y","done"]', 'signal-with-start');
+
+  // Cancellation, termination, errors.
+  const cancelled = await client.workflow.start(wfs.forever, opts('cancel'));
+  await cancelled.cancel();
+  const c = await failureOf(cancelled.result());
+  check(c instanceof WorkflowFailedError && c.cause?.name === 'CancelledFailure', 'workflow cancellation');
+  const terminated = await client.workflow.start(wfs.forever, opts('terminate'));
+  await terminated.terminate('bye');
+  const t = await failureOf(terminated.result());
+  check(t instanceof WorkflowFailedError && t.cause?.name === 'TerminatedFailure', 'termination');
+  check((await failureOf(client.workflow.getHandle(`nope-${queue}`).describe())) instanceof WorkflowNotFoundError,
+    'an unknown workflow is WorkflowNotFoundError');
+
+  // Visibility and history.
+  let listed = 0;
+  for await (const _ of client.workflow.list({ query: `TaskQueue = '${queue}'` })) listed++;
+  check(listed === 10, `list finds the 10 runs (${listed})`);
+  check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 10, 'count finds the 10 runs');
+  const history = await client.workflow.getHandle(`hello-${queue}`).fetchHistory();
+  check((history.events?.length ?? 0) > 10, `history fetch (${history.events?.length} events)`);
+
+  worker.shutdown();
+  await running;
+  await conn.close();
+  await workerConn.close();
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,98 @@
+// Workflows of the TypeScript compatibility check (see check.ts).
+import {
+  ActivityCancellationType,
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  defineQuery,
+  defineSignal,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  sleep,
+} from '@temporalio/workflow';
+import type * as acts from './activities';
+
+const { greet, flaky, fatal } = proxyActivities<typeof acts>({
+  startToCloseTimeout: '10s',
+  retry: { initialInterval: '100ms' },
+});
+const { slowBeat } = proxyActivities<typeof acts>({
+  startToCloseTimeout: '10s',
+  heartbeatTimeout: '1s',
+  retry: { initialInterval: '100ms' },
+});
+const { untilCancelled } = proxyActivities<typeof acts>({
+  startToCloseTimeout: '30s',
+  heartbeatTimeout: '2s',
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+});
+
+export const add = defineSignal<[string]>('add');
+export const status = defineQuery<string[]>('status');
+
+export async function hello(name: string): Promise<string> {
+  let last = '';
+  for (let i = 0; i < 3; i++) last = await greet(`${name}${i}`);
+  return last;
+}
+
+export async function retrying(key: string): Promise<string> {
+  return await flaky(key);
+}
+
+export async function failing(): Promise<string> {
+  try {
+    await fatal();
+    return 'unexpected success';
+  } catch (e) {
+    if (e instanceof ActivityFailure && e.cause instanceof ApplicationFailure) {
+      return `caught ${e.cause.type}: ${e.cause.message} nonRetryable=${e.cause.nonRetryable}`;
+    }
+    throw e;
+  }
+}
+
+export async function heartbeating(): Promise<string> {
+  return await slowBeat();
+}
+
+export async function cancelling(): Promise<string> {
+  try {
+    await CancellationScope.cancellable(async () => {
+      const running = untilCancelled();
+      await sleep(500);
+      CancellationScope.current().cancel();
+      await running;
+    });
+    return 'not cancelled';
+  } catch (e) {
+    if (isCancellation(e)) return 'activity cancelled';
+    throw e;
+  }
+}
+
+/** Waits for two `add` signals (20 s at most), answers `status` with what it got. */
+export async function waiter(): Promise<string[]> {
+  const got: string[] = [];
+  setHandler(add, (v) => {
+    got.push(v);
+  });
+  setHandler(status, () => got);
+  const signalled = await condition(() => got.length >= 2, '20s');
+  await sleep(200);
+  return [...got, signalled ? 'done' : 'timeout'];
+}
+
+export async function shortWait(): Promise<string> {
+  let got = false;
+  setHandler(add, () => {
+    got = true;
+  });
+  return (await condition(() => got, '300ms')) ? 'signalled' : 'timed out';
+}
+
+export async function forever(): Promise<void> {
+  await sleep('30 days');
+}
