@@ -94,6 +94,22 @@ class Hello:
 
 
 @workflow.defn
+class Local:
+    """Local activities (recorded as markers) around a durable timer."""
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        first = await workflow.execute_local_activity(
+            greet, f"{name}-a", start_to_close_timeout=timedelta(seconds=10)
+        )
+        await asyncio.sleep(0.3)
+        second = await workflow.execute_local_activity(
+            greet, f"{name}-b", start_to_close_timeout=timedelta(seconds=10)
+        )
+        return f"{first}, {second}"
+
+
+@workflow.defn
 class Retrying:
     @workflow.run
     async def run(self, key: str) -> str:
@@ -217,12 +233,14 @@ async def main(worker_addr: str, client_addr: str) -> None:
     async with Worker(
         worker_client,
         task_queue=queue,
-        workflows=[Hello, Retrying, Failing, Heartbeating, Cancelling, Waiter, ShortWait, Forever],
+        workflows=[Hello, Local, Retrying, Failing, Heartbeating, Cancelling, Waiter, ShortWait, Forever],
         activities=[greet, flaky, fatal, slow_beat, until_cancelled],
     ):
         # Activities: results, retries, failures, heartbeats, cancellation.
         check(await client.execute_workflow(Hello.run, "py", **wid("hello")) == "hello py2",
               "three sequential activities")
+        check(await client.execute_workflow(Local.run, "py", **wid("local"))
+              == "hello py-a, hello py-b", "local activities around a durable timer")
         check(await client.execute_workflow(Retrying.run, "k", **wid("retry")) == "ok after 3",
               "a failing activity is retried with backoff until it succeeds")
         r = await client.execute_workflow(Failing.run, **wid("fatal"))
@@ -273,9 +291,9 @@ async def main(worker_addr: str, client_addr: str) -> None:
 
         # Visibility and history.
         listed = [w async for w in client.list_workflows(f"TaskQueue = '{queue}'")]
-        check(len(listed) == 10, f"list finds the 10 runs ({len(listed)})")
-        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 10,
-              "count finds the 10 runs")
+        check(len(listed) == 11, f"list finds the 11 runs ({len(listed)})")
+        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 11,
+              "count finds the 11 runs")
         history = await client.get_workflow_handle(f"hello-{queue}").fetch_history()
         check(len(history.events) > 10, f"history fetch ({len(history.events)} events)")
 

@@ -45,6 +45,8 @@ async function main(): Promise<void> {
   // Activities: results, retries, failures, heartbeats, cancellation.
   check((await client.workflow.execute(wfs.hello, { args: ['ts'], ...opts('hello') })) === 'hello ts2',
     'three sequential activities');
+  check((await client.workflow.execute(wfs.localSteps, { args: ['ts'], ...opts('local') })) ===
+    'hello ts-a, hello ts-b', 'local activities around a durable timer');
   check((await client.workflow.execute(wfs.retrying, { args: ['k'], ...opts('retry') })) === 'ok after 3',
     'a failing activity is retried with backoff until it succeeds');
   const fatal = await client.workflow.execute(wfs.failing, opts('fatal'));
@@ -91,8 +93,8 @@ async function main(): Promise<void> {
   // Visibility and history.
   let listed = 0;
   for await (const _ of client.workflow.list({ query: `TaskQueue = '${queue}'` })) listed++;
-  check(listed === 10, `list finds the 10 runs (${listed})`);
-  check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 10, 'count finds the 10 runs');
+  check(listed === 11, `list finds the 11 runs (${listed})`);
+  check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 11, 'count finds the 11 runs');
   const history = await client.workflow.getHandle(`hello-${queue}`).fetchHistory();
   check((history.events?.length ?? 0) > 10, `history fetch (${history.events?.length} events)`);
 

@@ -9,6 +9,7 @@ import {
   defineSignal,
   isCancellation,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
 } from '@temporalio/workflow';
@@ -18,6 +19,7 @@ const { greet, flaky, fatal } = proxyActivities<typeof acts>({
   startToCloseTimeout: '10s',
   retry: { initialInterval: '100ms' },
 });
+const local = proxyLocalActivities<typeof acts>({ startToCloseTimeout: '10s' });
 const { slowBeat } = proxyActivities<typeof acts>({
   startToCloseTimeout: '10s',
   heartbeatTimeout: '1s',
@@ -36,6 +38,14 @@ export async function hello(name: string): Promise<string> {
   let last = '';
   for (let i = 0; i < 3; i++) last = await greet(`${name}${i}`);
   return last;
+}
+
+/** Local activities (recorded as markers) around a durable timer. */
+export async function localSteps(name: string): Promise<string> {
+  const first = await local.greet(`${name}-a`);
+  await sleep(300);
+  const second = await local.greet(`${name}-b`);
+  return `${first}, ${second}`;
 }
 
 export async function retrying(key: string): Promise<string> {
