@@ -355,6 +355,18 @@ async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
             "metrics lack {name}"
         );
     }
+    // The shipped local configs give each node one runtime worker (they share a machine).
+    let workers: usize = body
+        .lines()
+        .find_map(|l| l.strip_prefix("keel_runtime_worker_threads "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("metrics lack keel_runtime_worker_threads");
+    assert_eq!(
+        workers,
+        cfgs[leader - 1].0.runtime.worker_threads,
+        "the runtime has the configured worker threads"
+    );
+    assert_eq!(workers, 1, "the shipped local configs ask for one");
     // The leader replicates to both followers over the raw peer transport.
     let opened: u64 = body
         .lines()

@@ -116,6 +116,7 @@ impl LocalCluster {
                 ..RaftConfig::default()
             },
             rpc: RpcConfig::default(),
+            runtime: Default::default(),
             testing: TestingConfig {
                 allow_clock_offset: true,
             },

@@ -112,12 +112,30 @@ fn init_tracing(format: &str) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
     match cli.cmd {
-        Cmd::Server { config, data_dir } => server(config, data_dir).await,
+        Cmd::Server { config, data_dir } => {
+            // The config sizes the runtime, so it is read before the runtime exists.
+            let mut cfg = NodeConfig::load(&config)?;
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if cfg.runtime.worker_threads > 0 {
+                runtime.worker_threads(cfg.runtime.worker_threads);
+            }
+            runtime.build()?.block_on(server(cfg, config))
+        }
+        cmd => runtime.build()?.block_on(run(cmd)),
+    }
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Server { .. } => unreachable!("`keel server` builds its own runtime"),
         Cmd::Up { configs, data_dir } => {
             keel_server::cli::up(keel_server::cli::UpOptions {
                 configs_dir: match configs {
@@ -171,11 +189,7 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn server(config: PathBuf, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut cfg = NodeConfig::load(&config)?;
-    if let Some(d) = data_dir {
-        cfg.data_dir = d;
-    }
+async fn server(cfg: NodeConfig, config: PathBuf) -> anyhow::Result<()> {
     let listeners = Listeners::bind(&cfg).await?;
     let node = Node::start(cfg, listeners)
         .await

@@ -25,6 +25,7 @@ struct Gauges {
     applied_index: Gauge,
     snapshot_index: Gauge,
     purged_index: Gauge,
+    worker_threads: Gauge,
 }
 
 struct Exporter {
@@ -45,6 +46,7 @@ impl Exporter {
             applied_index: Gauge::default(),
             snapshot_index: Gauge::default(),
             purged_index: Gauge::default(),
+            worker_threads: Gauge::default(),
         };
         let g = &gauges;
         for (name, help, gauge) in [
@@ -84,6 +86,11 @@ impl Exporter {
                 "Index of the last purged log entry",
                 &g.purged_index,
             ),
+            (
+                "runtime_worker_threads",
+                "Worker threads of the node's async runtime (config runtime.worker-threads)",
+                &g.worker_threads,
+            ),
         ] {
             registry.register(name, help, gauge.clone());
         }
@@ -109,6 +116,10 @@ impl Exporter {
         set(&g.applied_index, s.applied_index);
         set(&g.snapshot_index, s.snapshot_index);
         set(&g.purged_index, s.purged_index);
+        set(
+            &g.worker_threads,
+            tokio::runtime::Handle::current().metrics().num_workers() as u64,
+        );
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

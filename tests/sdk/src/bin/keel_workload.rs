@@ -9,6 +9,9 @@
 //!   all completed (from the first start to the last close) and timer lateness
 //!   (workflow time after the sleep − workflow time before − 1 s).
 //!
+//! Each server process runs `cores / nodes` runtime worker threads (at least one: one each
+//! for the 3-node cluster on 2 cores), as the shipped local cluster configs do.
+//!
 //! Server RSS is the peak of the summed VmRSS of the server processes, sampled every 200 ms
 //! during each workload. CPU per workflow is the CPU time (user + system) the server
 //! processes, and this process (SDK worker + load generator), used during a workload divided
@@ -201,6 +204,11 @@ impl Servers {
                 )
             })
             .collect();
+        // Each node gets its share of the machine's cores as runtime workers (at least one),
+        // as the local cluster configs do: more runnable threads than cores only adds
+        // context switches.
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let workers = (cores / n).max(1);
         let mut children = Vec::new();
         for (i, ((peer, client), metrics)) in peers.iter().zip(&metrics_addrs).enumerate() {
             let id = i + 1;
@@ -210,7 +218,7 @@ impl Servers {
                  metrics-addr = \"{metrics}\"\n\n\
                  [raft]\nheartbeat-interval-ms = 100\nelection-timeout-min-ms = 600\n\
                  election-timeout-max-ms = 1200\nsnapshot-every-entries = 20000\n\
-                 keep-entries-after-snapshot = 5000\n{members}",
+                 keep-entries-after-snapshot = 5000\n\n[runtime]\nworker-threads = {workers}\n{members}",
                 dir.path().join(format!("node{id}")).display()
             );
             let path = dir.path().join(format!("node{id}.toml"));
