@@ -341,15 +341,27 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::RespondWorkflowTaskCompletedResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         let token = crate::tasks::decode_token(&r.task_token)?;
+        let commands: Vec<wf::WorkflowCommand> = r
+            .commands
+            .iter()
+            .map(crate::tasks::convert_command)
+            .collect();
+        // Refused before anything is written: the task stays started, so the worker may still
+        // complete it, and an SDK that replays and sends the command again (at once, in a
+        // loop) adds no history until the task times out. The engine refuses it as well.
+        if let Some(name) = commands.iter().find_map(|c| match &c.kind {
+            Some(wf::workflow_command::Kind::Unsupported(name)) => Some(name),
+            _ => None,
+        }) {
+            return Err(Status::invalid_argument(format!(
+                "{name} is not supported by this server yet"
+            )));
+        }
         let outcome = self
             .propose(Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {
                 token: Some(token),
                 identity: r.identity,
-                commands: r
-                    .commands
-                    .iter()
-                    .map(crate::tasks::convert_command)
-                    .collect(),
+                commands,
                 sdk_metadata: encoded(&r.sdk_metadata),
                 sticky_queue: r
                     .sticky_attributes

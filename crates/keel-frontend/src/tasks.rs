@@ -750,8 +750,10 @@ fn retry_policy_from_temporal(p: &RetryPolicy) -> wf::RetryPolicy {
     }
 }
 
-/// One Temporal command as an engine command; unsupported kinds become a command without
-/// attributes, which fails the workflow task (INVALID_ARGUMENT) instead of being dropped.
+/// One Temporal command as an engine command. A kind Keel does not implement becomes
+/// `Unsupported` with its type name, which fails the workflow task (INVALID_ARGUMENT, and a
+/// WorkflowTaskFailed event naming it) instead of being dropped; a command without
+/// attributes fails it too.
 pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
     let kind = match &c.attributes {
         Some(CA::ScheduleActivityTaskCommandAttributes(a)) => {
@@ -814,7 +816,13 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
             header: encoded(&m.header),
             failure: encoded(&m.failure),
         })),
-        _ => None,
+        Some(_) => Some(Cmd::Unsupported(
+            c.command_type()
+                .as_str_name()
+                .trim_start_matches("COMMAND_TYPE_")
+                .to_string(),
+        )),
+        None => None,
     };
     wf::WorkflowCommand { kind }
 }
@@ -834,6 +842,27 @@ pub fn failure_facts(f: &Option<Failure>) -> (String, bool, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_keel_does_not_implement_is_kept_by_its_type_name() {
+        use keel_proto::temporalio_protos::temporal::api::command::v1::ContinueAsNewWorkflowExecutionCommandAttributes;
+        use keel_proto::temporalio_protos::temporal::api::enums::v1::CommandType;
+        let c = Command {
+            command_type: CommandType::ContinueAsNewWorkflowExecution as i32,
+            attributes: Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(
+                ContinueAsNewWorkflowExecutionCommandAttributes::default(),
+            )),
+            ..Default::default()
+        };
+        assert_eq!(
+            convert_command(&c).kind,
+            Some(Cmd::Unsupported(
+                "CONTINUE_AS_NEW_WORKFLOW_EXECUTION".into()
+            ))
+        );
+        let empty = Command::default();
+        assert_eq!(convert_command(&empty).kind, None, "no attributes, no kind");
+    }
 
     #[test]
     fn a_completion_takes_a_sticky_parked_poll_first_and_each_poll_once() {

@@ -1441,3 +1441,91 @@ async fn t89_a_start_hands_the_first_workflow_task_to_a_parked_poll_in_its_own_e
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t90_an_unsupported_command_is_refused_naming_it_and_the_task_stays_completable(
+) -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::command::v1::{
+        command::Attributes as CA, Command, CompleteWorkflowExecutionCommandAttributes,
+        ContinueAsNewWorkflowExecutionCommandAttributes,
+    };
+    use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType};
+
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    let started = client
+        .start_workflow_execution(start_request("can-1", "req-can-1"))
+        .await?
+        .into_inner();
+    let task = poll_wft(client.clone(), normal_queue("tq"), "worker-1", 5).await?;
+    assert!(!task.task_token.is_empty(), "the first workflow task");
+    let complete = |commands: Vec<Command>| api::RespondWorkflowTaskCompletedRequest {
+        task_token: task.task_token.clone(),
+        identity: "worker-1".into(),
+        namespace: "default".into(),
+        commands,
+        ..Default::default()
+    };
+
+    let err = client
+        .respond_workflow_task_completed(complete(vec![Command {
+            command_type: CommandType::ContinueAsNewWorkflowExecution as i32,
+            attributes: Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(
+                ContinueAsNewWorkflowExecutionCommandAttributes::default(),
+            )),
+            ..Default::default()
+        }]))
+        .await
+        .expect_err("continue-as-new is not implemented");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        err.message(),
+        "CONTINUE_AS_NEW_WORKFLOW_EXECUTION is not supported by this server yet"
+    );
+
+    // Nothing was written, and the same task can still be completed.
+    let history = |client: &mut WorkflowServiceClient<Channel>| {
+        let mut client = client.clone();
+        let run_id = started.run_id.clone();
+        async move {
+            let events = client
+                .get_workflow_execution_history(api::GetWorkflowExecutionHistoryRequest {
+                    namespace: "default".into(),
+                    execution: Some(WorkflowExecution {
+                        workflow_id: "can-1".into(),
+                        run_id,
+                    }),
+                    ..Default::default()
+                })
+                .await?
+                .into_inner()
+                .history
+                .unwrap_or_default()
+                .events;
+            anyhow::Ok(events.iter().map(|e| e.event_type()).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(
+        history(&mut client).await?,
+        vec![
+            EventType::WorkflowExecutionStarted,
+            EventType::WorkflowTaskScheduled,
+            EventType::WorkflowTaskStarted
+        ],
+        "the refused completion left no events"
+    );
+    client
+        .respond_workflow_task_completed(complete(vec![Command {
+            command_type: CommandType::CompleteWorkflowExecution as i32,
+            attributes: Some(CA::CompleteWorkflowExecutionCommandAttributes(
+                CompleteWorkflowExecutionCommandAttributes::default(),
+            )),
+            ..Default::default()
+        }]))
+        .await?;
+    assert_eq!(
+        history(&mut client).await?.last(),
+        Some(&EventType::WorkflowExecutionCompleted)
+    );
+    c.shutdown().await;
+    Ok(())
+}

@@ -454,7 +454,7 @@ pub struct TerminateWorkflow {
 /// A command a workflow task completes with.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WorkflowCommand {
-    #[prost(oneof = "workflow_command::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
+    #[prost(oneof = "workflow_command::Kind", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
     pub kind: Option<workflow_command::Kind>,
 }
 
@@ -477,6 +477,10 @@ pub mod workflow_command {
         CancelWorkflow(super::CancelWorkflow),
         #[prost(message, tag = "8")]
         RecordMarker(super::RecordMarker),
+        /// A command this server does not implement, by its Temporal type name: it fails
+        /// the workflow task with that name instead of being dropped.
+        #[prost(string, tag = "9")]
+        Unsupported(String),
     }
 }
 

@@ -234,6 +234,12 @@ fn validate(
             ));
         };
         match kind {
+            Cmd::Unsupported(name) => {
+                return Err((
+                    WorkflowTaskFailedCause::Unspecified,
+                    format!("{name} is not supported by this server yet"),
+                ));
+            }
             Cmd::ScheduleActivity(a) => {
                 let n = normalize_activity(a, ms.run_timeout_ms)
                     .map_err(|m| (WorkflowTaskFailedCause::BadScheduleActivityAttributes, m))?;
@@ -394,6 +400,8 @@ fn apply_command<S: StateStore>(
     identity: &str,
 ) -> Result<bool> {
     match cmd {
+        // Validation fails the task on an unsupported command, so none reaches here.
+        Cmd::Unsupported(_) => Ok(false),
         // Eager starts are handled by the completion itself; here the activity is queued.
         Cmd::ScheduleActivity(mut n) => {
             n.request_eager_execution = false;

@@ -550,6 +550,37 @@ fn an_activity_without_timeouts_fails_the_task_with_bad_attributes() {
 }
 
 #[test]
+fn an_unsupported_command_fails_the_task_naming_it_and_applies_nothing() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    let unsupported = WorkflowCommand {
+        kind: Some(Cmd::Unsupported(
+            "CONTINUE_AS_NEW_WORKFLOW_EXECUTION".into(),
+        )),
+    };
+    match h.complete_wft(&token(&wft), vec![activity("a1"), unsupported]) {
+        Outcome::InvalidArgument(m) => assert_eq!(
+            m,
+            "CONTINUE_AS_NEW_WORKFLOW_EXECUTION is not supported by this server yet"
+        ),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    let hist = h.history("wf", "r1");
+    match &hist[3].attributes {
+        Some(Attributes::WorkflowTaskFailed(f)) => assert_eq!(
+            f.message, "CONTINUE_AS_NEW_WORKFLOW_EXECUTION is not supported by this server yet",
+            "the history names the command too"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        h.poll(TaskKind::Activity).is_none(),
+        "the task's other commands are not applied"
+    );
+}
+
+#[test]
 fn activity_timeouts_are_normalized_like_temporal() {
     let base = ScheduleActivity {
         activity_id: "a".into(),
@@ -699,6 +730,7 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Cmd::FailWorkflow(Default::default()),
         Cmd::CancelWorkflow(Default::default()),
         Cmd::RecordMarker(Default::default()),
+        Cmd::Unsupported("CONTINUE_AS_NEW_WORKFLOW_EXECUTION".into()),
     ] {
         let c = WorkflowCommand {
             kind: Some(k.clone()),
