@@ -356,11 +356,7 @@ async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
         );
     }
     // The shipped local configs give each node one runtime worker (they share a machine).
-    let workers: usize = body
-        .lines()
-        .find_map(|l| l.strip_prefix("keel_runtime_worker_threads "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("metrics lack keel_runtime_worker_threads");
+    let workers = metric(&body, "keel_runtime_worker_threads") as usize;
     assert_eq!(
         workers,
         cfgs[leader - 1].0.runtime.worker_threads,
@@ -368,15 +364,19 @@ async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
     );
     assert_eq!(workers, 1, "the shipped local configs ask for one");
     // The leader replicates to both followers over the raw peer transport.
-    let opened: u64 = body
-        .lines()
-        .find_map(|l| l.strip_prefix("keel_raft_peer_connections_opened_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("metrics lack keel_raft_peer_connections_opened_total");
+    let opened = metric(&body, "keel_raft_peer_connections_opened_total");
     assert!(
         opened >= 2,
         "the leader opened {opened} raw peer connections, expected one per follower at least"
     );
+}
+
+/// The value of an unlabelled metric in a `/metrics` body.
+fn metric(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metrics lack {name}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
