@@ -353,9 +353,7 @@ impl WorkflowService for Frontend {
             Some(wf::workflow_command::Kind::Unsupported(name)) => Some(name),
             _ => None,
         }) {
-            return Err(Status::invalid_argument(format!(
-                "{name} is not supported by this server yet"
-            )));
+            return Err(Status::invalid_argument(wf::unsupported_command(name)));
         }
         let outcome = self
             .propose(Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {

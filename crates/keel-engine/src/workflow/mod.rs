@@ -28,3 +28,4 @@ pub use apply::{
 };
 pub use model::*;
 pub use query::{query_ready, read_query};
+pub use task::unsupported_command;

@@ -157,6 +157,11 @@ fn current_task(token: &TaskToken, ms: &MutableState) -> Option<WorkflowTaskInfo
         .then_some(task)
 }
 
+/// Why a completion carrying a command this server does not implement is refused.
+pub fn unsupported_command(name: &str) -> String {
+    format!("{name} is not supported by this server yet")
+}
+
 /// Temporal's activity timeout normalization; `Err` is the task failure message.
 pub(super) fn normalize_activity(
     a: &ScheduleActivity,
@@ -237,7 +242,7 @@ fn validate(
             Cmd::Unsupported(name) => {
                 return Err((
                     WorkflowTaskFailedCause::Unspecified,
-                    format!("{name} is not supported by this server yet"),
+                    unsupported_command(name),
                 ));
             }
             Cmd::ScheduleActivity(a) => {
