@@ -447,13 +447,17 @@ impl Frontend {
             }
             _ => 1,
         };
-        let events =
-            crate::history::read_events(self.node().state(), &run, first, d.last_event_id)?;
-        if events.len() as i64 != d.last_event_id - first + 1 {
+        // A retried task's Scheduled and Started events are not written yet: they end the
+        // history as the engine handed them out.
+        let written_last = d.last_event_id - d.transient_events.len() as i64;
+        let mut events =
+            crate::history::read_events(self.node().state(), &run, first, written_last)?;
+        if events.len() as i64 != written_last - first + 1 {
             return Err(Status::unavailable(
                 "history not yet applied on this node; retry",
             ));
         }
+        events.extend(d.transient_events.iter().cloned());
         // A legacy query task: `query` set, no started task (temporal-compat.md §5).
         let query = d.query.as_ref().map(|q| WorkflowQuery {
             query_type: q.query_type.clone(),

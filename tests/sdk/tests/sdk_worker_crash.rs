@@ -1,6 +1,7 @@
 //! A worker that takes a workflow task and dies without answering: after the workflow-task
 //! timeout the task is scheduled again and an official-SDK worker on another node finishes
-//! the workflow.
+//! the workflow. The doomed worker takes the first retry too, so the SDK worker gets a
+//! transient attempt (events handed out, not written) and completes it.
 //!
 //! The crashed worker is a raw poller (what the server sees of a worker process killed
 //! mid-task: a started task and then silence); the surviving worker is the SDK's.
@@ -62,6 +63,41 @@ async fn a_task_taken_by_a_crashed_worker_times_out_and_another_worker_finishes_
         taken.started_event_id, 3,
         "the doomed worker holds the first task"
     );
+    // After the timeout it takes the retry too. A retry is transient (as in Temporal): its
+    // Scheduled and Started events end the history sent, under the ids they will get, but
+    // are not written unless it completes.
+    let mut poll = api::PollWorkflowTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: Some(TaskQueue {
+            name: "crashy".into(),
+            kind: 1,
+            ..Default::default()
+        }),
+        identity: "doomed-worker".into(),
+        ..Default::default()
+    }
+    .into_request();
+    poll.set_timeout(Duration::from_secs(10));
+    let retry = WorkflowService::poll_workflow_task_queue(&mut doomed, poll)
+        .await?
+        .into_inner();
+    assert_eq!((retry.attempt, retry.started_event_id), (2, 6));
+    let tail: Vec<(i64, i32)> = retry
+        .history
+        .as_ref()
+        .map(|h| {
+            h.events
+                .iter()
+                .map(|e| (e.event_id, e.event_type))
+                .collect()
+        })
+        .unwrap_or_default();
+    // 4 WorkflowTaskTimedOut, 5 WorkflowTaskScheduled, 6 WorkflowTaskStarted.
+    assert_eq!(
+        tail[3..],
+        [(4, 8), (5, 5), (6, 6)],
+        "history sent: {tail:?}"
+    );
     drop(doomed);
 
     let runtime = Runtime::from_current_tokio(Default::default())?;
@@ -91,7 +127,20 @@ async fn a_task_taken_by_a_crashed_worker_times_out_and_another_worker_finishes_
             _ => None,
         })
         .collect();
-    assert_eq!(timed_out, [3], "the doomed worker's task timed out");
+    assert_eq!(
+        timed_out,
+        [3],
+        "the first attempt's timeout is written, the retry's is not"
+    );
+    match &history.events[4].attributes {
+        Some(Attributes::WorkflowTaskScheduledEventAttributes(s)) => {
+            assert_eq!(
+                s.attempt, 3,
+                "the SDK worker completed attempt 3, written as 5"
+            )
+        }
+        other => panic!("event 5: {other:?}"),
+    }
     let identities: Vec<&str> = history
         .events
         .iter()

@@ -242,6 +242,31 @@ pub(super) fn is_running(ms: &MutableState) -> bool {
     ms.status == RunStatus::Running as i32
 }
 
+/// The unwritten events of a transient workflow task: Scheduled, and Started once handed out.
+pub(super) fn transient_events(ms: &MutableState, task: &WorkflowTaskInfo) -> Vec<HistoryEvent> {
+    let mut events = vec![HistoryEvent {
+        event_id: task.scheduled_event_id,
+        event_time_ms: task.scheduled_time_ms,
+        attributes: Some(Attributes::WorkflowTaskScheduled(WorkflowTaskScheduled {
+            task_queue: ms.task_queue.clone(),
+            start_to_close_timeout_ms: ms.workflow_task_timeout_ms,
+            attempt: task.attempt,
+        })),
+    }];
+    if task.started_event_id != 0 {
+        events.push(HistoryEvent {
+            event_id: task.started_event_id,
+            event_time_ms: task.started_time_ms,
+            attributes: Some(Attributes::WorkflowTaskStarted(WorkflowTaskStarted {
+                scheduled_event_id: task.scheduled_event_id,
+                identity: task.started_identity.clone(),
+                request_id: task.started_request_id.clone(),
+            })),
+        });
+    }
+    events
+}
+
 pub(super) fn task_started(ms: &MutableState) -> bool {
     ms.workflow_task
         .as_ref()
@@ -268,12 +293,47 @@ impl<S: StateStore> Ctx<'_, S> {
         read_mutable_state(self.store, &run)
     }
 
-    /// Appends an event to history now (no buffering); returns its id.
+    /// Appends an event to history now (no buffering); returns its id. A transient workflow
+    /// task's events are written first, so the ids handed out with it stay true.
     pub fn append(&mut self, ms: &mut MutableState, attributes: Attributes) -> i64 {
+        self.write_transient_task(ms);
+        self.append_at(ms, attributes, self.now_ms)
+    }
+
+    /// Ends a transient attempt that failed or timed out: nothing is written (held-back
+    /// queries may go now, as after a written task outcome).
+    pub fn drop_transient_task(&mut self, ms: &mut MutableState) {
+        ms.workflow_task = None;
+        let run = ms.run.as_ref().expect("named run");
+        self.effects.push(Effect::QueriesUnblocked {
+            namespace: run.namespace.clone(),
+            task_queue: ms.task_queue.clone(),
+        });
+    }
+
+    /// Turns a transient workflow task into a normal one: writes its Scheduled (and, if it
+    /// was handed out, Started) event with the ids and times the worker was given.
+    pub fn write_transient_task(&mut self, ms: &mut MutableState) {
+        let Some(task) = ms.workflow_task.as_mut().filter(|t| t.transient) else {
+            return;
+        };
+        task.transient = false;
+        let task = task.clone();
+        for event in transient_events(ms, &task) {
+            let id = self.append_at(
+                ms,
+                event.attributes.expect("transient events have attributes"),
+                event.event_time_ms,
+            );
+            debug_assert_eq!(id, event.event_id, "a transient task's ids are kept");
+        }
+    }
+
+    fn append_at(&mut self, ms: &mut MutableState, attributes: Attributes, time_ms: u64) -> i64 {
         let run = ms.run.clone().expect("mutable state names its run");
         let event = HistoryEvent {
             event_id: ms.next_event_id,
-            event_time_ms: self.now_ms,
+            event_time_ms: time_ms,
             attributes: Some(attributes),
         };
         let key = keys::history_event(
@@ -368,18 +428,27 @@ impl<S: StateStore> Ctx<'_, S> {
         if ms.workflow_task.is_some() || !is_running(ms) {
             return Ok(());
         }
-        let scheduled = self.append(
-            ms,
-            Attributes::WorkflowTaskScheduled(WorkflowTaskScheduled {
-                task_queue: ms.task_queue.clone(),
-                start_to_close_timeout_ms: ms.workflow_task_timeout_ms,
-                attempt,
-            }),
-        );
+        // A retry is transient: nothing is written until it completes (see WorkflowTaskInfo).
+        let transient = attempt > 1;
+        let scheduled = if transient {
+            ms.next_event_id
+        } else {
+            self.append(
+                ms,
+                Attributes::WorkflowTaskScheduled(WorkflowTaskScheduled {
+                    task_queue: ms.task_queue.clone(),
+                    start_to_close_timeout_ms: ms.workflow_task_timeout_ms,
+                    attempt,
+                }),
+            )
+        };
         ms.workflow_task = Some(WorkflowTaskInfo {
             scheduled_event_id: scheduled,
             started_event_id: 0,
             attempt,
+            transient,
+            scheduled_time_ms: if transient { self.now_ms } else { 0 },
+            ..Default::default()
         });
         let run = ms.run.clone().expect("named run");
         let queue = ms.task_queue.clone();

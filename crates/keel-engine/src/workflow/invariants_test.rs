@@ -32,6 +32,10 @@ struct World {
     wf_tokens: Vec<TaskToken>,
     act_tokens: Vec<TaskToken>,
     query_tokens: Vec<TaskToken>,
+    /// The unwritten events handed out with each transient workflow task.
+    transient: Vec<(TaskToken, Vec<HistoryEvent>)>,
+    /// Transient tasks completed (their events then written under the ids handed out).
+    transient_completed: usize,
     next_run: u32,
 }
 
@@ -90,6 +94,9 @@ impl World {
                     request_id: "r".into(),
                 })) {
                     let t = d.token.expect("token");
+                    if !d.transient_events.is_empty() {
+                        self.transient.push((t.clone(), d.transient_events));
+                    }
                     match kind {
                         TaskKind::Workflow => self.wf_tokens.push(t),
                         TaskKind::Activity => self.act_tokens.push(t),
@@ -117,17 +124,31 @@ impl World {
                     };
                     commands.push(WorkflowCommand { kind: Some(cmd) });
                 }
-                if let Outcome::CompletedWithActivities(e) =
-                    self.apply(Kind::CompleteWorkflowTask(CompleteWorkflowTask {
-                        token: Some(t),
-                        identity: "w".into(),
-                        commands,
-                        sdk_metadata: vec![],
-                        sticky_queue: String::new(),
-                    }))
-                {
-                    self.act_tokens
-                        .extend(e.activities.into_iter().filter_map(|d| d.token));
+                let outcome = self.apply(Kind::CompleteWorkflowTask(CompleteWorkflowTask {
+                    token: Some(t.clone()),
+                    identity: "w".into(),
+                    commands,
+                    sdk_metadata: vec![],
+                    sticky_queue: String::new(),
+                }));
+                let completed = match outcome {
+                    Outcome::CompletedWithActivities(e) => {
+                        self.act_tokens
+                            .extend(e.activities.into_iter().filter_map(|d| d.token));
+                        true
+                    }
+                    Outcome::Accepted(_) => true,
+                    _ => false,
+                };
+                // A completed transient task wrote exactly the events it was handed out with.
+                if let Some((_, handed)) = self.transient.iter().find(|(k, _)| *k == t) {
+                    if completed {
+                        let run = t.run.as_ref().expect("token names a run");
+                        let first = handed[0].event_id;
+                        let written = read_history(&self.store, run, first, first + 1).unwrap();
+                        assert_eq!(&written, handed, "{run:?}: transient events as handed out");
+                        self.transient_completed += 1;
+                    }
                 }
             }
             5 if !self.act_tokens.is_empty() => {
@@ -280,11 +301,21 @@ impl World {
             }
             if ms.status == RunStatus::Running as i32 {
                 // (A run closed from outside may leave a scheduled task behind in history.)
+                // A transient retry is not in history: its ids are the next ones to write.
                 assert_eq!(
                     open == 1,
-                    ms.workflow_task.is_some(),
+                    ms.workflow_task.as_ref().is_some_and(|t| !t.transient),
                     "{run:?}: mutable state agrees with history"
                 );
+                if let Some(t) = ms.workflow_task.as_ref().filter(|t| t.transient) {
+                    assert!(t.attempt > 1, "{run:?}: only retries are transient");
+                    assert_eq!(t.scheduled_event_id, ms.next_event_id, "{run:?}");
+                    assert!(
+                        t.started_event_id == 0 || t.started_event_id == t.scheduled_event_id + 1,
+                        "{run:?}: transient started id {}",
+                        t.started_event_id
+                    );
+                }
                 *running_per_wf.entry(run.workflow_id.clone()).or_default() += 1;
             } else {
                 // A closed run accepts no new events.
@@ -378,6 +409,8 @@ fn random_command_sequences_keep_the_history_invariants() {
             wf_tokens: Vec::new(),
             act_tokens: Vec::new(),
             query_tokens: Vec::new(),
+            transient: Vec::new(),
+            transient_completed: 0,
             next_run: 0,
         };
         world.apply(Kind::RegisterNamespace(RegisterNamespace {
@@ -396,6 +429,7 @@ fn random_command_sequences_keep_the_history_invariants() {
                 std::panic::resume_unwind(e);
             }
         }
+        *seen.entry("transient task completed").or_default() += world.transient_completed;
         for run in &world.runs {
             for e in read_history(&world.store, run, 1, i64::MAX - 1).unwrap() {
                 *seen.entry(e.event_type()).or_default() += 1;
@@ -413,6 +447,7 @@ fn random_command_sequences_keep_the_history_invariants() {
         "WorkflowExecutionSignaled",
         "WorkflowExecutionCancelRequested",
         "WorkflowExecutionTerminated",
+        "transient task completed",
     ] {
         assert!(
             seen.get(t).copied().unwrap_or(0) > 10,

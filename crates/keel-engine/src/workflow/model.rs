@@ -689,6 +689,10 @@ pub struct Dispatched {
     /// Workflow tasks: the run's sticky queue when dispatched (see `MutableState`).
     #[prost(string, tag = "9")]
     pub sticky_queue: String,
+    /// Workflow tasks of a transient attempt: its Scheduled and Started events, not yet
+    /// written, which end the history sent to the worker (`last_event_id` counts them).
+    #[prost(message, repeated, tag = "10")]
+    pub transient_events: Vec<HistoryEvent>,
 }
 
 // ---------------------------------------------------------------- history
@@ -1186,6 +1190,12 @@ pub struct MutableState {
     pub sticky_queue: String,
 }
 
+/// The run's workflow task. A retry (attempt >= 2) is *transient*, as in Temporal: its
+/// Scheduled and Started events are not written but handed to the worker with the history,
+/// under the ids they will get (`scheduled_event_id` is then the run's `next_event_id`, and
+/// `started_event_id` the one after it). They are written, with the times kept here, when
+/// the attempt completes or when any other event must be appended first; an attempt that
+/// fails or times out again writes nothing, so a task failing forever does not grow history.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WorkflowTaskInfo {
     #[prost(int64, tag = "1")]
@@ -1195,6 +1205,18 @@ pub struct WorkflowTaskInfo {
     pub started_event_id: i64,
     #[prost(int32, tag = "3")]
     pub attempt: i32,
+    /// Its events are not written yet (see above).
+    #[prost(bool, tag = "4")]
+    pub transient: bool,
+    /// Transient tasks: when it was scheduled and started, and by whom.
+    #[prost(uint64, tag = "5")]
+    pub scheduled_time_ms: u64,
+    #[prost(uint64, tag = "6")]
+    pub started_time_ms: u64,
+    #[prost(string, tag = "7")]
+    pub started_identity: String,
+    #[prost(string, tag = "8")]
+    pub started_request_id: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

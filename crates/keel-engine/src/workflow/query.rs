@@ -175,6 +175,8 @@ pub(super) fn dispatch<S: StateStore>(
                     last_event_id: ms.next_event_id - 1,
                     query: Some(Box::new(record)),
                     sticky_queue: String::new(),
+                    // A query runs on the written history only.
+                    transient_events: Vec::new(),
                 })));
                 break;
             }

@@ -2,7 +2,9 @@
 //! and the user-timer outcome they react to.
 
 use super::activity;
-use super::apply::{accepted, decode, is_running, not_found, outcome, rejected, task_started, Ctx};
+use super::apply::{
+    accepted, decode, is_running, not_found, outcome, rejected, task_started, transient_events, Ctx,
+};
 use super::model::workflow_command::Kind as Cmd;
 use super::model::workflow_outcome::Kind as Outcome;
 use super::model::*;
@@ -86,18 +88,33 @@ fn start_workflow_task<S: StateStore>(
     if task.scheduled_event_id != entry.scheduled_event_id || task.started_event_id != 0 {
         return None;
     }
-    let started = ctx.append(
-        ms,
-        Attributes::WorkflowTaskStarted(WorkflowTaskStarted {
-            scheduled_event_id: task.scheduled_event_id,
-            identity: c.identity.clone(),
-            request_id: c.request_id.clone(),
-        }),
-    );
-    ms.workflow_task = Some(WorkflowTaskInfo {
-        started_event_id: started,
-        ..task.clone()
-    });
+    let (started, transient_events) = if task.transient {
+        // Nothing is written: the worker gets the two events under the ids they will have.
+        let started = WorkflowTaskInfo {
+            started_event_id: task.scheduled_event_id + 1,
+            started_time_ms: ctx.now_ms,
+            started_identity: c.identity.clone(),
+            started_request_id: c.request_id.clone(),
+            ..task.clone()
+        };
+        let events = transient_events(ms, &started);
+        ms.workflow_task = Some(started);
+        (task.scheduled_event_id + 1, events)
+    } else {
+        let started = ctx.append(
+            ms,
+            Attributes::WorkflowTaskStarted(WorkflowTaskStarted {
+                scheduled_event_id: task.scheduled_event_id,
+                identity: c.identity.clone(),
+                request_id: c.request_id.clone(),
+            }),
+        );
+        ms.workflow_task = Some(WorkflowTaskInfo {
+            started_event_id: started,
+            ..task.clone()
+        });
+        (started, Vec::new())
+    };
     let at = ctx.now_ms.saturating_add(ms.workflow_task_timeout_ms);
     ctx.arm(
         ms,
@@ -122,6 +139,7 @@ fn start_workflow_task<S: StateStore>(
         attempt: task.attempt,
         last_event_id: started,
         sticky_queue: ms.sticky_queue.clone(),
+        transient_events,
         ..Default::default()
     })))
 }
@@ -317,6 +335,13 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     };
     let commands = match validate(&ms, &c.commands) {
         Ok(v) => v,
+        // A retry that sends invalid commands again is left to time out, as in Temporal: an
+        // SDK that replays and resends at once would otherwise loop without pause.
+        Err((cause, message))
+            if task.attempt > 1 && cause != WorkflowTaskFailedCause::UnhandledCommand =>
+        {
+            return Ok(rejected(message));
+        }
         Err((cause, message)) => {
             fail_started_task(
                 ctx,
@@ -522,6 +547,14 @@ fn fail_started_task<S: StateStore>(
     ctx.disarm(ms, |d| {
         d.kind == DeadlineKind::WorkflowTaskStartToClose as i32
     });
+    if task.transient && cause != WorkflowTaskFailedCause::UnhandledCommand {
+        // A retry failing again writes nothing (UnhandledCommand is not the worker's fault:
+        // that outcome is written, after the attempt's own events).
+        ctx.drop_transient_task(ms);
+        ms.sticky_queue.clear();
+        ctx.flush_buffered(ms);
+        return ctx.schedule_workflow_task(ms, task.attempt + 1);
+    }
     ctx.append(
         ms,
         Attributes::WorkflowTaskFailed(WorkflowTaskFailed {
@@ -580,6 +613,13 @@ pub(super) fn workflow_task_timed_out<S: StateStore>(
     };
     if !task_started(ms) || task.scheduled_event_id != d.event_id || task.attempt != d.attempt {
         return Ok(());
+    }
+    if task.transient {
+        // A retry timing out again writes nothing.
+        ctx.drop_transient_task(ms);
+        ms.sticky_queue.clear();
+        ctx.flush_buffered(ms);
+        return ctx.schedule_workflow_task(ms, task.attempt + 1);
     }
     ctx.append(
         ms,

@@ -344,30 +344,33 @@ fn a_duplicate_timer_id_fails_the_task_and_the_next_attempt_is_scheduled() {
         matches!(out, Outcome::InvalidArgument(ref m) if m.contains("already in use")),
         "{out:?}"
     );
+    // The retry is transient: nothing written after the failure.
     assert_eq!(
         h2.types("wf", "r1"),
         [
             "WorkflowExecutionStarted",
             "WorkflowTaskScheduled",
             "WorkflowTaskStarted",
-            "WorkflowTaskFailed",
-            "WorkflowTaskScheduled"
+            "WorkflowTaskFailed"
         ]
     );
     let hist = h2.history("wf", "r1");
-    match (&hist[3].attributes, &hist[4].attributes) {
-        (Some(Attributes::WorkflowTaskFailed(f)), Some(Attributes::WorkflowTaskScheduled(s))) => {
+    match &hist[3].attributes {
+        Some(Attributes::WorkflowTaskFailed(f)) => {
             assert_eq!(
                 f.cause,
                 WorkflowTaskFailedCause::StartTimerDuplicateId as i32
             );
             assert_eq!((f.scheduled_event_id, f.started_event_id), (2, 3));
-            assert_eq!(s.attempt, 2);
         }
         other => panic!("{other:?}"),
     }
     let next = h2.poll(TaskKind::Workflow).unwrap();
     assert_eq!((next.attempt, next.previous_started_event_id), (2, 0));
+    match &next.transient_events[0].attributes {
+        Some(Attributes::WorkflowTaskScheduled(s)) => assert_eq!(s.attempt, 2),
+        other => panic!("{other:?}"),
+    }
     assert!(
         h2.state("wf", "r1").timers.is_empty(),
         "a failed task starts no timer"
@@ -1228,47 +1231,195 @@ fn terminating_while_a_task_is_started_force_fails_it_and_flushes_the_buffer() {
     );
 }
 
+impl Harness {
+    fn fail_wft(&mut self, d: &Option<Dispatched>) -> Outcome {
+        self.apply(Kind::FailWorkflowTask(FailWorkflowTask {
+            token: Some(token(d)),
+            identity: "worker".into(),
+            cause: 0,
+            failure: b"panic".to_vec(),
+        }))
+    }
+
+    /// Starts a run whose first workflow task fails: the retry (attempt 2) is scheduled.
+    fn started_with_a_failed_task(&mut self) {
+        self.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+        let wft = self.poll(TaskKind::Workflow);
+        assert!(matches!(self.fail_wft(&wft), Outcome::Accepted(_)));
+    }
+}
+
+const FIRST_ATTEMPT: [&str; 4] = [
+    "WorkflowExecutionStarted",
+    "WorkflowTaskScheduled",
+    "WorkflowTaskStarted",
+    "WorkflowTaskFailed",
+];
+
 #[test]
-fn workflow_task_failures_and_timeouts_schedule_the_next_attempt() {
+fn workflow_task_retries_are_transient_until_one_completes() {
     let mut h = Harness::new();
-    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
-    let wft = h.poll(TaskKind::Workflow);
-    let failed = h.apply(Kind::FailWorkflowTask(FailWorkflowTask {
-        token: Some(token(&wft)),
-        identity: "worker".into(),
-        cause: 0,
-        failure: b"panic".to_vec(),
-    }));
-    assert!(matches!(failed, Outcome::Accepted(_)));
+    h.started_with_a_failed_task();
+    assert_eq!(
+        h.types("wf", "r1"),
+        FIRST_ATTEMPT,
+        "the first failure is written"
+    );
+
+    h.now_ms += 7;
     let second = h.poll(TaskKind::Workflow).unwrap();
-    assert_eq!(second.attempt, 2);
-    // The worker now stays silent: the start-to-close timeout fires (10 s default).
+    assert_eq!((second.attempt, second.started_event_id), (2, 6));
+    assert_eq!(
+        second.last_event_id, 6,
+        "the history sent ends at the Started id"
+    );
+    let handed: Vec<_> = second
+        .transient_events
+        .iter()
+        .map(|e| (e.event_id, e.event_type()))
+        .collect();
+    assert_eq!(
+        handed,
+        [(5, "WorkflowTaskScheduled"), (6, "WorkflowTaskStarted")]
+    );
+    assert_eq!(
+        h.types("wf", "r1"),
+        FIRST_ATTEMPT,
+        "handing it out writes nothing"
+    );
+
+    // The worker stays silent: the timeout writes nothing either; attempt 3 gets the same ids.
     let before = h.now_ms;
     assert!(matches!(
         h.fire("wf", "r1", DeadlineKind::WorkflowTaskStartToClose),
         Outcome::Accepted(_)
     ));
     assert_eq!(h.now_ms, before + DEFAULT_WORKFLOW_TASK_TIMEOUT_MS);
+    assert_eq!(h.types("wf", "r1"), FIRST_ATTEMPT);
     let third = h.poll(TaskKind::Workflow).unwrap();
-    assert_eq!(third.attempt, 3);
-    assert_eq!(
-        h.types("wf", "r1"),
-        [
-            "WorkflowExecutionStarted",
-            "WorkflowTaskScheduled",
-            "WorkflowTaskStarted",
-            "WorkflowTaskFailed",
-            "WorkflowTaskScheduled",
-            "WorkflowTaskStarted",
-            "WorkflowTaskTimedOut",
-            "WorkflowTaskScheduled",
-            "WorkflowTaskStarted"
-        ]
-    );
+    assert_eq!((third.attempt, third.started_event_id), (3, 6));
     assert!(matches!(
         h.complete_wft(&token(&Some(second)), vec![]),
         Outcome::NotFound(_)
     ));
+    // Attempt 3 fails too: still nothing written.
+    assert!(matches!(h.fail_wft(&Some(third)), Outcome::Accepted(_)));
+    assert_eq!(h.types("wf", "r1"), FIRST_ATTEMPT);
+
+    // Attempt 4 completes: its events are written under the ids and times handed out.
+    let fourth = h.poll(TaskKind::Workflow).unwrap();
+    assert_eq!(fourth.attempt, 4);
+    h.now_ms += 5;
+    assert!(matches!(
+        h.complete_wft(&token(&Some(fourth.clone())), vec![complete(b"ok")]),
+        Outcome::Accepted(_)
+    ));
+    let hist = h.history("wf", "r1");
+    assert_eq!(&hist[4..6], fourth.transient_events.as_slice());
+    match (&hist[4].attributes, &hist[6].attributes) {
+        (
+            Some(Attributes::WorkflowTaskScheduled(s)),
+            Some(Attributes::WorkflowTaskCompleted(c)),
+        ) => {
+            assert_eq!(s.attempt, 4);
+            assert_eq!((c.scheduled_event_id, c.started_event_id), (5, 6));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.types("wf", "r1")[4..],
+        [
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted",
+            "WorkflowTaskCompleted",
+            "WorkflowExecutionCompleted"
+        ]
+    );
+}
+
+#[test]
+fn an_event_arriving_for_a_scheduled_retry_writes_the_retry_first() {
+    let mut h = Harness::new();
+    h.started_with_a_failed_task();
+    assert!(matches!(h.signal("s1"), Outcome::Accepted(_)));
+    assert_eq!(
+        h.types("wf", "r1")[4..],
+        ["WorkflowTaskScheduled", "WorkflowExecutionSignaled"],
+        "the retry's Scheduled keeps id 5 and the signal follows it"
+    );
+    let retry = h.poll(TaskKind::Workflow).unwrap();
+    assert_eq!((retry.attempt, retry.started_event_id), (2, 7));
+    assert!(retry.transient_events.is_empty(), "now a written task");
+    assert_eq!(h.types("wf", "r1")[6], "WorkflowTaskStarted");
+}
+
+#[test]
+fn events_buffered_during_a_retry_are_written_when_it_fails_and_the_next_one_follows() {
+    let mut h = Harness::new();
+    h.started_with_a_failed_task();
+    let retry = h.poll(TaskKind::Workflow);
+    assert!(matches!(h.signal("s1"), Outcome::Accepted(_)));
+    assert_eq!(h.types("wf", "r1"), FIRST_ATTEMPT, "buffered while started");
+    assert!(matches!(h.fail_wft(&retry), Outcome::Accepted(_)));
+    assert_eq!(
+        h.types("wf", "r1")[4..],
+        ["WorkflowExecutionSignaled"],
+        "the failed retry writes nothing; the buffered signal is flushed"
+    );
+    let next = h.poll(TaskKind::Workflow).unwrap();
+    assert_eq!((next.attempt, next.started_event_id), (3, 7));
+    assert_eq!(next.transient_events[0].event_id, 6);
+}
+
+#[test]
+fn terminating_during_a_retry_writes_only_the_termination() {
+    let mut h = Harness::new();
+    h.started_with_a_failed_task();
+    let retry = h.poll(TaskKind::Workflow);
+    assert!(matches!(
+        h.apply(Kind::TerminateWorkflow(TerminateWorkflow {
+            run: Some(run_key("wf", "r1")),
+            reason: "stop".into(),
+            ..Default::default()
+        })),
+        Outcome::Accepted(_)
+    ));
+    assert_eq!(h.types("wf", "r1")[4..], ["WorkflowExecutionTerminated"]);
+    assert!(matches!(
+        h.complete_wft(&token(&retry), vec![]),
+        Outcome::NotFound(_)
+    ));
+}
+
+#[test]
+fn a_retry_sending_invalid_commands_again_is_left_to_time_out() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let first = h.poll(TaskKind::Workflow);
+    let dup = || vec![timer("t1", 10), timer("t1", 20)];
+    assert!(matches!(
+        h.complete_wft(&token(&first), dup()),
+        Outcome::InvalidArgument(_)
+    ));
+    let retry = h.poll(TaskKind::Workflow);
+    assert!(matches!(
+        h.complete_wft(&token(&retry), dup()),
+        Outcome::InvalidArgument(_)
+    ));
+    assert!(
+        h.poll(TaskKind::Workflow).is_none(),
+        "no new attempt before the timeout"
+    );
+    assert_eq!(
+        h.types("wf", "r1").len(),
+        4,
+        "nothing written for the retry"
+    );
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::WorkflowTaskStartToClose),
+        Outcome::Accepted(_)
+    ));
+    assert_eq!(h.poll(TaskKind::Workflow).unwrap().attempt, 3);
 }
 
 #[test]
