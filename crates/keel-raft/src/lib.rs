@@ -6,6 +6,7 @@
 //! - [`store`]: the RocksDB log store, state machine and snapshot files;
 //! - [`network`]: the peer RPC client (replication, snapshot streaming, forwarding);
 //! - [`service`]: the peer RPC server ([`service::serve_peers`] runs the peer port);
+//! - [`conn`]: accepted connections a node can cut at once (an in-process crash);
 //! - `wire`: the raw framed transport AppendEntries and Vote travel on.
 //!
 //! openraft types stay inside this crate: the public API speaks Keel's own types and
@@ -16,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 mod codec;
+pub mod conn;
 mod error;
 pub mod metrics;
 pub mod network;

@@ -221,12 +221,16 @@ const SNIFF_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves the peer port until `shutdown` turns true: connections opening with
 /// [`wire::MAGIC`] get the raw transport (AppendEntries, Vote), every other connection the
 /// gRPC `RaftService` (snapshots, forwarding, read-index, and the Raft RPCs too).
+///
+/// gRPC connections are tracked in `tracked` (cut by an in-process crash; raw ones end with
+/// this future).
 pub async fn serve_peers(
     node: RaftNode,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
+    tracked: crate::conn::Connections,
 ) -> Result<(), tonic::transport::Error> {
-    let (grpc_tx, grpc_rx) = mpsc::channel::<std::io::Result<TcpStream>>(64);
+    let (grpc_tx, grpc_rx) = mpsc::channel::<std::io::Result<crate::conn::Tracked>>(64);
     let mut grpc_shutdown = shutdown.clone();
     let grpc = tonic::transport::Server::builder()
         .add_service(node.peer_service())
@@ -257,6 +261,7 @@ pub async fn serve_peers(
             let node = node.clone();
             let grpc_tx = grpc_tx.clone();
             let shutdown = shutdown.clone();
+            let tracker = tracked.clone();
             conns.spawn(async move {
                 let mut first = [0u8; 1];
                 match tokio::time::timeout(SNIFF_TIMEOUT, stream.peek(&mut first)).await {
@@ -264,7 +269,7 @@ pub async fn serve_peers(
                         serve_raw(node, stream, shutdown).await;
                     }
                     Ok(Ok(1)) => {
-                        let _ = grpc_tx.send(Ok(stream)).await;
+                        let _ = grpc_tx.send(tracker.track(stream)).await;
                     }
                     // Closed, failed or silent before saying anything.
                     _ => {}

@@ -13,7 +13,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
-use tonic::transport::server::TcpIncoming;
 use tracing::Instrument;
 
 use crate::admin::AdminService;
@@ -91,6 +90,7 @@ pub struct Node {
     frontend: std::sync::Arc<keel_frontend::Frontend>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    connections: keel_raft::conn::Connections,
     peer_addr: SocketAddr,
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
@@ -120,8 +120,14 @@ impl Node {
         };
         let mut tasks = Vec::new();
 
-        let peer =
-            keel_raft::service::serve_peers(raft.clone(), listeners.peer, shutdown_rx.clone());
+        // Connections the node cuts when it crashes in-process (see `keel_raft::conn`).
+        let connections = keel_raft::conn::Connections::default();
+        let peer = keel_raft::service::serve_peers(
+            raft.clone(),
+            listeners.peer,
+            shutdown_rx.clone(),
+            connections.clone(),
+        );
         tasks.push(tokio::spawn(
             async move {
                 if let Err(e) = peer.await {
@@ -165,7 +171,7 @@ impl Node {
                     .send_compressed(CompressionEncoding::Gzip),
             )
             .serve_with_incoming_shutdown(
-                incoming(listeners.client),
+                connections.incoming(listeners.client),
                 signalled(shutdown_rx.clone()),
             );
         tasks.push(tokio::spawn(
@@ -217,6 +223,7 @@ impl Node {
             frontend,
             shutdown,
             tasks,
+            connections,
             peer_addr,
             client_addr,
             metrics_addr,
@@ -259,18 +266,15 @@ impl Node {
         for t in &self.tasks {
             t.abort();
         }
+        // Connection tasks outlive the server tasks: cut their sockets, as a dying process
+        // would, so clients see it and in-flight requests release the node's state.
+        self.connections.cut_all();
         for t in self.tasks {
             let _ = t.await;
         }
         self.raft.shutdown().await;
         tracing::info!(node_id = self.raft.id(), "node crashed (in-process)");
     }
-}
-
-/// Accepted connections with Nagle off: replication is many small request/response pairs,
-/// and Nagle plus delayed ACKs would add ~40 ms stalls.
-fn incoming(l: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(l).with_nodelay(Some(true))
 }
 
 async fn signalled(mut rx: watch::Receiver<bool>) {

@@ -1529,3 +1529,37 @@ async fn t90_an_unsupported_command_is_refused_naming_it_and_the_task_stays_comp
     c.shutdown().await;
     Ok(())
 }
+
+/// An in-process crash is what a dying process is to its clients: the node's connections
+/// drop (a parked long poll fails at once instead of running out its budget), and its
+/// storage is released, so the node restarts on its data dir straight away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t91_a_crashed_node_drops_its_client_connections_and_restarts_at_once() -> anyhow::Result<()>
+{
+    let (mut c, leader, client) = cluster_and_follower_client().await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let parked = tokio::spawn(poll_wft(client.clone(), normal_queue("t91"), "w", 60));
+    let frontend = c.node(follower).frontend();
+    wait_for(WAIT, "the workflow-task poll is parked", || async {
+        (frontend.parked_polls("default", "t91") == 1).then_some(())
+    })
+    .await?;
+
+    c.crash(follower).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), parked)
+        .await
+        .map_err(|_| anyhow::anyhow!("the parked poll outlived its node's crash by 5 s"))??;
+    let status = ended.expect_err("a crashed node answers no poll");
+    assert_ne!(status.code(), Code::Ok);
+
+    let restarting = std::time::Instant::now();
+    c.restart(follower).await?;
+    assert!(
+        restarting.elapsed() < Duration::from_secs(5),
+        "restart took {:?}: the crashed incarnation held its storage",
+        restarting.elapsed()
+    );
+    c.wait_converged(WAIT).await?;
+    c.shutdown().await;
+    Ok(())
+}
