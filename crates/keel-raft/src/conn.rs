@@ -85,19 +85,6 @@ impl Connections {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
-
-    /// Connections open now.
-    pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .expect("connections lock poisoned")
-            .open
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A tracked connection: a TCP stream that leaves its [`Connections`] when dropped.
