@@ -140,6 +140,7 @@ pub fn run_workflow_scenario(
                 commands,
                 sdk_metadata: vec![],
                 sticky_queue: String::new(),
+                ..Default::default()
             }),
             t,
         ),
@@ -222,6 +223,7 @@ pub fn run_workflow_scenario(
                 }],
                 sdk_metadata: vec![],
                 sticky_queue: String::new(),
+                ..Default::default()
             }),
             t,
         ),

@@ -355,34 +355,52 @@ impl WorkflowService for Frontend {
         }) {
             return Err(Status::invalid_argument(wf::unsupported_command(name)));
         }
-        let outcome = self
-            .propose(Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {
+        let sticky_queue = r
+            .sticky_attributes
+            .as_ref()
+            .and_then(|a| a.worker_task_queue.as_ref())
+            .map(|q| q.name.clone())
+            .unwrap_or_default();
+        let (outcome, log_index) = self
+            .propose_at(Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {
                 token: Some(token),
                 identity: r.identity,
                 commands,
                 sdk_metadata: encoded(&r.sdk_metadata),
-                sticky_queue: r
-                    .sticky_attributes
-                    .as_ref()
-                    .and_then(|a| a.worker_task_queue.as_ref())
-                    .map(|q| q.name.clone())
-                    .unwrap_or_default(),
+                sticky_queue: sticky_queue.clone(),
+                force_create_new_task: r.force_create_new_workflow_task,
+                return_new_task: r.return_new_workflow_task,
             }))
             .await?;
-        // Activities the worker asked to run eagerly come back already started.
-        let activity_tasks = match outcome {
-            Outcome::CompletedWithActivities(e) => e
-                .activities
-                .iter()
-                .map(|d| crate::tasks::activity_task(&r.namespace, d))
-                .collect(),
+        // Activities the worker asked to run eagerly, and the run's next workflow task if
+        // it asked for that, come back already started.
+        let tasks = match outcome {
+            Outcome::CompletedWithTasks(t) => t,
             other => {
                 crate::tasks::accepted(other)?;
-                Vec::new()
+                wf::CompletionTasks::default()
             }
+        };
+        let activity_tasks = tasks
+            .activities
+            .iter()
+            .map(|d| crate::tasks::activity_task(&r.namespace, d))
+            .collect();
+        let workflow_task = match tasks.workflow_task {
+            // The worker's sticky queue, if it has one, holds the run: only new events.
+            Some(d) => Some(
+                self.workflow_task_response(
+                    d,
+                    log_index,
+                    Some(sticky_queue.as_str()).filter(|s| !s.is_empty()),
+                )
+                .await?,
+            ),
+            None => None,
         };
         Ok(reply(api::RespondWorkflowTaskCompletedResponse {
             activity_tasks,
+            workflow_task,
             ..Default::default()
         }))
     }

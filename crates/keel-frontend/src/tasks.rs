@@ -432,6 +432,19 @@ impl Frontend {
         else {
             return Ok(api::PollWorkflowTaskQueueResponse::default());
         };
+        self.workflow_task_response(d, log_index, sticky_name.as_deref())
+            .await
+    }
+
+    /// The poll response for a started workflow task (or a legacy query task) `d` that the
+    /// entry at `log_index` handed out, to a poll from `sticky` (a worker's sticky queue) or
+    /// from the normal queue.
+    pub(crate) async fn workflow_task_response(
+        &self,
+        d: wf::Dispatched,
+        log_index: u64,
+        sticky: Option<&str>,
+    ) -> Result<api::PollWorkflowTaskQueueResponse, Status> {
         // The dispatch may have committed through the leader: read history once applied here.
         self.node()
             .wait_applied_beyond(log_index.saturating_sub(1), Duration::from_secs(5))
@@ -441,8 +454,8 @@ impl Frontend {
         // Only the new events when this poll comes from the sticky queue of the worker that
         // completed the run's last task (it has the run cached; should it have evicted it,
         // the SDK fetches the full history). Everyone else gets the full history.
-        let first = match (&sticky_name, d.query.is_none()) {
-            (Some(s), true) if *s == d.sticky_queue && d.previous_started_event_id > 0 => {
+        let first = match (sticky, d.query.is_none()) {
+            (Some(s), true) if s == d.sticky_queue && d.previous_started_event_id > 0 => {
                 d.previous_started_event_id + 1
             }
             _ => 1,
@@ -488,7 +501,7 @@ impl Frontend {
                     .collect(),
             }),
             workflow_execution_task_queue: Some(TaskQueue {
-                name: queue.name.clone(),
+                name: d.task_queue.clone(),
                 kind: 1,
                 ..Default::default()
             }),

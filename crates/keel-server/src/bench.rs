@@ -249,6 +249,7 @@ impl Driver {
                     commands: vec![wf::WorkflowCommand { kind: Some(cmd) }],
                     sdk_metadata: vec![],
                     sticky_queue: String::new(),
+                    ..Default::default()
                 })
             }
             Phase::CompleteActivity => Kind::CompleteActivityTask(wf::CompleteActivityTask {

@@ -631,6 +631,7 @@ async fn run_workflow_through(
             commands: vec![w::WorkflowCommand { kind: Some(cmd) }],
             sdk_metadata: vec![],
             sticky_queue: String::new(),
+            ..Default::default()
         }))
         .await?;
         anyhow::ensure!(

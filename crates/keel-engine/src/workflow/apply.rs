@@ -425,6 +425,17 @@ impl<S: StateStore> Ctx<'_, S> {
 
     /// Schedules a workflow task unless one is scheduled or started ("→WFT").
     pub fn schedule_workflow_task(&mut self, ms: &mut MutableState, attempt: i32) -> Result<()> {
+        self.schedule_workflow_task_queued(ms, attempt, true)
+    }
+
+    /// [`Self::schedule_workflow_task`]; without `enqueue` the task gets no backlog entry
+    /// (the caller starts it in the same entry).
+    pub fn schedule_workflow_task_queued(
+        &mut self,
+        ms: &mut MutableState,
+        attempt: i32,
+        enqueue: bool,
+    ) -> Result<()> {
         if ms.workflow_task.is_some() || !is_running(ms) {
             return Ok(());
         }
@@ -450,6 +461,9 @@ impl<S: StateStore> Ctx<'_, S> {
             scheduled_time_ms: if transient { self.now_ms } else { 0 },
             ..Default::default()
         });
+        if !enqueue {
+            return Ok(());
+        }
         let run = ms.run.clone().expect("named run");
         let queue = ms.task_queue.clone();
         let backlog = if ms.previous_started_event_id > 0 {

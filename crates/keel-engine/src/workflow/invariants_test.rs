@@ -130,11 +130,15 @@ impl World {
                     commands,
                     sdk_metadata: vec![],
                     sticky_queue: String::new(),
+                    force_create_new_task: rng.below(4) == 0,
+                    return_new_task: rng.below(2) == 0,
                 }));
                 let completed = match outcome {
-                    Outcome::CompletedWithActivities(e) => {
+                    Outcome::CompletedWithTasks(e) => {
                         self.act_tokens
                             .extend(e.activities.into_iter().filter_map(|d| d.token));
+                        self.wf_tokens
+                            .extend(e.workflow_task.into_iter().filter_map(|d| d.token));
                         true
                     }
                     Outcome::Accepted(_) => true,

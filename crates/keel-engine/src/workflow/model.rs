@@ -188,6 +188,14 @@ pub struct CompleteWorkflowTask {
     /// sent to that worker's sticky polls with only the new events.
     #[prost(string, tag = "5")]
     pub sticky_queue: String,
+    /// Schedule a new workflow task even if no event asks for one: a workflow-task
+    /// heartbeat (an SDK running a local activity longer than the task timeout).
+    #[prost(bool, tag = "6")]
+    pub force_create_new_task: bool,
+    /// If the completion schedules a new workflow task, start it for the completing worker
+    /// in the same entry and return it (`CompletedWithTasks.workflow_task`).
+    #[prost(bool, tag = "7")]
+    pub return_new_task: bool,
 }
 
 /// RespondActivityTaskCompleted.
@@ -623,21 +631,26 @@ pub mod workflow_outcome {
         /// The thing to create exists already (ALREADY_EXISTS), e.g. a namespace.
         #[prost(string, tag = "9")]
         AlreadyExists(String),
-        /// A workflow task completed and some activities started eagerly for its worker
-        /// (a completion without eager activities answers `Accepted`).
+        /// A workflow task completed and handed its worker new tasks: activities started
+        /// eagerly, the run's next workflow task (a completion handing out nothing answers
+        /// `Accepted`).
         #[prost(message, tag = "10")]
-        CompletedWithActivities(super::EagerActivities),
+        CompletedWithTasks(super::CompletionTasks),
     }
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Empty {}
 
-/// Activity attempts started together with a workflow task's completion.
+/// Tasks started for the completing worker together with a workflow task's completion.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct EagerActivities {
+pub struct CompletionTasks {
+    /// Activity attempts the completion asked to run eagerly.
     #[prost(message, repeated, tag = "1")]
     pub activities: Vec<Dispatched>,
+    /// The run's next workflow task, when the completion asked for it to be returned.
+    #[prost(message, optional, tag = "2")]
+    pub workflow_task: Option<Dispatched>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -693,6 +706,9 @@ pub struct Dispatched {
     /// written, which end the history sent to the worker (`last_event_id` counts them).
     #[prost(message, repeated, tag = "10")]
     pub transient_events: Vec<HistoryEvent>,
+    /// The run's (normal) task queue, for a workflow task.
+    #[prost(string, tag = "11")]
+    pub task_queue: String,
 }
 
 // ---------------------------------------------------------------- history

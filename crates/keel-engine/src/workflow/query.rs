@@ -175,6 +175,7 @@ pub(super) fn dispatch<S: StateStore>(
                     last_event_id: ms.next_event_id - 1,
                     query: Some(Box::new(record)),
                     sticky_queue: String::new(),
+                    task_queue: ms.task_queue.clone(),
                     // A query runs on the written history only.
                     transient_events: Vec::new(),
                 })));

@@ -140,6 +140,7 @@ fn start_workflow_task<S: StateStore>(
         last_event_id: started,
         sticky_queue: ms.sticky_queue.clone(),
         transient_events,
+        task_queue: ms.task_queue.clone(),
         ..Default::default()
     })))
 }
@@ -384,8 +385,10 @@ pub(super) fn complete_workflow_task<S: StateStore>(
         needs_task |= apply_command(ctx, &mut ms, cmd, wtc, &c.identity)?;
     }
     needs_task |= ctx.flush_buffered(&mut ms);
-    if needs_task {
-        ctx.schedule_workflow_task(&mut ms, 1)?;
+    // A heartbeat (force_create) asks for a task with no new event: the SDK keeps working on
+    // the run (a long local activity) and must not let the task time out.
+    if needs_task || c.force_create_new_task {
+        ctx.schedule_workflow_task_queued(&mut ms, 1, !c.return_new_task)?;
     }
     // Eager activities start now for the completing worker (a run closed by a later command
     // dropped them).
@@ -412,12 +415,36 @@ pub(super) fn complete_workflow_task<S: StateStore>(
             }
         }
     }
+    // The new task goes straight back to the completing worker, never through the backlog;
+    // started last, so its history holds every event of this completion.
+    let workflow_task = match &ms.workflow_task {
+        Some(next) if c.return_new_task && next.started_event_id == 0 => {
+            let entry = TaskRef {
+                run: ms.run.clone(),
+                scheduled_event_id: next.scheduled_event_id,
+                query_id: String::new(),
+            };
+            let dispatch = DispatchTask {
+                namespace: entry.run.as_ref().expect("named run").namespace.clone(),
+                task_queue: ms.task_queue.clone(),
+                kind: TaskKind::Workflow as i32,
+                identity: c.identity.clone(),
+                request_id: format!("returned-{wtc}"),
+            };
+            match start_workflow_task(ctx, &mut ms, &entry, &dispatch).and_then(|o| o.kind) {
+                Some(Outcome::Dispatched(d)) => Some(d),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     ctx.save(&ms);
-    if started.is_empty() {
+    if started.is_empty() && workflow_task.is_none() {
         return Ok(accepted());
     }
-    Ok(outcome(Outcome::CompletedWithActivities(EagerActivities {
+    Ok(outcome(Outcome::CompletedWithTasks(CompletionTasks {
         activities: started,
+        workflow_task,
     })))
 }
 

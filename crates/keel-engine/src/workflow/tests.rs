@@ -139,6 +139,27 @@ impl Harness {
             commands,
             sdk_metadata: b"flags".to_vec(),
             sticky_queue: String::new(),
+            ..Default::default()
+        }))
+    }
+
+    /// Completes with RespondWorkflowTaskCompleted's `force_create_new_workflow_task` and
+    /// `return_new_workflow_task` flags.
+    fn complete_wft_asking(
+        &mut self,
+        token: &TaskToken,
+        commands: Vec<WorkflowCommand>,
+        force_create_new_task: bool,
+        return_new_task: bool,
+    ) -> Outcome {
+        self.apply(Kind::CompleteWorkflowTask(CompleteWorkflowTask {
+            token: Some(token.clone()),
+            identity: "worker".into(),
+            commands,
+            sdk_metadata: b"flags".to_vec(),
+            sticky_queue: String::new(),
+            force_create_new_task,
+            return_new_task,
         }))
     }
 
@@ -414,6 +435,137 @@ fn events_arriving_while_a_task_is_started_are_buffered_and_flushed_after_its_co
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_task_heartbeat_starts_the_next_task_for_the_same_worker_without_any_new_event() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow); // 2, 3
+    h.now_ms += 1_600;
+    let next = match h.complete_wft_asking(&token(&wft), vec![], true, true) {
+        Outcome::CompletedWithTasks(t) => t.workflow_task.expect("the next task is returned"),
+        other => panic!("expected the returned task, got {other:?}"),
+    };
+    assert_eq!(
+        h.types("wf", "r1")[3..],
+        [
+            "WorkflowTaskCompleted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert_eq!(
+        (
+            next.started_event_id,
+            next.previous_started_event_id,
+            next.last_event_id,
+            next.attempt
+        ),
+        (6, 3, 6, 1)
+    );
+    assert_eq!(next.task_queue, TQ);
+    assert!(
+        h.poll(TaskKind::Workflow).is_none(),
+        "a returned task never sits in the backlog for another poller"
+    );
+    let ms = h.state("wf", "r1");
+    let task = ms.workflow_task.clone().expect("a started task");
+    assert_eq!((task.scheduled_event_id, task.started_event_id), (5, 6));
+    assert!(
+        ms.deadlines
+            .iter()
+            .any(|d| d.kind == DeadlineKind::WorkflowTaskStartToClose as i32
+                && d.event_id == 5
+                && d.fire_at_ms == h.now_ms + ms.workflow_task_timeout_ms),
+        "the returned task times out like a polled one: {:?}",
+        ms.deadlines
+    );
+    assert!(
+        matches!(h.complete_wft(&token(&wft), vec![]), Outcome::NotFound(_)),
+        "the heartbeated token is spent"
+    );
+    assert!(matches!(
+        h.complete_wft(&token(&Some(next)), vec![complete(b"done")]),
+        Outcome::Accepted(_)
+    ));
+}
+
+#[test]
+fn force_create_alone_queues_the_task_and_return_new_alone_creates_none() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    assert!(matches!(
+        h.complete_wft_asking(&token(&wft), vec![], true, false),
+        Outcome::Accepted(_)
+    ));
+    let polled = h.poll(TaskKind::Workflow);
+    assert_eq!(
+        polled.as_ref().map(|d| d.started_event_id),
+        Some(6),
+        "the forced task is polled from the backlog"
+    );
+    assert!(matches!(
+        h.complete_wft_asking(&token(&polled), vec![timer("t", 100)], false, true),
+        Outcome::Accepted(_)
+    ));
+    assert!(
+        h.state("wf", "r1").workflow_task.is_none(),
+        "nothing asked for a task, so none is returned"
+    );
+}
+
+#[test]
+fn a_returned_task_carries_the_events_buffered_while_the_completed_one_ran() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&wft), vec![activity("a")]); // 5
+    let a = h.poll(TaskKind::Activity);
+    let wft2 = {
+        h.complete_activity(&token(&a), b"A"); // 6, 7 → WFT 8
+        h.poll(TaskKind::Workflow) // 9
+    };
+    h.apply(Kind::SignalWorkflow(SignalWorkflow {
+        run: Some(run_key("wf", "r1")),
+        signal_name: "go".into(),
+        request_id: "sig-1".into(),
+        ..Default::default()
+    }));
+    let next = match h.complete_wft_asking(&token(&wft2), vec![], false, true) {
+        Outcome::CompletedWithTasks(t) => t.workflow_task.expect("the signal asks for a task"),
+        other => panic!("expected the returned task, got {other:?}"),
+    };
+    let types = h.types("wf", "r1");
+    assert_eq!(
+        types[9..],
+        [
+            "WorkflowTaskCompleted",
+            "WorkflowExecutionSignaled",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    assert_eq!(
+        (next.previous_started_event_id, next.last_event_id),
+        (9, 13)
+    );
+}
+
+#[test]
+fn a_completion_that_closes_the_run_returns_no_task() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    assert!(matches!(
+        h.complete_wft_asking(&token(&wft), vec![complete(b"done")], true, true),
+        Outcome::Accepted(_)
+    ));
+    assert_eq!(
+        h.types("wf", "r1").last(),
+        Some(&"WorkflowExecutionCompleted")
+    );
 }
 
 #[test]
@@ -1815,7 +1967,7 @@ fn an_eagerly_requested_activity_starts_with_the_completion_and_skips_the_backlo
         a.task_queue = "elsewhere".into();
     });
     let started = match h.complete_wft(&token(&wft), vec![eager, other_queue]) {
-        Outcome::CompletedWithActivities(e) => e.activities,
+        Outcome::CompletedWithTasks(e) => e.activities,
         other => panic!("expected eager activities, got {other:?}"),
     };
     assert_eq!(

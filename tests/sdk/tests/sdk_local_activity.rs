@@ -1,0 +1,110 @@
+//! A local activity that runs longer than the workflow-task timeout. The SDK keeps its task
+//! alive by completing it with `force_create_new_workflow_task` (a workflow-task heartbeat,
+//! at 80% of the timeout) and takes the next task from the completion's response; the server
+//! must create and hand out that task even though no event arrived.
+
+use std::time::Duration;
+
+use keel_sdk_tests::{client_for, cluster, history_of, WAIT};
+use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+use temporalio_macros::{activities, workflow, workflow_methods};
+use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use temporalio_sdk::{
+    LocalActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
+};
+
+#[workflow]
+#[derive(Default)]
+pub struct SlowLocal;
+
+#[workflow_methods]
+impl SlowLocal {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, millis: u64) -> WorkflowResult<String> {
+        let done = ctx
+            .execute_local_activity(
+                Slow::work,
+                millis,
+                LocalActivityOptions::builder()
+                    .start_to_close_timeout(Duration::from_secs(30))
+                    .build(),
+            )
+            .await?;
+        Ok(done)
+    }
+}
+
+pub struct Slow;
+
+#[activities]
+impl Slow {
+    /// Takes `millis` of wall time (the work being simulated, not a wait for state).
+    #[activity]
+    pub async fn work(_ctx: ActivityContext, millis: u64) -> Result<String, ActivityError> {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        Ok(format!("worked {millis} ms"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_activity_longer_than_the_task_timeout_completes_through_task_heartbeats(
+) -> anyhow::Result<()> {
+    let (c, _leader, followers) = cluster().await?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let worker_client = client_for(c.node(followers[0]).client_addr()).await?;
+    let options = WorkerOptions::new("slow-local")
+        .register_workflow::<SlowLocal>()?
+        .register_activities(Slow)
+        .build();
+    let mut worker = Worker::new(&runtime, worker_client, options)?;
+    let stop = worker.shutdown_handle();
+
+    let client = client_for(c.node(followers[1]).client_addr()).await?;
+    let scenario = async {
+        let result = async {
+            let mut options = WorkflowStartOptions::new("slow-local", "slow-local-1").build();
+            // Heartbeats every 1.6 s; the activity spans about three of them.
+            options.task_timeout = Some(Duration::from_secs(2));
+            let handle = client
+                .start_workflow(SlowLocal::run, 5_000u64, options)
+                .await?;
+            let result =
+                tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+                    .await??;
+            anyhow::Ok(result)
+        }
+        .await;
+        // Also on failure, so the worker stops and the test reports instead of hanging.
+        stop();
+        result
+    };
+    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    assert_eq!(result?, "worked 5000 ms");
+    worker_result?;
+
+    let history = history_of(&client, "slow-local-1").await?;
+    let count = |pred: fn(&Attributes) -> bool| {
+        history
+            .events
+            .iter()
+            .filter(|e| e.attributes.as_ref().is_some_and(pred))
+            .count()
+    };
+    assert_eq!(
+        count(|a| matches!(a, Attributes::WorkflowTaskTimedOutEventAttributes(_))),
+        0,
+        "no task timed out: the heartbeats kept it alive"
+    );
+    assert!(
+        count(|a| matches!(a, Attributes::WorkflowTaskCompletedEventAttributes(_))) >= 3,
+        "the first task, at least one heartbeat, and the one recording the result"
+    );
+    assert_eq!(
+        count(|a| matches!(a, Attributes::MarkerRecordedEventAttributes(_))),
+        1,
+        "the local activity's result is recorded once"
+    );
+    c.shutdown().await;
+    Ok(())
+}
