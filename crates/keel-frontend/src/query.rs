@@ -1,7 +1,9 @@
-//! QueryWorkflow and RespondQueryTaskCompleted (legacy query tasks).
+//! QueryWorkflow and RespondQueryTaskCompleted.
 //!
 //! A query is proposed as `EnqueueQuery`; any node's workflow pollers take it (see
-//! `tasks.rs`), the worker's answer is proposed as `AnswerQuery`, and the node serving the
+//! `tasks.rs`) as a legacy query task, or it goes out with the run's next workflow task (that
+//! task's `queries`, answered in RespondWorkflowTaskCompleted's `query_results`); the worker's
+//! answer is proposed as `AnswerQuery` (or with the completion), and the node serving the
 //! query waits until its applied state holds the answer, then proposes `ForgetQuery`. A query
 //! nobody answers gets DEADLINE_EXCEEDED before the caller's deadline and is forgotten too
 //! (and expires on its own should this node die first).

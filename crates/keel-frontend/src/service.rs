@@ -361,6 +361,24 @@ impl WorkflowService for Frontend {
             .and_then(|a| a.worker_task_queue.as_ref())
             .map(|q| q.name.clone())
             .unwrap_or_default();
+        // Answers to the queries that went out with this task.
+        let run = token.run.clone();
+        let query_results = r
+            .query_results
+            .iter()
+            .map(|(query_id, a)| wf::AnswerQuery {
+                token: Some(wf::TaskToken {
+                    run: run.clone(),
+                    kind: wf::TaskKind::Query as i32,
+                    query_id: query_id.clone(),
+                    ..Default::default()
+                }),
+                result_type: a.result_type,
+                result: encoded(&a.answer),
+                error_message: a.error_message.clone(),
+                failure: encoded(&a.failure),
+            })
+            .collect();
         let (outcome, log_index) = self
             .propose_at(Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {
                 token: Some(token),
@@ -370,6 +388,7 @@ impl WorkflowService for Frontend {
                 sticky_queue: sticky_queue.clone(),
                 force_create_new_task: r.force_create_new_workflow_task,
                 return_new_task: r.return_new_workflow_task,
+                query_results,
             }))
             .await?;
         // Activities the worker asked to run eagerly, and the run's next workflow task if

@@ -472,15 +472,13 @@ impl Frontend {
         }
         events.extend(d.transient_events.iter().cloned());
         // A legacy query task: `query` set, no started task (temporal-compat.md §5).
-        let query = d.query.as_ref().map(|q| WorkflowQuery {
-            query_type: q.query_type.clone(),
-            query_args: Payloads::decode(q.query_args.as_slice())
-                .ok()
-                .filter(|_| !q.query_args.is_empty()),
-            header: Header::decode(q.header.as_slice())
-                .ok()
-                .filter(|_| !q.header.is_empty()),
-        });
+        let query = d.query.as_deref().map(workflow_query);
+        // Queries that go out with this workflow task, answered in its completion.
+        let queries = d
+            .queries
+            .iter()
+            .map(|q| (q.query_id.clone(), workflow_query(q)))
+            .collect();
         let times = events.last().map(|e| e.event_time_ms).unwrap_or(0);
         Ok(api::PollWorkflowTaskQueueResponse {
             task_token: encode_token(&token),
@@ -508,6 +506,7 @@ impl Frontend {
             scheduled_time: Some(timestamp(times)),
             started_time: Some(timestamp(times)),
             query,
+            queries,
             ..Default::default()
         })
     }
@@ -534,6 +533,18 @@ impl Frontend {
             return Ok(api::PollActivityTaskQueueResponse::default());
         };
         Ok(activity_task(&r.namespace, &d))
+    }
+}
+
+fn workflow_query(q: &wf::QueryRecord) -> WorkflowQuery {
+    WorkflowQuery {
+        query_type: q.query_type.clone(),
+        query_args: Payloads::decode(q.query_args.as_slice())
+            .ok()
+            .filter(|_| !q.query_args.is_empty()),
+        header: Header::decode(q.header.as_slice())
+            .ok()
+            .filter(|_| !q.header.is_empty()),
     }
 }
 

@@ -1,27 +1,34 @@
 //! A local activity that runs longer than the workflow-task timeout. The SDK keeps its task
 //! alive by completing it with `force_create_new_workflow_task` (a workflow-task heartbeat,
 //! at 80% of the timeout) and takes the next task from the completion's response; the server
-//! must create and hand out that task even though no event arrived.
+//! must create and hand out that task even though no event arrived. The run always has a
+//! started task meanwhile, so a query goes out with the next task (its `queries`) and is
+//! answered in that task's completion.
 
 use std::time::Duration;
 
 use keel_sdk_tests::{client_for, cluster, history_of, WAIT};
-use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
+use keel_server::local_cluster::wait_for;
+use temporalio_client::{WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::{
-    LocalActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
+    LocalActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowContextView,
+    WorkflowResult,
 };
 
 #[workflow]
 #[derive(Default)]
-pub struct SlowLocal;
+pub struct SlowLocal {
+    phase: String,
+}
 
 #[workflow_methods]
 impl SlowLocal {
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>, millis: u64) -> WorkflowResult<String> {
+        ctx.state_mut(|s| s.phase = "working".into());
         let done = ctx
             .execute_local_activity(
                 Slow::work,
@@ -31,7 +38,13 @@ impl SlowLocal {
                     .build(),
             )
             .await?;
+        ctx.state_mut(|s| s.phase = "done".into());
         Ok(done)
+    }
+
+    #[query]
+    pub fn phase(&self, _ctx: &WorkflowContextView) -> String {
+        self.phase.clone()
     }
 }
 
@@ -69,6 +82,30 @@ async fn a_local_activity_longer_than_the_task_timeout_completes_through_task_he
             let handle = client
                 .start_workflow(SlowLocal::run, 5_000u64, options)
                 .await?;
+            // Once a heartbeat went through, every moment has a started task until the
+            // activity ends: the query must still be answered, and while it works.
+            wait_for(WAIT, "a workflow-task heartbeat completed", || async {
+                let history = history_of(&client, "slow-local-1").await.ok()?;
+                let completed = history
+                    .events
+                    .iter()
+                    .filter(|e| {
+                        matches!(
+                            e.attributes,
+                            Some(Attributes::WorkflowTaskCompletedEventAttributes(_))
+                        )
+                    })
+                    .count();
+                (completed >= 2).then_some(())
+            })
+            .await?;
+            let phase = handle
+                .query(SlowLocal::phase, (), WorkflowQueryOptions::default())
+                .await?;
+            anyhow::ensure!(
+                phase == "working",
+                "queried during the local activity, got {phase:?}"
+            );
             let result =
                 tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                     .await??;

@@ -132,6 +132,7 @@ impl World {
                     sticky_queue: String::new(),
                     force_create_new_task: rng.below(4) == 0,
                     return_new_task: rng.below(2) == 0,
+                    query_results: Vec::new(),
                 }));
                 let completed = match outcome {
                     Outcome::CompletedWithTasks(e) => {

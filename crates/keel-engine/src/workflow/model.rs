@@ -196,6 +196,10 @@ pub struct CompleteWorkflowTask {
     /// in the same entry and return it (`CompletedWithTasks.workflow_task`).
     #[prost(bool, tag = "7")]
     pub return_new_task: bool,
+    /// Answers to the queries that went out with the task (`query_results`); each token
+    /// names the query.
+    #[prost(message, repeated, tag = "8")]
+    pub query_results: Vec<AnswerQuery>,
 }
 
 /// RespondActivityTaskCompleted.
@@ -394,6 +398,13 @@ pub struct QueryRecord {
     pub error_message: String,
     #[prost(bytes = "vec", tag = "11")]
     pub failure: Vec<u8>,
+    /// Set when the query went out with a workflow task (in its `queries`, answered by that
+    /// task's completion) rather than as a legacy query task: that task's scheduled event id
+    /// and attempt. Should the task end unanswered, the query is handed out again.
+    #[prost(int64, tag = "12")]
+    pub task_scheduled_event_id: i64,
+    #[prost(int32, tag = "13")]
+    pub task_attempt: i32,
 }
 
 /// RespondActivityTaskCanceled.
@@ -709,6 +720,10 @@ pub struct Dispatched {
     /// The run's (normal) task queue, for a workflow task.
     #[prost(string, tag = "11")]
     pub task_queue: String,
+    /// Queries of the run that go out with this workflow task, to be answered by its
+    /// completion (Temporal's `queries`).
+    #[prost(message, repeated, tag = "12")]
+    pub queries: Vec<QueryRecord>,
 }
 
 // ---------------------------------------------------------------- history

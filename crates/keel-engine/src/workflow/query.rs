@@ -1,8 +1,13 @@
-//! Queries (legacy query tasks): a query is recorded and queued for the run's task queue,
-//! handed to one workflow poller while the run has no started workflow task, answered by
-//! that worker, read by the querying frontend and then forgotten. A query nobody answers is
-//! removed by its `QueryExpiry` deadline, which outlives the run's close: closed runs stay
-//! queryable.
+//! Queries: a query is recorded and queued for the run's task queue, then handed out one of
+//! two ways: as a legacy query task to one workflow poller while the run has no started
+//! workflow task, or, if the run's next workflow task starts first, with that task (its
+//! `queries`, answered in its completion's `query_results`), so a run whose tasks follow one
+//! another (workflow-task heartbeats) is still queryable. Answered, it is read by the
+//! querying frontend and then forgotten. A query nobody answers is removed by its
+//! `QueryExpiry` deadline, which outlives the run's close: closed runs stay queryable.
+//!
+//! A query waiting for its run's task does not hold up the queries behind it in the backlog:
+//! dispatch looks past waiting entries (a bounded window).
 //!
 //! Queries change no history and no workflow state; they are replicated only so that any
 //! node's pollers can take them and any node can read the answer.
@@ -86,11 +91,31 @@ enum Head {
     Take(Box<(QueryRecord, MutableState)>),
 }
 
+/// Whether a query still waits to be handed out: pending, or sent with a workflow task that
+/// ended without answering it (failed, timed out, or completed without its result). `ms` is
+/// its run, as before any task start in this entry.
+fn awaiting(record: &QueryRecord, ms: &MutableState) -> bool {
+    if record.state == QueryState::Pending as i32 {
+        return true;
+    }
+    if record.state != QueryState::Dispatched as i32 || record.task_scheduled_event_id == 0 {
+        return false;
+    }
+    let still_out = ms.workflow_task.as_ref().is_some_and(|t| {
+        t.started_event_id != 0
+            && t.scheduled_event_id == record.task_scheduled_event_id
+            && t.attempt == record.task_attempt
+    });
+    !still_out
+}
+
 fn head(store: &impl ReadState, namespace: &str, entry: &TaskRef) -> Result<Head> {
     let Some(record) = read_query(store, namespace, &entry.query_id)? else {
         return Ok(Head::Skip);
     };
-    if record.state != QueryState::Pending as i32 {
+    let legacy_dispatched =
+        record.state == QueryState::Dispatched as i32 && record.task_scheduled_event_id == 0;
+    if record.state == QueryState::Answered as i32 || legacy_dispatched {
         return Ok(Head::Skip);
     }
     let Some(run) = record.run.clone() else {
@@ -99,10 +124,50 @@ fn head(store: &impl ReadState, namespace: &str, entry: &TaskRef) -> Result<Head
     let Some(ms) = super::read_mutable_state(store, &run)? else {
         return Ok(Head::Skip);
     };
+    // Also a query out with the started task waits: should that task end unanswered, the
+    // entry hands it out.
     if is_running(&ms) && task_started(&ms) {
         return Ok(Head::Wait);
     }
+    if !awaiting(&record, &ms) {
+        return Ok(Head::Skip);
+    }
     Ok(Head::Take(Box::new((record, ms))))
+}
+
+/// Hands the run's waiting queries out with the workflow task being started (scheduled at
+/// `scheduled_event_id`, `attempt`); `ms` as before that start.
+pub(super) fn attach_to_task<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &MutableState,
+    scheduled_event_id: i64,
+    attempt: i32,
+) -> Result<Vec<QueryRecord>> {
+    let run = ms.run.as_ref().expect("named run");
+    let mut attached = Vec::new();
+    // Every query of the run in flight has its expiry armed on the run.
+    for d in &ms.deadlines {
+        if d.kind != DeadlineKind::QueryExpiry as i32 {
+            continue;
+        }
+        let Some(mut record) = read_query(ctx.store, &run.namespace, &d.name)? else {
+            continue;
+        };
+        if !awaiting(&record, ms) {
+            continue;
+        }
+        // Its backlog entry stays: dispatch skips it while the task holds it, and hands it
+        // out as a query task should the task end unanswered.
+        record.state = QueryState::Dispatched as i32;
+        record.task_scheduled_event_id = scheduled_event_id;
+        record.task_attempt = attempt;
+        ctx.store.put(
+            &keys::query(&run.namespace, &record.query_id),
+            &record.encode_to_vec(),
+        );
+        attached.push(record);
+    }
+    Ok(attached)
 }
 
 /// Whether a query dispatch on this queue would make progress now (hand out a query or drop
@@ -114,15 +179,21 @@ pub fn query_ready(store: &impl ReadState, namespace: &str, task_queue: &str) ->
         return Ok(false);
     };
     let cursor: QueueCursor = decode(&ckey, &b)?;
-    if cursor.head >= cursor.tail {
-        return Ok(false);
+    let end = cursor.tail.min(cursor.head + MAX_STALE_SKIPS as u64);
+    for pos in cursor.head..end {
+        let ekey = keys::queue_entry(namespace, task_queue, TaskKind::Query as u8, pos);
+        let decision = match store.get(&ekey)? {
+            Some(b) => head(store, namespace, &decode(&ekey, &b)?)?,
+            None => Head::Skip,
+        };
+        match decision {
+            Head::Take(_) => return Ok(true),
+            // Dropping stale entries at the head moves the cursor: progress.
+            Head::Skip if pos == cursor.head => return Ok(true),
+            Head::Skip | Head::Wait => {}
+        }
     }
-    let ekey = keys::queue_entry(namespace, task_queue, TaskKind::Query as u8, cursor.head);
-    let Some(b) = store.get(&ekey)? else {
-        return Ok(true);
-    };
-    let entry: TaskRef = decode(&ekey, &b)?;
-    Ok(!matches!(head(store, namespace, &entry)?, Head::Wait))
+    Ok(false)
 }
 
 pub(super) fn dispatch<S: StateStore>(
@@ -136,26 +207,25 @@ pub(super) fn dispatch<S: StateStore>(
         None => return Ok(outcome(Outcome::NoTask(Empty {}))),
     };
     let mut found = None;
-    for _ in 0..MAX_STALE_SKIPS {
-        if cursor.head >= cursor.tail {
-            break;
-        }
-        let ekey = keys::queue_entry(&c.namespace, &c.task_queue, kind, cursor.head);
+    // Entries up to the first waiting one are consumed (the cursor moves past them); after
+    // it, a taken or stale entry leaves a hole, skipped when the cursor gets there.
+    let mut at_head = true;
+    let end = cursor.tail.min(cursor.head + MAX_STALE_SKIPS as u64);
+    for pos in cursor.head..end {
+        let ekey = keys::queue_entry(&c.namespace, &c.task_queue, kind, pos);
         let decision = match ctx.store.get(&ekey)? {
             Some(b) => head(ctx.store, &c.namespace, &decode(&ekey, &b)?)?,
             None => Head::Skip,
         };
         match decision {
-            Head::Wait => break,
-            Head::Skip => {
-                ctx.store.delete(&ekey);
-                cursor.head += 1;
-            }
+            Head::Wait => at_head = false,
+            Head::Skip => ctx.store.delete(&ekey),
             Head::Take(taken) => {
                 ctx.store.delete(&ekey);
-                cursor.head += 1;
                 let (mut record, ms) = *taken;
                 record.state = QueryState::Dispatched as i32;
+                record.task_scheduled_event_id = 0;
+                record.task_attempt = 0;
                 ctx.store.put(
                     &keys::query(&c.namespace, &record.query_id),
                     &record.encode_to_vec(),
@@ -178,9 +248,15 @@ pub(super) fn dispatch<S: StateStore>(
                     task_queue: ms.task_queue.clone(),
                     // A query runs on the written history only.
                     transient_events: Vec::new(),
+                    queries: Vec::new(),
                 })));
-                break;
             }
+        }
+        if at_head {
+            cursor.head = pos + 1;
+        }
+        if found.is_some() {
+            break;
         }
     }
     ctx.store.put(&ckey, &cursor.encode_to_vec());
@@ -215,6 +291,45 @@ pub(super) fn answer<S: StateStore>(
         query_id: token.query_id.clone(),
     });
     Ok(accepted())
+}
+
+/// Records the answers a workflow task's completion carries for the queries that went out
+/// with it (`task`, the completed task); answers for any other query are ignored.
+pub(super) fn answer_from_task<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    run: &RunKey,
+    task: &WorkflowTaskInfo,
+    answers: &[AnswerQuery],
+) -> Result<()> {
+    for a in answers {
+        let Some(query_id) = a.token.as_ref().map(|t| t.query_id.as_str()) else {
+            continue;
+        };
+        let Some(mut record) = read_query(ctx.store, &run.namespace, query_id)? else {
+            continue;
+        };
+        let sent_with_task = record.state == QueryState::Dispatched as i32
+            && record.run.as_ref() == Some(run)
+            && record.task_scheduled_event_id == task.scheduled_event_id
+            && record.task_attempt == task.attempt;
+        if !sent_with_task {
+            continue;
+        }
+        record.state = QueryState::Answered as i32;
+        record.result_type = a.result_type;
+        record.result = a.result.clone();
+        record.error_message = a.error_message.clone();
+        record.failure = a.failure.clone();
+        ctx.store.put(
+            &keys::query(&run.namespace, query_id),
+            &record.encode_to_vec(),
+        );
+        ctx.effects.push(super::apply::Effect::QueryAnswered {
+            namespace: run.namespace.clone(),
+            query_id: query_id.to_string(),
+        });
+    }
+    Ok(())
 }
 
 pub(super) fn forget<S: StateStore>(

@@ -64,7 +64,7 @@ fn dispatch_from<S: StateStore>(
             continue;
         }
         found = match kind {
-            TaskKind::Workflow => start_workflow_task(ctx, &mut ms, &entry, c),
+            TaskKind::Workflow => start_workflow_task(ctx, &mut ms, &entry, c)?,
             TaskKind::Activity => activity::start_attempt(ctx, &mut ms, &entry, c),
             TaskKind::Query => unreachable!("query dispatch returned above"),
         };
@@ -83,11 +83,14 @@ fn start_workflow_task<S: StateStore>(
     ms: &mut MutableState,
     entry: &TaskRef,
     c: &DispatchTask,
-) -> Option<WorkflowOutcome> {
-    let task = ms.workflow_task.clone()?;
+) -> Result<Option<WorkflowOutcome>> {
+    let Some(task) = ms.workflow_task.clone() else {
+        return Ok(None);
+    };
     if task.scheduled_event_id != entry.scheduled_event_id || task.started_event_id != 0 {
-        return None;
+        return Ok(None);
     }
+    let queries = super::query::attach_to_task(ctx, ms, task.scheduled_event_id, task.attempt)?;
     let (started, transient_events) = if task.transient {
         // Nothing is written: the worker gets the two events under the ids they will have.
         let started = WorkflowTaskInfo {
@@ -124,7 +127,7 @@ fn start_workflow_task<S: StateStore>(
         "",
         at,
     );
-    Some(outcome(Outcome::Dispatched(Dispatched {
+    Ok(Some(outcome(Outcome::Dispatched(Dispatched {
         token: Some(TaskToken {
             run: ms.run.clone(),
             kind: TaskKind::Workflow as i32,
@@ -141,8 +144,9 @@ fn start_workflow_task<S: StateStore>(
         sticky_queue: ms.sticky_queue.clone(),
         transient_events,
         task_queue: ms.task_queue.clone(),
+        queries,
         ..Default::default()
-    })))
+    }))))
 }
 
 /// Loads the run a token names if the token is still current (else `None`: NOT_FOUND).
@@ -334,6 +338,8 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     let Some(task) = current_task(&token, &ms) else {
         return Ok(not_found("workflow task not found"));
     };
+    let run = ms.run.clone().expect("named run");
+    super::query::answer_from_task(ctx, &run, &task, &c.query_results)?;
     let commands = match validate(&ms, &c.commands) {
         Ok(v) => v,
         // A retry that sends invalid commands again is left to time out, as in Temporal: an
@@ -431,7 +437,7 @@ pub(super) fn complete_workflow_task<S: StateStore>(
                 identity: c.identity.clone(),
                 request_id: format!("returned-{wtc}"),
             };
-            match start_workflow_task(ctx, &mut ms, &entry, &dispatch).and_then(|o| o.kind) {
+            match start_workflow_task(ctx, &mut ms, &entry, &dispatch)?.and_then(|o| o.kind) {
                 Some(Outcome::Dispatched(d)) => Some(d),
                 _ => None,
             }

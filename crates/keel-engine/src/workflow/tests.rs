@@ -160,6 +160,7 @@ impl Harness {
             sticky_queue: String::new(),
             force_create_new_task,
             return_new_task,
+            query_results: Vec::new(),
         }))
     }
 
@@ -1864,6 +1865,122 @@ fn a_query_waits_while_the_run_has_a_started_workflow_task() {
         .poll(TaskKind::Query)
         .expect("dispatched once the task completed");
     assert_eq!((d.previous_started_event_id, d.last_event_id), (3, 5));
+}
+
+/// An answer carried by a workflow-task completion (`query_results`).
+fn task_answer(query_id: &str, result: &[u8]) -> AnswerQuery {
+    AnswerQuery {
+        token: Some(TaskToken {
+            run: Some(run_key("wf", "r1")),
+            kind: TaskKind::Query as i32,
+            query_id: query_id.into(),
+            ..Default::default()
+        }),
+        result_type: 1,
+        result: result.to_vec(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_query_held_back_by_a_started_task_goes_out_with_the_next_task_and_its_completion_answers_it() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    assert!(matches!(h.query("wf", "q1"), Outcome::Accepted(_)));
+    // A workflow-task heartbeat: the run always has a started task from here on.
+    let next = match h.complete_wft_asking(&token(&wft), vec![], true, true) {
+        Outcome::CompletedWithTasks(t) => t.workflow_task.expect("returned task"),
+        other => panic!("{other:?}"),
+    };
+    let sent: Vec<_> = next.queries.iter().map(|q| q.query_id.as_str()).collect();
+    assert_eq!(sent, ["q1"], "the query rides with the next task");
+    assert_eq!(next.queries[0].query_type, "getStatus");
+    assert!(
+        !h.query_ready() && h.poll(TaskKind::Query).is_none(),
+        "out with the task: not also a query task"
+    );
+    h.effects.clear();
+    let done = h.apply(Kind::CompleteWorkflowTask(CompleteWorkflowTask {
+        token: Some(token(&Some(next))),
+        identity: "worker".into(),
+        query_results: vec![task_answer("q1", b"busy"), task_answer("other", b"x")],
+        ..Default::default()
+    }));
+    assert!(matches!(done, Outcome::Accepted(_)), "{done:?}");
+    let r = h.query_record("q1").expect("kept until forgotten");
+    assert_eq!(
+        (r.state, r.result_type, r.result.as_slice()),
+        (QueryState::Answered as i32, 1, &b"busy"[..])
+    );
+    assert!(
+        h.effects.iter().any(|e| matches!(
+            e,
+            Effect::QueryAnswered { query_id, .. } if query_id == "q1"
+        )),
+        "the querying frontend is woken"
+    );
+    assert!(
+        h.query_record("other").is_none(),
+        "unknown answers are ignored"
+    );
+}
+
+#[test]
+fn a_query_sent_with_a_task_that_ends_unanswered_is_handed_out_again() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    assert!(matches!(h.query("wf", "q1"), Outcome::Accepted(_)));
+    let wft = h.poll(TaskKind::Workflow).expect("task");
+    assert_eq!(
+        wft.queries.len(),
+        1,
+        "the task starting first takes the query"
+    );
+    h.fire("wf", "r1", DeadlineKind::WorkflowTaskStartToClose);
+    assert!(
+        h.query_ready(),
+        "the task timed out: no task is started, so the query can go on its own"
+    );
+    let d = h.poll(TaskKind::Query).expect("handed out as a query task");
+    assert_eq!(token(&Some(d.clone())).query_id, "q1");
+    let retry = h.poll(TaskKind::Workflow).expect("the retried task");
+    assert!(
+        retry.queries.is_empty(),
+        "a query out as a query task is not sent again"
+    );
+    assert!(matches!(
+        h.answer(&token(&Some(d)), b"ok"),
+        Outcome::Accepted(_)
+    ));
+}
+
+#[test]
+fn a_query_held_back_on_one_run_does_not_hold_up_the_queries_behind_it() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let busy = h.poll(TaskKind::Workflow);
+    h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(run_key("idle", "r2")),
+        workflow_type: "hello".into(),
+        task_queue: TQ.into(),
+        request_id: "req-idle".into(),
+        ..Default::default()
+    }));
+    let idle = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&idle), vec![timer("t", 60_000)]);
+    assert!(matches!(h.query("wf", "q-busy"), Outcome::Accepted(_)));
+    assert!(matches!(h.query("idle", "q-idle"), Outcome::Accepted(_)));
+    assert!(h.query_ready(), "the second query can go");
+    let d = h
+        .poll(TaskKind::Query)
+        .expect("dispatched past the waiting one");
+    assert_eq!(token(&Some(d)).query_id, "q-idle");
+    assert!(!h.query_ready() && h.poll(TaskKind::Query).is_none());
+    h.complete_wft(&token(&busy), vec![timer("t", 60_000)]);
+    let d = h.poll(TaskKind::Query).expect("its task ended");
+    assert_eq!(token(&Some(d)).query_id, "q-busy");
+    assert!(h.poll(TaskKind::Query).is_none(), "each handed out once");
 }
 
 #[test]
