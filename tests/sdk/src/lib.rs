@@ -7,6 +7,25 @@ use temporalio_client::{
     Client, ClientOptions, Connection, ConnectionOptions, GrpcCompression, Url,
 };
 
+/// Runs `worker` while `scenario` runs and stops it when the scenario ends, also when it
+/// fails, so a failing test reports its error instead of waiting on a worker nobody stops.
+/// The scenario's error comes first; then the worker's.
+pub async fn run_with_worker<T>(
+    worker: &mut temporalio_sdk::Worker,
+    scenario: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let stop = worker.shutdown_handle();
+    let scenario = async move {
+        let result = scenario.await;
+        stop();
+        result
+    };
+    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let value = result?;
+    worker_result?;
+    Ok(value)
+}
+
 /// Deadline of every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(30);
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keel_sdk_tests::{client_for, cluster, WAIT};
+use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use keel_server::local_cluster::wait_for;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowSignalOptions, WorkflowStartOptions};
 use temporalio_common::protos::temporal::api::failure::v1::failure::FailureInfo;
@@ -170,7 +170,6 @@ where
         .register_activities(Ops)
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
     let client = client_for(c.node(followers[1]).client_addr()).await?;
     let workflow_id = format!("scenario-{mode}");
     let scenario = async {
@@ -185,12 +184,10 @@ where
         let result =
             tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok(result)
     };
-    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let result = run_with_worker(&mut worker, scenario).await;
     let result = result?;
-    worker_result?;
     c.shutdown().await;
     Ok(result)
 }

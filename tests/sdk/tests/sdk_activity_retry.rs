@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keel_sdk_tests::{client_for, cluster, WAIT};
+use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_common::RetryPolicy;
 use temporalio_macros::{activities, workflow, workflow_methods};
@@ -60,7 +60,6 @@ async fn a_failing_activity_is_retried_with_backoff_until_it_succeeds() -> anyho
         .register_activities(Flaky)
         .build();
     let mut worker = Worker::new(&runtime, client.clone(), options)?;
-    let stop = worker.shutdown_handle();
     let scenario = async {
         let handle = client
             .start_workflow(
@@ -72,12 +71,10 @@ async fn a_failing_activity_is_retried_with_backoff_until_it_succeeds() -> anyho
         let result =
             tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok(result)
     };
-    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let result = run_with_worker(&mut worker, scenario).await;
     assert_eq!(result?, "charged 4242 on attempt 3");
-    worker_result?;
     assert_eq!(ATTEMPTS.load(Ordering::SeqCst), 3);
     // Retries wrote no events: one ActivityTaskStarted, with attempt 3.
     let run = keel_engine::workflow::resolve_run(

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keel_sdk_tests::{client_for, cluster, WAIT};
+use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use keel_server::local_cluster::{wait_for, LocalCluster};
 use temporalio_client::{
     WorkflowCancelOptions, WorkflowGetResultOptions, WorkflowStartOptions, WorkflowTerminateOptions,
@@ -74,7 +74,6 @@ async fn cancellation_and_termination_close_sleeping_workflows() -> anyhow::Resu
         .register_workflow::<LongSleep>()?
         .build();
     let mut worker = Worker::new(&runtime, client.clone(), options)?;
-    let stop = worker.shutdown_handle();
     let scenario = async {
         let canceled = client
             .start_workflow(
@@ -124,14 +123,12 @@ async fn cancellation_and_termination_close_sleeping_workflows() -> anyhow::Resu
             terminated.get_result(WorkflowGetResultOptions::default()),
         )
         .await?;
-        stop();
         anyhow::Ok((r1.is_ok(), r2.is_err()))
     };
-    let (worker_result, outcome) = tokio::join!(worker.run(), scenario);
+    let outcome = run_with_worker(&mut worker, scenario).await;
     // This workflow treats cancellation as "stop sleeping and finish": the request reached it
     // (its hour-long timer ended at once) and it completed; termination fails the result.
     assert_eq!(outcome?, (true, true));
-    worker_result?;
     assert_eq!(
         last_event(&c, leader, "cancel-me")?,
         ("WorkflowExecutionCompleted".to_string(), 2)

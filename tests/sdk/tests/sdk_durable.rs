@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use keel_sdk_tests::{client_for, cluster, WAIT};
+use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowSignalOptions, WorkflowStartOptions};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
@@ -41,7 +41,6 @@ async fn durable_sleep_and_signals_survive_a_leader_crash() -> anyhow::Result<()
         .register_workflow::<SleepThenCount>()?
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
     let starter = client_for(c.node(followers[1]).client_addr()).await?;
 
     let scenario = async {
@@ -63,12 +62,10 @@ async fn durable_sleep_and_signals_survive_a_leader_crash() -> anyhow::Result<()
         let result =
             tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok(result)
     };
-    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let result = run_with_worker(&mut worker, scenario).await;
     assert_eq!(result?, 4);
-    worker_result?;
     let digest = c.wait_converged(WAIT).await?;
     assert!(digest.applied_index > 0);
     c.shutdown().await;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keel_engine::workflow::{resolve_run, Attributes, RunKey};
-use keel_sdk_tests::{client_for, cluster, identical_histories, WAIT};
+use keel_sdk_tests::{client_for, cluster, identical_histories, run_with_worker, WAIT};
 use keel_server::local_cluster::{wait_for, LocalCluster};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_macros::{activities, workflow, workflow_methods};
@@ -72,7 +72,6 @@ async fn run_with_crash(
         .register_activities(Steps)
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
     let client = client_for(c.node(followers[1]).client_addr()).await?;
     let workflow_id = format!("failover-{mode}");
     let scenario = async {
@@ -91,12 +90,10 @@ async fn run_with_crash(
         let result =
             tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok(result)
     };
-    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let result = run_with_worker(&mut worker, scenario).await;
     let result = result?;
-    worker_result?;
     let history = identical_histories(&c, &workflow_id).await?;
     c.shutdown().await;
     Ok((result, history))

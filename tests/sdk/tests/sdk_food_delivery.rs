@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keel_sdk_tests::{client_for, cluster, WAIT};
+use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use keel_server::local_cluster::wait_for;
 use serde::{Deserialize, Serialize};
 use temporalio_client::{
@@ -130,7 +130,6 @@ async fn an_order_is_delivered_and_its_status_is_queryable_while_running_and_aft
         .register_activities(Kitchen)
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
     let client = client_for(c.node(followers[1]).client_addr()).await?;
     let leader_client = client_for(c.node(leader).client_addr()).await?;
 
@@ -191,12 +190,10 @@ async fn an_order_is_delivered_and_its_status_is_queryable_while_running_and_aft
                 WorkflowQueryOptions::default(),
             )
             .await?;
-        stop();
         anyhow::Ok((result, after))
     };
-    let (worker_result, outcome) = tokio::join!(worker.run(), scenario);
+    let outcome = run_with_worker(&mut worker, scenario).await;
     let (result, after) = outcome?;
-    worker_result?;
     assert_eq!(result, "completed");
     assert_eq!(after, "completed", "getStatus answers after completion");
     assert_eq!(CHARGES.load(Ordering::SeqCst), 1);
@@ -216,7 +213,6 @@ async fn an_order_nobody_picks_up_is_refunded_after_the_timeout() -> anyhow::Res
         .register_activities(Kitchen)
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
     let client = client_for(c.node(followers[1]).client_addr()).await?;
 
     let scenario = async {
@@ -242,12 +238,10 @@ async fn an_order_nobody_picks_up_is_refunded_after_the_timeout() -> anyhow::Res
                 WorkflowQueryOptions::default(),
             )
             .await?;
-        stop();
         anyhow::Ok((result, after))
     };
-    let (worker_result, outcome) = tokio::join!(worker.run(), scenario);
+    let outcome = run_with_worker(&mut worker, scenario).await;
     let (result, after) = outcome?;
-    worker_result?;
     assert_eq!(result, "refunded: not picked up");
     assert_eq!(after, "refunded: not picked up");
     assert_eq!(CHARGES.load(Ordering::SeqCst), 1);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use keel_sdk_tests::{client_for, cluster, WAIT};
+use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -53,7 +53,6 @@ async fn hello_world_with_one_activity_worker_and_client_on_different_nodes() ->
         .register_activities(Greetings)
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
 
     let starter = client_for(c.node(followers[1]).client_addr()).await?;
     let scenario = async {
@@ -67,12 +66,10 @@ async fn hello_world_with_one_activity_worker_and_client_on_different_nodes() ->
         let result =
             tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok(result)
     };
-    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let result = run_with_worker(&mut worker, scenario).await;
     assert_eq!(result?, "Hello, Keel!");
-    worker_result?;
     c.shutdown().await;
     Ok(())
 }
@@ -110,7 +107,6 @@ async fn ten_sequential_activities_complete_in_order() -> anyhow::Result<()> {
         .register_activities(Greetings)
         .build();
     let mut worker = Worker::new(&runtime, client.clone(), options)?;
-    let stop = worker.shutdown_handle();
     let scenario = async {
         let handle = client
             .start_workflow(
@@ -122,13 +118,11 @@ async fn ten_sequential_activities_complete_in_order() -> anyhow::Result<()> {
         let result =
             tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok(result)
     };
-    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let result = run_with_worker(&mut worker, scenario).await;
     let expected = (0..10).fold("x".to_string(), |v, _| format!("Hello, {v}!"));
     assert_eq!(result?, expected);
-    worker_result?;
     c.wait_converged(WAIT).await?;
     c.shutdown().await;
     Ok(())

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use keel_sdk_tests::{client_for, cluster, history_of, WAIT};
+use keel_sdk_tests::{client_for, cluster, history_of, run_with_worker, WAIT};
 use keel_server::local_cluster::wait_for;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowQueryOptions, WorkflowStartOptions};
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
@@ -71,54 +71,46 @@ async fn a_local_activity_longer_than_the_task_timeout_completes_through_task_he
         .register_activities(Slow)
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
 
     let client = client_for(c.node(followers[1]).client_addr()).await?;
     let scenario = async {
-        let result = async {
-            let mut options = WorkflowStartOptions::new("slow-local", "slow-local-1").build();
-            // Heartbeats every 1.6 s; the activity spans about three of them.
-            options.task_timeout = Some(Duration::from_secs(2));
-            let handle = client
-                .start_workflow(SlowLocal::run, 5_000u64, options)
-                .await?;
-            // Once a heartbeat went through, every moment has a started task until the
-            // activity ends: the query must still be answered, and while it works.
-            wait_for(WAIT, "a workflow-task heartbeat completed", || async {
-                let history = history_of(&client, "slow-local-1").await.ok()?;
-                let completed = history
-                    .events
-                    .iter()
-                    .filter(|e| {
-                        matches!(
-                            e.attributes,
-                            Some(Attributes::WorkflowTaskCompletedEventAttributes(_))
-                        )
-                    })
-                    .count();
-                (completed >= 2).then_some(())
-            })
+        let mut options = WorkflowStartOptions::new("slow-local", "slow-local-1").build();
+        // Heartbeats every 1.6 s; the activity spans about three of them.
+        options.task_timeout = Some(Duration::from_secs(2));
+        let handle = client
+            .start_workflow(SlowLocal::run, 5_000u64, options)
             .await?;
-            let phase = handle
-                .query(SlowLocal::phase, (), WorkflowQueryOptions::default())
-                .await?;
-            anyhow::ensure!(
-                phase == "working",
-                "queried during the local activity, got {phase:?}"
-            );
-            let result =
-                tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
-                    .await??;
-            anyhow::Ok(result)
-        }
-        .await;
-        // Also on failure, so the worker stops and the test reports instead of hanging.
-        stop();
-        result
+        // Once a heartbeat went through, every moment has a started task until the
+        // activity ends: the query must still be answered, and while it works.
+        wait_for(WAIT, "a workflow-task heartbeat completed", || async {
+            let history = history_of(&client, "slow-local-1").await.ok()?;
+            let completed = history
+                .events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.attributes,
+                        Some(Attributes::WorkflowTaskCompletedEventAttributes(_))
+                    )
+                })
+                .count();
+            (completed >= 2).then_some(())
+        })
+        .await?;
+        let phase = handle
+            .query(SlowLocal::phase, (), WorkflowQueryOptions::default())
+            .await?;
+        anyhow::ensure!(
+            phase == "working",
+            "queried during the local activity, got {phase:?}"
+        );
+        let result =
+            tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+                .await??;
+        anyhow::Ok(result)
     };
-    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let result = run_with_worker(&mut worker, scenario).await;
     assert_eq!(result?, "worked 5000 ms");
-    worker_result?;
 
     let history = history_of(&client, "slow-local-1").await?;
     let count = |pred: fn(&Attributes) -> bool| {

@@ -4,7 +4,7 @@
 //! delivered exactly once.
 
 use futures::future::try_join_all;
-use keel_sdk_tests::{client_for, cluster, WAIT};
+use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use temporalio_client::{WorkflowGetResultOptions, WorkflowSignalOptions, WorkflowStartOptions};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::{
@@ -61,7 +61,6 @@ async fn signals_before_the_first_task_and_while_tasks_run_are_each_delivered_on
         .register_workflow::<Tally>()?
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
     let scenario = async {
         // Twenty more, concurrently through two nodes, while the worker runs tasks.
         let sends = (10..30i64).map(|n| {
@@ -76,12 +75,10 @@ async fn signals_before_the_first_task_and_while_tasks_run_are_each_delivered_on
         let result =
             tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok(result)
     };
-    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let result = run_with_worker(&mut worker, scenario).await;
     let (count, total) = result?;
-    worker_result?;
     assert_eq!(count, 23);
     assert_eq!(total, 1 + 2 + 3 + (10..30).sum::<i64>());
     c.shutdown().await;
@@ -97,7 +94,6 @@ async fn signal_with_start_starts_a_workflow_then_signals_the_running_one() -> a
         .register_workflow::<Tally>()?
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
     let client = client_for(c.node(followers[1]).client_addr()).await?;
     let scenario = async {
         let first = client
@@ -121,16 +117,14 @@ async fn signal_with_start_starts_a_workflow_then_signals_the_running_one() -> a
         let result =
             tokio::time::timeout(WAIT, first.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok((
             first.run_id().map(str::to_owned),
             second.run_id().map(str::to_owned),
             result,
         ))
     };
-    let (worker_result, outcome) = tokio::join!(worker.run(), scenario);
+    let outcome = run_with_worker(&mut worker, scenario).await;
     let (first_run, second_run, result) = outcome?;
-    worker_result?;
     assert!(first_run.is_some());
     assert_eq!(
         first_run, second_run,

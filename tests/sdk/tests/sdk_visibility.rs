@@ -2,7 +2,7 @@
 //! workflow, filtered by type and status.
 
 use futures::TryStreamExt;
-use keel_sdk_tests::{client_for, cluster, WAIT};
+use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use temporalio_client::{
     WorkflowCountOptions, WorkflowDescribeOptions, WorkflowExecutionStatus,
     WorkflowGetResultOptions, WorkflowListOptions, WorkflowSignalOptions, WorkflowStartOptions,
@@ -54,7 +54,6 @@ async fn describe_list_and_count_see_running_and_completed_workflows() -> anyhow
         .register_workflow::<Waiter>()?
         .build();
     let mut worker = Worker::new(&runtime, worker_client, options)?;
-    let stop = worker.shutdown_handle();
     let client = client_for(c.node(followers[1]).client_addr()).await?;
 
     let scenario = async {
@@ -115,7 +114,6 @@ async fn describe_list_and_count_see_running_and_completed_workflows() -> anyhow
         let released =
             tokio::time::timeout(WAIT, waiter.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok((
             answer,
             described,
@@ -126,9 +124,8 @@ async fn describe_list_and_count_see_running_and_completed_workflows() -> anyhow
             released,
         ))
     };
-    let (worker_result, outcome) = tokio::join!(worker.run(), scenario);
+    let outcome = run_with_worker(&mut worker, scenario).await;
     let (answer, described, running, quick_rows, all, bad_refused, released) = outcome?;
-    worker_result?;
     assert_eq!(answer, 42);
     assert_eq!(
         described,

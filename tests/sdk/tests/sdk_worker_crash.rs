@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use keel_sdk_tests::{client_for, cluster, WAIT};
+use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use temporalio_client::grpc::WorkflowService;
 use temporalio_client::tonic::IntoRequest;
 use temporalio_client::{WorkflowGetResultOptions, WorkflowStartOptions};
@@ -106,17 +106,14 @@ async fn a_task_taken_by_a_crashed_worker_times_out_and_another_worker_finishes_
         .register_workflow::<Resilient>()?
         .build();
     let mut worker = Worker::new(&runtime, worker_client, worker_options)?;
-    let stop = worker.shutdown_handle();
     let scenario = async {
         let result =
             tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                 .await??;
-        stop();
         anyhow::Ok(result)
     };
-    let (worker_result, result) = tokio::join!(worker.run(), scenario);
+    let result = run_with_worker(&mut worker, scenario).await;
     assert_eq!(result?, "order survived");
-    worker_result?;
 
     let history = keel_sdk_tests::history_of(&client, "crash-1").await?;
     let timed_out: Vec<i64> = history
