@@ -40,6 +40,15 @@ pub fn encoded<M: Message>(m: &Option<M>) -> Vec<u8> {
     m.as_ref().map(Message::encode_to_vec).unwrap_or_default()
 }
 
+/// The Temporal message stored as `bytes` by [`encoded`]: absent when empty (or, should the
+/// bytes not decode, absent too: the engine stores only what it was given).
+pub fn decoded<M: Message + Default>(bytes: &[u8]) -> Option<M> {
+    if bytes.is_empty() {
+        return None;
+    }
+    M::decode(bytes).ok()
+}
+
 /// Responses smaller than this go out uncompressed even when the caller accepts gzip: a
 /// deflate stream costs a fresh compressor (hundreds of KiB zeroed) on our side and an
 /// inflater on the SDK's, which outweighs the bytes saved on a small message. Larger ones

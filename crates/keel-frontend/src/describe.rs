@@ -9,9 +9,8 @@ use keel_proto::temporalio_protos::temporal::api::workflow::v1::{
     PendingActivityInfo, PendingWorkflowTaskInfo, WorkflowExecutionConfig, WorkflowExecutionInfo,
 };
 use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
-use prost::Message;
 
-use crate::convert::{duration, opt_timestamp};
+use crate::convert::{decoded, duration, opt_timestamp};
 
 /// Builds the describe response of a run.
 pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecutionResponse {
@@ -32,9 +31,7 @@ pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecuti
             } else {
                 1
             },
-            heartbeat_details: Payloads::decode(a.heartbeat_details.as_slice())
-                .ok()
-                .filter(|_| !a.heartbeat_details.is_empty()),
+            heartbeat_details: decoded::<Payloads>(&a.heartbeat_details),
             last_heartbeat_time: opt_timestamp(a.last_heartbeat_time_ms),
             last_started_time: opt_timestamp(a.started_time_ms),
             attempt: a.attempt,

@@ -16,7 +16,7 @@ use keel_proto::temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompleted
 use keel_proto::temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use prost::Message;
 
-use crate::convert::{duration, timestamp};
+use crate::convert::{decoded, duration, timestamp};
 
 /// Ranges of fewer events than this are read with point lookups, longer ones with a scan.
 const POINT_READS_UP_TO: i64 = 16;
@@ -67,21 +67,12 @@ pub fn read_events(
     Ok(out)
 }
 
-/// Decodes stored message bytes; empty bytes mean "absent".
-fn opt<M: Message + Default>(bytes: &[u8]) -> Option<M> {
-    if bytes.is_empty() {
-        None
-    } else {
-        M::decode(bytes).ok()
-    }
-}
-
 fn payloads(bytes: &[u8]) -> Option<Payloads> {
-    opt(bytes)
+    decoded(bytes)
 }
 
 fn failure(bytes: &[u8]) -> Option<Failure> {
-    opt(bytes)
+    decoded(bytes)
 }
 
 fn queue(name: &str) -> Option<TaskQueue> {
@@ -160,7 +151,7 @@ fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
                 scheduled_event_id: x.scheduled_event_id,
                 started_event_id: x.started_event_id,
                 identity: x.identity.clone(),
-                sdk_metadata: opt::<WorkflowTaskCompletedMetadata>(&x.sdk_metadata),
+                sdk_metadata: decoded::<WorkflowTaskCompletedMetadata>(&x.sdk_metadata),
                 ..Default::default()
             }),
         ),
@@ -298,7 +289,7 @@ fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
                     signal_name: x.signal_name.clone(),
                     input: payloads(&x.input),
                     identity: x.identity.clone(),
-                    header: opt::<Header>(&x.header),
+                    header: decoded::<Header>(&x.header),
                     request_id: x.request_id.clone(),
                     ..Default::default()
                 },
@@ -367,11 +358,11 @@ fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
                 marker_name: x.marker_name.clone(),
                 // The details map is stored as the bytes of a MarkerRecorded message that
                 // holds only it.
-                details: opt::<h::MarkerRecordedEventAttributes>(&x.details)
+                details: decoded::<h::MarkerRecordedEventAttributes>(&x.details)
                     .map(|m| m.details)
                     .unwrap_or_default(),
                 workflow_task_completed_event_id: x.workflow_task_completed_event_id,
-                header: opt::<Header>(&x.header),
+                header: decoded::<Header>(&x.header),
                 failure: failure(&x.failure),
             }),
         ),

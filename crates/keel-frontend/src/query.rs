@@ -19,10 +19,9 @@ use keel_proto::temporalio_protos::temporal::api::enums::v1::{
 use keel_proto::temporalio_protos::temporal::api::failure::v1::Failure;
 use keel_proto::temporalio_protos::temporal::api::query::v1::QueryRejected;
 use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
-use prost::Message;
 use tonic::Status;
 
-use crate::convert::encoded;
+use crate::convert::{decoded, encoded};
 use crate::service::{new_uuid, run_key, run_outcome, Frontend};
 use crate::status::query_failed;
 use crate::wake::Watch;
@@ -94,15 +93,11 @@ impl Frontend {
         let record = answer?;
         if record.result_type == QueryResultType::Answered as i32 {
             return Ok(api::QueryWorkflowResponse {
-                query_result: Payloads::decode(record.result.as_slice())
-                    .ok()
-                    .filter(|_| !record.result.is_empty()),
+                query_result: decoded::<Payloads>(&record.result),
                 ..Default::default()
             });
         }
-        let failure = Failure::decode(record.failure.as_slice())
-            .ok()
-            .filter(|_| !record.failure.is_empty());
+        let failure = decoded::<Failure>(&record.failure);
         Err(query_failed(record.error_message, failure))
     }
 

@@ -27,7 +27,7 @@ use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 use prost::Message;
 use tonic::Status;
 
-use crate::convert::{duration, duration_ms, encoded, timestamp};
+use crate::convert::{decoded, duration, duration_ms, encoded, timestamp};
 use crate::history::to_temporal;
 use crate::service::Frontend;
 use crate::wake::Watch;
@@ -539,12 +539,8 @@ impl Frontend {
 fn workflow_query(q: &wf::QueryRecord) -> WorkflowQuery {
     WorkflowQuery {
         query_type: q.query_type.clone(),
-        query_args: Payloads::decode(q.query_args.as_slice())
-            .ok()
-            .filter(|_| !q.query_args.is_empty()),
-        header: Header::decode(q.header.as_slice())
-            .ok()
-            .filter(|_| !q.header.is_empty()),
+        query_args: decoded::<Payloads>(&q.query_args),
+        header: decoded::<Header>(&q.header),
     }
 }
 
@@ -571,12 +567,8 @@ pub fn activity_task(namespace: &str, d: &wf::Dispatched) -> api::PollActivityTa
             name: a.activity_type.clone(),
         }),
         activity_id: a.activity_id.clone(),
-        input: Payloads::decode(a.input.as_slice())
-            .ok()
-            .filter(|_| !a.input.is_empty()),
-        heartbeat_details: Payloads::decode(a.heartbeat_details.as_slice())
-            .ok()
-            .filter(|_| !a.heartbeat_details.is_empty()),
+        input: decoded::<Payloads>(&a.input),
+        heartbeat_details: decoded::<Payloads>(&a.heartbeat_details),
         scheduled_time: Some(timestamp(a.first_scheduled_time_ms)),
         current_attempt_scheduled_time: Some(timestamp(a.scheduled_time_ms)),
         started_time: Some(timestamp(a.started_time_ms)),
