@@ -407,14 +407,18 @@ impl WorkflowService for Frontend {
             .collect();
         let workflow_task = match tasks.workflow_task {
             // The worker's sticky queue, if it has one, holds the run: only new events.
-            Some(d) => Some(
-                self.workflow_task_response(
-                    d,
-                    log_index,
-                    Some(sticky_queue.as_str()).filter(|s| !s.is_empty()),
-                )
-                .await?,
-            ),
+            Some(d) => {
+                let sticky = Some(sticky_queue.as_str()).filter(|s| !s.is_empty());
+                match self.workflow_task_response(d, log_index, sticky).await {
+                    Ok(task) => Some(task),
+                    // The completion is committed: report it, not this. The new task, started
+                    // but never delivered, times out and is retried like a lost response.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a returned workflow task could not be read; it is retried after its timeout");
+                        None
+                    }
+                }
+            }
             None => None,
         };
         Ok(reply(api::RespondWorkflowTaskCompletedResponse {
