@@ -36,6 +36,8 @@ struct World {
     transient: Vec<(TaskToken, Vec<HistoryEvent>)>,
     /// Transient tasks completed (their events then written under the ids handed out).
     transient_completed: usize,
+    /// Queries answered by the completion of the workflow task they went out with.
+    task_answered: usize,
     next_run: u32,
 }
 
@@ -124,6 +126,44 @@ impl World {
                     };
                     commands.push(WorkflowCommand { kind: Some(cmd) });
                 }
+                // Answers for most queries that went out with this task, and for a random
+                // query id that may not have.
+                let run = t.run.clone().expect("token names a run");
+                let mut ids: Vec<String> = self
+                    .store
+                    .iter()
+                    .filter(|(k, _)| KeyKind::of(k) == Some(KeyKind::Query))
+                    .map(|(_, v)| prost::Message::decode(v).expect("query record"))
+                    .filter(|q: &QueryRecord| {
+                        q.task_scheduled_event_id == t.scheduled_event_id
+                            && q.run.as_ref() == Some(&run)
+                    })
+                    .map(|q| q.query_id)
+                    .filter(|_| rng.below(4) != 0)
+                    .collect();
+                if rng.below(2) == 0 {
+                    ids.push(format!("q{}", rng.below(8)));
+                }
+                let answered: Vec<(String, Option<QueryRecord>)> = ids
+                    .into_iter()
+                    .map(|id| {
+                        let before = read_query(&self.store, "ns", &id).unwrap();
+                        (id, before)
+                    })
+                    .collect();
+                let query_results = answered
+                    .iter()
+                    .map(|(id, _)| AnswerQuery {
+                        token: Some(TaskToken {
+                            run: Some(run.clone()),
+                            kind: TaskKind::Query as i32,
+                            query_id: id.clone(),
+                            ..Default::default()
+                        }),
+                        result_type: 1,
+                        ..Default::default()
+                    })
+                    .collect();
                 let outcome = self.apply(Kind::CompleteWorkflowTask(CompleteWorkflowTask {
                     token: Some(t.clone()),
                     identity: "w".into(),
@@ -132,7 +172,7 @@ impl World {
                     sticky_queue: String::new(),
                     force_create_new_task: rng.below(4) == 0,
                     return_new_task: rng.below(2) == 0,
-                    query_results: Vec::new(),
+                    query_results,
                 }));
                 let completed = match outcome {
                     Outcome::CompletedWithTasks(e) => {
@@ -145,6 +185,24 @@ impl World {
                     Outcome::Accepted(_) => true,
                     _ => false,
                 };
+                // A completion answers exactly the queries that went out with its task.
+                for (id, before) in &answered {
+                    let Some(before) = before else { continue };
+                    let was_answered = before.state == QueryState::Answered as i32;
+                    let with_this_task = before.state == QueryState::Dispatched as i32
+                        && before.run.as_ref() == Some(&run)
+                        && before.task_scheduled_event_id == t.scheduled_event_id
+                        && before.task_attempt == t.attempt;
+                    let after = read_query(&self.store, "ns", id).unwrap();
+                    let now_answered =
+                        after.is_some_and(|q| q.state == QueryState::Answered as i32);
+                    if completed && with_this_task {
+                        assert!(now_answered, "{id} went out with {t:?} and was answered");
+                        self.task_answered += 1;
+                    } else if !was_answered {
+                        assert!(!now_answered, "{id} was not out with {t:?}: {before:?}");
+                    }
+                }
                 // A completed transient task wrote exactly the events it was handed out with.
                 if let Some((_, handed)) = self.transient.iter().find(|(k, _)| *k == t) {
                     if completed {
@@ -416,6 +474,7 @@ fn random_command_sequences_keep_the_history_invariants() {
             query_tokens: Vec::new(),
             transient: Vec::new(),
             transient_completed: 0,
+            task_answered: 0,
             next_run: 0,
         };
         world.apply(Kind::RegisterNamespace(RegisterNamespace {
@@ -426,15 +485,17 @@ fn random_command_sequences_keep_the_history_invariants() {
         }));
         let mut closed = std::collections::BTreeMap::new();
         for step in 0..120 {
-            world.step(&mut rng);
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.check(&mut closed)));
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                world.step(&mut rng);
+                world.check(&mut closed)
+            }));
             if let Err(e) = outcome {
                 eprintln!("invariant broken: seed {seed}, step {step}");
                 std::panic::resume_unwind(e);
             }
         }
         *seen.entry("transient task completed").or_default() += world.transient_completed;
+        *seen.entry("query answered by its task").or_default() += world.task_answered;
         for run in &world.runs {
             for e in read_history(&world.store, run, 1, i64::MAX - 1).unwrap() {
                 *seen.entry(e.event_type()).or_default() += 1;
@@ -453,6 +514,7 @@ fn random_command_sequences_keep_the_history_invariants() {
         "WorkflowExecutionCancelRequested",
         "WorkflowExecutionTerminated",
         "transient task completed",
+        "query answered by its task",
     ] {
         assert!(
             seen.get(t).copied().unwrap_or(0) > 10,

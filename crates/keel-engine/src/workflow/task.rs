@@ -338,8 +338,6 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     let Some(task) = current_task(&token, &ms) else {
         return Ok(not_found("workflow task not found"));
     };
-    let run = ms.run.clone().expect("named run");
-    super::query::answer_from_task(ctx, &run, &task, &c.query_results)?;
     let commands = match validate(&ms, &c.commands) {
         Ok(v) => v,
         // A retry that sends invalid commands again is left to time out, as in Temporal: an
@@ -363,6 +361,9 @@ pub(super) fn complete_workflow_task<S: StateStore>(
             return Ok(rejected(message));
         }
     };
+    // Like everything else a completion carries, query answers count only if it is accepted.
+    let run = ms.run.clone().expect("named run");
+    super::query::answer_from_task(ctx, &run, &task, &c.query_results)?;
     ctx.disarm(&mut ms, |d| {
         d.kind == DeadlineKind::WorkflowTaskStartToClose as i32
     });
