@@ -1563,3 +1563,85 @@ async fn t91_a_crashed_node_drops_its_client_connections_and_restarts_at_once() 
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t92_a_heartbeat_completion_returns_the_next_task_with_the_history_its_worker_needs(
+) -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::taskqueue::v1::StickyExecutionAttributes;
+
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    client
+        .start_workflow_execution(start_request("beat-1", "req-b1"))
+        .await?;
+    let first = poll_wft(client.clone(), normal_queue("tq"), "worker", 5).await?;
+    let heartbeat = |mut client: WorkflowServiceClient<Channel>, token: Vec<u8>, sticky: &str| {
+        let req = api::RespondWorkflowTaskCompletedRequest {
+            task_token: token,
+            namespace: "default".into(),
+            identity: "worker".into(),
+            force_create_new_workflow_task: true,
+            return_new_workflow_task: true,
+            sticky_attributes: (!sticky.is_empty()).then(|| StickyExecutionAttributes {
+                worker_task_queue: Some(TaskQueue {
+                    name: sticky.into(),
+                    kind: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        async move {
+            client
+                .respond_workflow_task_completed(req)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let ids = |t: &api::PollWorkflowTaskQueueResponse| -> Vec<i64> {
+        t.history
+            .as_ref()
+            .map(|h| h.events.iter().map(|e| e.event_id).collect())
+            .unwrap_or_default()
+    };
+
+    // Without a sticky queue the worker may not have the run: the full history.
+    let second = heartbeat(client.clone(), first.task_token.clone(), "")
+        .await?
+        .workflow_task
+        .expect("the next task is returned");
+    assert_eq!(
+        (second.started_event_id, second.previous_started_event_id),
+        (6, 3)
+    );
+    assert_eq!(ids(&second), (1..=6).collect::<Vec<_>>());
+    assert_eq!(
+        second
+            .workflow_execution_task_queue
+            .as_ref()
+            .map(|q| (q.name.as_str(), q.kind)),
+        Some(("tq", 1))
+    );
+    assert_eq!(
+        second.workflow_execution.as_ref().unwrap().workflow_id,
+        "beat-1"
+    );
+
+    // With a sticky queue the worker has the run cached: only what is new.
+    let third = heartbeat(client.clone(), second.task_token.clone(), "worker-sticky")
+        .await?
+        .workflow_task
+        .expect("the next task is returned");
+    assert_eq!(ids(&third), vec![7, 8, 9]);
+
+    // The spent token is refused; nothing was left for pollers.
+    let again = heartbeat(client.clone(), second.task_token, "worker-sticky").await;
+    assert_eq!(again.unwrap_err().code(), Code::NotFound);
+    let empty = poll_wft(client.clone(), normal_queue("tq"), "other", 1).await?;
+    assert!(
+        empty.task_token.is_empty(),
+        "a returned task is never also in the backlog"
+    );
+    c.shutdown().await;
+    Ok(())
+}
