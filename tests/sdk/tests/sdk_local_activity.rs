@@ -75,13 +75,15 @@ async fn a_local_activity_longer_than_the_task_timeout_completes_through_task_he
     let client = client_for(c.node(followers[1]).client_addr()).await?;
     let scenario = async {
         let mut options = WorkflowStartOptions::new("slow-local", "slow-local-1").build();
-        // Heartbeats every 1.6 s; the activity spans about three of them.
+        // Heartbeats every 1.6 s; the activity spans about five of them.
         options.task_timeout = Some(Duration::from_secs(2));
         let handle = client
-            .start_workflow(SlowLocal::run, 5_000u64, options)
+            .start_workflow(SlowLocal::run, 8_000u64, options)
             .await?;
-        // Once a heartbeat went through, every moment has a started task until the
-        // activity ends: the query must still be answered, and while it works.
+        // From the first heartbeat on, every moment has a started task until the activity
+        // ends: the query must still be answered, and while it works. It goes out with the
+        // next heartbeat task, so within two heartbeats (3.2 s) of the first, well before
+        // the activity's 8 s are up.
         wait_for(WAIT, "a workflow-task heartbeat completed", || async {
             let history = history_of(&client, "slow-local-1").await.ok()?;
             let completed = history
@@ -94,7 +96,7 @@ async fn a_local_activity_longer_than_the_task_timeout_completes_through_task_he
                     )
                 })
                 .count();
-            (completed >= 2).then_some(())
+            (completed >= 1).then_some(())
         })
         .await?;
         let phase = handle
@@ -110,7 +112,7 @@ async fn a_local_activity_longer_than_the_task_timeout_completes_through_task_he
         anyhow::Ok(result)
     };
     let result = run_with_worker(&mut worker, scenario).await;
-    assert_eq!(result?, "worked 5000 ms");
+    assert_eq!(result?, "worked 8000 ms");
 
     let history = history_of(&client, "slow-local-1").await?;
     let count = |pred: fn(&Attributes) -> bool| {
@@ -127,7 +129,7 @@ async fn a_local_activity_longer_than_the_task_timeout_completes_through_task_he
     );
     assert!(
         count(|a| matches!(a, Attributes::WorkflowTaskCompletedEventAttributes(_))) >= 3,
-        "the first task, at least one heartbeat, and the one recording the result"
+        "heartbeats, and the task recording the result"
     );
     assert_eq!(
         count(|a| matches!(a, Attributes::MarkerRecordedEventAttributes(_))),

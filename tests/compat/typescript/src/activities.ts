@@ -39,3 +39,9 @@ export async function untilCancelled(): Promise<string> {
     await ctx.sleep(100);
   }
 }
+
+/** Runs longer than its workflow's task timeout (the work simulated, not a wait). */
+export async function longLocal(ms: number): Promise<string> {
+  await Context.current().sleep(ms);
+  return `worked ${ms} ms`;
+}

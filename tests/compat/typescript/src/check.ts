@@ -58,6 +58,26 @@ async function main(): Promise<void> {
   check((await client.workflow.execute(wfs.cancelling, opts('cancel-activity'))) === 'activity cancelled',
     'an activity is cancelled through its heartbeat');
 
+  // A local activity longer than the task timeout, queried while it runs: the query goes out
+  // with the next heartbeat task, so within two heartbeats (3.2 s) of the first.
+  const long = await client.workflow.start(wfs.longLocal, {
+    args: [8000],
+    workflowTaskTimeout: '2s',
+    ...opts('long-local'),
+  });
+  const completedTasks = async () =>
+    ((await long.fetchHistory()).events ?? []).filter((e) => e.workflowTaskCompletedEventAttributes).length;
+  const deadline = Date.now() + 20_000;
+  while ((await completedTasks()) < 1) {
+    if (Date.now() > deadline) throw new Error('check failed: no workflow-task heartbeat within 20 s');
+    await new Promise((r) => setTimeout(r, 100)); // polling a condition, bounded above
+  }
+  const phase = await long.query(wfs.phase);
+  check(phase === 'working', `a query answered during a heartbeating local activity (${phase})`);
+  check((await long.result()) === 'worked 8000 ms', 'a local activity longer than the task timeout completes');
+  const timedOut = ((await long.fetchHistory()).events ?? []).filter((e) => e.workflowTaskTimedOutEventAttributes);
+  check(timedOut.length === 0, 'no workflow task timed out');
+
   // Signals, queries, conditions, describe.
   const waiter = await client.workflow.start(wfs.waiter, opts('waiter'));
   check((await failureOf(client.workflow.start(wfs.waiter, opts('waiter')))) instanceof
@@ -93,8 +113,8 @@ async function main(): Promise<void> {
   // Visibility and history.
   let listed = 0;
   for await (const _ of client.workflow.list({ query: `TaskQueue = '${queue}'` })) listed++;
-  check(listed === 11, `list finds the 11 runs (${listed})`);
-  check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 11, 'count finds the 11 runs');
+  check(listed === 12, `list finds the 12 runs (${listed})`);
+  check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 12, 'count finds the 12 runs');
   const history = await client.workflow.getHandle(`hello-${queue}`).fetchHistory();
   check((history.events?.length ?? 0) > 10, `history fetch (${history.events?.length} events)`);
 

@@ -31,6 +31,8 @@ const { untilCancelled } = proxyActivities<typeof acts>({
   cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 });
 
+const slowLocal = proxyLocalActivities<typeof acts>({ startToCloseTimeout: '30s' });
+
 export const add = defineSignal<[string]>('add');
 export const status = defineQuery<string[]>('status');
 
@@ -105,4 +107,15 @@ export async function shortWait(): Promise<string> {
 
 export async function forever(): Promise<void> {
   await sleep('30 days');
+}
+
+export const phase = defineQuery<string>('phase');
+
+/** A local activity outliving the 2 s task timeout: the SDK heartbeats the task. */
+export async function longLocal(ms: number): Promise<string> {
+  let current = 'working';
+  setHandler(phase, () => current);
+  const done = await slowLocal.longLocal(ms);
+  current = 'done';
+  return done;
 }
