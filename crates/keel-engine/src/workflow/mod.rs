@@ -7,7 +7,7 @@
 //! Modules: `apply` (shared context, deadlines, dispatcher), `start` (start, signal,
 //! signal-with-start, cancel request, terminate, run timeout), `task` (dispatch, workflow
 //! task completion / failure / timeout, timers), `activity` (attempts, retries, heartbeats,
-//! cancellation, timeouts), `query` (legacy query tasks).
+//! cancellation, timeouts), `query` (queries: legacy query tasks, or sent with a workflow task).
 
 mod activity;
 mod apply;

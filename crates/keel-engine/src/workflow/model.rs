@@ -314,7 +314,8 @@ pub struct RecordHeartbeat {
     pub details: Vec<u8>,
 }
 
-/// QueryWorkflow: records a query and queues it for the run's workers (legacy query task).
+/// QueryWorkflow: records a query and queues it for the run's workers (a legacy query task, or
+/// sent with the run's next workflow task).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct EnqueueQuery {
     /// An empty run id means the workflow id's current run.
