@@ -12,6 +12,7 @@ use keel_proto::admin::v1 as admin;
 use keel_proto::admin::v1::admin_client::AdminClient;
 use keel_proto::kv::v1 as kv;
 use keel_proto::kv::v1::kv_client::KvClient;
+use keel_server::local_cluster::free_port_below_ephemeral;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::transport::Channel;
 
@@ -93,27 +94,6 @@ impl Procs {
     }
 }
 
-/// A port free now, below the kernel's ephemeral range: the servers bind it later (and a
-/// killed node binds it again on restart), so it must not be handed meanwhile to some other
-/// process's outgoing connection or `bind(0)`, which draw from that range.
-fn free_port() -> u16 {
-    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
-    // Start at a pseudo-random offset (time and pid) so parallel tests rarely probe alike.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-        ^ std::process::id().wrapping_mul(2_654_435_761);
-    let span = u32::from(high - low);
-    (0..span)
-        .map(|i| low + ((seed.wrapping_add(i.wrapping_mul(7_919))) % span) as u16)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .expect("a free port below the ephemeral range")
-}
-
 /// The shipped configs with every address moved to a free port and data in `dir`.
 fn rewritten_configs(dir: &Path) -> Vec<(NodeConfig, PathBuf)> {
     // Runtime variable first: right even for a binary reused from another checkout's build.
@@ -131,7 +111,10 @@ fn rewritten_configs(dir: &Path) -> Vec<(NodeConfig, PathBuf)> {
             .into_iter()
             .chain(c.network.metrics_addr.as_ref())
         {
-            map.insert(a.clone(), format!("127.0.0.1:{}", free_port()));
+            map.insert(
+                a.clone(),
+                format!("127.0.0.1:{}", free_port_below_ephemeral()),
+            );
         }
     }
     for c in &mut cfgs {

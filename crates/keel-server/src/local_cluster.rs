@@ -10,6 +10,27 @@ use tokio::net::TcpListener;
 
 use crate::node::{Listeners, Node};
 
+/// A loopback port free now, below the kernel's ephemeral range, for a server process that
+/// binds it later (and again on restart): in the meantime no outgoing connection or `bind(0)`
+/// of another process is handed it, as those draw from the ephemeral range.
+pub fn free_port_below_ephemeral() -> u16 {
+    let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    // Start at a pseudo-random offset (time and pid) so parallel tests rarely probe alike.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().wrapping_mul(2_654_435_761);
+    let span = u32::from(high - low);
+    (0..span)
+        .map(|i| low + ((seed.wrapping_add(i.wrapping_mul(7_919))) % span) as u16)
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 /// Polls `cond` until it returns `Some`, failing with `reason` after `timeout`. The poll
 /// interval is short; this waits on a condition, it does not guess a duration.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, reason: &str, mut cond: F) -> anyhow::Result<T>

@@ -162,12 +162,6 @@ impl Drop for Servers {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 fn keel_bin(arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = arg {
         return Ok(p.clone());
@@ -189,10 +183,19 @@ impl Servers {
         let mut metrics_addrs = Vec::new();
         for _ in 0..n {
             peers.push((
-                format!("127.0.0.1:{}", free_port()?),
-                format!("127.0.0.1:{}", free_port()?),
+                format!(
+                    "127.0.0.1:{}",
+                    keel_server::local_cluster::free_port_below_ephemeral()
+                ),
+                format!(
+                    "127.0.0.1:{}",
+                    keel_server::local_cluster::free_port_below_ephemeral()
+                ),
             ));
-            metrics_addrs.push(format!("127.0.0.1:{}", free_port()?));
+            metrics_addrs.push(format!(
+                "127.0.0.1:{}",
+                keel_server::local_cluster::free_port_below_ephemeral()
+            ));
         }
         let members: String = peers
             .iter()
