@@ -162,6 +162,14 @@ impl Drop for Servers {
     }
 }
 
+/// A loopback address on a port no other process is handed before our server binds it.
+fn free_addr() -> String {
+    format!(
+        "127.0.0.1:{}",
+        keel_server::local_cluster::free_port_below_ephemeral()
+    )
+}
+
 fn keel_bin(arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = arg {
         return Ok(p.clone());
@@ -182,20 +190,8 @@ impl Servers {
         let mut peers = Vec::new();
         let mut metrics_addrs = Vec::new();
         for _ in 0..n {
-            peers.push((
-                format!(
-                    "127.0.0.1:{}",
-                    keel_server::local_cluster::free_port_below_ephemeral()
-                ),
-                format!(
-                    "127.0.0.1:{}",
-                    keel_server::local_cluster::free_port_below_ephemeral()
-                ),
-            ));
-            metrics_addrs.push(format!(
-                "127.0.0.1:{}",
-                keel_server::local_cluster::free_port_below_ephemeral()
-            ));
+            peers.push((free_addr(), free_addr()));
+            metrics_addrs.push(free_addr());
         }
         let members: String = peers
             .iter()
