@@ -361,14 +361,13 @@ impl WorkflowService for Frontend {
             .and_then(|a| a.worker_task_queue.as_ref())
             .map(|q| q.name.clone())
             .unwrap_or_default();
-        // Answers to the queries that went out with this task.
-        let run = token.run.clone();
+        // Answers to the queries that went out with this task (the engine takes the run
+        // from the completed task; each token only names its query).
         let query_results = r
             .query_results
             .iter()
             .map(|(query_id, a)| wf::AnswerQuery {
                 token: Some(wf::TaskToken {
-                    run: run.clone(),
                     kind: wf::TaskKind::Query as i32,
                     query_id: query_id.clone(),
                     ..Default::default()
