@@ -193,6 +193,20 @@ pub struct TestingConfig {
     /// Allow the admin API's SetClockOffset, which shifts the time this node stamps into
     /// entries as leader (for clock-skew fault injection). Default: false.
     pub allow_clock_offset: bool,
+    /// Dial these peers at another address than the one in the cluster membership: the
+    /// fault-injection harness puts a per-link TCP proxy between each pair of nodes and
+    /// routes each node's outgoing peer connections through its own proxies. Default: empty.
+    pub peer_routes: Vec<PeerRoute>,
+}
+
+/// One entry of `testing.peer-routes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PeerRoute {
+    /// The peer this route is for. Required.
+    pub node_id: u64,
+    /// Address this node dials for that peer's peer port, `host:port`. Required.
+    pub peer_addr: String,
 }
 
 impl NodeConfig {
@@ -255,6 +269,26 @@ impl NodeConfig {
         ] {
             if v == 0 {
                 p.push(format!("{name}: must be > 0"));
+            }
+        }
+        let mut routed = BTreeSet::new();
+        for (i, r) in self.testing.peer_routes.iter().enumerate() {
+            check_addr(
+                &mut p,
+                &format!("testing.peer-routes[{i}].peer-addr"),
+                &r.peer_addr,
+            );
+            if r.node_id == 0 || r.node_id == self.node_id {
+                p.push(format!(
+                    "testing.peer-routes[{i}].node-id: {} must be another node's id",
+                    r.node_id
+                ));
+            }
+            if !routed.insert(r.node_id) {
+                p.push(format!(
+                    "testing.peer-routes[{i}].node-id: duplicate route for node {}",
+                    r.node_id
+                ));
             }
         }
         if self.runtime.worker_threads > MAX_WORKER_THREADS {
@@ -493,5 +527,33 @@ client-addr = "127.0.0.1:2"
         let dup = format!("{GOOD}\n[[members]]\nnode-id = 1\npeer-addr = \"127.0.0.1:3\"\nclient-addr = \"127.0.0.1:4\"\n");
         let msg = parse(&dup).unwrap_err().to_string();
         assert!(msg.contains("duplicate id 1"), "{msg}");
+    }
+
+    #[test]
+    fn peer_routes_name_another_node_once_with_an_address() {
+        let ok = format!(
+            "{GOOD}\n[testing]\n[[testing.peer-routes]]\nnode-id = 2\npeer-addr = \"127.0.0.1:9\"\n"
+        );
+        let c = parse(&ok).unwrap();
+        assert_eq!(
+            c.testing.peer_routes,
+            vec![PeerRoute {
+                node_id: 2,
+                peer_addr: "127.0.0.1:9".into()
+            }]
+        );
+        let bad = format!(
+            "{GOOD}\n[testing]\n[[testing.peer-routes]]\nnode-id = 1\npeer-addr = \"x\"\n\
+             [[testing.peer-routes]]\nnode-id = 3\npeer-addr = \"127.0.0.1:9\"\n\
+             [[testing.peer-routes]]\nnode-id = 3\npeer-addr = \"127.0.0.1:8\"\n"
+        );
+        let msg = parse(&bad).unwrap_err().to_string();
+        for want in [
+            "testing.peer-routes[0].node-id: 1 must be another node's id",
+            "testing.peer-routes[0].peer-addr",
+            "testing.peer-routes[2].node-id: duplicate route for node 3",
+        ] {
+            assert!(msg.contains(want), "missing {want} in:\n{msg}");
+        }
     }
 }

@@ -109,7 +109,14 @@ pub fn to_status(e: keel_raft::Error) -> Status {
         } => addr.parse().ok(),
         _ => None,
     };
+    let not_proposed = matches!(e, Error::NotLeader { .. } | Error::NoLeader { .. });
     let mut status = Status::new(code, e.to_string());
+    if not_proposed {
+        status.metadata_mut().insert(
+            keel_proto::NOT_PROPOSED_HEADER,
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+    }
     if let Some(hint) = hint {
         status
             .metadata_mut()
@@ -133,6 +140,36 @@ mod tests {
             s.metadata().get(keel_proto::LEADER_HINT_HEADER).unwrap(),
             "127.0.0.1:7202"
         );
+        assert_eq!(
+            s.metadata().get(keel_proto::NOT_PROPOSED_HEADER).unwrap(),
+            "true"
+        );
+    }
+
+    #[test]
+    fn only_errors_raised_before_proposing_say_not_proposed() {
+        let no_leader = to_status(Error::NoLeader { waited_ms: 5 });
+        assert!(no_leader
+            .metadata()
+            .get(keel_proto::NOT_PROPOSED_HEADER)
+            .is_some());
+        for e in [
+            Error::Timeout {
+                what: "waiting for the proposal to commit".into(),
+                waited_ms: 5,
+            },
+            Error::LeaderUnreachable {
+                leader_id: 1,
+                message: "reset".into(),
+            },
+            Error::ShuttingDown,
+        ] {
+            let s = to_status(e);
+            assert!(
+                s.metadata().get(keel_proto::NOT_PROPOSED_HEADER).is_none(),
+                "{s:?}"
+            );
+        }
     }
 
     #[test]

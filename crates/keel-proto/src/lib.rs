@@ -59,3 +59,7 @@ pub const READ_CONSISTENCY_HEADER: &str = "keel-read-consistency";
 pub const READ_CONSISTENCY_STALE: &str = "stale";
 /// Response metadata key carrying the leader's client address when a node is not the leader.
 pub const LEADER_HINT_HEADER: &str = "keel-leader-hint";
+/// Response metadata key set (to "true") on an error status when the request was certainly
+/// not proposed to the log (no leader known, or the node asked was not the leader): the
+/// write did not and will not take effect, so a client may count it as failed, not unknown.
+pub const NOT_PROPOSED_HEADER: &str = "keel-not-proposed";

@@ -46,6 +46,15 @@ pub struct RpcSettings {
     pub request_timeout: Duration,
     pub forward_timeout: Duration,
     pub snapshot_chunk_bytes: usize,
+    /// Addresses to dial instead of a peer's membership address (fault-injection proxies).
+    pub peer_routes: BTreeMap<NodeId, String>,
+}
+
+impl RpcSettings {
+    /// The address to dial for `target`, whose membership address is `addr`.
+    pub fn route<'a>(&'a self, target: NodeId, addr: &'a str) -> &'a str {
+        self.peer_routes.get(&target).map_or(addr, String::as_str)
+    }
 }
 
 /// A switch that cuts this node off from its peers, both directions. For fault-injection
@@ -147,7 +156,9 @@ impl PeerClients {
         addr: &str,
         proposal: Vec<u8>,
     ) -> Result<(Vec<u8>, u64)> {
-        let mut client = self.client(addr).map_err(|s| unreachable(leader, s))?;
+        let mut client = self
+            .client(self.settings.route(leader, addr))
+            .map_err(|s| unreachable(leader, s))?;
         let req = self.request(
             pb::ForwardRequest {
                 cluster_id: self.cluster_id.clone(),
@@ -165,7 +176,9 @@ impl PeerClients {
 
     /// Asks the leader for a read index.
     pub async fn read_index(&self, leader: NodeId, addr: &str) -> Result<u64> {
-        let mut client = self.client(addr).map_err(|s| unreachable(leader, s))?;
+        let mut client = self
+            .client(self.settings.route(leader, addr))
+            .map_err(|s| unreachable(leader, s))?;
         let req = self.request(
             pb::ReadIndexRequest {
                 cluster_id: self.cluster_id.clone(),
@@ -221,7 +234,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     async fn new_client(&mut self, target: NodeId, node: &KeelNode) -> PeerNetwork {
         PeerNetwork {
             target,
-            addr: node.peer_addr.clone(),
+            addr: self
+                .peers
+                .settings()
+                .route(target, &node.peer_addr)
+                .to_string(),
             peers: self.peers.clone(),
             conn: None,
         }

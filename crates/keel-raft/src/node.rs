@@ -265,6 +265,24 @@ impl RaftNode {
         }
     }
 
+    /// Resolves once a leader other than `leader` is known (never, while `leader` stays).
+    async fn leader_replaced(&self, leader: NodeId) -> NodeId {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            if let Some(l) = rx
+                .borrow_and_update()
+                .current_leader
+                .filter(|l| *l != leader)
+            {
+                return l;
+            }
+            if rx.changed().await.is_err() {
+                // The node is shutting down; the request's own path reports that.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Waits (bounded by `raft.leader-wait-ms`) until some leader is known.
     pub async fn wait_for_leader(&self) -> Result<NodeId> {
         if let Some(l) = self.current_leader() {
@@ -305,11 +323,19 @@ impl RaftNode {
             commands,
         }
         .encode_to_vec();
-        let (resp, log_index) = self
-            .inner
-            .peers
-            .forward(leader, &node.peer_addr, bytes)
-            .await?;
+        let (resp, log_index) = tokio::select! {
+            r = self.inner.peers.forward(leader, &node.peer_addr, bytes) => r?,
+            // A request stuck on a leader that was replaced (paused, partitioned, dead but not
+            // yet noticed by the transport) is given up as soon as another leader is known,
+            // so the client retries on the new one instead of waiting for keepalives. The old
+            // leader may still commit it: the outcome is unknown, and says so.
+            new = self.leader_replaced(leader) => return Err(Error::LeaderUnreachable {
+                leader_id: leader,
+                message: format!(
+                    "node {new} became leader while the request was forwarded; outcome unknown"
+                ),
+            }),
+        };
         let resp = ProposalResponse::decode(resp.as_slice())
             .map_err(|e| Error::Decode(format!("forwarded response: {e}")))?;
         Ok(Proposed {
@@ -386,7 +412,13 @@ impl RaftNode {
             let node = self
                 .member(leader)
                 .ok_or(Error::NoLeader { waited_ms: 0 })?;
-            self.inner.peers.read_index(leader, &node.peer_addr).await?
+            tokio::select! {
+                r = self.inner.peers.read_index(leader, &node.peer_addr) => r?,
+                new = self.leader_replaced(leader) => return Err(Error::LeaderUnreachable {
+                    leader_id: leader,
+                    message: format!("node {new} became leader while asking for a read index"),
+                }),
+            }
         };
         let wait_ms = self.inner.settings.leader_wait_ms;
         self.inner

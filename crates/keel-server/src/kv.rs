@@ -112,6 +112,12 @@ impl Kv for KvService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let consistency = consistency(&request)?;
+        // The fault-injection canary: a build that serves every read from local state, as
+        // if it were linearizable. `keel-jepsen` must report such a build INVALID.
+        #[cfg(feature = "jepsen-canary")]
+        let (consistency, claimed) = (Consistency::Stale, consistency);
+        #[cfg(not(feature = "jepsen-canary"))]
+        let claimed = consistency;
         let key = request.into_inner().key;
         check(&key, None)?;
         let read = self
@@ -122,7 +128,7 @@ impl Kv for KvService {
         let mut resp = Response::new(pb::GetResponse {
             value: read.value,
             applied_index: read.applied_index,
-            stale: consistency == Consistency::Stale,
+            stale: claimed == Consistency::Stale,
         });
         resp.metadata_mut().insert(
             "keel-applied-index",

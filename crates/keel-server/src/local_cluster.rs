@@ -140,6 +140,7 @@ impl LocalCluster {
             runtime: Default::default(),
             testing: TestingConfig {
                 allow_clock_offset: true,
+                ..TestingConfig::default()
             },
         };
         (self.tune)(&mut cfg);

@@ -190,6 +190,10 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
 }
 
 async fn server(cfg: NodeConfig, config: PathBuf) -> anyhow::Result<()> {
+    #[cfg(feature = "jepsen-canary")]
+    tracing::warn!(
+        "UNSAFE BUILD (feature jepsen-canary): kv reads skip ReadIndex; for fault-injection tests only"
+    );
     let listeners = Listeners::bind(&cfg).await?;
     let node = Node::start(cfg, listeners)
         .await

@@ -79,6 +79,12 @@ pub fn raft_settings(cfg: &NodeConfig) -> RaftSettings {
             request_timeout: Duration::from_millis(rpc.request_timeout_ms),
             forward_timeout: Duration::from_millis(rpc.forward_timeout_ms),
             snapshot_chunk_bytes: r.snapshot_chunk_bytes as usize,
+            peer_routes: cfg
+                .testing
+                .peer_routes
+                .iter()
+                .map(|r| (r.node_id, r.peer_addr.clone()))
+                .collect(),
         },
         allow_clock_offset: cfg.testing.allow_clock_offset,
     }
