@@ -98,6 +98,7 @@ pub fn to_status(e: keel_raft::Error) -> Status {
         Error::NotEnabled(_) | Error::IdentityMismatch { .. } => Code::FailedPrecondition,
         Error::Decode(_)
         | Error::RocksDb { .. }
+        | Error::Corrupted { .. }
         | Error::Io { .. }
         | Error::Raft(_)
         | Error::Engine(_) => Code::Internal,

@@ -29,6 +29,13 @@ pub enum Error {
         cluster: String,
         node: NodeId,
     },
+    #[error(
+        "data dir {data_dir} is corrupted ({detail}); refusing to start, because serving \
+         from it could forget acknowledged Raft state. Restore the data dir from a backup, \
+         or remove this node from the cluster and add a new node with an empty data dir \
+         under a new node id"
+    )]
+    Corrupted { data_dir: String, detail: String },
     #[error("this node is not the leader (leader: {leader_id:?} at {leader_client_addr:?})")]
     NotLeader {
         leader_id: Option<NodeId>,

@@ -112,7 +112,7 @@ fn init_tracing(format: &str) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log_format);
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
