@@ -171,6 +171,16 @@ impl Cluster {
     }
 
     fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
+        self.spawn_with(id, None)
+    }
+
+    /// Starts a stopped node with another config file (for the identity fault: the same data
+    /// dir under another cluster id).
+    pub fn restart_with_config(&mut self, id: u64, config: &Path) -> anyhow::Result<()> {
+        self.spawn_with(id, Some(config))
+    }
+
+    fn spawn_with(&mut self, id: u64, config: Option<&Path>) -> anyhow::Result<()> {
         let n = self.nodes.get_mut(&id).expect("known node");
         anyhow::ensure!(n.child.is_none(), "node {id} is already running");
         let log = std::fs::OpenOptions::new()
@@ -188,8 +198,12 @@ impl Cluster {
         };
         cmd.arg("server")
             .arg("--config")
-            .arg(&n.config)
+            .arg(config.unwrap_or(&n.config))
             .env("RUST_LOG", "info,openraft=warn")
+            // An error exit prints its message at once (symbolizing a backtrace of a release
+            // binary with debug info takes seconds).
+            .env("RUST_LIB_BACKTRACE", "0")
+            .env("RUST_BACKTRACE", "0")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));

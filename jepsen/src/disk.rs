@@ -15,6 +15,8 @@ pub enum Mode {
     SstFlip,
     /// Flip 64 bytes in the middle of the newest snapshot file.
     SnapshotFlip,
+    /// No damage: the node is started on its data dir with another `cluster-id`.
+    WrongCluster,
 }
 
 impl Mode {
@@ -24,6 +26,7 @@ impl Mode {
             Mode::WalTruncate => "wal-truncate",
             Mode::SstFlip => "sst-flip",
             Mode::SnapshotFlip => "snapshot-flip",
+            Mode::WrongCluster => "wrong-cluster-id",
         }
     }
 }
@@ -57,6 +60,7 @@ pub fn damage(data_dir: &Path, mode: Mode, rng: &mut impl Rng) -> anyhow::Result
         Mode::WalFlip | Mode::WalTruncate => newest(&db, ".log"),
         Mode::SstFlip => newest(&db, ".sst"),
         Mode::SnapshotFlip => newest(&data_dir.join("snapshots"), ""),
+        Mode::WrongCluster => anyhow::bail!("wrong-cluster-id damages no file"),
     }
     .ok_or_else(|| anyhow::anyhow!("no file to damage for {}", mode.name()))?;
     match mode {

@@ -77,6 +77,8 @@ pub struct Nemesis {
     pub rng: StdRng,
     /// Nodes removed from the membership and not yet added back.
     pub removed: BTreeSet<u64>,
+    /// Disk faults so far (offset by a seeded start): picks the next damage mode.
+    pub disk_faults: u64,
     /// Faults installed so far. The first fault of a run that can hit the leader always does,
     /// so every run covers a leader failure (coverage would be unknown otherwise).
     pub installed: u64,
@@ -362,6 +364,8 @@ impl Nemesis {
                 backup,
                 refused,
             } => {
+                // A node that exited after the check refused all the same.
+                let refused = refused || self.cluster.lock().await.exited(node).is_some();
                 let result = if refused {
                     let mut c = self.cluster.lock().await;
                     let data_dir = c.nodes[&node].data_dir.clone();
@@ -405,14 +409,22 @@ impl Nemesis {
         };
         // A snapshot gives the snapshot mode a file to damage.
         let _ = crate::cluster::trigger_snapshot(&channels[&victim]).await;
-        let mode = *[
+        // Modes in turn (from a seeded start), so a run with five disk faults tries each.
+        const MODES: [disk::Mode; 5] = [
             disk::Mode::WalFlip,
+            disk::Mode::WrongCluster,
+            disk::Mode::SnapshotFlip,
             disk::Mode::WalTruncate,
             disk::Mode::SstFlip,
-            disk::Mode::SnapshotFlip,
-        ]
-        .choose(&mut self.rng)
-        .expect("non-empty");
+        ];
+        if self.disk_faults == 0 {
+            self.disk_faults = self.rng.random_range(0..MODES.len() as u64);
+        }
+        let mode = MODES[(self.disk_faults % MODES.len() as u64) as usize];
+        self.disk_faults += 1;
+        if mode == disk::Mode::WrongCluster {
+            return self.wrong_cluster(victim).await;
+        }
         let (data_dir, log) = {
             let mut c = self.cluster.lock().await;
             c.kill(victim);
@@ -439,15 +451,7 @@ impl Nemesis {
         };
         let log_len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
         let started = self.cluster.lock().await.restart(victim);
-        // Give it time to refuse (an open fails within a second) or to come up.
-        let mut exit = None;
-        for _ in 0..30 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            if let Some(status) = self.cluster.lock().await.exited(victim) {
-                exit = Some(status);
-                break;
-            }
-        }
+        let exit = self.exit_or_serving(victim).await;
         let message = disk::new_log_text(&log, log_len)
             .lines()
             .rev()
@@ -467,6 +471,72 @@ impl Nemesis {
             backup,
             refused,
         }
+    }
+
+    /// Starts a follower on its own data dir but under another cluster id: it must exit with
+    /// an error naming both ids. Then it is started normally again.
+    async fn wrong_cluster(&mut self, victim: u64) -> Undo {
+        let (config, log) = {
+            let mut c = self.cluster.lock().await;
+            c.kill(victim);
+            let n = &c.nodes[&victim];
+            (n.config.clone(), n.log.clone())
+        };
+        let other = config.with_extension("wrong-cluster.toml");
+        let written = std::fs::read_to_string(&config).map(|text| {
+            text.replace(
+                "cluster-id = \"keel-jepsen\"",
+                "cluster-id = \"keel-jepsen-other\"",
+            )
+        });
+        let log_len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let started = match written.and_then(|text| std::fs::write(&other, text)) {
+            Ok(()) => self
+                .cluster
+                .lock()
+                .await
+                .restart_with_config(victim, &other),
+            Err(e) => Err(e.into()),
+        };
+        let exit = self.exit_or_serving(victim).await;
+        if exit.is_none() {
+            // It must not serve under the wrong identity: stop it.
+            self.cluster.lock().await.kill(victim);
+        }
+        let message = disk::new_log_text(&log, log_len)
+            .lines()
+            .find(|l| l.contains("belongs to cluster"))
+            .map(|l| l.trim().chars().take(400).collect::<String>());
+        self.record(
+            "corrupt",
+            json!({"outcome": if started.is_ok() {"installed"} else {"indeterminate"},
+                   "targets": [victim], "mode": disk::Mode::WrongCluster.name(),
+                   "result": if exit.is_some() {"refused to start"} else {"running"},
+                   "exit_code": exit.and_then(|s| s.code()), "message": message,
+                   "leader_hit": false}),
+        );
+        Undo::Restart(vec![victim])
+    }
+
+    /// After a restart on damaged or foreign data: the exit status if the node exits, `None`
+    /// once it answers status requests (up to 20 s; a node that does neither is taken as
+    /// running, and the restore step looks again).
+    async fn exit_or_serving(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let ch = self.cluster.lock().await.channel(id);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::time::Instant::now() < deadline {
+            if let Some(status) = self.cluster.lock().await.exited(id) {
+                return Some(status);
+            }
+            if crate::cluster::node_status(&ch, Duration::from_millis(200))
+                .await
+                .is_some()
+            {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 
     async fn node_addrs(&self, id: u64) -> (u64, std::net::SocketAddr, std::net::SocketAddr) {

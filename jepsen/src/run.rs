@@ -443,6 +443,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
         rng: StdRng::seed_from_u64(cfg.seed),
         installed: 0,
         removed: Default::default(),
+        disk_faults: 0,
     };
     let nem = tokio::spawn(nemesis.run(Duration::from_secs(cfg.interval_s), stop_rx));
     let limit = Duration::from_secs(cfg.time_limit_s);
@@ -515,6 +516,9 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
     }
     results.push(conv);
     results.push(check_after_heal(&ops, window_start, &ids));
+    if cfg.faults.contains(&Fault::Corrupt) {
+        results.push(checker::disk_faults::check(&ops));
+    }
     let coverage = checker::coverage::check(&ops);
     let coverage_json = json!(coverage.counts);
     results.push(coverage);
@@ -524,6 +528,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
         "p99": checker::coverage::quantile(&samples, 0.99),
         "max": checker::coverage::quantile(&samples, 1.0),
         "samples": samples.len(),
+        "samples_ms": samples,
     });
     let verdict = results
         .iter()

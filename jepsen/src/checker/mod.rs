@@ -4,6 +4,7 @@
 
 pub mod convergence;
 pub mod coverage;
+pub mod disk_faults;
 pub mod wgl;
 
 use serde::{Deserialize, Serialize};

@@ -39,6 +39,7 @@ use tonic::transport::Channel;
 use crate::checker::CheckResult;
 use crate::client::{classify, error_text, pace, Thread, OP_TIMEOUT};
 use crate::history::{pairs, Op, OpType, Process, Recorder};
+use crate::run::progress;
 
 const NAMESPACE: &str = "default";
 /// Temporal's "completed" execution status.
@@ -131,7 +132,7 @@ pub async fn setup(
             match r {
                 Ok(_) => break,
                 Err(s) if Instant::now() < deadline => {
-                    tracing_like(&format!("setup: starting {wid}: {}", error_text(&s)));
+                    progress!("setup: starting {wid}: {}", error_text(&s));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(s) => anyhow::bail!("setup: could not start {wid}: {}", error_text(&s)),
@@ -139,10 +140,6 @@ pub async fn setup(
         }
     }
     Ok(())
-}
-
-fn tracing_like(msg: &str) {
-    eprintln!("[keel-jepsen] {msg}");
 }
 
 /// One client thread: starts workflows and sends signals until `stop`.
