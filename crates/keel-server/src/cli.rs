@@ -313,13 +313,13 @@ mod tests {
         let node1 = out.join("node1.toml");
         let edited = std::fs::read_to_string(&node1)
             .unwrap()
-            .replace("heartbeat-interval-ms = 100", "heartbeat-interval-ms = 150");
+            .replace("heartbeat-interval-ms = 50", "heartbeat-interval-ms = 75");
         std::fs::write(&node1, &edited).unwrap();
         materialize_configs(&out).unwrap();
         assert_eq!(std::fs::read_to_string(&node1).unwrap(), edited);
         assert_eq!(
             NodeConfig::load(&node1).unwrap().raft.heartbeat_interval_ms,
-            150
+            75
         );
     }
 }
