@@ -63,6 +63,15 @@ pub fn ci(o: &SuiteOptions) -> Vec<RunConfig> {
     vec![
         cfg(
             o,
+            "ci-membership",
+            3,
+            &[Register],
+            &[Membership],
+            30,
+            o.seed + 2,
+        ),
+        cfg(
+            o,
             "ci-partition-kill",
             3,
             &both,
