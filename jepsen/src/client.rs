@@ -90,6 +90,22 @@ impl Thread {
     }
 }
 
+impl Thread {
+    /// Records a failed RPC as `fail` or `info` ([`classify`]), with its error text.
+    pub fn fail(
+        &mut self,
+        rec: &Recorder,
+        f: &str,
+        args: serde_json::Value,
+        node: u64,
+        status: &tonic::Status,
+        has_effect: bool,
+    ) {
+        let kind = classify(status, has_effect);
+        self.complete(rec, kind, f, args, node, Some(error_text(status)));
+    }
+}
+
 /// Sleeps between one thread's ops so that `threads` threads make about `rate` ops/s in all.
 pub async fn pace(rate: f64, threads: u64, rng: &mut impl Rng) {
     if rate <= 0.0 {

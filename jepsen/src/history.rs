@@ -71,6 +71,8 @@ pub struct Recorder {
 struct RecorderInner {
     ops: Vec<Op>,
     file: Option<std::io::BufWriter<std::fs::File>>,
+    /// The first failed write to the file, reported by [`Recorder::finish`].
+    write_error: Option<std::io::Error>,
 }
 
 impl Recorder {
@@ -85,6 +87,7 @@ impl Recorder {
             inner: Arc::new(Mutex::new(RecorderInner {
                 ops: Vec::new(),
                 file,
+                write_error: None,
             })),
             start: Instant::now(),
         })
@@ -124,17 +127,24 @@ impl Recorder {
             error,
         };
         if let Some(file) = inner.file.as_mut() {
-            // A failed history write is fatal for the run's verdict: it is checked on flush.
-            let _ = serde_json::to_writer(&mut *file, &op);
-            let _ = file.write_all(b"\n");
+            // A failed history write fails the run: `finish` returns the first one.
+            let written = serde_json::to_writer(&mut *file, &op)
+                .map_err(std::io::Error::from)
+                .and_then(|_| file.write_all(b"\n"));
+            if let Err(e) = written {
+                inner.write_error.get_or_insert(e);
+            }
         }
         inner.ops.push(op);
         time_ns
     }
 
-    /// Flushes the file and returns a copy of everything recorded.
+    /// Flushes the file and returns a copy of everything recorded, or the first write error.
     pub fn finish(&self) -> std::io::Result<Vec<Op>> {
         let mut inner = self.inner.lock().expect("history lock");
+        if let Some(e) = inner.write_error.take() {
+            return Err(e);
+        }
         if let Some(file) = inner.file.as_mut() {
             file.flush()?;
         }

@@ -360,7 +360,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
         collectors: 3,
     };
     if cfg.workloads.contains(&Workload::Workflow) {
-        workflow::setup(&wf_opts, &channels, &rec).await?;
+        workflow::setup(&wf_opts, &channels).await?;
     }
 
     // The workload under the nemesis.

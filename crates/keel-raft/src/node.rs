@@ -265,6 +265,26 @@ impl RaftNode {
         }
     }
 
+    /// Runs a call to `leader`, giving it up once another leader is known. A call stuck on a
+    /// leader that was replaced (paused, partitioned, dead but not yet noticed by the
+    /// transport) then fails at once, so the client retries on the new leader instead of
+    /// waiting for keepalives. The old leader may still commit a forwarded write: `what`
+    /// says so where it matters.
+    async fn unless_replaced<T>(
+        &self,
+        leader: NodeId,
+        what: &str,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::select! {
+            r = call => r,
+            new = self.leader_replaced(leader) => Err(Error::LeaderUnreachable {
+                leader_id: leader,
+                message: format!("node {new} became leader while {what}"),
+            }),
+        }
+    }
+
     /// Resolves once a leader other than `leader` is known (never, while `leader` stays).
     async fn leader_replaced(&self, leader: NodeId) -> NodeId {
         let mut rx = self.inner.raft.metrics();
@@ -323,19 +343,13 @@ impl RaftNode {
             commands,
         }
         .encode_to_vec();
-        let (resp, log_index) = tokio::select! {
-            r = self.inner.peers.forward(leader, &node.peer_addr, bytes) => r?,
-            // A request stuck on a leader that was replaced (paused, partitioned, dead but not
-            // yet noticed by the transport) is given up as soon as another leader is known,
-            // so the client retries on the new one instead of waiting for keepalives. The old
-            // leader may still commit it: the outcome is unknown, and says so.
-            new = self.leader_replaced(leader) => return Err(Error::LeaderUnreachable {
-                leader_id: leader,
-                message: format!(
-                    "node {new} became leader while the request was forwarded; outcome unknown"
-                ),
-            }),
-        };
+        let (resp, log_index) = self
+            .unless_replaced(
+                leader,
+                "the request was forwarded; outcome unknown",
+                self.inner.peers.forward(leader, &node.peer_addr, bytes),
+            )
+            .await?;
         let resp = ProposalResponse::decode(resp.as_slice())
             .map_err(|e| Error::Decode(format!("forwarded response: {e}")))?;
         Ok(Proposed {
@@ -412,13 +426,12 @@ impl RaftNode {
             let node = self
                 .member(leader)
                 .ok_or(Error::NoLeader { waited_ms: 0 })?;
-            tokio::select! {
-                r = self.inner.peers.read_index(leader, &node.peer_addr) => r?,
-                new = self.leader_replaced(leader) => return Err(Error::LeaderUnreachable {
-                    leader_id: leader,
-                    message: format!("node {new} became leader while asking for a read index"),
-                }),
-            }
+            self.unless_replaced(
+                leader,
+                "asking for a read index",
+                self.inner.peers.read_index(leader, &node.peer_addr),
+            )
+            .await?
         };
         let wait_ms = self.inner.settings.leader_wait_ms;
         self.inner

@@ -24,7 +24,7 @@ pub fn is_write(f: &str) -> bool {
 pub fn is_heal(f: &str) -> bool {
     matches!(
         f,
-        "heal" | "restart" | "resume" | "clock-reset" | "delay-stop" | "add-node"
+        "heal" | "restart" | "resume" | "clock-reset" | "delay-stop" | "add-node" | "restore"
     )
 }
 

@@ -20,7 +20,7 @@ use tonic::transport::Channel;
 
 use crate::checker::wgl::{self, Call, Entry, Limits, Outcome, Ret};
 use crate::checker::CheckResult;
-use crate::client::{classify, error_text, pace, Thread, OP_TIMEOUT};
+use crate::client::{pace, Thread, OP_TIMEOUT};
 use crate::history::{pairs, Op, OpType, Recorder};
 
 /// Register workload settings.
@@ -114,14 +114,7 @@ pub async fn client(
                         }
                     }
                 }
-                Err(s) => thread.complete(
-                    &rec,
-                    classify(&s, false),
-                    f,
-                    json!({"key": k}),
-                    node,
-                    Some(error_text(&s)),
-                ),
+                Err(s) => thread.fail(&rec, f, json!({"key": k}), node, &s, false),
             }
         } else {
             let v = next_value.fetch_add(1, Ordering::Relaxed);
@@ -163,14 +156,7 @@ pub async fn client(
                     out["index"] = json!(r.log_index);
                     thread.complete(&rec, OpType::Ok, f, out, node, None);
                 }
-                Err(s) => thread.complete(
-                    &rec,
-                    classify(&s, true),
-                    f,
-                    args,
-                    node,
-                    Some(error_text(&s)),
-                ),
+                Err(s) => thread.fail(&rec, f, args, node, &s, true),
             }
         }
     }
@@ -207,14 +193,7 @@ pub async fn probe(
         req.set_timeout(Duration::from_secs(2));
         match KvClient::new(channel.clone()).put(req).await {
             Ok(_) => thread.complete(&rec, OpType::Ok, "probe", args, node, None),
-            Err(s) => thread.complete(
-                &rec,
-                classify(&s, true),
-                "probe",
-                args,
-                node,
-                Some(error_text(&s)),
-            ),
+            Err(s) => thread.fail(&rec, "probe", args, node, &s, true),
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

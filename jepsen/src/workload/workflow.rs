@@ -113,11 +113,7 @@ fn client_for(ch: &Channel) -> WorkflowServiceClient<Channel> {
 }
 
 /// Waits for the `default` namespace and starts the collector workflows.
-pub async fn setup(
-    opts: &Options,
-    channels: &BTreeMap<u64, Channel>,
-    _rec: &Recorder,
-) -> anyhow::Result<()> {
+pub async fn setup(opts: &Options, channels: &BTreeMap<u64, Channel>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let ch = channels.values().next().expect("a node");
     for k in 0..opts.collectors {
@@ -184,14 +180,7 @@ pub async fn client(
                     v["run_id"] = json!(r.into_inner().run_id);
                     thread.complete(&rec, OpType::Ok, "start", v, node, None);
                 }
-                Err(s) => thread.complete(
-                    &rec,
-                    classify(&s, true),
-                    "start",
-                    args,
-                    node,
-                    Some(error_text(&s)),
-                ),
+                Err(s) => thread.fail(&rec, "start", args, node, &s, true),
             }
         } else {
             let k = rng.random_range(0..opts.collectors);
@@ -225,14 +214,7 @@ pub async fn client(
                 .await;
             match r {
                 Ok(_) => thread.complete(&rec, OpType::Ok, "signal", args, node, None),
-                Err(s) => thread.complete(
-                    &rec,
-                    classify(&s, true),
-                    "signal",
-                    args,
-                    node,
-                    Some(error_text(&s)),
-                ),
+                Err(s) => thread.fail(&rec, "signal", args, node, &s, true),
             }
         }
     }
