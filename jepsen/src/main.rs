@@ -91,6 +91,12 @@ enum Cmd {
         /// Seeds per combination (full suite).
         #[arg(long, default_value_t = 10)]
         seeds: u64,
+        /// Cluster sizes of the full suite.
+        #[arg(long, value_delimiter = ',', default_value = "3,5")]
+        sizes: Vec<u64>,
+        /// Seconds of load per full-suite run.
+        #[arg(long, default_value_t = 60)]
+        time_limit: u64,
     },
     /// Rebuilds a run's report.html from its history.jsonl and results.json.
     Report { run_dir: PathBuf },
@@ -206,7 +212,13 @@ async fn main_inner() -> anyhow::Result<i32> {
             which,
             canary_bin,
             seeds,
+            sizes,
+            time_limit,
         } => {
+            anyhow::ensure!(
+                sizes.iter().all(|n| (3..=5).contains(n)),
+                "--sizes takes cluster sizes from 3 to 5"
+            );
             let backend = resolve_backend(common.backend);
             if let Some(code) = enter_netns(backend, 5)? {
                 return Ok(code);
@@ -228,6 +240,8 @@ async fn main_inner() -> anyhow::Result<i32> {
                 backend,
                 seed: common.seed,
                 seeds,
+                sizes,
+                time_limit_s: time_limit,
             };
             let runs = if which == "ci" {
                 suite::ci(&o)

@@ -1,5 +1,6 @@
 //! Named sets of runs. `ci` fits a 2-core CI machine in a few minutes and includes the canary,
-//! which must come out INVALID; `full` is every workload × every fault × seeds × 3 and 5 nodes.
+//! which must come out INVALID; `full` is every fault set × seeds × 3 and 5 nodes, each run
+//! driving every workload at once (they share the cluster, so each sees the others' load).
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,10 @@ pub struct SuiteOptions {
     pub backend: Backend,
     pub seed: u64,
     pub seeds: u64,
+    /// Cluster sizes of the full suite (3, 5 or both).
+    pub sizes: Vec<u64>,
+    /// Seconds of load per full-suite run.
+    pub time_limit_s: u64,
 }
 
 fn cfg(
@@ -110,13 +115,24 @@ pub fn full(o: &SuiteOptions) -> Vec<RunConfig> {
         ),
     ];
     let mut runs = Vec::new();
-    for nodes in [3, 5] {
-        for w in [Register, Workflow] {
-            for (fname, faults) in &fault_sets {
-                for s in 0..o.seeds {
-                    let name = format!("full-{nodes}n-{}-{fname}", format!("{w:?}").to_lowercase());
-                    runs.push(cfg(o, &name, nodes, &[w], faults, 60, o.seed + s));
+    for &nodes in &o.sizes {
+        for (fname, faults) in &fault_sets {
+            for s in 0..o.seeds {
+                let name = format!("full-{nodes}n-{fname}");
+                let mut c = cfg(
+                    o,
+                    &name,
+                    nodes,
+                    &[Register, Workflow],
+                    faults,
+                    o.time_limit_s,
+                    o.seed + s,
+                );
+                // Latency needs the proxy: this kernel has no netem.
+                if faults.contains(&Delay) {
+                    c.backend = Backend::Proxy;
                 }
+                runs.push(c);
             }
         }
     }
