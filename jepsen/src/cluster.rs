@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -14,6 +15,9 @@ use keel_proto::admin::v1::admin_client::AdminClient;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::net::Net;
+
+/// libfaketime's preload library (Debian's `libfaketime` package).
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// The shipped local node config: the suite runs with the same Raft timings users get.
 const SHIPPED: &str = include_str!("../../cluster-configs/local-3/node1.toml");
@@ -38,6 +42,8 @@ pub struct NodeProc {
     pub client_addr: SocketAddr,
     pub peer_addr: SocketAddr,
     netns: Option<String>,
+    /// The libfaketime offset file, when the node runs under libfaketime.
+    faketime: Option<PathBuf>,
     child: Option<Child>,
     paused: bool,
     /// Starts so far; a restart begins a new incarnation.
@@ -121,14 +127,20 @@ pub fn node_configs(
 }
 
 impl Cluster {
-    /// Writes configs under `dir` and starts every node.
+    /// Writes configs under `dir` and starts every node; with `faketime`, every node runs
+    /// under libfaketime with an offset file the nemesis can rewrite ([`Cluster::set_faketime`]).
     pub fn start(
         keel_bin: &Path,
         dir: &Path,
         cluster_id: &str,
         addrs: BTreeMap<u64, NodeAddrs>,
         net: Net,
+        faketime: bool,
     ) -> anyhow::Result<Cluster> {
+        anyhow::ensure!(
+            !faketime || Path::new(LIBFAKETIME).exists(),
+            "{LIBFAKETIME} not found (apt-get install faketime libfaketime; .ci/setup does)"
+        );
         let cfgs = node_configs(cluster_id, &addrs, dir)?;
         let mut nodes = BTreeMap::new();
         for c in cfgs {
@@ -137,6 +149,13 @@ impl Cluster {
             let config = ndir.join("node.toml");
             std::fs::write(&config, toml::to_string(&c)?)?;
             NodeConfig::load(&config).context("generated config validates")?;
+            let faketime = if faketime {
+                let f = ndir.join("faketime");
+                std::fs::write(&f, "+0")?;
+                Some(f)
+            } else {
+                None
+            };
             nodes.insert(
                 c.node_id,
                 NodeProc {
@@ -147,6 +166,7 @@ impl Cluster {
                     client_addr: addrs[&c.node_id].client,
                     peer_addr: addrs[&c.node_id].peer,
                     netns: addrs[&c.node_id].netns.clone(),
+                    faketime,
                     child: None,
                     paused: false,
                     incarnation: 0,
@@ -207,6 +227,21 @@ impl Cluster {
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log));
+        if let Some(f) = &n.faketime {
+            // The wall clock only: Instant (monotonic) stays true, as with a bad NTP step.
+            cmd.env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME_TIMESTAMP_FILE", f)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("DONT_FAKE_MONOTONIC", "1");
+        }
+        // SAFETY: prctl(2) only, between fork and exec. The node dies with the harness, so
+        // an interrupted run leaves no servers behind.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let child = cmd
             .spawn()
             .with_context(|| format!("starting node {id} ({})", self.keel_bin.display()))?;
@@ -235,6 +270,16 @@ impl Cluster {
         }
         self.spawn(id)?;
         Ok(true)
+    }
+
+    /// Sets a node's libfaketime wall-clock offset (it takes effect within a second: the
+    /// library re-reads the file at most once a second). False when the node does not run
+    /// under libfaketime.
+    pub fn set_faketime(&self, id: u64, offset_ms: i64) -> bool {
+        let Some(f) = &self.nodes[&id].faketime else {
+            return false;
+        };
+        std::fs::write(f, format!("{:+.3}", offset_ms as f64 / 1000.0)).is_ok()
     }
 
     /// SIGSTOP (every thread stops; peers' TCP stays up).

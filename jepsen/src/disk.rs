@@ -17,6 +17,8 @@ pub enum Mode {
     SnapshotFlip,
     /// No damage: the node is started on its data dir with another `cluster-id`.
     WrongCluster,
+    /// No damage: the node is started on a copy of another node's data dir.
+    ForeignNode,
 }
 
 impl Mode {
@@ -27,6 +29,7 @@ impl Mode {
             Mode::SstFlip => "sst-flip",
             Mode::SnapshotFlip => "snapshot-flip",
             Mode::WrongCluster => "wrong-cluster-id",
+            Mode::ForeignNode => "foreign-node",
         }
     }
 }
@@ -60,7 +63,9 @@ pub fn damage(data_dir: &Path, mode: Mode, rng: &mut impl Rng) -> anyhow::Result
         Mode::WalFlip | Mode::WalTruncate => newest(&db, ".log"),
         Mode::SstFlip => newest(&db, ".sst"),
         Mode::SnapshotFlip => newest(&data_dir.join("snapshots"), ""),
-        Mode::WrongCluster => anyhow::bail!("wrong-cluster-id damages no file"),
+        Mode::WrongCluster | Mode::ForeignNode => {
+            anyhow::bail!("{} damages no file", mode.name())
+        }
     }
     .ok_or_else(|| anyhow::anyhow!("no file to damage for {}", mode.name()))?;
     match mode {

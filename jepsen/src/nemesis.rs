@@ -41,8 +41,12 @@ pub enum Fault {
     Membership,
     /// A follower stopped, its newest WAL / SST / snapshot file damaged (bytes flipped, or
     /// the WAL cut at a random offset), restarted: it must refuse to start (then its saved
-    /// copy is put back) or run without serving anything corrupt.
+    /// copy is put back) or run without serving anything corrupt. Also: a node started
+    /// under another cluster id, or on another node's data.
     Corrupt,
+    /// The black-box clock check: every node runs under libfaketime, and the leader's (or
+    /// another node's) wall clock jumps ±1–5 s, then back. Keel is not told, unlike `clock`.
+    Faketime,
 }
 
 /// Which nodes a process fault hits.
@@ -59,6 +63,7 @@ enum Undo {
     Restart(Vec<u64>),
     Resume(Vec<u64>),
     ClockReset(Option<JoinHandle<()>>),
+    FaketimeReset(u64),
     AddBack(u64),
     /// Put a corrupted node's saved data dir back if it refused to start.
     Restore {
@@ -293,6 +298,28 @@ impl Nemesis {
                 Undo::AddBack(victim)
             }
             Fault::Corrupt => self.corrupt(&ids, leader, &channels).await,
+            Fault::Faketime => {
+                let victim = pick_targets(&mut self.rng, &ids, leader, Target::One)[0];
+                let victim = if self.rng.random_bool(0.5) {
+                    leader.unwrap_or(victim)
+                } else {
+                    victim
+                };
+                let delta: i64 = self.rng.random_range(1_000..=5_000)
+                    * if self.rng.random_bool(0.5) { 1 } else { -1 };
+                let ok = self.cluster.lock().await.set_faketime(victim, delta);
+                self.record(
+                    "faketime",
+                    json!({"outcome": if ok {"installed"} else {"skipped"}, "targets": [victim],
+                           "offset_ms": delta, "leader": leader, "leader_hit": false,
+                           "reason": if ok {None} else {Some("node not under libfaketime")}}),
+                );
+                if ok {
+                    Undo::FaketimeReset(victim)
+                } else {
+                    Undo::Nothing
+                }
+            }
             Fault::Delay => {
                 let ok = self.cluster.lock().await.net.delay(50, 25);
                 self.record(
@@ -358,6 +385,13 @@ impl Nemesis {
                 }
                 self.reset_clocks().await;
             }
+            Undo::FaketimeReset(id) => {
+                let ok = self.cluster.lock().await.set_faketime(id, 0);
+                self.record(
+                    "faketime-reset",
+                    json!({"outcome": if ok {"installed"} else {"indeterminate"}, "targets": [id]}),
+                );
+            }
             Undo::AddBack(id) => self.add_back(id).await,
             Undo::Restore {
                 node,
@@ -410,10 +444,11 @@ impl Nemesis {
         // A snapshot gives the snapshot mode a file to damage.
         let _ = crate::cluster::trigger_snapshot(&channels[&victim]).await;
         // Modes in turn (from a seeded start), so a run with five disk faults tries each.
-        const MODES: [disk::Mode; 5] = [
+        const MODES: [disk::Mode; 6] = [
             disk::Mode::WalFlip,
             disk::Mode::WrongCluster,
             disk::Mode::SnapshotFlip,
+            disk::Mode::ForeignNode,
             disk::Mode::WalTruncate,
             disk::Mode::SstFlip,
         ];
@@ -424,6 +459,11 @@ impl Nemesis {
         self.disk_faults += 1;
         if mode == disk::Mode::WrongCluster {
             return self.wrong_cluster(victim).await;
+        }
+        if mode == disk::Mode::ForeignNode {
+            let donors: Vec<u64> = followers.iter().copied().filter(|&i| i != victim).collect();
+            let donor = donors.choose(&mut self.rng).copied();
+            return self.foreign_node(victim, donor).await;
         }
         let (data_dir, log) = {
             let mut c = self.cluster.lock().await;
@@ -511,6 +551,88 @@ impl Nemesis {
             "corrupt",
             json!({"outcome": if started.is_ok() {"installed"} else {"indeterminate"},
                    "targets": [victim], "mode": disk::Mode::WrongCluster.name(),
+                   "result": if exit.is_some() {"refused to start"} else {"running"},
+                   "exit_code": exit.and_then(|s| s.code()), "message": message,
+                   "leader_hit": false}),
+        );
+        Undo::Restart(vec![victim])
+    }
+
+    /// Starts a follower on a copy of another node's data dir (an operator's slip): it must
+    /// exit with an error naming the node the data belongs to. The donor is stopped for the
+    /// copy (a live RocksDB cannot be copied consistently) and restarted at once, so on three
+    /// nodes the leader is briefly alone; with no second follower the fault is skipped.
+    async fn foreign_node(&mut self, victim: u64, donor: Option<u64>) -> Undo {
+        let mode = disk::Mode::ForeignNode.name();
+        let Some(donor) = donor else {
+            self.record(
+                "corrupt",
+                json!({"outcome": "skipped", "targets": [victim], "mode": mode,
+                       "reason": "no second follower to take data from"}),
+            );
+            return Undo::Nothing;
+        };
+        let (config, log, foreign) = {
+            let mut c = self.cluster.lock().await;
+            c.kill(victim);
+            c.kill(donor);
+            let copy = c.nodes[&victim]
+                .data_dir
+                .with_extension(format!("from-n{donor}"));
+            let _ = std::fs::remove_dir_all(&copy);
+            let copied = disk::copy_dir(&c.nodes[&donor].data_dir, &copy);
+            let restarted = c.restart(donor);
+            let n = &c.nodes[&victim];
+            match (copied, restarted) {
+                (Ok(()), Ok(_)) => (n.config.clone(), n.log.clone(), copy),
+                (copied, restarted) => {
+                    let _ = c.restart(victim);
+                    drop(c);
+                    self.record(
+                        "corrupt",
+                        json!({"outcome": "skipped", "targets": [victim], "mode": mode,
+                               "reason": format!("copy: {copied:?}, donor restart: {restarted:?}")}),
+                    );
+                    return Undo::Nothing;
+                }
+            }
+        };
+        let other = config.with_extension("foreign.toml");
+        let written = std::fs::read_to_string(&config).map(|text| {
+            text.lines()
+                .map(|l| {
+                    if l.starts_with("data-dir = ") {
+                        format!("data-dir = {:?}", foreign.display().to_string())
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        });
+        let log_len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        let started = match written.and_then(|text| std::fs::write(&other, text)) {
+            Ok(()) => self
+                .cluster
+                .lock()
+                .await
+                .restart_with_config(victim, &other),
+            Err(e) => Err(e.into()),
+        };
+        let exit = self.exit_or_serving(victim).await;
+        if exit.is_none() {
+            // It must not serve as another node: stop it.
+            self.cluster.lock().await.kill(victim);
+        }
+        let message = disk::new_log_text(&log, log_len)
+            .lines()
+            .find(|l| l.contains("belongs to cluster"))
+            .map(|l| l.trim().chars().take(400).collect::<String>());
+        let _ = std::fs::remove_dir_all(&foreign);
+        self.record(
+            "corrupt",
+            json!({"outcome": if started.is_ok() {"installed"} else {"indeterminate"},
+                   "targets": [victim], "donor": donor, "mode": mode,
                    "result": if exit.is_some() {"refused to start"} else {"running"},
                    "exit_code": exit.and_then(|s| s.code()), "message": message,
                    "leader_hit": false}),

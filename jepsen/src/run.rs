@@ -20,7 +20,7 @@ use crate::cluster::{self, Cluster, NodeAddrs};
 use crate::history::{Op, OpType, Process, Recorder};
 use crate::nemesis::{Fault, Nemesis};
 use crate::net::{netns, proxy, Net};
-use crate::workload::{register, workflow};
+use crate::workload::{activity, register, workflow};
 
 /// A workload, as named on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -326,7 +326,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
         dir.display()
     );
     let rec = Recorder::new(Some(&dir.join("history.jsonl")))?;
-    let cluster = Cluster::start(&cfg.keel_bin, &dir, "keel-jepsen", addrs, net)?;
+    let faketime = cfg.faults.contains(&Fault::Faketime);
+    let cluster = Cluster::start(&cfg.keel_bin, &dir, "keel-jepsen", addrs, net, faketime)?;
     let cluster = Arc::new(Mutex::new(cluster));
     let channels = cluster.lock().await.channels();
 
@@ -414,6 +415,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
             }
         }
         if *w == Workload::Workflow {
+            let next_process = Arc::new(AtomicU64::new(0));
             for i in 0..2 {
                 workers.push(tokio::spawn(workflow::worker(
                     i,
@@ -422,6 +424,15 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
                     rec.clone(),
                     cfg.seed,
                     stop_workers.clone(),
+                )));
+                workers.push(tokio::spawn(activity::worker(
+                    i,
+                    wf_opts.clone(),
+                    channels.clone(),
+                    rec.clone(),
+                    cfg.seed,
+                    stop_workers.clone(),
+                    next_process.clone(),
                 )));
             }
         }

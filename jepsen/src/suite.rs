@@ -105,13 +105,15 @@ pub fn full(o: &SuiteOptions) -> Vec<RunConfig> {
         ("partition", vec![Partition]),
         ("kill", vec![Kill]),
         ("pause", vec![Pause]),
-        ("clock", vec![Clock, Kill]),
+        ("clock", vec![Clock, Faketime, Kill]),
         ("delay", vec![Delay, Partition]),
         ("membership", vec![Membership]),
         ("corrupt", vec![Corrupt, Kill]),
         (
             "all",
-            vec![Partition, Kill, Pause, Clock, Delay, Membership, Corrupt],
+            vec![
+                Partition, Kill, Pause, Clock, Faketime, Delay, Membership, Corrupt,
+            ],
         ),
     ];
     let mut runs = Vec::new();

@@ -1,5 +1,5 @@
-//! Disk and identity faults: a node started on a damaged data dir, or under another cluster
-//! id, must refuse to start with a message that names the problem and a non-zero exit code —
+//! Disk and identity faults: a node started on a damaged data dir, under another cluster id
+//! or on another node's data must refuse to start with a message that names the problem and a non-zero exit code —
 //! or, where the damage is caught when read (SST blocks, snapshot chunks carry checksums),
 //! run without serving it, which the other checkers judge.
 
@@ -32,6 +32,7 @@ pub fn check(ops: &[Op]) -> CheckResult {
         } else {
             match mode {
                 "wrong-cluster-id" => r.invalid(json!({"index": o.index, "mode": mode, "problem": "started under another cluster's id", "op": o.value})),
+                "foreign-node" => r.invalid(json!({"index": o.index, "mode": mode, "problem": "started on another node's data", "op": o.value})),
                 "wal-flip" | "wal-truncate" => r.unknown(json!({"index": o.index, "mode": mode, "problem": "started on a damaged WAL (damage may have missed every record)", "op": o.value})),
                 _ => {}
             }
@@ -77,6 +78,15 @@ mod tests {
         assert_eq!(check(&[zero]).verdict, Verdict::Invalid);
         let imposter = corrupt("wrong-cluster-id", "running", None, None);
         assert_eq!(check(&[imposter]).verdict, Verdict::Invalid);
+        let borrowed = corrupt("foreign-node", "running", None, None);
+        assert_eq!(check(&[borrowed]).verdict, Verdict::Invalid);
+        let refused = corrupt(
+            "foreign-node",
+            "refused to start",
+            Some("data dir x belongs to cluster \"keel-jepsen\" node 2, not node 3"),
+            Some(1),
+        );
+        assert_eq!(check(&[refused]).verdict, Verdict::Valid);
         let lucky = corrupt("wal-flip", "running", None, None);
         assert_eq!(check(&[lucky]).verdict, Verdict::Unknown);
     }

@@ -1,10 +1,14 @@
-//! The workflow workload (jepsen-notes W1 and W3) through Temporal's WorkflowService, with
-//! the generated gRPC client acting as both client and worker (no SDK in the way).
+//! The workflow workload (jepsen-notes W1, W3, W4 and W5) through Temporal's
+//! WorkflowService, with the generated gRPC client acting as both client and worker (no SDK in
+//! the way).
 //!
-//! - Clients start workflows (unique ids and request ids) and send unique signals to a few
-//!   long-lived "collector" workflows.
-//! - Workers poll workflow tasks from random nodes and complete each started workflow with
-//!   its own id as the result; collector tasks are completed with no commands.
+//! - Clients start workflows (unique ids and request ids) of three types and send unique
+//!   signals to a few long-lived "collector" workflows. A plain workflow completes on its
+//!   first task; a timer workflow first sleeps on a timer of 1–5 s; an activity workflow first
+//!   runs one activity with retries and a short start-to-close timeout ([`super::activity`]).
+//!   Every one of them completes with its own id as the result.
+//! - Workers poll workflow tasks from random nodes and decide from the task's history, as an
+//!   SDK would; collector tasks are completed with no commands.
 //! - After the heal, final reads (with retries, within the recovery window) fetch every
 //!   started workflow's outcome and every collector's history.
 //!
@@ -12,7 +16,8 @@
 //! start left nothing; a workflow task is handed out at most once (by run, started event id
 //! and attempt); each acknowledged signal appears exactly once, an indeterminate one at most
 //! once, a failed one never, nothing unknown appears, and signals acknowledged one before the
-//! other was sent appear in that order.
+//! other was sent appear in that order. Timers and activities have their own checkers
+//! ([`super::timer`], [`super::activity`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +30,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use temporalio_protos::temporal::api::command::v1::{
     command::Attributes as CA, Command, CompleteWorkflowExecutionCommandAttributes,
+    ScheduleActivityTaskCommandAttributes, StartTimerCommandAttributes,
 };
+use temporalio_protos::temporal::api::common::v1::{ActivityType, RetryPolicy};
 use temporalio_protos::temporal::api::common::v1::{
     Payload, Payloads, WorkflowExecution, WorkflowType,
 };
+use temporalio_protos::temporal::api::enums::v1::CommandType;
 use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
 use temporalio_protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
@@ -46,6 +54,14 @@ const NAMESPACE: &str = "default";
 const STATUS_COMPLETED: i32 = 2;
 /// Workers record under process ids from here, apart from client threads.
 const WORKER_PROCESS_BASE: u64 = 1_000_000;
+/// Workflow types the clients start.
+pub const PLAIN: &str = "jepsen";
+pub const TIMER: &str = "jepsen-timer";
+pub const ACTIVITY: &str = "jepsen-activity";
+/// The activity's start-to-close timeout; late answers come after it.
+pub const ACTIVITY_TIMEOUT: Duration = Duration::from_millis(1_000);
+/// Attempts before the activity times out for good (the workflow completes either way).
+const ACTIVITY_ATTEMPTS: i32 = 8;
 
 /// Workflow workload settings.
 #[derive(Debug, Clone)]
@@ -61,13 +77,13 @@ impl Options {
     }
 }
 
-fn req<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
+pub(crate) fn req<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.set_timeout(timeout);
     r
 }
 
-fn payload(s: &str) -> Payloads {
+pub(crate) fn payload(s: &str) -> Payloads {
     Payloads {
         payloads: vec![Payload {
             data: s.as_bytes().to_vec(),
@@ -81,6 +97,13 @@ fn payload_text(p: &Option<Payloads>) -> Option<String> {
         .payloads
         .first()
         .map(|p| String::from_utf8_lossy(&p.data).into_owned())
+}
+
+fn duration(d: Duration) -> keel_proto::prost_wkt_types::Duration {
+    keel_proto::prost_wkt_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 fn start_request(
@@ -108,7 +131,7 @@ fn start_request(
     }
 }
 
-fn client_for(ch: &Channel) -> WorkflowServiceClient<Channel> {
+pub(crate) fn client_for(ch: &Channel) -> WorkflowServiceClient<Channel> {
     WorkflowServiceClient::new(ch.clone())
 }
 
@@ -159,7 +182,13 @@ pub async fn client(
         if rng.random_bool(0.5) {
             let wid = format!("{}-w{}-{n}", opts.id_prefix, thread.index);
             let request_id = format!("{wid}-r");
-            let args = json!({"wid": wid, "request_id": request_id});
+            let (wtype, timer_ms) = match rng.random_range(0..10) {
+                0 | 1 => (TIMER, Some(rng.random_range(1_000..=5_000u64))),
+                2 | 3 => (ACTIVITY, None),
+                _ => (PLAIN, None),
+            };
+            let args =
+                json!({"wid": wid, "request_id": request_id, "type": wtype, "timer_ms": timer_ms});
             rec.record(
                 thread.proc(),
                 OpType::Invoke,
@@ -168,13 +197,9 @@ pub async fn client(
                 Some(node),
                 None,
             );
-            match c
-                .start_workflow_execution(req(
-                    start_request(&opts, &wid, "jepsen", &request_id),
-                    OP_TIMEOUT,
-                ))
-                .await
-            {
+            let mut start = start_request(&opts, &wid, wtype, &request_id);
+            start.input = timer_ms.map(|ms| payload(&ms.to_string()));
+            match c.start_workflow_execution(req(start, OP_TIMEOUT)).await {
                 Ok(r) => {
                     let mut v = args;
                     v["run_id"] = json!(r.into_inner().run_id);
@@ -263,8 +288,17 @@ pub async fn worker(
         }
         let exec = task.workflow_execution.clone().unwrap_or_default();
         let wtype = task.workflow_type.clone().unwrap_or_default().name;
-        let handed = json!({"wid": exec.workflow_id, "run_id": exec.run_id,
+        let events = task
+            .history
+            .as_ref()
+            .map(|h| h.events.as_slice())
+            .unwrap_or(&[]);
+        let (commands, note) = decide(&wtype, &exec.workflow_id, &opts.task_queue, events);
+        let mut handed = json!({"wid": exec.workflow_id, "run_id": exec.run_id,
                             "started": task.started_event_id, "attempt": task.attempt, "type": wtype});
+        if note["timer_fired"] == json!(true) {
+            handed["timer_fired"] = json!(true);
+        }
         rec.record(
             Process::Client(process),
             OpType::Invoke,
@@ -281,20 +315,11 @@ pub async fn worker(
             Some(node),
             None,
         );
-        let commands = if wtype == "jepsen" {
-            vec![Command {
-                command_type: 2, // COMPLETE_WORKFLOW_EXECUTION
-                attributes: Some(CA::CompleteWorkflowExecutionCommandAttributes(
-                    CompleteWorkflowExecutionCommandAttributes {
-                        result: Some(payload(&exec.workflow_id)),
-                    },
-                )),
-                ..Default::default()
-            }]
-        } else {
-            Vec::new()
-        };
-        let args = json!({"wid": exec.workflow_id, "run_id": exec.run_id, "started": task.started_event_id});
+        let mut args = json!({"wid": exec.workflow_id, "run_id": exec.run_id, "started": task.started_event_id});
+        if let Some(cmd) = note.get("cmd") {
+            args["cmd"] = cmd.clone();
+            args["timer_ms"] = note["timer_ms"].clone();
+        }
         let node = nodes[rng.random_range(0..nodes.len())];
         let mut c = client_for(&channels[&node]);
         rec.record(
@@ -335,19 +360,134 @@ pub async fn worker(
     }
 }
 
+fn command(t: CommandType, a: CA) -> Command {
+    Command {
+        command_type: t as i32,
+        attributes: Some(a),
+        ..Default::default()
+    }
+}
+
+fn complete(wid: &str) -> Command {
+    command(
+        CommandType::CompleteWorkflowExecution,
+        CA::CompleteWorkflowExecutionCommandAttributes(
+            CompleteWorkflowExecutionCommandAttributes {
+                result: Some(payload(wid)),
+            },
+        ),
+    )
+}
+
+/// A workflow task's commands, decided from its history as an SDK would (Keel hands out the
+/// full history: no sticky queues), and a note for the history: `{"timer_fired": true}` when
+/// the task shows a fired timer, `{"cmd": "start-timer", "timer_ms": D}` when it starts one.
+fn decide(
+    wtype: &str,
+    wid: &str,
+    task_queue: &str,
+    events: &[HistoryEvent],
+) -> (Vec<Command>, serde_json::Value) {
+    let has = |f: fn(&EA) -> bool| events.iter().any(|e| e.attributes.as_ref().is_some_and(f));
+    match wtype {
+        PLAIN => (vec![complete(wid)], json!({})),
+        TIMER => {
+            if has(|a| matches!(a, EA::TimerFiredEventAttributes(_))) {
+                (vec![complete(wid)], json!({"timer_fired": true}))
+            } else if has(|a| matches!(a, EA::TimerStartedEventAttributes(_))) {
+                (Vec::new(), json!({}))
+            } else {
+                let ms: u64 = events
+                    .iter()
+                    .find_map(|e| match &e.attributes {
+                        Some(EA::WorkflowExecutionStartedEventAttributes(a)) => {
+                            payload_text(&a.input)?.parse().ok()
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or(1_000);
+                let start = command(
+                    CommandType::StartTimer,
+                    CA::StartTimerCommandAttributes(StartTimerCommandAttributes {
+                        timer_id: "t".into(),
+                        start_to_fire_timeout: Some(duration(Duration::from_millis(ms))),
+                    }),
+                );
+                (vec![start], json!({"cmd": "start-timer", "timer_ms": ms}))
+            }
+        }
+        ACTIVITY => {
+            if has(|a| {
+                matches!(
+                    a,
+                    EA::ActivityTaskCompletedEventAttributes(_)
+                        | EA::ActivityTaskFailedEventAttributes(_)
+                        | EA::ActivityTaskTimedOutEventAttributes(_)
+                        | EA::ActivityTaskCanceledEventAttributes(_)
+                )
+            }) {
+                (vec![complete(wid)], json!({}))
+            } else if has(|a| matches!(a, EA::ActivityTaskScheduledEventAttributes(_))) {
+                (Vec::new(), json!({}))
+            } else {
+                let schedule = command(
+                    CommandType::ScheduleActivityTask,
+                    CA::ScheduleActivityTaskCommandAttributes(
+                        ScheduleActivityTaskCommandAttributes {
+                            activity_id: "a".into(),
+                            activity_type: Some(ActivityType {
+                                name: "jepsen-act".into(),
+                            }),
+                            task_queue: Some(TaskQueue {
+                                name: task_queue.into(),
+                                kind: 1,
+                                ..Default::default()
+                            }),
+                            start_to_close_timeout: Some(duration(ACTIVITY_TIMEOUT)),
+                            retry_policy: Some(RetryPolicy {
+                                initial_interval: Some(duration(Duration::from_millis(100))),
+                                backoff_coefficient: 2.0,
+                                maximum_interval: Some(duration(Duration::from_secs(1))),
+                                maximum_attempts: ACTIVITY_ATTEMPTS,
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                    ),
+                );
+                (vec![schedule], json!({"cmd": "schedule-activity"}))
+            }
+        }
+        _ => (Vec::new(), json!({})),
+    }
+}
+
 /// What the final reads found for one started workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Found {
     /// NOT_FOUND.
     Absent,
-    /// The current run: id, status, and result when completed.
+    /// The current run: id, status, and, when completed, its result, how many TimerFired
+    /// events and which activity outcome events its history holds.
     Run {
         run_id: String,
         status: i32,
         result: Option<String>,
+        #[serde(default)]
+        timers_fired: u32,
+        #[serde(default)]
+        activity_ends: Vec<ActivityEnd>,
     },
     /// No read succeeded.
     Unreadable(String),
+}
+
+/// An activity's outcome event: `completed` (with its result), `failed`, `timed-out` or
+/// `canceled`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityEnd {
+    pub kind: String,
+    pub result: Option<String>,
 }
 
 /// The final reads.
@@ -407,24 +547,44 @@ async fn read_workflow(c: &mut WorkflowServiceClient<Channel>, wid: &str) -> Fou
         Err(s) => return Found::Unreadable(error_text(&s)),
     };
     let run_id = info.execution.map(|e| e.run_id).unwrap_or_default();
-    let mut result = None;
+    let (mut result, mut timers_fired, mut activity_ends) = (None, 0, Vec::new());
     if info.status == STATUS_COMPLETED {
-        match history(c, wid).await {
-            Ok(events) => {
-                result = events.iter().rev().find_map(|e| match &e.attributes {
-                    Some(EA::WorkflowExecutionCompletedEventAttributes(a)) => {
-                        payload_text(&a.result)
-                    }
-                    _ => None,
-                })
-            }
+        let events = match history(c, wid).await {
+            Ok(events) => events,
             Err(s) => return Found::Unreadable(error_text(&s)),
+        };
+        for e in &events {
+            let end = |kind: &str, result: Option<String>| ActivityEnd {
+                kind: kind.into(),
+                result,
+            };
+            match &e.attributes {
+                Some(EA::WorkflowExecutionCompletedEventAttributes(a)) => {
+                    result = payload_text(&a.result)
+                }
+                Some(EA::TimerFiredEventAttributes(_)) => timers_fired += 1,
+                Some(EA::ActivityTaskCompletedEventAttributes(a)) => {
+                    activity_ends.push(end("completed", payload_text(&a.result)))
+                }
+                Some(EA::ActivityTaskFailedEventAttributes(_)) => {
+                    activity_ends.push(end("failed", None))
+                }
+                Some(EA::ActivityTaskTimedOutEventAttributes(_)) => {
+                    activity_ends.push(end("timed-out", None))
+                }
+                Some(EA::ActivityTaskCanceledEventAttributes(_)) => {
+                    activity_ends.push(end("canceled", None))
+                }
+                _ => {}
+            }
         }
     }
     Found::Run {
         run_id,
         status: info.status,
         result,
+        timers_fired,
+        activity_ends,
     }
 }
 
@@ -507,6 +667,8 @@ pub fn check(ops: &[Op], fin: &Final) -> Vec<CheckResult> {
         check_starts(ops, fin),
         check_tasks(ops),
         check_signals(ops, fin),
+        super::timer::check(ops, fin),
+        super::activity::check(ops, fin),
     ]
 }
 
@@ -537,6 +699,7 @@ pub fn check_starts(ops: &[Op], fin: &Final) -> CheckResult {
                     run_id,
                     status,
                     result,
+                    ..
                 }),
             ) => {
                 let acked_run = p.complete.and_then(|c| c.value["run_id"].as_str());
@@ -689,6 +852,8 @@ mod tests {
             run_id: run_id.into(),
             status,
             result: Some(result.into()),
+            timers_fired: 0,
+            activity_ends: Vec::new(),
         }
     }
 
