@@ -17,6 +17,7 @@ use keel_proto::temporalio_protos::temporal::api::command::v1::{
 use keel_proto::temporalio_protos::temporal::api::common::v1::{
     ActivityType, Header, Payloads, RetryPolicy, WorkflowExecution, WorkflowType,
 };
+use keel_proto::temporalio_protos::temporal::api::enums::v1::CommandType;
 use keel_proto::temporalio_protos::temporal::api::failure::v1::{failure::FailureInfo, Failure};
 use keel_proto::temporalio_protos::temporal::api::history::v1::{
     History, MarkerRecordedEventAttributes,
@@ -773,8 +774,15 @@ fn retry_policy_from_temporal(p: &RetryPolicy) -> wf::RetryPolicy {
 /// One Temporal command as an engine command. A kind Keel does not implement becomes
 /// `Unsupported` with its type name, which fails the workflow task (INVALID_ARGUMENT, and a
 /// WorkflowTaskFailed event naming it) instead of being dropped; a command without
-/// attributes fails it too.
+/// attributes fails it too, and so does one whose attributes belong to another command type
+/// (Temporal reads the attributes of the declared type and finds them unset).
 pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
+    if c.attributes
+        .as_ref()
+        .is_some_and(|a| attributes_type(a) as i32 != c.command_type)
+    {
+        return wf::WorkflowCommand { kind: None };
+    }
     let kind = match &c.attributes {
         Some(CA::ScheduleActivityTaskCommandAttributes(a)) => {
             Some(Cmd::ScheduleActivity(wf::ScheduleActivity {
@@ -847,6 +855,34 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
     wf::WorkflowCommand { kind }
 }
 
+/// The command type an attributes variant belongs to.
+fn attributes_type(a: &CA) -> CommandType {
+    use CommandType as T;
+    match a {
+        CA::ScheduleActivityTaskCommandAttributes(_) => T::ScheduleActivityTask,
+        CA::StartTimerCommandAttributes(_) => T::StartTimer,
+        CA::CompleteWorkflowExecutionCommandAttributes(_) => T::CompleteWorkflowExecution,
+        CA::FailWorkflowExecutionCommandAttributes(_) => T::FailWorkflowExecution,
+        CA::RequestCancelActivityTaskCommandAttributes(_) => T::RequestCancelActivityTask,
+        CA::CancelTimerCommandAttributes(_) => T::CancelTimer,
+        CA::CancelWorkflowExecutionCommandAttributes(_) => T::CancelWorkflowExecution,
+        CA::RequestCancelExternalWorkflowExecutionCommandAttributes(_) => {
+            T::RequestCancelExternalWorkflowExecution
+        }
+        CA::RecordMarkerCommandAttributes(_) => T::RecordMarker,
+        CA::ContinueAsNewWorkflowExecutionCommandAttributes(_) => T::ContinueAsNewWorkflowExecution,
+        CA::StartChildWorkflowExecutionCommandAttributes(_) => T::StartChildWorkflowExecution,
+        CA::SignalExternalWorkflowExecutionCommandAttributes(_) => {
+            T::SignalExternalWorkflowExecution
+        }
+        CA::UpsertWorkflowSearchAttributesCommandAttributes(_) => T::UpsertWorkflowSearchAttributes,
+        CA::ProtocolMessageCommandAttributes(_) => T::ProtocolMessage,
+        CA::ModifyWorkflowPropertiesCommandAttributes(_) => T::ModifyWorkflowProperties,
+        CA::ScheduleNexusOperationCommandAttributes(_) => T::ScheduleNexusOperation,
+        CA::RequestCancelNexusOperationCommandAttributes(_) => T::RequestCancelNexusOperation,
+    }
+}
+
 /// The fields of an activity failure that decide retries.
 pub fn failure_facts(f: &Option<Failure>) -> (String, bool, u64) {
     match f.as_ref().and_then(|f| f.failure_info.as_ref()) {
@@ -882,6 +918,31 @@ mod tests {
         );
         let empty = Command::default();
         assert_eq!(convert_command(&empty).kind, None, "no attributes, no kind");
+    }
+
+    #[test]
+    fn attributes_of_another_command_type_count_as_none() {
+        use keel_proto::temporalio_protos::temporal::api::command::v1::CompleteWorkflowExecutionCommandAttributes;
+        use keel_proto::temporalio_protos::temporal::api::enums::v1::CommandType;
+        let complete = |t: CommandType| Command {
+            command_type: t as i32,
+            attributes: Some(CA::CompleteWorkflowExecutionCommandAttributes(
+                CompleteWorkflowExecutionCommandAttributes::default(),
+            )),
+            ..Default::default()
+        };
+        assert!(matches!(
+            convert_command(&complete(CommandType::CompleteWorkflowExecution)).kind,
+            Some(Cmd::CompleteWorkflow(_))
+        ));
+        assert_eq!(
+            convert_command(&complete(CommandType::RequestCancelActivityTask)).kind,
+            None
+        );
+        assert_eq!(
+            convert_command(&complete(CommandType::Unspecified)).kind,
+            None
+        );
     }
 
     #[test]

@@ -465,7 +465,7 @@ async fn t81_tasks_flow_through_polls_and_responses_with_a_durable_timer() -> an
                     ..Default::default()
                 },
                 Command {
-                    command_type: 4,
+                    command_type: 3,
                     attributes: Some(CA::StartTimerCommandAttributes(
                         StartTimerCommandAttributes {
                             timer_id: "wait".into(),
@@ -561,7 +561,7 @@ async fn t81_tasks_flow_through_polls_and_responses_with_a_durable_timer() -> an
             .any(|e| matches!(e.attributes, Some(EA::TimerFiredEventAttributes(_))));
         let commands = if completed && fired {
             vec![Command {
-                command_type: 2,
+                command_type: 4,
                 attributes: Some(CA::CompleteWorkflowExecutionCommandAttributes(
                     CompleteWorkflowExecutionCommandAttributes {
                         result: Some(payload("delivered")),
@@ -744,7 +744,7 @@ async fn t83_legacy_queries_wait_for_the_started_task_then_answer_fail_reject_or
             task_token: task.task_token.clone(),
             namespace: "default".into(),
             commands: vec![Command {
-                command_type: 4,
+                command_type: 3,
                 attributes: Some(CA::StartTimerCommandAttributes(
                     StartTimerCommandAttributes {
                         timer_id: "long".into(),
