@@ -359,6 +359,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
         task_queue: format!("jepsen-{tag}"),
         id_prefix: format!("jepsen-{tag}"),
         collectors: 3,
+        accounts: 5,
     };
     if cfg.workloads.contains(&Workload::Workflow) {
         workflow::setup(&wf_opts, &channels).await?;

@@ -11,6 +11,9 @@
 //! activity (so never one per attempt, nor a late one after a retry started); an accepted
 //! completion is the recorded result; a recorded result was sent and not rejected.
 //! Executions of several attempts are counted, not failed: activities are at least once.
+//!
+//! The same workers run the bank sagas' steps ([`super::bank`]): a step first sends its
+//! signal, then answers like any activity; a refused credit fails as non-retryable.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,10 +23,15 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
+use temporalio_protos::temporal::api::common::v1::WorkflowExecution;
+use temporalio_protos::temporal::api::failure::v1::{
+    failure::FailureInfo, ApplicationFailureInfo, Failure,
+};
 use temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use temporalio_protos::temporal::api::workflowservice::v1 as api;
 use tonic::transport::Channel;
 
+use super::bank::{signal_input, transfer_of, Step, Transfer};
 use super::workflow::{
     client_for, payload, req, Final, Found, Options, ACTIVITY, ACTIVITY_TIMEOUT,
 };
@@ -99,6 +107,116 @@ async fn answer(
     );
 }
 
+/// Sends a saga step's signal (deduplicated by its request id); true if acknowledged.
+async fn bank_signal(
+    ch: Channel,
+    node: u64,
+    rec: &Recorder,
+    process: u64,
+    step: Step,
+    wid: &str,
+    t: &Transfer,
+) -> bool {
+    let (value, request_id) = step.signal(wid, t);
+    let account = step.account(t).to_string();
+    let args = json!({"wid": wid, "account": account, "value": value});
+    let p = Process::Client(process);
+    rec.record(
+        p,
+        OpType::Invoke,
+        "bank-signal",
+        args.clone(),
+        Some(node),
+        None,
+    );
+    let r = client_for(&ch)
+        .signal_workflow_execution(req(
+            api::SignalWorkflowExecutionRequest {
+                namespace: "default".into(),
+                workflow_execution: Some(WorkflowExecution {
+                    workflow_id: account,
+                    run_id: String::new(),
+                }),
+                signal_name: "bank".into(),
+                input: Some(signal_input(&value)),
+                identity: "keel-jepsen".into(),
+                request_id,
+                ..Default::default()
+            },
+            OP_TIMEOUT,
+        ))
+        .await;
+    let kind = match &r {
+        Ok(_) => OpType::Ok,
+        Err(s) => classify(s, true),
+    };
+    rec.record(
+        p,
+        kind,
+        "bank-signal",
+        args,
+        Some(node),
+        r.err().map(|s| error_text(&s)),
+    );
+    kind == OpType::Ok
+}
+
+/// Fails an activity attempt as non-retryable ("account closed").
+#[allow(clippy::too_many_arguments)]
+async fn refuse(
+    ch: Channel,
+    node: u64,
+    rec: Recorder,
+    process: u64,
+    token: Vec<u8>,
+    identity: String,
+    args: serde_json::Value,
+) {
+    let p = Process::Client(process);
+    rec.record(
+        p,
+        OpType::Invoke,
+        "act-fail",
+        args.clone(),
+        Some(node),
+        None,
+    );
+    let r = client_for(&ch)
+        .respond_activity_task_failed(req(
+            api::RespondActivityTaskFailedRequest {
+                task_token: token,
+                failure: Some(Failure {
+                    message: "account closed".into(),
+                    failure_info: Some(FailureInfo::ApplicationFailureInfo(
+                        ApplicationFailureInfo {
+                            r#type: "AccountClosed".into(),
+                            non_retryable: true,
+                            ..Default::default()
+                        },
+                    )),
+                    ..Default::default()
+                }),
+                identity,
+                namespace: "default".into(),
+                ..Default::default()
+            },
+            OP_TIMEOUT,
+        ))
+        .await;
+    let kind = match &r {
+        Ok(_) => OpType::Ok,
+        Err(s) => classify(s, true),
+    };
+    rec.record(
+        p,
+        kind,
+        "act-fail",
+        args,
+        Some(node),
+        r.err().map(|s| error_text(&s)),
+    );
+}
+
 /// One activity worker: polls activity tasks and answers them (or not) until `stop`. Late
 /// answers still pending at `stop` are abandoned (their invoke stays open: indeterminate).
 pub async fn worker(
@@ -145,12 +263,32 @@ pub async fn worker(
         }
         let exec = task.workflow_execution.clone().unwrap_or_default();
         let b = behaviour(&mut rng);
+        let activity_type = task.activity_type.clone().unwrap_or_default().name;
         let handed = json!({"wid": exec.workflow_id, "run_id": exec.run_id,
-            "activity_id": task.activity_id, "attempt": task.attempt,
+            "activity_id": task.activity_id, "activity_type": activity_type, "attempt": task.attempt,
             "behaviour": format!("{b:?}").to_lowercase()});
         let p = Process::Client(fresh());
         rec.record(p, OpType::Invoke, "act-poll", json!({}), Some(node), None);
         rec.record(p, OpType::Ok, "act-poll", handed, Some(node), None);
+        // A saga step first does its work: the signal to an account.
+        if let Some(step) = Step::from_activity_type(&activity_type) {
+            let Some(t) = transfer_of(&task.input) else {
+                continue;
+            };
+            let (n, ch) = {
+                let n = nodes[rng.random_range(0..nodes.len())];
+                (n, channels[&n].clone())
+            };
+            if step == Step::Credit && t.refused() {
+                refuse(ch, n, rec.clone(), fresh(), task.task_token.clone(), identity.clone(),
+                       json!({"wid": exec.workflow_id, "run_id": exec.run_id, "attempt": task.attempt})).await;
+                continue;
+            }
+            if !bank_signal(ch, n, &rec, fresh(), step, &exec.workflow_id, &t).await {
+                // Not known to have landed: the attempt times out and is retried.
+                continue;
+            }
+        }
         let args = |k: u32| {
             json!({"wid": exec.workflow_id, "run_id": exec.run_id, "attempt": task.attempt,
                    "value": format!("{}#{}#{k}", exec.workflow_id, task.attempt)})
@@ -213,7 +351,7 @@ pub async fn worker(
 pub fn check(ops: &[Op], fin: &Final) -> CheckResult {
     let mut r = CheckResult::new("activities");
     // Attempts handed out, per run.
-    let mut handed: BTreeMap<(&str, i64), u64> = BTreeMap::new();
+    let mut handed: BTreeMap<(&str, &str, i64), u64> = BTreeMap::new();
     let mut attempts: BTreeMap<&str, i64> = BTreeMap::new();
     for o in ops {
         if o.f != "act-poll" || o.kind != OpType::Ok {
@@ -223,11 +361,15 @@ pub fn check(ops: &[Op], fin: &Final) -> CheckResult {
         else {
             continue;
         };
-        if let Some(first) = handed.insert((run, attempt), o.index) {
+        let activity = o.value["activity_id"].as_str().unwrap_or("");
+        if let Some(first) = handed.insert((run, activity, attempt), o.index) {
             r.invalid(
-                json!({"run_id": run, "attempt": attempt, "first": first, "again": o.index,
-                "problem": "activity attempt handed out twice"}),
+                json!({"run_id": run, "activity_id": activity, "attempt": attempt,
+                "first": first, "again": o.index, "problem": "activity attempt handed out twice"}),
             );
+        }
+        if o.value.get("activity_type").is_some() && o.value["activity_type"] != "jepsen-act" {
+            continue;
         }
         let a = attempts.entry(run).or_default();
         *a = (*a).max(attempt);
@@ -352,14 +494,14 @@ mod tests {
                 10,
                 OpType::Ok,
                 "act-poll",
-                json!({"run_id": "r", "attempt": 1}),
+                json!({"run_id": "r", "activity_id": "a", "attempt": 1}),
             ),
             op(
                 3,
                 11,
                 OpType::Ok,
                 "act-poll",
-                json!({"run_id": "r", "attempt": 2}),
+                json!({"run_id": "r", "activity_id": "a", "attempt": 2}),
             ),
         ];
         h.extend(answer_op(4, 12, OpType::Ok, "w#2#0"));
@@ -426,10 +568,21 @@ mod tests {
             15,
             OpType::Ok,
             "act-poll",
-            json!({"run_id": "r", "attempt": 2}),
+            json!({"run_id": "r", "activity_id": "a", "attempt": 2}),
         ));
         let r = check(&h, &fin(&[("completed", Some("w#2#0"))]));
         assert_eq!(r.verdict, Verdict::Invalid, "{r:?}");
+        // Another activity's attempt 2 of the same run is not a repeat.
+        let mut other = history();
+        other.push(op(
+            20,
+            15,
+            OpType::Ok,
+            "act-poll",
+            json!({"run_id": "r", "activity_id": "b", "attempt": 2}),
+        ));
+        let r = check(&other, &fin(&[("completed", Some("w#2#0"))]));
+        assert_eq!(r.verdict, Verdict::Valid, "{r:?}");
     }
 
     #[test]

@@ -69,11 +69,16 @@ pub struct Options {
     pub task_queue: String,
     pub id_prefix: String,
     pub collectors: u64,
+    /// Bank accounts for the transfer sagas ([`super::bank`]).
+    pub accounts: u64,
 }
 
 impl Options {
     fn collector(&self, k: u64) -> String {
         format!("{}-collector-{k}", self.id_prefix)
+    }
+    pub(crate) fn account(&self, k: u64) -> String {
+        format!("{}-account-{k}", self.id_prefix)
     }
 }
 
@@ -92,7 +97,7 @@ pub(crate) fn payload(s: &str) -> Payloads {
     }
 }
 
-fn payload_text(p: &Option<Payloads>) -> Option<String> {
+pub(crate) fn payload_text(p: &Option<Payloads>) -> Option<String> {
     p.as_ref()?
         .payloads
         .first()
@@ -135,12 +140,15 @@ pub(crate) fn client_for(ch: &Channel) -> WorkflowServiceClient<Channel> {
     WorkflowServiceClient::new(ch.clone())
 }
 
-/// Waits for the `default` namespace and starts the collector workflows.
+/// Waits for the `default` namespace and starts the collector and account workflows (both
+/// passive: their tasks complete with no commands; their histories are what is checked).
 pub async fn setup(opts: &Options, channels: &BTreeMap<u64, Channel>) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let ch = channels.values().next().expect("a node");
-    for k in 0..opts.collectors {
-        let wid = opts.collector(k);
+    let passive = (0..opts.collectors)
+        .map(|k| opts.collector(k))
+        .chain((0..opts.accounts).map(|k| opts.account(k)));
+    for wid in passive {
         loop {
             let r = client_for(ch)
                 .start_workflow_execution(req(
@@ -182,13 +190,23 @@ pub async fn client(
         if rng.random_bool(0.5) {
             let wid = format!("{}-w{}-{n}", opts.id_prefix, thread.index);
             let request_id = format!("{wid}-r");
-            let (wtype, timer_ms) = match rng.random_range(0..10) {
-                0 | 1 => (TIMER, Some(rng.random_range(1_000..=5_000u64))),
-                2 | 3 => (ACTIVITY, None),
-                _ => (PLAIN, None),
+            let (wtype, timer_ms, transfer) = match rng.random_range(0..10) {
+                0 | 1 => (TIMER, Some(rng.random_range(1_000..=5_000u64)), None),
+                2 | 3 => (ACTIVITY, None, None),
+                4 | 5 if opts.accounts >= 2 => {
+                    let from = rng.random_range(0..opts.accounts);
+                    let to = (from + rng.random_range(1..opts.accounts)) % opts.accounts;
+                    let t = super::bank::Transfer {
+                        from: opts.account(from),
+                        to: opts.account(to),
+                        amount: rng.random_range(1..=50u64),
+                    };
+                    (super::bank::TRANSFER, None, Some(t))
+                }
+                _ => (PLAIN, None, None),
             };
-            let args =
-                json!({"wid": wid, "request_id": request_id, "type": wtype, "timer_ms": timer_ms});
+            let args = json!({"wid": wid, "request_id": request_id, "type": wtype,
+                              "timer_ms": timer_ms, "transfer": transfer});
             rec.record(
                 thread.proc(),
                 OpType::Invoke,
@@ -198,7 +216,11 @@ pub async fn client(
                 None,
             );
             let mut start = start_request(&opts, &wid, wtype, &request_id);
-            start.input = timer_ms.map(|ms| payload(&ms.to_string()));
+            start.input = match (&timer_ms, &transfer) {
+                (Some(ms), _) => Some(payload(&ms.to_string())),
+                (_, Some(t)) => Some(payload(&serde_json::to_string(t).expect("json"))),
+                _ => None,
+            };
             match c.start_workflow_execution(req(start, OP_TIMEOUT)).await {
                 Ok(r) => {
                     let mut v = args;
@@ -368,7 +390,7 @@ fn command(t: CommandType, a: CA) -> Command {
     }
 }
 
-fn complete(wid: &str) -> Command {
+pub(crate) fn complete(wid: &str) -> Command {
     command(
         CommandType::CompleteWorkflowExecution,
         CA::CompleteWorkflowExecutionCommandAttributes(
@@ -376,6 +398,41 @@ fn complete(wid: &str) -> Command {
                 result: Some(payload(wid)),
             },
         ),
+    )
+}
+
+/// ScheduleActivityTask with the workload's timeouts: 1 s start-to-close, retries from
+/// 100 ms doubling to 1 s, `attempts` at most (0: unlimited).
+pub(crate) fn schedule_activity(
+    activity_id: &str,
+    activity_type: &str,
+    task_queue: &str,
+    input: Option<Payloads>,
+    attempts: i32,
+) -> Command {
+    command(
+        CommandType::ScheduleActivityTask,
+        CA::ScheduleActivityTaskCommandAttributes(ScheduleActivityTaskCommandAttributes {
+            activity_id: activity_id.into(),
+            activity_type: Some(ActivityType {
+                name: activity_type.into(),
+            }),
+            task_queue: Some(TaskQueue {
+                name: task_queue.into(),
+                kind: 1,
+                ..Default::default()
+            }),
+            input,
+            start_to_close_timeout: Some(duration(ACTIVITY_TIMEOUT)),
+            retry_policy: Some(RetryPolicy {
+                initial_interval: Some(duration(Duration::from_millis(100))),
+                backoff_coefficient: 2.0,
+                maximum_interval: Some(duration(Duration::from_secs(1))),
+                maximum_attempts: attempts,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
     )
 }
 
@@ -430,34 +487,12 @@ fn decide(
             } else if has(|a| matches!(a, EA::ActivityTaskScheduledEventAttributes(_))) {
                 (Vec::new(), json!({}))
             } else {
-                let schedule = command(
-                    CommandType::ScheduleActivityTask,
-                    CA::ScheduleActivityTaskCommandAttributes(
-                        ScheduleActivityTaskCommandAttributes {
-                            activity_id: "a".into(),
-                            activity_type: Some(ActivityType {
-                                name: "jepsen-act".into(),
-                            }),
-                            task_queue: Some(TaskQueue {
-                                name: task_queue.into(),
-                                kind: 1,
-                                ..Default::default()
-                            }),
-                            start_to_close_timeout: Some(duration(ACTIVITY_TIMEOUT)),
-                            retry_policy: Some(RetryPolicy {
-                                initial_interval: Some(duration(Duration::from_millis(100))),
-                                backoff_coefficient: 2.0,
-                                maximum_interval: Some(duration(Duration::from_secs(1))),
-                                maximum_attempts: ACTIVITY_ATTEMPTS,
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                    ),
-                );
+                let schedule =
+                    schedule_activity("a", "jepsen-act", task_queue, None, ACTIVITY_ATTEMPTS);
                 (vec![schedule], json!({"cmd": "schedule-activity"}))
             }
         }
+        super::bank::TRANSFER => (super::bank::decide(wid, task_queue, events), json!({})),
         _ => (Vec::new(), json!({})),
     }
 }
@@ -496,6 +531,9 @@ pub struct Final {
     pub workflows: BTreeMap<String, Found>,
     /// Collector → the signal values in history order (None: history unreadable).
     pub signals: BTreeMap<String, Option<Vec<String>>>,
+    /// Account → the signal values in history order (None: history unreadable).
+    #[serde(default)]
+    pub accounts: BTreeMap<String, Option<Vec<String>>>,
 }
 
 async fn history(
@@ -634,8 +672,10 @@ pub async fn final_reads(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    for k in 0..opts.collectors {
-        let wid = opts.collector(k);
+    let passive = (0..opts.collectors)
+        .map(|k| (true, opts.collector(k)))
+        .chain((0..opts.accounts).map(|k| (false, opts.account(k))));
+    for (is_collector, wid) in passive {
         let mut got = None;
         while got.is_none() && Instant::now() < deadline + Duration::from_secs(5) {
             let mut c = client_for(&nodes[round % nodes.len()]);
@@ -656,7 +696,11 @@ pub async fn final_reads(
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
-        fin.signals.insert(wid, got);
+        if is_collector {
+            fin.signals.insert(wid, got);
+        } else {
+            fin.accounts.insert(wid, got);
+        }
     }
     fin
 }
@@ -669,6 +713,7 @@ pub fn check(ops: &[Op], fin: &Final) -> Vec<CheckResult> {
         check_signals(ops, fin),
         super::timer::check(ops, fin),
         super::activity::check(ops, fin),
+        super::bank::check(ops, fin),
     ]
 }
 
@@ -997,6 +1042,7 @@ mod tests {
                 "c".to_string(),
                 Some(vals.iter().map(|s| s.to_string()).collect()),
             )]),
+            accounts: BTreeMap::new(),
         };
         assert_eq!(
             check_signals(&h, &fin(&["s1", "s2"])).verdict,
@@ -1019,6 +1065,7 @@ mod tests {
         let unread = Final {
             workflows: Default::default(),
             signals: BTreeMap::from([("c".to_string(), None)]),
+            accounts: BTreeMap::new(),
         };
         assert_eq!(check_signals(&h, &unread).verdict, Verdict::Unknown);
     }
