@@ -740,6 +740,7 @@ fn fire_deadline<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &FireDeadline) -> Resul
         | DeadlineKind::ActivityHeartbeat => activity::timed_out(ctx, &mut ms, &d, kind)?,
         DeadlineKind::ActivityRetry => activity::retry_due(ctx, &mut ms, &d)?,
         DeadlineKind::RunTimeout => start::run_timed_out(ctx, &mut ms)?,
+        DeadlineKind::FirstTaskBackoff => ctx.schedule_workflow_task(&mut ms, 1)?,
         DeadlineKind::QueryExpiry => query::expired(ctx, &ms, &d),
         DeadlineKind::Retention => {
             ctx.delete_run(&mut ms)?;

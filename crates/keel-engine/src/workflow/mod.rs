@@ -7,10 +7,12 @@
 //! Modules: `apply` (shared context, deadlines, dispatcher), `start` (start, signal,
 //! signal-with-start, cancel request, terminate, run timeout), `task` (dispatch, workflow
 //! task completion / failure / timeout, timers), `activity` (attempts, retries, heartbeats,
-//! cancellation, timeouts), `query` (queries: legacy query tasks, or sent with a workflow task).
+//! cancellation, timeouts), `query` (queries: legacy query tasks, or sent with a workflow task),
+//! `chain` (continue-as-new: one run closes and the next starts in the same apply).
 
 mod activity;
 mod apply;
+mod chain;
 pub mod model;
 mod query;
 mod start;

@@ -1,5 +1,6 @@
 //! Starting runs and the requests that act on a whole run: signal, signal-with-start,
-//! cancel request, terminate, run timeout.
+//! cancel request, terminate, run timeout. [`create_run`] is also how a chain of runs
+//! (`chain`) starts its next run.
 
 use prost::Message;
 
@@ -77,56 +78,142 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             run.run_id
         ))));
     }
-    let wft_timeout = if c.workflow_task_timeout_ms == 0 {
+    let ms = create_run(
+        ctx,
+        NewRun {
+            first_execution_run_id: run.run_id.clone(),
+            run,
+            workflow_type: c.workflow_type.clone(),
+            task_queue: c.task_queue.clone(),
+            input: c.input.clone(),
+            workflow_task_timeout_ms: c.workflow_task_timeout_ms,
+            run_timeout_ms: c.run_timeout_ms,
+            execution_timeout_ms: c.execution_timeout_ms,
+            execution_expiration_ms: 0,
+            identity: c.identity.clone(),
+            request_id: c.request_id.clone(),
+            header: c.header.clone(),
+            memo: c.memo.clone(),
+            continued_from: String::new(),
+            backoff_ms: 0,
+            last_completion_result: Vec::new(),
+            continued_failure: Vec::new(),
+            initiator: 0,
+            retention_ms: namespace.retention_ms,
+        },
+    );
+    Ok(Begin::Created(ms))
+}
+
+/// Everything a new run starts from: a client's start, or the run it continues.
+pub(super) struct NewRun {
+    pub(super) run: RunKey,
+    pub(super) workflow_type: String,
+    pub(super) task_queue: String,
+    pub(super) input: Vec<u8>,
+    /// 0: the default.
+    pub(super) workflow_task_timeout_ms: u64,
+    pub(super) run_timeout_ms: u64,
+    pub(super) execution_timeout_ms: u64,
+    /// When the chain's execution timeout ends (0: from `execution_timeout_ms`, now).
+    pub(super) execution_expiration_ms: u64,
+    pub(super) identity: String,
+    pub(super) request_id: String,
+    pub(super) header: Vec<u8>,
+    pub(super) memo: Vec<u8>,
+    pub(super) first_execution_run_id: String,
+    pub(super) continued_from: String,
+    pub(super) backoff_ms: u64,
+    pub(super) last_completion_result: Vec<u8>,
+    pub(super) continued_failure: Vec<u8>,
+    pub(super) initiator: i32,
+    pub(super) retention_ms: u64,
+}
+
+/// Writes a new run's WorkflowExecutionStarted, arms its run timeout (its own, capped by
+/// what is left of the chain's execution timeout) and makes it the workflow id's current
+/// run. The caller schedules the first workflow task and saves.
+pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> MutableState {
+    let wft_timeout = if n.workflow_task_timeout_ms == 0 {
         DEFAULT_WORKFLOW_TASK_TIMEOUT_MS
     } else {
-        c.workflow_task_timeout_ms
+        n.workflow_task_timeout_ms
+    };
+    let expiration = match (n.execution_expiration_ms, n.execution_timeout_ms) {
+        (0, 0) => 0,
+        (0, t) => ctx.now_ms.saturating_add(t),
+        (at, _) => at,
     };
     let mut ms = MutableState {
-        run: Some(run.clone()),
+        run: Some(n.run.clone()),
         status: RunStatus::Running as i32,
-        workflow_type: c.workflow_type.clone(),
-        task_queue: c.task_queue.clone(),
+        workflow_type: n.workflow_type.clone(),
+        task_queue: n.task_queue.clone(),
         next_event_id: 1,
         start_time_ms: ctx.now_ms,
         workflow_task_timeout_ms: wft_timeout,
-        start_request_id: c.request_id.clone(),
-        run_timeout_ms: c.run_timeout_ms,
-        retention_ms: namespace.retention_ms,
+        start_request_id: n.request_id.clone(),
+        run_timeout_ms: n.run_timeout_ms,
+        retention_ms: n.retention_ms,
+        header: n.header.clone(),
+        memo: n.memo.clone(),
+        first_execution_run_id: n.first_execution_run_id.clone(),
+        execution_timeout_ms: n.execution_timeout_ms,
+        execution_expiration_ms: expiration,
+        continued_from_run_id: n.continued_from.clone(),
         ..Default::default()
     };
     ctx.append(
         &mut ms,
         Attributes::WorkflowExecutionStarted(WorkflowExecutionStarted {
-            workflow_type: c.workflow_type.clone(),
-            task_queue: c.task_queue.clone(),
-            input: c.input.clone(),
+            workflow_type: n.workflow_type,
+            task_queue: n.task_queue,
+            input: n.input,
             workflow_task_timeout_ms: wft_timeout,
-            run_timeout_ms: c.run_timeout_ms,
-            execution_timeout_ms: c.execution_timeout_ms,
-            identity: c.identity.clone(),
-            original_execution_run_id: run.run_id.clone(),
-            first_execution_run_id: run.run_id.clone(),
+            run_timeout_ms: n.run_timeout_ms,
+            execution_timeout_ms: n.execution_timeout_ms,
+            identity: n.identity,
+            original_execution_run_id: n.run.run_id.clone(),
+            first_execution_run_id: n.first_execution_run_id,
             attempt: 1,
+            continued_execution_run_id: n.continued_from,
+            header: n.header,
+            memo: n.memo,
+            first_workflow_task_backoff_ms: n.backoff_ms,
+            execution_expiration_ms: expiration,
+            last_completion_result: n.last_completion_result,
+            continued_failure: n.continued_failure,
+            initiator: n.initiator,
         }),
     );
-    let limit = match (c.run_timeout_ms, c.execution_timeout_ms) {
-        (0, e) => e,
-        (r, 0) => r,
-        (r, e) => r.min(e),
+    let run_end = (n.run_timeout_ms > 0).then(|| ctx.now_ms.saturating_add(n.run_timeout_ms));
+    let end = match (run_end, expiration) {
+        (None, 0) => None,
+        (None, e) => Some(e),
+        (Some(r), 0) => Some(r),
+        (Some(r), e) => Some(r.min(e)),
     };
-    if limit > 0 {
-        let at = ctx.now_ms.saturating_add(limit);
-        ctx.arm(&mut ms, DeadlineKind::RunTimeout, 0, 0, "", at);
+    if let Some(at) = end {
+        ctx.arm(
+            &mut ms,
+            DeadlineKind::RunTimeout,
+            0,
+            0,
+            "",
+            at.max(ctx.now_ms),
+        );
     }
     let current = CurrentRun {
-        run_id: run.run_id.clone(),
+        run_id: n.run.run_id.clone(),
         status: RunStatus::Running as i32,
-        start_request_id: c.request_id.clone(),
+        start_request_id: n.request_id,
     };
-    ctx.store.put(&ckey, &current.encode_to_vec());
+    ctx.store.put(
+        &keys::current_run(&n.run.namespace, &n.run.workflow_id),
+        &current.encode_to_vec(),
+    );
     ctx.put_visibility(&ms);
-    Ok(Begin::Created(ms))
+    ms
 }
 
 pub(super) fn start_workflow<S: StateStore>(

@@ -246,6 +246,7 @@ fn validate(
             Some(Cmd::CompleteWorkflow(_))
                 | Some(Cmd::FailWorkflow(_))
                 | Some(Cmd::CancelWorkflow(_))
+                | Some(Cmd::ContinueAsNew(_))
         )
     });
     if closes && !ms.buffered.is_empty() {
@@ -315,6 +316,14 @@ fn validate(
                             "no pending activity scheduled at event {}",
                             r.scheduled_event_id
                         ),
+                    ));
+                }
+            }
+            Cmd::ContinueAsNew(n) => {
+                if n.new_run_id.is_empty() {
+                    return Err((
+                        WorkflowTaskFailedCause::BadContinueAsNewAttributes,
+                        "ContinueAsNew needs a new run id".into(),
                     ));
                 }
             }
@@ -466,6 +475,7 @@ fn apply_command<S: StateStore>(
     match cmd {
         // Validation fails the task on an unsupported command, so none reaches here.
         Cmd::Unsupported(_) => Ok(false),
+        Cmd::ContinueAsNew(n) => super::chain::continue_as_new(ctx, ms, n, wtc).map(|_| false),
         // Eager starts are handled by the completion itself; here the activity is queued.
         Cmd::ScheduleActivity(mut n) => {
             n.request_eager_execution = false;

@@ -7,6 +7,8 @@ use super::*;
 use crate::command::Kind;
 use crate::{apply_proposal, response, Command, MemStore, Proposal};
 
+mod continue_as_new;
+
 const NS: &str = "default";
 const TQ: &str = "tq";
 
@@ -820,6 +822,7 @@ fn every_event_kind_survives_encoding_even_with_default_fields() {
         Attributes::WorkflowExecutionTerminated(Default::default()),
         Attributes::WorkflowExecutionTimedOut(Default::default()),
         Attributes::MarkerRecorded(Default::default()),
+        Attributes::WorkflowExecutionContinuedAsNew(Default::default()),
     ];
     let names: std::collections::BTreeSet<&str> = all
         .iter()
@@ -886,7 +889,8 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Cmd::FailWorkflow(Default::default()),
         Cmd::CancelWorkflow(Default::default()),
         Cmd::RecordMarker(Default::default()),
-        Cmd::Unsupported("CONTINUE_AS_NEW_WORKFLOW_EXECUTION".into()),
+        Cmd::Unsupported("START_CHILD_WORKFLOW_EXECUTION".into()),
+        Cmd::ContinueAsNew(Default::default()),
     ] {
         let c = WorkflowCommand {
             kind: Some(k.clone()),
