@@ -70,6 +70,9 @@ pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecuti
             status: ms.status,
             history_length: ms.next_event_id - 1,
             task_queue: ms.task_queue.clone(),
+            memo: crate::convert::decoded(&ms.memo),
+            execution_time: opt_timestamp(ms.execution_time_ms.max(ms.start_time_ms)),
+            first_run_id: ms.first_execution_run_id.clone(),
             ..Default::default()
         }),
         pending_activities,

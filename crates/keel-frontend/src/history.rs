@@ -16,7 +16,7 @@ use keel_proto::temporalio_protos::temporal::api::sdk::v1::WorkflowTaskCompleted
 use keel_proto::temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use prost::Message;
 
-use crate::convert::{decoded, duration, timestamp};
+use crate::convert::{decoded, duration, opt_timestamp, timestamp};
 
 /// Ranges of fewer events than this are read with point lookups, longer ones with a scan.
 const POINT_READS_UP_TO: i64 = 16;
@@ -124,6 +124,14 @@ fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
                     first_execution_run_id: x.first_execution_run_id.clone(),
                     attempt: x.attempt,
                     workflow_id: workflow_id.to_string(),
+                    continued_execution_run_id: x.continued_execution_run_id.clone(),
+                    header: decoded(&x.header),
+                    memo: decoded(&x.memo),
+                    first_workflow_task_backoff: opt_duration(x.first_workflow_task_backoff_ms),
+                    workflow_execution_expiration_time: opt_timestamp(x.execution_expiration_ms),
+                    last_completion_result: payloads(&x.last_completion_result),
+                    continued_failure: failure(&x.continued_failure),
+                    initiator: x.initiator,
                     ..Default::default()
                 },
             ),
@@ -332,6 +340,29 @@ fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
                 workflow_task_completed_event_id: x.workflow_task_completed_event_id,
                 ..Default::default()
             }),
+        ),
+        A::WorkflowExecutionContinuedAsNew(x) => (
+            EventType::WorkflowExecutionContinuedAsNew,
+            T::WorkflowExecutionContinuedAsNewEventAttributes(
+                h::WorkflowExecutionContinuedAsNewEventAttributes {
+                    new_execution_run_id: x.new_execution_run_id.clone(),
+                    workflow_type: Some(WorkflowType {
+                        name: x.workflow_type.clone(),
+                    }),
+                    task_queue: queue(&x.task_queue),
+                    input: payloads(&x.input),
+                    workflow_run_timeout: opt_duration(x.run_timeout_ms),
+                    workflow_task_timeout: opt_duration(x.workflow_task_timeout_ms),
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    backoff_start_interval: opt_duration(x.backoff_start_ms),
+                    // Temporal's ContinueAsNewInitiator WORKFLOW: the only initiator so far.
+                    initiator: 1,
+                    last_completion_result: payloads(&x.last_completion_result),
+                    header: decoded(&x.header),
+                    memo: decoded(&x.memo),
+                    ..Default::default()
+                },
+            ),
         ),
         A::WorkflowExecutionTerminated(x) => (
             EventType::WorkflowExecutionTerminated,

@@ -189,6 +189,26 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
             return Err(Status::invalid_argument(format!("{field} is required")));
         }
     }
+    // Fields of features not built yet are refused by name, never silently dropped.
+    let unsupported = [
+        ("cron_schedule", !r.cron_schedule.is_empty()),
+        ("retry_policy", r.retry_policy.is_some()),
+        (
+            "search_attributes",
+            r.search_attributes
+                .as_ref()
+                .is_some_and(|s| !s.indexed_fields.is_empty()),
+        ),
+        (
+            "workflow_start_delay",
+            duration_ms(&r.workflow_start_delay) > 0,
+        ),
+    ];
+    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+        return Err(Status::invalid_argument(format!(
+            "{field} is not supported by this server yet"
+        )));
+    }
     Ok(wf::StartWorkflow {
         run: Some(wf::RunKey {
             namespace: r.namespace.clone(),
@@ -204,6 +224,8 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
         identity: r.identity.clone(),
         request_id: r.request_id.clone(),
         id_reuse_policy: r.workflow_id_reuse_policy,
+        header: encoded(&r.header),
+        memo: encoded(&r.memo),
     })
 }
 
@@ -599,6 +621,12 @@ impl WorkflowService for Frontend {
             identity: r.identity.clone(),
             request_id: r.request_id.clone(),
             workflow_id_reuse_policy: r.workflow_id_reuse_policy,
+            header: r.header.clone(),
+            memo: r.memo.clone(),
+            retry_policy: r.retry_policy.clone(),
+            cron_schedule: r.cron_schedule.clone(),
+            search_attributes: r.search_attributes.clone(),
+            workflow_start_delay: r.workflow_start_delay,
             ..Default::default()
         })?;
         let namespace = r.namespace.clone();

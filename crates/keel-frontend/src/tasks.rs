@@ -12,7 +12,7 @@ use keel_engine::workflow::{
 };
 use keel_engine::ReadState;
 use keel_proto::temporalio_protos::temporal::api::command::v1::{
-    command::Attributes as CA, Command,
+    command::Attributes as CA, Command, ContinueAsNewWorkflowExecutionCommandAttributes,
 };
 use keel_proto::temporalio_protos::temporal::api::common::v1::{
     ActivityType, Header, Payloads, RetryPolicy, WorkflowExecution, WorkflowType,
@@ -844,6 +844,7 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
             header: encoded(&m.header),
             failure: encoded(&m.failure),
         })),
+        Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(a)) => Some(continue_as_new(a)),
         Some(_) => Some(Cmd::Unsupported(
             c.command_type()
                 .as_str_name()
@@ -853,6 +854,49 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
         None => None,
     };
     wf::WorkflowCommand { kind }
+}
+
+/// ContinueAsNewWorkflowExecution with a fresh run id for the next run; the parts that
+/// belong to features Keel has not built yet (cron, workflow retries, search attributes) fail
+/// the task naming them rather than being dropped.
+fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
+    let unsupported = if !a.cron_schedule.is_empty() {
+        Some("cron_schedule")
+    } else if a.retry_policy.is_some() {
+        Some("retry_policy")
+    } else if a
+        .search_attributes
+        .as_ref()
+        .is_some_and(|s| !s.indexed_fields.is_empty())
+    {
+        Some("search_attributes")
+    } else {
+        None
+    };
+    if let Some(field) = unsupported {
+        return Cmd::Unsupported(format!("CONTINUE_AS_NEW_WORKFLOW_EXECUTION with {field}"));
+    }
+    Cmd::ContinueAsNew(wf::ContinueAsNew {
+        new_run_id: crate::service::new_uuid(),
+        workflow_type: a
+            .workflow_type
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
+        task_queue: a
+            .task_queue
+            .as_ref()
+            .map(|q| q.name.clone())
+            .unwrap_or_default(),
+        input: encoded(&a.input),
+        run_timeout_ms: duration_ms(&a.workflow_run_timeout),
+        workflow_task_timeout_ms: duration_ms(&a.workflow_task_timeout),
+        backoff_start_ms: duration_ms(&a.backoff_start_interval),
+        header: encoded(&a.header),
+        memo: encoded(&a.memo),
+        last_completion_result: encoded(&a.last_completion_result),
+        failure: encoded(&a.failure),
+    })
 }
 
 /// The command type an attributes variant belongs to.
@@ -901,19 +945,41 @@ mod tests {
 
     #[test]
     fn a_command_keel_does_not_implement_is_kept_by_its_type_name() {
-        use keel_proto::temporalio_protos::temporal::api::command::v1::ContinueAsNewWorkflowExecutionCommandAttributes;
+        use keel_proto::temporalio_protos::temporal::api::command::v1::{
+            ContinueAsNewWorkflowExecutionCommandAttributes,
+            StartChildWorkflowExecutionCommandAttributes,
+        };
         use keel_proto::temporalio_protos::temporal::api::enums::v1::CommandType;
         let c = Command {
-            command_type: CommandType::ContinueAsNewWorkflowExecution as i32,
-            attributes: Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(
-                ContinueAsNewWorkflowExecutionCommandAttributes::default(),
+            command_type: CommandType::StartChildWorkflowExecution as i32,
+            attributes: Some(CA::StartChildWorkflowExecutionCommandAttributes(
+                StartChildWorkflowExecutionCommandAttributes::default(),
             )),
             ..Default::default()
         };
         assert_eq!(
             convert_command(&c).kind,
+            Some(Cmd::Unsupported("START_CHILD_WORKFLOW_EXECUTION".into()))
+        );
+        // A continue-as-new is converted, unless it asks for cron.
+        let can = |cron: &str| Command {
+            command_type: CommandType::ContinueAsNewWorkflowExecution as i32,
+            attributes: Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(
+                ContinueAsNewWorkflowExecutionCommandAttributes {
+                    cron_schedule: cron.into(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        assert!(matches!(
+            convert_command(&can("")).kind,
+            Some(Cmd::ContinueAsNew(ref n)) if n.new_run_id.len() == 36
+        ));
+        assert_eq!(
+            convert_command(&can("@every 1m")).kind,
             Some(Cmd::Unsupported(
-                "CONTINUE_AS_NEW_WORKFLOW_EXECUTION".into()
+                "CONTINUE_AS_NEW_WORKFLOW_EXECUTION with cron_schedule".into()
             ))
         );
         let empty = Command::default();

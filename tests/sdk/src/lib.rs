@@ -111,6 +111,15 @@ pub async fn history_of(
     client: &Client,
     workflow_id: &str,
 ) -> anyhow::Result<temporalio_common::protos::temporal::api::history::v1::History> {
+    history_of_run(client, workflow_id, "").await
+}
+
+/// Like [`history_of`], for the run `run_id` (empty: the current run).
+pub async fn history_of_run(
+    client: &Client,
+    workflow_id: &str,
+    run_id: &str,
+) -> anyhow::Result<temporalio_common::protos::temporal::api::history::v1::History> {
     use temporalio_client::grpc::WorkflowService;
     use temporalio_client::tonic::IntoRequest;
     use temporalio_common::protos::temporal::api::common::v1::WorkflowExecution;
@@ -122,7 +131,7 @@ pub async fn history_of(
             namespace: "default".into(),
             execution: Some(WorkflowExecution {
                 workflow_id: workflow_id.into(),
-                run_id: String::new(),
+                run_id: run_id.into(),
             }),
             ..Default::default()
         }

@@ -1335,6 +1335,9 @@ pub struct MutableState {
     pub continued_from_run_id: String,
     #[prost(string, tag = "27")]
     pub new_execution_run_id: String,
+    /// When the run's first workflow task is due: its start plus any first-task backoff.
+    #[prost(uint64, tag = "28")]
+    pub execution_time_ms: u64,
 }
 
 /// The run's workflow task. A retry (attempt >= 2) is *transient*, as in Temporal: its

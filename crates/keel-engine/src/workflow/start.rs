@@ -161,6 +161,7 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
         execution_timeout_ms: n.execution_timeout_ms,
         execution_expiration_ms: expiration,
         continued_from_run_id: n.continued_from.clone(),
+        execution_time_ms: ctx.now_ms.saturating_add(n.backoff_ms),
         ..Default::default()
     };
     ctx.append(
