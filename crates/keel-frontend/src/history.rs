@@ -150,6 +150,8 @@ fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
                 scheduled_event_id: x.scheduled_event_id,
                 identity: x.identity.clone(),
                 request_id: x.request_id.clone(),
+                history_size_bytes: x.history_size_bytes as i64,
+                suggest_continue_as_new: x.suggest_continue_as_new,
                 ..Default::default()
             }),
         ),

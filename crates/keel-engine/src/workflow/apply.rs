@@ -257,11 +257,11 @@ pub(super) fn transient_events(ms: &MutableState, task: &WorkflowTaskInfo) -> Ve
         events.push(HistoryEvent {
             event_id: task.started_event_id,
             event_time_ms: task.started_time_ms,
-            attributes: Some(Attributes::WorkflowTaskStarted(WorkflowTaskStarted {
-                scheduled_event_id: task.scheduled_event_id,
-                identity: task.started_identity.clone(),
-                request_id: task.started_request_id.clone(),
-            })),
+            attributes: Some(Attributes::WorkflowTaskStarted(ms.task_started_event(
+                task.scheduled_event_id,
+                &task.started_identity,
+                &task.started_request_id,
+            ))),
         });
     }
     events
@@ -350,7 +350,9 @@ impl<S: StateStore> Ctx<'_, S> {
                     | Attributes::WorkflowTaskTimedOut(_)
             )
         );
-        self.store.put(&key, &event.encode_to_vec());
+        let encoded = event.encode_to_vec();
+        ms.history_size_bytes += encoded.len() as u64;
+        self.store.put(&key, &encoded);
         ms.next_event_id += 1;
         if ends_task {
             self.effects.push(Effect::QueriesUnblocked {

@@ -1140,6 +1140,13 @@ pub struct WorkflowTaskStarted {
     pub identity: String,
     #[prost(string, tag = "3")]
     pub request_id: String,
+    /// Bytes of history so far (Keel's encoding of the events written before this one).
+    #[prost(uint64, tag = "4")]
+    pub history_size_bytes: u64,
+    /// Temporal's hint that the run should continue as new: its history has reached
+    /// [`SUGGEST_CONTINUE_AS_NEW_EVENTS`] events or [`SUGGEST_CONTINUE_AS_NEW_BYTES`] bytes.
+    #[prost(bool, tag = "5")]
+    pub suggest_continue_as_new: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -1338,6 +1345,34 @@ pub struct MutableState {
     /// When the run's first workflow task is due: its start plus any first-task backoff.
     #[prost(uint64, tag = "28")]
     pub execution_time_ms: u64,
+    /// Bytes of history written so far (Keel's encoding of the events).
+    #[prost(uint64, tag = "29")]
+    pub history_size_bytes: u64,
+}
+
+/// Temporal's default thresholds (`limit.historyCount.suggestContinueAsNew`,
+/// `limit.historySize.suggestContinueAsNew`) for suggesting continue-as-new.
+pub const SUGGEST_CONTINUE_AS_NEW_EVENTS: i64 = 4 * 1024;
+pub const SUGGEST_CONTINUE_AS_NEW_BYTES: u64 = 4 * 1024 * 1024;
+
+impl MutableState {
+    /// The WorkflowTaskStarted event of the run's current task, with the history's size and
+    /// the continue-as-new hint as they stand.
+    pub fn task_started_event(
+        &self,
+        scheduled_event_id: i64,
+        identity: &str,
+        request_id: &str,
+    ) -> WorkflowTaskStarted {
+        WorkflowTaskStarted {
+            scheduled_event_id,
+            identity: identity.to_string(),
+            request_id: request_id.to_string(),
+            history_size_bytes: self.history_size_bytes,
+            suggest_continue_as_new: self.next_event_id > SUGGEST_CONTINUE_AS_NEW_EVENTS
+                || self.history_size_bytes >= SUGGEST_CONTINUE_AS_NEW_BYTES,
+        }
+    }
 }
 
 /// The run's workflow task. A retry (attempt >= 2) is *transient*, as in Temporal: its

@@ -106,11 +106,11 @@ fn start_workflow_task<S: StateStore>(
     } else {
         let started = ctx.append(
             ms,
-            Attributes::WorkflowTaskStarted(WorkflowTaskStarted {
-                scheduled_event_id: task.scheduled_event_id,
-                identity: c.identity.clone(),
-                request_id: c.request_id.clone(),
-            }),
+            Attributes::WorkflowTaskStarted(ms.task_started_event(
+                task.scheduled_event_id,
+                &c.identity,
+                &c.request_id,
+            )),
         );
         ms.workflow_task = Some(WorkflowTaskInfo {
             started_event_id: started,

@@ -205,3 +205,40 @@ fn the_execution_timeout_spans_the_chain() {
     h.fire("wf", "r2", DeadlineKind::RunTimeout);
     assert_eq!(h.state("wf", "r2").status, RunStatus::TimedOut as i32);
 }
+
+#[test]
+fn task_started_events_carry_the_history_size_and_suggest_continuing_past_the_limit() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    let history = h.history("wf", "r1");
+    let Attributes::WorkflowTaskStarted(first) = attr(&history, 3) else {
+        panic!("no started event");
+    };
+    assert!(first.history_size_bytes > 0, "{first:?}");
+    assert!(!first.suggest_continue_as_new);
+    h.complete_wft(&token(&wft), Vec::new());
+    for i in 0..SUGGEST_CONTINUE_AS_NEW_EVENTS {
+        h.apply(Kind::SignalWorkflow(SignalWorkflow {
+            run: Some(run_key("wf", "")),
+            signal_name: "s".into(),
+            request_id: format!("sig-{i}"),
+            ..Default::default()
+        }));
+    }
+    let wft = h.poll(TaskKind::Workflow).expect("a task");
+    let history = h.history("wf", "r1");
+    let Attributes::WorkflowTaskStarted(late) = attr(&history, wft.started_event_id) else {
+        panic!("no started event");
+    };
+    assert!(late.suggest_continue_as_new, "{late:?}");
+    assert!(late.history_size_bytes > first.history_size_bytes * 100);
+    assert_eq!(
+        late.history_size_bytes,
+        h.state("wf", "r1").history_size_bytes - {
+            // The started event itself is counted once it is written.
+            use prost::Message;
+            history.last().expect("events").encoded_len() as u64
+        }
+    );
+}
