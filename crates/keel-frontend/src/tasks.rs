@@ -987,6 +987,35 @@ mod tests {
     }
 
     #[test]
+    fn the_engines_task_failure_causes_are_numbered_as_temporal_numbers_them() {
+        use keel_proto::temporalio_protos::temporal::api::enums::v1::WorkflowTaskFailedCause as T;
+        use wf::WorkflowTaskFailedCause as K;
+        for (keel, temporal) in [
+            (K::Unspecified, T::Unspecified),
+            (K::UnhandledCommand, T::UnhandledCommand),
+            (
+                K::BadScheduleActivityAttributes,
+                T::BadScheduleActivityAttributes,
+            ),
+            (
+                K::BadRequestCancelActivityAttributes,
+                T::BadRequestCancelActivityAttributes,
+            ),
+            (K::BadStartTimerAttributes, T::BadStartTimerAttributes),
+            (K::BadCancelTimerAttributes, T::BadCancelTimerAttributes),
+            (
+                K::BadCompleteWorkflowExecutionAttributes,
+                T::BadCompleteWorkflowExecutionAttributes,
+            ),
+            (K::BadContinueAsNewAttributes, T::BadContinueAsNewAttributes),
+            (K::StartTimerDuplicateId, T::StartTimerDuplicateId),
+            (K::ForceCloseCommand, T::ForceCloseCommand),
+        ] {
+            assert_eq!(keel as i32, temporal as i32, "{keel:?}");
+        }
+    }
+
+    #[test]
     fn attributes_of_another_command_type_count_as_none() {
         use keel_proto::temporalio_protos::temporal::api::command::v1::CompleteWorkflowExecutionCommandAttributes;
         use keel_proto::temporalio_protos::temporal::api::enums::v1::CommandType;

@@ -236,6 +236,20 @@ class LongLocal:
 
 
 @workflow.defn
+class Chain:
+    """Continues as new until run `n` reaches 5; the last run reports what it inherited."""
+
+    @workflow.run
+    async def run(self, n: int) -> str:
+        info = workflow.info()
+        if n < 5:
+            workflow.continue_as_new(n + 1)
+        return (f"run {n} continued={info.continued_run_id is not None} "
+                f"memo={workflow.memo_value('k', default=None)} "
+                f"history={info.get_current_history_length() > 0 and info.get_current_history_size() > 0}")
+
+
+@workflow.defn
 class Forever:
     @workflow.run
     async def run(self) -> None:
@@ -264,7 +278,7 @@ async def main(worker_addr: str, client_addr: str) -> None:
         worker_client,
         task_queue=queue,
         workflows=[Hello, Local, Retrying, Failing, Heartbeating, Cancelling, Waiter, ShortWait,
-                   LongLocal, Forever],
+                   LongLocal, Forever, Chain],
         activities=[greet, flaky, fatal, slow_beat, until_cancelled, long_local],
     ):
         # Activities: results, retries, failures, heartbeats, cancellation.
@@ -345,11 +359,20 @@ async def main(worker_addr: str, client_addr: str) -> None:
         check(isinstance(e, RPCError) and e.status == RPCStatusCode.NOT_FOUND,
               "an unknown workflow is NOT_FOUND")
 
-        # Visibility and history.
+        # Continue-as-new: the client follows the chain; memo and history info carry over.
+        r = await client.execute_workflow(Chain.run, 1, **wid("chain"), memo={"k": "v"})
+        check(r == "run 5 continued=True memo=v history=True",
+              f"continue-as-new chain of 5 runs, memo carried ({r})")
+        e = await failure_of(client.start_workflow(Chain.run, 5, **wid("cron"),
+                                                   cron_schedule="* * * * *"))
+        check(isinstance(e, RPCError) and e.status == RPCStatusCode.INVALID_ARGUMENT
+              and "cron_schedule" in e.message, f"a cron schedule is refused by name ({e})")
+
+        # Visibility and history: 12 runs, and the chain's 5.
         listed = [w async for w in client.list_workflows(f"TaskQueue = '{queue}'")]
-        check(len(listed) == 12, f"list finds the 12 runs ({len(listed)})")
-        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 12,
-              "count finds the 12 runs")
+        check(len(listed) == 17, f"list finds the 17 runs ({len(listed)})")
+        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 17,
+              "count finds the 17 runs")
         history = await client.get_workflow_handle(f"hello-{queue}").fetch_history()
         check(len(history.events) > 10, f"history fetch ({len(history.events)} events)")
 

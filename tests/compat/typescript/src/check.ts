@@ -110,11 +110,15 @@ async function main(): Promise<void> {
   check((await failureOf(client.workflow.getHandle(`nope-${queue}`).describe())) instanceof WorkflowNotFoundError,
     'an unknown workflow is WorkflowNotFoundError');
 
-  // Visibility and history.
+  // Continue-as-new: the client follows the chain; memo and history info carry over.
+  const chained = await client.workflow.execute(wfs.chain, { args: [1], ...opts('chain'), memo: { k: 'v' } });
+  check(chained === 'run 5 continued=true memo=v history=true', `continue-as-new chain of 5 runs, memo carried (${chained})`);
+
+  // Visibility and history: 12 runs, and the chain's 5.
   let listed = 0;
   for await (const _ of client.workflow.list({ query: `TaskQueue = '${queue}'` })) listed++;
-  check(listed === 12, `list finds the 12 runs (${listed})`);
-  check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 12, 'count finds the 12 runs');
+  check(listed === 17, `list finds the 17 runs (${listed})`);
+  check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 17, 'count finds the 17 runs');
   const history = await client.workflow.getHandle(`hello-${queue}`).fetchHistory();
   check((history.events?.length ?? 0) > 10, `history fetch (${history.events?.length} events)`);
 

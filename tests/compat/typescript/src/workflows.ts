@@ -5,6 +5,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  continueAsNew,
   defineQuery,
   defineSignal,
   isCancellation,
@@ -12,6 +13,7 @@ import {
   proxyLocalActivities,
   setHandler,
   sleep,
+  workflowInfo,
 } from '@temporalio/workflow';
 import type * as acts from './activities';
 
@@ -103,6 +105,16 @@ export async function shortWait(): Promise<string> {
     got = true;
   });
   return (await condition(() => got, '300ms')) ? 'signalled' : 'timed out';
+}
+
+/** Continues as new until run `n` reaches 5; the last run reports what it inherited. */
+export async function chain(n: number): Promise<string> {
+  const info = workflowInfo();
+  if (n < 5) {
+    await continueAsNew<typeof chain>(n + 1);
+  }
+  return `run ${n} continued=${info.continuedFromExecutionRunId !== undefined} memo=${info.memo?.k} ` +
+    `history=${info.historyLength > 0 && info.historySize > 0}`;
 }
 
 export async function forever(): Promise<void> {
