@@ -6,11 +6,19 @@ use keel_proto::temporalio_protos::temporal::api::common::v1::{
 };
 use keel_proto::temporalio_protos::temporal::api::taskqueue::v1::TaskQueue;
 use keel_proto::temporalio_protos::temporal::api::workflow::v1::{
-    PendingActivityInfo, PendingWorkflowTaskInfo, WorkflowExecutionConfig, WorkflowExecutionInfo,
+    PendingActivityInfo, PendingChildExecutionInfo, PendingWorkflowTaskInfo,
+    WorkflowExecutionConfig, WorkflowExecutionInfo,
 };
 use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 
 use crate::convert::{decoded, duration, opt_timestamp};
+
+fn execution_of(run: &Option<wf::RunKey>) -> Option<WorkflowExecution> {
+    run.as_ref().map(|r| WorkflowExecution {
+        workflow_id: r.workflow_id.clone(),
+        run_id: r.run_id.clone(),
+    })
+}
 
 /// Builds the describe response of a run.
 pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecutionResponse {
@@ -73,8 +81,22 @@ pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecuti
             memo: crate::convert::decoded(&ms.memo),
             execution_time: opt_timestamp(ms.execution_time_ms.max(ms.start_time_ms)),
             first_run_id: ms.first_execution_run_id.clone(),
+            history_size_bytes: ms.history_size_bytes as i64,
+            parent_execution: execution_of(&ms.parent),
+            root_execution: execution_of(&ms.root),
             ..Default::default()
         }),
+        pending_children: ms
+            .children
+            .iter()
+            .map(|c| PendingChildExecutionInfo {
+                workflow_id: c.workflow_id.clone(),
+                run_id: c.run_id.clone(),
+                workflow_type_name: c.workflow_type.clone(),
+                initiated_id: c.initiated_event_id,
+                parent_close_policy: c.parent_close_policy,
+            })
+            .collect(),
         pending_activities,
         pending_workflow_task,
         ..Default::default()

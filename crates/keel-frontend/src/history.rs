@@ -5,7 +5,7 @@
 
 use keel_engine::workflow::{self as wf, Attributes as A};
 use keel_proto::temporalio_protos::temporal::api::common::v1::{
-    ActivityType, Header, Payloads, WorkflowType,
+    ActivityType, Header, Payloads, WorkflowExecution, WorkflowType,
 };
 use keel_proto::temporalio_protos::temporal::api::enums::v1::EventType;
 use keel_proto::temporalio_protos::temporal::api::failure::v1::Failure;
@@ -88,11 +88,11 @@ fn opt_duration(ms: u64) -> Option<keel_proto::prost_wkt_types::Duration> {
 }
 
 /// Converts one stored event for the wire.
-pub fn to_temporal(e: &wf::HistoryEvent, workflow_id: &str) -> h::HistoryEvent {
+pub fn to_temporal(e: &wf::HistoryEvent, run: &wf::RunKey) -> h::HistoryEvent {
     let (event_type, attributes) = match e.attributes.as_ref() {
         None => (EventType::Unspecified, None),
         Some(a) => {
-            let (t, attrs) = attributes(a, workflow_id);
+            let (t, attrs) = attributes(a, run);
             (t, Some(attrs))
         }
     };
@@ -105,7 +105,29 @@ pub fn to_temporal(e: &wf::HistoryEvent, workflow_id: &str) -> h::HistoryEvent {
     }
 }
 
-fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
+fn child_execution(workflow_id: &str, run_id: &str) -> Option<WorkflowExecution> {
+    Some(WorkflowExecution {
+        workflow_id: workflow_id.to_string(),
+        run_id: run_id.to_string(),
+    })
+}
+
+fn execution_of(run: &Option<wf::RunKey>) -> Option<WorkflowExecution> {
+    run.as_ref().map(|r| WorkflowExecution {
+        workflow_id: r.workflow_id.clone(),
+        run_id: r.run_id.clone(),
+    })
+}
+
+fn wtype(name: &str) -> Option<WorkflowType> {
+    Some(WorkflowType {
+        name: name.to_string(),
+    })
+}
+
+fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
+    let workflow_id = run.workflow_id.as_str();
+    let namespace = run.namespace.clone();
     match a {
         A::WorkflowExecutionStarted(x) => (
             EventType::WorkflowExecutionStarted,
@@ -132,6 +154,14 @@ fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
                     last_completion_result: payloads(&x.last_completion_result),
                     continued_failure: failure(&x.continued_failure),
                     initiator: x.initiator,
+                    parent_workflow_namespace: x
+                        .parent
+                        .as_ref()
+                        .map(|p| p.namespace.clone())
+                        .unwrap_or_default(),
+                    parent_workflow_execution: execution_of(&x.parent),
+                    parent_initiated_event_id: x.parent_initiated_event_id,
+                    root_workflow_execution: execution_of(&x.root),
                     ..Default::default()
                 },
             ),
@@ -366,6 +396,124 @@ fn attributes(a: &A, workflow_id: &str) -> (EventType, T) {
                 },
             ),
         ),
+        A::StartChildWorkflowExecutionInitiated(x) => (
+            EventType::StartChildWorkflowExecutionInitiated,
+            T::StartChildWorkflowExecutionInitiatedEventAttributes(
+                h::StartChildWorkflowExecutionInitiatedEventAttributes {
+                    namespace,
+                    workflow_id: x.workflow_id.clone(),
+                    workflow_type: wtype(&x.workflow_type),
+                    task_queue: queue(&x.task_queue),
+                    input: payloads(&x.input),
+                    workflow_execution_timeout: opt_duration(x.execution_timeout_ms),
+                    workflow_run_timeout: opt_duration(x.run_timeout_ms),
+                    workflow_task_timeout: opt_duration(x.workflow_task_timeout_ms),
+                    parent_close_policy: x.parent_close_policy,
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    workflow_id_reuse_policy: x.id_reuse_policy,
+                    header: decoded(&x.header),
+                    memo: decoded(&x.memo),
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::StartChildWorkflowExecutionFailed(x) => (
+            EventType::StartChildWorkflowExecutionFailed,
+            T::StartChildWorkflowExecutionFailedEventAttributes(
+                h::StartChildWorkflowExecutionFailedEventAttributes {
+                    namespace,
+                    workflow_id: x.workflow_id.clone(),
+                    workflow_type: wtype(&x.workflow_type),
+                    cause: x.cause,
+                    initiated_event_id: x.initiated_event_id,
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::ChildWorkflowExecutionStarted(x) => (
+            EventType::ChildWorkflowExecutionStarted,
+            T::ChildWorkflowExecutionStartedEventAttributes(
+                h::ChildWorkflowExecutionStartedEventAttributes {
+                    namespace,
+                    initiated_event_id: x.initiated_event_id,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    workflow_type: wtype(&x.workflow_type),
+                    header: decoded(&x.header),
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::ChildWorkflowExecutionCompleted(x) => (
+            EventType::ChildWorkflowExecutionCompleted,
+            T::ChildWorkflowExecutionCompletedEventAttributes(
+                h::ChildWorkflowExecutionCompletedEventAttributes {
+                    result: payloads(&x.result),
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    workflow_type: wtype(&x.workflow_type),
+                    initiated_event_id: x.initiated_event_id,
+                    started_event_id: x.started_event_id,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::ChildWorkflowExecutionFailed(x) => (
+            EventType::ChildWorkflowExecutionFailed,
+            T::ChildWorkflowExecutionFailedEventAttributes(
+                h::ChildWorkflowExecutionFailedEventAttributes {
+                    failure: failure(&x.failure),
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    workflow_type: wtype(&x.workflow_type),
+                    initiated_event_id: x.initiated_event_id,
+                    started_event_id: x.started_event_id,
+                    retry_state: x.retry_state,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::ChildWorkflowExecutionCanceled(x) => (
+            EventType::ChildWorkflowExecutionCanceled,
+            T::ChildWorkflowExecutionCanceledEventAttributes(
+                h::ChildWorkflowExecutionCanceledEventAttributes {
+                    details: payloads(&x.details),
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    workflow_type: wtype(&x.workflow_type),
+                    initiated_event_id: x.initiated_event_id,
+                    started_event_id: x.started_event_id,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::ChildWorkflowExecutionTimedOut(x) => (
+            EventType::ChildWorkflowExecutionTimedOut,
+            T::ChildWorkflowExecutionTimedOutEventAttributes(
+                h::ChildWorkflowExecutionTimedOutEventAttributes {
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    workflow_type: wtype(&x.workflow_type),
+                    initiated_event_id: x.initiated_event_id,
+                    started_event_id: x.started_event_id,
+                    retry_state: x.retry_state,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::ChildWorkflowExecutionTerminated(x) => (
+            EventType::ChildWorkflowExecutionTerminated,
+            T::ChildWorkflowExecutionTerminatedEventAttributes(
+                h::ChildWorkflowExecutionTerminatedEventAttributes {
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    workflow_type: wtype(&x.workflow_type),
+                    initiated_event_id: x.initiated_event_id,
+                    started_event_id: x.started_event_id,
+                    ..Default::default()
+                },
+            ),
+        ),
         A::WorkflowExecutionTerminated(x) => (
             EventType::WorkflowExecutionTerminated,
             T::WorkflowExecutionTerminatedEventAttributes(
@@ -445,7 +593,14 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let t = to_temporal(&e, "wf-1");
+        let t = to_temporal(
+            &e,
+            &wf::RunKey {
+                namespace: "default".into(),
+                workflow_id: "wf-1".into(),
+                run_id: "r".into(),
+            },
+        );
         assert_eq!(
             (t.event_id, t.event_type),
             (1, EventType::WorkflowExecutionStarted as i32)

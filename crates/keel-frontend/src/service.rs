@@ -776,10 +776,7 @@ impl WorkflowService for Frontend {
                 Vec::new()
             };
             let history = History {
-                events: events
-                    .iter()
-                    .map(|e| to_temporal(e, &key.workflow_id))
-                    .collect(),
+                events: events.iter().map(|e| to_temporal(e, key)).collect(),
             };
             return Ok(reply(api::GetWorkflowExecutionHistoryResponse {
                 history: Some(history),

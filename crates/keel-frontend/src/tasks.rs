@@ -13,6 +13,7 @@ use keel_engine::workflow::{
 use keel_engine::ReadState;
 use keel_proto::temporalio_protos::temporal::api::command::v1::{
     command::Attributes as CA, Command, ContinueAsNewWorkflowExecutionCommandAttributes,
+    StartChildWorkflowExecutionCommandAttributes,
 };
 use keel_proto::temporalio_protos::temporal::api::common::v1::{
     ActivityType, Header, Payloads, RetryPolicy, WorkflowExecution, WorkflowType,
@@ -494,10 +495,7 @@ impl Frontend {
             started_event_id: d.started_event_id,
             attempt: d.attempt,
             history: Some(History {
-                events: events
-                    .iter()
-                    .map(|e| to_temporal(e, &run.workflow_id))
-                    .collect(),
+                events: events.iter().map(|e| to_temporal(e, &run)).collect(),
             }),
             workflow_execution_task_queue: Some(TaskQueue {
                 name: d.task_queue.clone(),
@@ -777,10 +775,16 @@ fn retry_policy_from_temporal(p: &RetryPolicy) -> wf::RetryPolicy {
 /// attributes fails it too, and so does one whose attributes belong to another command type
 /// (Temporal reads the attributes of the declared type and finds them unset).
 pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
-    if c.attributes
+    if let Some(a) = c
+        .attributes
         .as_ref()
-        .is_some_and(|a| attributes_type(a) as i32 != c.command_type)
+        .filter(|a| attributes_type(a) as i32 != c.command_type)
     {
+        tracing::warn!(
+            command_type = c.command_type,
+            attributes = ?attributes_type(a),
+            "a command's attributes belong to another command type"
+        );
         return wf::WorkflowCommand { kind: None };
     }
     let kind = match &c.attributes {
@@ -845,6 +849,7 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
             failure: encoded(&m.failure),
         })),
         Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(a)) => Some(continue_as_new(a)),
+        Some(CA::StartChildWorkflowExecutionCommandAttributes(a)) => Some(start_child(a)),
         Some(_) => Some(Cmd::Unsupported(
             c.command_type()
                 .as_str_name()
@@ -896,6 +901,51 @@ fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
         memo: encoded(&a.memo),
         last_completion_result: encoded(&a.last_completion_result),
         failure: encoded(&a.failure),
+    })
+}
+
+/// StartChildWorkflowExecution with a fresh run id for the child, in the parent's namespace
+/// (the command's `namespace` is deprecated in Temporal's API); cron, retry policies and
+/// search attributes fail the task by name.
+fn start_child(a: &StartChildWorkflowExecutionCommandAttributes) -> Cmd {
+    let unsupported = if !a.cron_schedule.is_empty() {
+        Some("cron_schedule")
+    } else if a.retry_policy.is_some() {
+        Some("retry_policy")
+    } else if a
+        .search_attributes
+        .as_ref()
+        .is_some_and(|s| !s.indexed_fields.is_empty())
+    {
+        Some("search_attributes")
+    } else {
+        None
+    };
+    if let Some(field) = unsupported {
+        return Cmd::Unsupported(format!("START_CHILD_WORKFLOW_EXECUTION with {field}"));
+    }
+    Cmd::StartChildWorkflow(wf::StartChildWorkflow {
+        workflow_id: a.workflow_id.clone(),
+        workflow_type: a
+            .workflow_type
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default(),
+        task_queue: a
+            .task_queue
+            .as_ref()
+            .map(|q| q.name.clone())
+            .unwrap_or_default(),
+        input: encoded(&a.input),
+        execution_timeout_ms: duration_ms(&a.workflow_execution_timeout),
+        run_timeout_ms: duration_ms(&a.workflow_run_timeout),
+        workflow_task_timeout_ms: duration_ms(&a.workflow_task_timeout),
+        parent_close_policy: a.parent_close_policy,
+        id_reuse_policy: a.workflow_id_reuse_policy,
+        header: encoded(&a.header),
+        memo: encoded(&a.memo),
+        new_run_id: crate::service::new_uuid(),
+        control: a.control.clone(),
     })
 }
 

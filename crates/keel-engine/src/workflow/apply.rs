@@ -599,7 +599,7 @@ impl<S: StateStore> Ctx<'_, S> {
         }
         self.put_visibility(ms);
         self.effects.push(Effect::RunClosed { run });
-        Ok(())
+        super::children::on_close(self, ms, status)
     }
 
     /// Writes the run's visibility row (start and close).

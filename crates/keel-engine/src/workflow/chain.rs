@@ -88,6 +88,10 @@ pub(super) fn continue_as_new<S: StateStore>(
             continued_failure: n.failure,
             initiator: CONTINUE_AS_NEW_INITIATOR_WORKFLOW,
             retention_ms: ms.retention_ms,
+            // A continued child stays its parent's child.
+            parent: ms.parent.clone(),
+            parent_initiated_event_id: ms.parent_initiated_event_id,
+            root: ms.root.clone(),
         },
     );
     if n.backoff_start_ms > 0 {

@@ -8,11 +8,13 @@
 //! signal-with-start, cancel request, terminate, run timeout), `task` (dispatch, workflow
 //! task completion / failure / timeout, timers), `activity` (attempts, retries, heartbeats,
 //! cancellation, timeouts), `query` (queries: legacy query tasks, or sent with a workflow task),
-//! `chain` (continue-as-new: one run closes and the next starts in the same apply).
+//! `chain` (continue-as-new: one run closes and the next starts in the same apply),
+//! `children` (child workflows: start, close recorded in the parent, parent close policies).
 
 mod activity;
 mod apply;
 mod chain;
+mod children;
 pub mod model;
 mod query;
 mod start;

@@ -484,7 +484,7 @@ pub struct TerminateWorkflow {
 pub struct WorkflowCommand {
     #[prost(
         oneof = "workflow_command::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"
     )]
     pub kind: Option<workflow_command::Kind>,
 }
@@ -514,6 +514,8 @@ pub mod workflow_command {
         Unsupported(String),
         #[prost(message, tag = "10")]
         ContinueAsNew(super::ContinueAsNew),
+        #[prost(message, tag = "11")]
+        StartChildWorkflow(super::StartChildWorkflow),
     }
 }
 
@@ -546,6 +548,49 @@ pub struct ContinueAsNew {
     /// Encoded Temporal `Failure`.
     #[prost(bytes = "vec", tag = "11")]
     pub failure: Vec<u8>,
+}
+
+/// Temporal's ParentClosePolicy: what a parent's close does to a child still running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum ParentClosePolicy {
+    /// Temporal's default: terminate.
+    Unspecified = 0,
+    Terminate = 1,
+    Abandon = 2,
+    RequestCancel = 3,
+}
+
+/// StartChildWorkflowExecution, in the parent's namespace. The child's run id is generated
+/// by the proposer; an empty task queue is the parent's.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StartChildWorkflow {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub workflow_type: String,
+    #[prost(string, tag = "3")]
+    pub task_queue: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub input: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    pub execution_timeout_ms: u64,
+    #[prost(uint64, tag = "6")]
+    pub run_timeout_ms: u64,
+    #[prost(uint64, tag = "7")]
+    pub workflow_task_timeout_ms: u64,
+    #[prost(enumeration = "ParentClosePolicy", tag = "8")]
+    pub parent_close_policy: i32,
+    #[prost(enumeration = "IdReusePolicy", tag = "9")]
+    pub id_reuse_policy: i32,
+    #[prost(bytes = "vec", tag = "10")]
+    pub header: Vec<u8>,
+    #[prost(bytes = "vec", tag = "11")]
+    pub memo: Vec<u8>,
+    #[prost(string, tag = "12")]
+    pub new_run_id: String,
+    #[prost(string, tag = "13")]
+    pub control: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -782,7 +827,7 @@ pub struct HistoryEvent {
     pub event_time_ms: u64,
     #[prost(
         oneof = "Attributes",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42"
     )]
     pub attributes: Option<Attributes>,
 }
@@ -820,6 +865,22 @@ impl HistoryEvent {
             Some(Attributes::MarkerRecorded(_)) => "MarkerRecorded",
             Some(Attributes::WorkflowExecutionContinuedAsNew(_)) => {
                 "WorkflowExecutionContinuedAsNew"
+            }
+            Some(Attributes::StartChildWorkflowExecutionInitiated(_)) => {
+                "StartChildWorkflowExecutionInitiated"
+            }
+            Some(Attributes::StartChildWorkflowExecutionFailed(_)) => {
+                "StartChildWorkflowExecutionFailed"
+            }
+            Some(Attributes::ChildWorkflowExecutionStarted(_)) => "ChildWorkflowExecutionStarted",
+            Some(Attributes::ChildWorkflowExecutionCompleted(_)) => {
+                "ChildWorkflowExecutionCompleted"
+            }
+            Some(Attributes::ChildWorkflowExecutionFailed(_)) => "ChildWorkflowExecutionFailed",
+            Some(Attributes::ChildWorkflowExecutionCanceled(_)) => "ChildWorkflowExecutionCanceled",
+            Some(Attributes::ChildWorkflowExecutionTimedOut(_)) => "ChildWorkflowExecutionTimedOut",
+            Some(Attributes::ChildWorkflowExecutionTerminated(_)) => {
+                "ChildWorkflowExecutionTerminated"
             }
         }
     }
@@ -878,6 +939,22 @@ pub enum Attributes {
     MarkerRecorded(MarkerRecorded),
     #[prost(message, tag = "34")]
     WorkflowExecutionContinuedAsNew(WorkflowExecutionContinuedAsNew),
+    #[prost(message, tag = "35")]
+    StartChildWorkflowExecutionInitiated(StartChildWorkflowExecutionInitiated),
+    #[prost(message, tag = "36")]
+    StartChildWorkflowExecutionFailed(StartChildWorkflowExecutionFailed),
+    #[prost(message, tag = "37")]
+    ChildWorkflowExecutionStarted(ChildWorkflowExecutionStarted),
+    #[prost(message, tag = "38")]
+    ChildWorkflowExecutionCompleted(ChildClosed),
+    #[prost(message, tag = "39")]
+    ChildWorkflowExecutionFailed(ChildClosed),
+    #[prost(message, tag = "40")]
+    ChildWorkflowExecutionCanceled(ChildClosed),
+    #[prost(message, tag = "41")]
+    ChildWorkflowExecutionTimedOut(ChildClosed),
+    #[prost(message, tag = "42")]
+    ChildWorkflowExecutionTerminated(ChildClosed),
 }
 
 /// Temporal's TimeoutType numbering.
@@ -1060,6 +1137,94 @@ pub struct WorkflowExecutionContinuedAsNew {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
+pub struct StartChildWorkflowExecutionInitiated {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub workflow_type: String,
+    #[prost(string, tag = "3")]
+    pub task_queue: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub input: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    pub execution_timeout_ms: u64,
+    #[prost(uint64, tag = "6")]
+    pub run_timeout_ms: u64,
+    #[prost(uint64, tag = "7")]
+    pub workflow_task_timeout_ms: u64,
+    #[prost(enumeration = "ParentClosePolicy", tag = "8")]
+    pub parent_close_policy: i32,
+    #[prost(int64, tag = "9")]
+    pub workflow_task_completed_event_id: i64,
+    #[prost(enumeration = "IdReusePolicy", tag = "10")]
+    pub id_reuse_policy: i32,
+    #[prost(bytes = "vec", tag = "11")]
+    pub header: Vec<u8>,
+    #[prost(bytes = "vec", tag = "12")]
+    pub memo: Vec<u8>,
+    #[prost(string, tag = "13")]
+    pub control: String,
+}
+
+/// Temporal's StartChildWorkflowExecutionFailedCause WORKFLOW_ALREADY_EXISTS.
+pub const CHILD_WORKFLOW_ALREADY_EXISTS: i32 = 1;
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StartChildWorkflowExecutionFailed {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub workflow_type: String,
+    #[prost(int32, tag = "3")]
+    pub cause: i32,
+    #[prost(int64, tag = "4")]
+    pub initiated_event_id: i64,
+    #[prost(int64, tag = "5")]
+    pub workflow_task_completed_event_id: i64,
+    #[prost(string, tag = "6")]
+    pub control: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChildWorkflowExecutionStarted {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub run_id: String,
+    #[prost(string, tag = "3")]
+    pub workflow_type: String,
+    #[prost(int64, tag = "4")]
+    pub initiated_event_id: i64,
+    #[prost(bytes = "vec", tag = "5")]
+    pub header: Vec<u8>,
+}
+
+/// A child's close as its parent records it; which of the fields is set depends on the
+/// event (result: completed; failure: failed; details: canceled; retry_state: failed and
+/// timed out).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChildClosed {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub run_id: String,
+    #[prost(string, tag = "3")]
+    pub workflow_type: String,
+    #[prost(int64, tag = "4")]
+    pub initiated_event_id: i64,
+    #[prost(int64, tag = "5")]
+    pub started_event_id: i64,
+    #[prost(bytes = "vec", tag = "6")]
+    pub result: Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    pub failure: Vec<u8>,
+    #[prost(bytes = "vec", tag = "8")]
+    pub details: Vec<u8>,
+    #[prost(enumeration = "RetryState", tag = "9")]
+    pub retry_state: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct WorkflowExecutionTimedOut {
     #[prost(enumeration = "RetryState", tag = "1")]
     pub retry_state: i32,
@@ -1120,6 +1285,13 @@ pub struct WorkflowExecutionStarted {
     /// Temporal's ContinueAsNewInitiator (1: the workflow) for a continued run, else 0.
     #[prost(int32, tag = "18")]
     pub initiator: i32,
+    /// For a child: its parent, the parent's initiated event, and the root of the tree.
+    #[prost(message, optional, tag = "19")]
+    pub parent: Option<RunKey>,
+    #[prost(int64, tag = "20")]
+    pub parent_initiated_event_id: i64,
+    #[prost(message, optional, tag = "21")]
+    pub root: Option<RunKey>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -1174,6 +1346,7 @@ pub enum WorkflowTaskFailedCause {
     BadCompleteWorkflowExecutionAttributes = 7,
     BadContinueAsNewAttributes = 11,
     StartTimerDuplicateId = 12,
+    BadStartChildExecutionAttributes = 16,
     ForceCloseCommand = 17,
 }
 
@@ -1348,6 +1521,34 @@ pub struct MutableState {
     /// Bytes of history written so far (Keel's encoding of the events).
     #[prost(uint64, tag = "29")]
     pub history_size_bytes: u64,
+    /// For a child: its parent, the parent's initiated event, and the root of the tree.
+    #[prost(message, optional, tag = "30")]
+    pub parent: Option<RunKey>,
+    #[prost(int64, tag = "31")]
+    pub parent_initiated_event_id: i64,
+    #[prost(message, optional, tag = "32")]
+    pub root: Option<RunKey>,
+    /// Children started and not yet closed.
+    #[prost(message, repeated, tag = "33")]
+    pub children: Vec<ChildInfo>,
+}
+
+/// A child a run started that has not closed yet.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ChildInfo {
+    #[prost(int64, tag = "1")]
+    pub initiated_event_id: i64,
+    #[prost(int64, tag = "2")]
+    pub started_event_id: i64,
+    #[prost(string, tag = "3")]
+    pub workflow_id: String,
+    /// The child's first run (it may continue as new).
+    #[prost(string, tag = "4")]
+    pub run_id: String,
+    #[prost(string, tag = "5")]
+    pub workflow_type: String,
+    #[prost(enumeration = "ParentClosePolicy", tag = "6")]
+    pub parent_close_policy: i32,
 }
 
 /// Temporal's default thresholds (`limit.historyCount.suggestContinueAsNew`,

@@ -45,7 +45,6 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
     let ckey = keys::current_run(&run.namespace, &run.workflow_id);
     if let Some(b) = ctx.store.get(&ckey)? {
         let current: CurrentRun = decode(&ckey, &b)?;
-        let running = current.status == RunStatus::Running as i32;
         if !c.request_id.is_empty() && current.start_request_id == c.request_id {
             // A client retry of the request that started the current run.
             return Ok(Begin::Answer(outcome(Outcome::Started(Started {
@@ -53,17 +52,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
                 started: false,
             }))));
         }
-        let policy =
-            IdReusePolicy::try_from(c.id_reuse_policy).unwrap_or(IdReusePolicy::Unspecified);
-        let refuse = running
-            || match policy {
-                IdReusePolicy::RejectDuplicate => true,
-                IdReusePolicy::AllowDuplicateFailedOnly => {
-                    current.status == RunStatus::Completed as i32
-                }
-                _ => false,
-            };
-        if refuse {
+        if reuse_refused(&current, c.id_reuse_policy) {
             return Ok(Begin::Answer(outcome(Outcome::AlreadyStarted(
                 AlreadyStarted {
                     run_id: current.run_id,
@@ -100,9 +89,26 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             continued_failure: Vec::new(),
             initiator: 0,
             retention_ms: namespace.retention_ms,
+            parent: None,
+            parent_initiated_event_id: 0,
+            root: None,
         },
     );
     Ok(Begin::Created(ms))
+}
+
+/// Whether a new run of a workflow id whose current run is `current` is refused: the
+/// current run is still running, or the id reuse policy forbids another run.
+pub(super) fn reuse_refused(current: &CurrentRun, id_reuse_policy: i32) -> bool {
+    let policy = IdReusePolicy::try_from(id_reuse_policy).unwrap_or(IdReusePolicy::Unspecified);
+    current.status == RunStatus::Running as i32
+        || match policy {
+            IdReusePolicy::RejectDuplicate => true,
+            IdReusePolicy::AllowDuplicateFailedOnly => {
+                current.status == RunStatus::Completed as i32
+            }
+            _ => false,
+        }
 }
 
 /// Everything a new run starts from: a client's start, or the run it continues.
@@ -128,6 +134,10 @@ pub(super) struct NewRun {
     pub(super) continued_failure: Vec<u8>,
     pub(super) initiator: i32,
     pub(super) retention_ms: u64,
+    /// For a child: its parent, the parent's initiated event and the root of the tree.
+    pub(super) parent: Option<RunKey>,
+    pub(super) parent_initiated_event_id: i64,
+    pub(super) root: Option<RunKey>,
 }
 
 /// Writes a new run's WorkflowExecutionStarted, arms its run timeout (its own, capped by
@@ -162,6 +172,9 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
         execution_expiration_ms: expiration,
         continued_from_run_id: n.continued_from.clone(),
         execution_time_ms: ctx.now_ms.saturating_add(n.backoff_ms),
+        parent: n.parent.clone(),
+        parent_initiated_event_id: n.parent_initiated_event_id,
+        root: n.root.clone(),
         ..Default::default()
     };
     ctx.append(
@@ -185,6 +198,9 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
             last_completion_result: n.last_completion_result,
             continued_failure: n.continued_failure,
             initiator: n.initiator,
+            parent: n.parent,
+            parent_initiated_event_id: n.parent_initiated_event_id,
+            root: n.root,
         }),
     );
     let run_end = (n.run_timeout_ms > 0).then(|| ctx.now_ms.saturating_add(n.run_timeout_ms));

@@ -319,6 +319,15 @@ fn validate(
                     ));
                 }
             }
+            Cmd::StartChildWorkflow(c) => {
+                if c.workflow_id.is_empty() || c.workflow_type.is_empty() || c.new_run_id.is_empty()
+                {
+                    return Err((
+                        WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
+                        "StartChildWorkflowExecution needs workflow_id and workflow_type".into(),
+                    ));
+                }
+            }
             Cmd::ContinueAsNew(n) => {
                 if n.new_run_id.is_empty() {
                     return Err((
@@ -476,6 +485,7 @@ fn apply_command<S: StateStore>(
         // Validation fails the task on an unsupported command, so none reaches here.
         Cmd::Unsupported(_) => Ok(false),
         Cmd::ContinueAsNew(n) => super::chain::continue_as_new(ctx, ms, n, wtc).map(|_| false),
+        Cmd::StartChildWorkflow(c) => super::children::start_child(ctx, ms, c, wtc),
         // Eager starts are handled by the completion itself; here the activity is queued.
         Cmd::ScheduleActivity(mut n) => {
             n.request_eager_execution = false;

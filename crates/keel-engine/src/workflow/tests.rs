@@ -7,6 +7,7 @@ use super::*;
 use crate::command::Kind;
 use crate::{apply_proposal, response, Command, MemStore, Proposal};
 
+mod children;
 mod continue_as_new;
 
 const NS: &str = "default";
@@ -823,6 +824,14 @@ fn every_event_kind_survives_encoding_even_with_default_fields() {
         Attributes::WorkflowExecutionTimedOut(Default::default()),
         Attributes::MarkerRecorded(Default::default()),
         Attributes::WorkflowExecutionContinuedAsNew(Default::default()),
+        Attributes::StartChildWorkflowExecutionInitiated(Default::default()),
+        Attributes::StartChildWorkflowExecutionFailed(Default::default()),
+        Attributes::ChildWorkflowExecutionStarted(Default::default()),
+        Attributes::ChildWorkflowExecutionCompleted(Default::default()),
+        Attributes::ChildWorkflowExecutionFailed(Default::default()),
+        Attributes::ChildWorkflowExecutionCanceled(Default::default()),
+        Attributes::ChildWorkflowExecutionTimedOut(Default::default()),
+        Attributes::ChildWorkflowExecutionTerminated(Default::default()),
     ];
     let names: std::collections::BTreeSet<&str> = all
         .iter()
@@ -891,6 +900,7 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Cmd::RecordMarker(Default::default()),
         Cmd::Unsupported("START_CHILD_WORKFLOW_EXECUTION".into()),
         Cmd::ContinueAsNew(Default::default()),
+        Cmd::StartChildWorkflow(Default::default()),
     ] {
         let c = WorkflowCommand {
             kind: Some(k.clone()),
