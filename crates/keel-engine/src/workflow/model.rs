@@ -886,7 +886,9 @@ impl HistoryEvent {
     }
 }
 
-/// Event attributes; the variant is the event type.
+/// Event attributes; the variant is the event type. (The start event is the largest; events
+/// live in vectors briefly, so boxing it would cost more than it saves.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, PartialEq, prost::Oneof)]
 pub enum Attributes {
     #[prost(message, tag = "10")]
