@@ -331,6 +331,7 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                     identity: x.identity.clone(),
                     header: decoded::<Header>(&x.header),
                     request_id: x.request_id.clone(),
+                    external_workflow_execution: execution_of(&x.external),
                     ..Default::default()
                 },
             ),
@@ -341,7 +342,8 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                 h::WorkflowExecutionCancelRequestedEventAttributes {
                     cause: x.cause.clone(),
                     identity: x.identity.clone(),
-                    ..Default::default()
+                    external_initiated_event_id: x.external_initiated_event_id,
+                    external_workflow_execution: execution_of(&x.external),
                 },
             ),
         ),
@@ -510,6 +512,82 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                     workflow_type: wtype(&x.workflow_type),
                     initiated_event_id: x.initiated_event_id,
                     started_event_id: x.started_event_id,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::SignalExternalWorkflowExecutionInitiated(x) => (
+            EventType::SignalExternalWorkflowExecutionInitiated,
+            T::SignalExternalWorkflowExecutionInitiatedEventAttributes(
+                h::SignalExternalWorkflowExecutionInitiatedEventAttributes {
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    signal_name: x.signal_name.clone(),
+                    input: payloads(&x.input),
+                    child_workflow_only: x.child_workflow_only,
+                    header: decoded(&x.header),
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::SignalExternalWorkflowExecutionFailed(x) => (
+            EventType::SignalExternalWorkflowExecutionFailed,
+            T::SignalExternalWorkflowExecutionFailedEventAttributes(
+                h::SignalExternalWorkflowExecutionFailedEventAttributes {
+                    cause: x.cause,
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    initiated_event_id: x.initiated_event_id,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::ExternalWorkflowExecutionSignaled(x) => (
+            EventType::ExternalWorkflowExecutionSignaled,
+            T::ExternalWorkflowExecutionSignaledEventAttributes(
+                h::ExternalWorkflowExecutionSignaledEventAttributes {
+                    initiated_event_id: x.initiated_event_id,
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::RequestCancelExternalWorkflowExecutionInitiated(x) => (
+            EventType::RequestCancelExternalWorkflowExecutionInitiated,
+            T::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes(
+                h::RequestCancelExternalWorkflowExecutionInitiatedEventAttributes {
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    child_workflow_only: x.child_workflow_only,
+                    reason: x.reason.clone(),
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::RequestCancelExternalWorkflowExecutionFailed(x) => (
+            EventType::RequestCancelExternalWorkflowExecutionFailed,
+            T::RequestCancelExternalWorkflowExecutionFailedEventAttributes(
+                h::RequestCancelExternalWorkflowExecutionFailedEventAttributes {
+                    cause: x.cause,
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
+                    initiated_event_id: x.initiated_event_id,
+                    ..Default::default()
+                },
+            ),
+        ),
+        A::ExternalWorkflowExecutionCancelRequested(x) => (
+            EventType::ExternalWorkflowExecutionCancelRequested,
+            T::ExternalWorkflowExecutionCancelRequestedEventAttributes(
+                h::ExternalWorkflowExecutionCancelRequestedEventAttributes {
+                    initiated_event_id: x.initiated_event_id,
+                    namespace,
+                    workflow_execution: child_execution(&x.workflow_id, &x.run_id),
                     ..Default::default()
                 },
             ),

@@ -850,6 +850,25 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
         })),
         Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(a)) => Some(continue_as_new(a)),
         Some(CA::StartChildWorkflowExecutionCommandAttributes(a)) => Some(start_child(a)),
+        Some(CA::SignalExternalWorkflowExecutionCommandAttributes(a)) => {
+            let execution = a.execution.clone().unwrap_or_default();
+            Some(Cmd::SignalExternal(wf::SignalExternal {
+                workflow_id: execution.workflow_id,
+                run_id: execution.run_id,
+                signal_name: a.signal_name.clone(),
+                input: encoded(&a.input),
+                header: encoded(&a.header),
+                child_workflow_only: a.child_workflow_only,
+            }))
+        }
+        Some(CA::RequestCancelExternalWorkflowExecutionCommandAttributes(a)) => {
+            Some(Cmd::RequestCancelExternal(wf::RequestCancelExternal {
+                workflow_id: a.workflow_id.clone(),
+                run_id: a.run_id.clone(),
+                child_workflow_only: a.child_workflow_only,
+                reason: a.reason.clone(),
+            }))
+        }
         Some(_) => Some(Cmd::Unsupported(
             c.command_type()
                 .as_str_name()

@@ -9,12 +9,14 @@
 //! task completion / failure / timeout, timers), `activity` (attempts, retries, heartbeats,
 //! cancellation, timeouts), `query` (queries: legacy query tasks, or sent with a workflow task),
 //! `chain` (continue-as-new: one run closes and the next starts in the same apply),
-//! `children` (child workflows: start, close recorded in the parent, parent close policies).
+//! `children` (child workflows: start, close recorded in the parent, parent close policies),
+//! `external` (signals and cancel requests from one run to another).
 
 mod activity;
 mod apply;
 mod chain;
 mod children;
+mod external;
 pub mod model;
 mod query;
 mod start;

@@ -484,7 +484,7 @@ pub struct TerminateWorkflow {
 pub struct WorkflowCommand {
     #[prost(
         oneof = "workflow_command::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"
     )]
     pub kind: Option<workflow_command::Kind>,
 }
@@ -516,6 +516,10 @@ pub mod workflow_command {
         ContinueAsNew(super::ContinueAsNew),
         #[prost(message, tag = "11")]
         StartChildWorkflow(super::StartChildWorkflow),
+        #[prost(message, tag = "12")]
+        SignalExternal(super::SignalExternal),
+        #[prost(message, tag = "13")]
+        RequestCancelExternal(super::RequestCancelExternal),
     }
 }
 
@@ -591,6 +595,36 @@ pub struct StartChildWorkflow {
     pub new_run_id: String,
     #[prost(string, tag = "13")]
     pub control: String,
+}
+
+/// SignalExternalWorkflowExecution (an empty run id means the workflow id's current run).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SignalExternal {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub run_id: String,
+    #[prost(string, tag = "3")]
+    pub signal_name: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub input: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub header: Vec<u8>,
+    #[prost(bool, tag = "7")]
+    pub child_workflow_only: bool,
+}
+
+/// RequestCancelExternalWorkflowExecution.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RequestCancelExternal {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub run_id: String,
+    #[prost(bool, tag = "4")]
+    pub child_workflow_only: bool,
+    #[prost(string, tag = "5")]
+    pub reason: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -827,7 +861,7 @@ pub struct HistoryEvent {
     pub event_time_ms: u64,
     #[prost(
         oneof = "Attributes",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48"
     )]
     pub attributes: Option<Attributes>,
 }
@@ -881,6 +915,24 @@ impl HistoryEvent {
             Some(Attributes::ChildWorkflowExecutionTimedOut(_)) => "ChildWorkflowExecutionTimedOut",
             Some(Attributes::ChildWorkflowExecutionTerminated(_)) => {
                 "ChildWorkflowExecutionTerminated"
+            }
+            Some(Attributes::SignalExternalWorkflowExecutionInitiated(_)) => {
+                "SignalExternalWorkflowExecutionInitiated"
+            }
+            Some(Attributes::SignalExternalWorkflowExecutionFailed(_)) => {
+                "SignalExternalWorkflowExecutionFailed"
+            }
+            Some(Attributes::ExternalWorkflowExecutionSignaled(_)) => {
+                "ExternalWorkflowExecutionSignaled"
+            }
+            Some(Attributes::RequestCancelExternalWorkflowExecutionInitiated(_)) => {
+                "RequestCancelExternalWorkflowExecutionInitiated"
+            }
+            Some(Attributes::RequestCancelExternalWorkflowExecutionFailed(_)) => {
+                "RequestCancelExternalWorkflowExecutionFailed"
+            }
+            Some(Attributes::ExternalWorkflowExecutionCancelRequested(_)) => {
+                "ExternalWorkflowExecutionCancelRequested"
             }
         }
     }
@@ -957,6 +1009,18 @@ pub enum Attributes {
     ChildWorkflowExecutionTimedOut(ChildClosed),
     #[prost(message, tag = "42")]
     ChildWorkflowExecutionTerminated(ChildClosed),
+    #[prost(message, tag = "43")]
+    SignalExternalWorkflowExecutionInitiated(ExternalInitiated),
+    #[prost(message, tag = "44")]
+    SignalExternalWorkflowExecutionFailed(ExternalFailed),
+    #[prost(message, tag = "45")]
+    ExternalWorkflowExecutionSignaled(ExternalDone),
+    #[prost(message, tag = "46")]
+    RequestCancelExternalWorkflowExecutionInitiated(ExternalInitiated),
+    #[prost(message, tag = "47")]
+    RequestCancelExternalWorkflowExecutionFailed(ExternalFailed),
+    #[prost(message, tag = "48")]
+    ExternalWorkflowExecutionCancelRequested(ExternalDone),
 }
 
 /// Temporal's TimeoutType numbering.
@@ -1072,6 +1136,9 @@ pub struct WorkflowExecutionSignaled {
     pub header: Vec<u8>,
     #[prost(string, tag = "5")]
     pub request_id: String,
+    /// The run whose SignalExternalWorkflowExecution sent it, if any.
+    #[prost(message, optional, tag = "6")]
+    pub external: Option<RunKey>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -1080,6 +1147,63 @@ pub struct WorkflowExecutionCancelRequested {
     pub cause: String,
     #[prost(string, tag = "2")]
     pub identity: String,
+    /// The run whose RequestCancelExternalWorkflowExecution asked, and its initiated event.
+    #[prost(message, optional, tag = "3")]
+    pub external: Option<RunKey>,
+    #[prost(int64, tag = "4")]
+    pub external_initiated_event_id: i64,
+}
+
+/// SignalExternalWorkflowExecutionInitiated and RequestCancelExternalWorkflowExecution-
+/// Initiated (the signal fields are empty for a cancel, `reason` for a signal).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExternalInitiated {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub run_id: String,
+    #[prost(string, tag = "3")]
+    pub signal_name: String,
+    #[prost(bytes = "vec", tag = "4")]
+    pub input: Vec<u8>,
+    #[prost(bytes = "vec", tag = "5")]
+    pub header: Vec<u8>,
+    #[prost(bool, tag = "7")]
+    pub child_workflow_only: bool,
+    #[prost(int64, tag = "8")]
+    pub workflow_task_completed_event_id: i64,
+    #[prost(string, tag = "9")]
+    pub reason: String,
+}
+
+/// Temporal's Signal/CancelExternalWorkflowExecutionFailedCause
+/// EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND.
+pub const EXTERNAL_WORKFLOW_EXECUTION_NOT_FOUND: i32 = 1;
+
+/// Signal/RequestCancelExternalWorkflowExecutionFailed.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExternalFailed {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub run_id: String,
+    #[prost(int32, tag = "3")]
+    pub cause: i32,
+    #[prost(int64, tag = "4")]
+    pub initiated_event_id: i64,
+    #[prost(int64, tag = "5")]
+    pub workflow_task_completed_event_id: i64,
+}
+
+/// ExternalWorkflowExecutionSignaled and ExternalWorkflowExecutionCancelRequested.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ExternalDone {
+    #[prost(string, tag = "1")]
+    pub workflow_id: String,
+    #[prost(string, tag = "2")]
+    pub run_id: String,
+    #[prost(int64, tag = "3")]
+    pub initiated_event_id: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -1348,6 +1472,8 @@ pub enum WorkflowTaskFailedCause {
     BadCompleteWorkflowExecutionAttributes = 7,
     BadContinueAsNewAttributes = 11,
     StartTimerDuplicateId = 12,
+    BadRequestCancelExternalWorkflowExecutionAttributes = 10,
+    BadSignalWorkflowExecutionAttributes = 15,
     BadStartChildExecutionAttributes = 16,
     ForceCloseCommand = 17,
 }

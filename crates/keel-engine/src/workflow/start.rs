@@ -249,15 +249,31 @@ pub(super) fn start_workflow<S: StateStore>(
     })))
 }
 
-/// Adds a signal to a running run (dedup by request id); the caller saves.
-fn add_signal<S: StateStore>(
+/// Adds a signal to a running run (dedup by request id) and schedules a workflow task; the
+/// caller saves. `external` is the run that signalled with SignalExternalWorkflowExecution.
+pub(super) fn add_signal<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     ms: &mut MutableState,
     c: &SignalWorkflow,
+    external: Option<RunKey>,
 ) -> Result<()> {
+    if record_signal(ctx, ms, c, external) {
+        ctx.schedule_workflow_task(ms, 1)?;
+    }
+    Ok(())
+}
+
+/// The event half of [`add_signal`]: for a run signalling itself while its task completes
+/// (the completion schedules the next task). False for a retry of a signal already applied.
+pub(super) fn record_signal<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    c: &SignalWorkflow,
+    external: Option<RunKey>,
+) -> bool {
     if !c.request_id.is_empty() {
         if ms.signal_request_ids.contains(&c.request_id) {
-            return Ok(()); // a retry of a signal already applied
+            return false; // a retry of a signal already applied
         }
         ms.signal_request_ids.push(c.request_id.clone());
     }
@@ -269,9 +285,10 @@ fn add_signal<S: StateStore>(
             identity: c.identity.clone(),
             header: c.header.clone(),
             request_id: c.request_id.clone(),
+            external,
         }),
     );
-    ctx.schedule_workflow_task(ms, 1)
+    true
 }
 
 pub(super) fn signal<S: StateStore>(
@@ -284,7 +301,7 @@ pub(super) fn signal<S: StateStore>(
     let Some(mut ms) = ctx.resolve(&c.run)?.filter(is_running) else {
         return Ok(not_found("workflow execution already completed"));
     };
-    add_signal(ctx, &mut ms, c)?;
+    add_signal(ctx, &mut ms, c, None)?;
     ctx.save(&ms);
     Ok(accepted())
 }
@@ -307,7 +324,7 @@ pub(super) fn signal_with_start<S: StateStore>(
         ..run.clone()
     };
     if let Some(mut ms) = ctx.resolve(&Some(current))?.filter(is_running) {
-        add_signal(ctx, &mut ms, sig)?;
+        add_signal(ctx, &mut ms, sig, None)?;
         ctx.save(&ms);
         return Ok(outcome(Outcome::Started(Started {
             run_id: ms.run.expect("named run").run_id,
@@ -319,7 +336,7 @@ pub(super) fn signal_with_start<S: StateStore>(
         Begin::Created(ms) => ms,
     };
     // Started, Signaled, then WorkflowTaskScheduled.
-    add_signal(ctx, &mut ms, sig)?;
+    add_signal(ctx, &mut ms, sig, None)?;
     ctx.save(&ms);
     Ok(outcome(Outcome::Started(Started {
         run_id: ms.run.expect("named run").run_id,
@@ -343,6 +360,7 @@ pub(super) fn request_cancel<S: StateStore>(
         Attributes::WorkflowExecutionCancelRequested(WorkflowExecutionCancelRequested {
             cause: c.reason.clone(),
             identity: c.identity.clone(),
+            ..Default::default()
         }),
     );
     ctx.schedule_workflow_task(&mut ms, 1)?;

@@ -319,6 +319,22 @@ fn validate(
                     ));
                 }
             }
+            Cmd::SignalExternal(x) => {
+                if x.workflow_id.is_empty() || x.signal_name.is_empty() {
+                    return Err((
+                        WorkflowTaskFailedCause::BadSignalWorkflowExecutionAttributes,
+                        "SignalExternalWorkflowExecution needs workflow_id and signal_name".into(),
+                    ));
+                }
+            }
+            Cmd::RequestCancelExternal(x) => {
+                if x.workflow_id.is_empty() {
+                    return Err((
+                        WorkflowTaskFailedCause::BadRequestCancelExternalWorkflowExecutionAttributes,
+                        "RequestCancelExternalWorkflowExecution needs workflow_id".into(),
+                    ));
+                }
+            }
             Cmd::StartChildWorkflow(c) => {
                 if c.workflow_id.is_empty() || c.workflow_type.is_empty() || c.new_run_id.is_empty()
                 {
@@ -486,6 +502,8 @@ fn apply_command<S: StateStore>(
         Cmd::Unsupported(_) => Ok(false),
         Cmd::ContinueAsNew(n) => super::chain::continue_as_new(ctx, ms, n, wtc).map(|_| false),
         Cmd::StartChildWorkflow(c) => super::children::start_child(ctx, ms, c, wtc),
+        Cmd::SignalExternal(x) => super::external::signal(ctx, ms, x, wtc),
+        Cmd::RequestCancelExternal(x) => super::external::request_cancel(ctx, ms, x, wtc),
         // Eager starts are handled by the completion itself; here the activity is queued.
         Cmd::ScheduleActivity(mut n) => {
             n.request_eager_execution = false;

@@ -9,6 +9,7 @@ use crate::{apply_proposal, response, Command, MemStore, Proposal};
 
 mod children;
 mod continue_as_new;
+mod external;
 
 const NS: &str = "default";
 const TQ: &str = "tq";
@@ -832,6 +833,12 @@ fn every_event_kind_survives_encoding_even_with_default_fields() {
         Attributes::ChildWorkflowExecutionCanceled(Default::default()),
         Attributes::ChildWorkflowExecutionTimedOut(Default::default()),
         Attributes::ChildWorkflowExecutionTerminated(Default::default()),
+        Attributes::SignalExternalWorkflowExecutionInitiated(Default::default()),
+        Attributes::SignalExternalWorkflowExecutionFailed(Default::default()),
+        Attributes::ExternalWorkflowExecutionSignaled(Default::default()),
+        Attributes::RequestCancelExternalWorkflowExecutionInitiated(Default::default()),
+        Attributes::RequestCancelExternalWorkflowExecutionFailed(Default::default()),
+        Attributes::ExternalWorkflowExecutionCancelRequested(Default::default()),
     ];
     let names: std::collections::BTreeSet<&str> = all
         .iter()
@@ -901,6 +908,8 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Cmd::Unsupported("START_CHILD_WORKFLOW_EXECUTION".into()),
         Cmd::ContinueAsNew(Default::default()),
         Cmd::StartChildWorkflow(Default::default()),
+        Cmd::SignalExternal(Default::default()),
+        Cmd::RequestCancelExternal(Default::default()),
     ] {
         let c = WorkflowCommand {
             kind: Some(k.clone()),
