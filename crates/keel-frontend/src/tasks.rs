@@ -1016,19 +1016,19 @@ mod tests {
     fn a_command_keel_does_not_implement_is_kept_by_its_type_name() {
         use keel_proto::temporalio_protos::temporal::api::command::v1::{
             ContinueAsNewWorkflowExecutionCommandAttributes,
-            StartChildWorkflowExecutionCommandAttributes,
+            UpsertWorkflowSearchAttributesCommandAttributes,
         };
         use keel_proto::temporalio_protos::temporal::api::enums::v1::CommandType;
         let c = Command {
-            command_type: CommandType::StartChildWorkflowExecution as i32,
-            attributes: Some(CA::StartChildWorkflowExecutionCommandAttributes(
-                StartChildWorkflowExecutionCommandAttributes::default(),
+            command_type: CommandType::UpsertWorkflowSearchAttributes as i32,
+            attributes: Some(CA::UpsertWorkflowSearchAttributesCommandAttributes(
+                UpsertWorkflowSearchAttributesCommandAttributes::default(),
             )),
             ..Default::default()
         };
         assert_eq!(
             convert_command(&c).kind,
-            Some(Cmd::Unsupported("START_CHILD_WORKFLOW_EXECUTION".into()))
+            Some(Cmd::Unsupported("UPSERT_WORKFLOW_SEARCH_ATTRIBUTES".into()))
         );
         // A continue-as-new is converted, unless it asks for cron.
         let can = |cron: &str| Command {
@@ -1056,7 +1056,7 @@ mod tests {
     }
 
     #[test]
-    fn the_engines_task_failure_causes_are_numbered_as_temporal_numbers_them() {
+    fn the_engines_causes_and_policies_are_numbered_as_temporal_numbers_them() {
         use keel_proto::temporalio_protos::temporal::api::enums::v1::WorkflowTaskFailedCause as T;
         use wf::WorkflowTaskFailedCause as K;
         for (keel, temporal) in [
@@ -1079,6 +1079,16 @@ mod tests {
             (K::BadContinueAsNewAttributes, T::BadContinueAsNewAttributes),
             (K::StartTimerDuplicateId, T::StartTimerDuplicateId),
             (K::ForceCloseCommand, T::ForceCloseCommand),
+        ] {
+            assert_eq!(keel as i32, temporal as i32, "{keel:?}");
+        }
+        use keel_proto::temporalio_protos::temporal::api::enums::v1::ParentClosePolicy as TP;
+        use wf::ParentClosePolicy as KP;
+        for (keel, temporal) in [
+            (KP::Unspecified, TP::Unspecified),
+            (KP::Terminate, TP::Terminate),
+            (KP::Abandon, TP::Abandon),
+            (KP::RequestCancel, TP::RequestCancel),
         ] {
             assert_eq!(keel as i32, temporal as i32, "{keel:?}");
         }

@@ -14,7 +14,7 @@ use crate::{Result, StateStore};
 /// `child_only`, it is not the sender's child).
 enum Target {
     Itself,
-    Other(MutableState),
+    Other(Box<MutableState>),
 }
 
 fn find<S: StateStore>(
@@ -39,7 +39,7 @@ fn find<S: StateStore>(
     if target.run.as_ref() == Some(&me) {
         return Ok(Some(Target::Itself));
     }
-    Ok(Some(Target::Other(target)))
+    Ok(Some(Target::Other(Box::new(target))))
 }
 
 /// SignalExternalWorkflowExecution; returns true (the sender needs a task for the outcome).
