@@ -1,5 +1,7 @@
 //! Property test: random valid command sequences keep the history invariants. Seeded and
-//! deterministic; a failing seed is printed and replays exactly.
+//! deterministic; a failing seed is printed and replays exactly. The walk includes
+//! continue-as-new, child workflows and external signals / cancels: at most one running run
+//! per workflow id, and a child's close recorded in its parent exactly once.
 
 use super::model::workflow_command::Kind as Cmd;
 use super::model::workflow_outcome::Kind as Outcome;
@@ -24,6 +26,9 @@ impl Rng {
 }
 
 const WORKFLOWS: [&str; 3] = ["w0", "w1", "w2"];
+/// Workflow ids children get (one is also a top-level id, so starts conflict).
+const CHILDREN: [&str; 3] = ["c0", "c1", "w2"];
+const ALL: [&str; 5] = ["w0", "w1", "w2", "c0", "c1"];
 
 struct World {
     store: MemStore,
@@ -42,6 +47,18 @@ struct World {
 }
 
 impl World {
+    /// A fresh run id of `workflow_id`, tracked by the checks.
+    fn new_run(&mut self, workflow_id: &str) -> String {
+        self.next_run += 1;
+        let run_id = format!("run-{}", self.next_run);
+        self.runs.push(RunKey {
+            namespace: "ns".into(),
+            workflow_id: workflow_id.into(),
+            run_id: run_id.clone(),
+        });
+        run_id
+    }
+
     fn apply(&mut self, kind: Kind) -> Outcome {
         let (resp, _) = apply_proposal(
             &Proposal {
@@ -110,7 +127,7 @@ impl World {
                 let t = self.wf_tokens[rng.below(self.wf_tokens.len())].clone();
                 let mut commands = Vec::new();
                 for _ in 0..rng.below(4) {
-                    let cmd = match rng.below(4) {
+                    let cmd = match rng.below(8) {
                         0 | 1 => Cmd::ScheduleActivity(ScheduleActivity {
                             activity_id: format!("a{}", rng.below(100)),
                             activity_type: "x".into(),
@@ -122,7 +139,33 @@ impl World {
                             timer_id: format!("t{}", rng.below(3)),
                             start_to_fire_timeout_ms: 1 + rng.below(500) as u64,
                         }),
-                        _ => Cmd::CompleteWorkflow(CompleteWorkflow { result: vec![] }),
+                        3 => Cmd::CompleteWorkflow(CompleteWorkflow { result: vec![] }),
+                        // The runs these may create are tracked whether or not they do.
+                        4 => Cmd::ContinueAsNew(ContinueAsNew {
+                            new_run_id: self.new_run(&t.run.clone().expect("run").workflow_id),
+                            backoff_start_ms: [0, 0, 200][rng.below(3)],
+                            ..Default::default()
+                        }),
+                        5 => {
+                            let wf = CHILDREN[rng.below(CHILDREN.len())];
+                            Cmd::StartChildWorkflow(StartChildWorkflow {
+                                workflow_id: wf.into(),
+                                workflow_type: "t".into(),
+                                parent_close_policy: rng.below(4) as i32,
+                                new_run_id: self.new_run(wf),
+                                ..Default::default()
+                            })
+                        }
+                        6 => Cmd::SignalExternal(SignalExternal {
+                            workflow_id: ALL[rng.below(ALL.len())].into(),
+                            signal_name: "s".into(),
+                            child_workflow_only: rng.below(4) == 0,
+                            ..Default::default()
+                        }),
+                        _ => Cmd::RequestCancelExternal(RequestCancelExternal {
+                            workflow_id: ALL[rng.below(ALL.len())].into(),
+                            ..Default::default()
+                        }),
                     };
                     commands.push(WorkflowCommand { kind: Some(cmd) });
                 }
@@ -417,6 +460,70 @@ impl World {
         for (wf, n) in running_per_wf {
             assert!(n <= 1, "{n} running runs of {wf}");
         }
+        // A child's close is recorded in its parent at most once, and exactly once if the
+        // parent was still running then; a parent tracks only children still running.
+        for run in &self.runs {
+            let Some(child) = read_mutable_state(&self.store, run).unwrap() else {
+                continue;
+            };
+            let Some(parent_run) = child.parent.clone() else {
+                continue;
+            };
+            let parent = read_mutable_state(&self.store, &parent_run)
+                .unwrap()
+                .expect("a child's parent exists");
+            // Written, or buffered while the parent's task is started.
+            let recorded = read_history(&self.store, &parent_run, 1, parent.next_event_id)
+                .unwrap()
+                .into_iter()
+                .chain(parent.buffered.iter().cloned())
+                .filter(|e| match &e.attributes {
+                    Some(
+                        Attributes::ChildWorkflowExecutionCompleted(c)
+                        | Attributes::ChildWorkflowExecutionFailed(c)
+                        | Attributes::ChildWorkflowExecutionCanceled(c)
+                        | Attributes::ChildWorkflowExecutionTimedOut(c)
+                        | Attributes::ChildWorkflowExecutionTerminated(c),
+                    ) => c.initiated_event_id == child.parent_initiated_event_id,
+                    _ => false,
+                })
+                .count();
+            let tracked = parent
+                .children
+                .iter()
+                .any(|c| c.initiated_event_id == child.parent_initiated_event_id);
+            let closed = child.status != RunStatus::Running as i32
+                && child.status != RunStatus::ContinuedAsNew as i32;
+            assert!(recorded <= 1, "{run:?}: close recorded {recorded} times");
+            if child.status == RunStatus::Running as i32 {
+                assert_eq!(recorded, 0, "{run:?}: recorded while running");
+            }
+            if closed && parent.status == RunStatus::Running as i32 {
+                let types = |r: &RunKey, n: i64| {
+                    read_history(&self.store, r, 1, n)
+                        .unwrap()
+                        .iter()
+                        .map(|e| e.event_type())
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(
+                    (recorded, tracked),
+                    (1, false),
+                    "{run:?}: close not recorded; parent {parent_run:?} {:?}; child {:?}",
+                    types(&parent_run, parent.next_event_id),
+                    types(run, child.next_event_id)
+                );
+            }
+            if !closed
+                && child.status == RunStatus::Running as i32
+                && parent.status == RunStatus::Running as i32
+            {
+                assert!(
+                    tracked,
+                    "{run:?}: a running child untracked by its running parent"
+                );
+            }
+        }
         // Every index entry belongs to a pending timer (exactly one entry per timer).
         let indexed = self
             .store
@@ -515,9 +622,26 @@ fn random_command_sequences_keep_the_history_invariants() {
         "WorkflowExecutionTerminated",
         "transient task completed",
         "query answered by its task",
+        "WorkflowExecutionContinuedAsNew",
+        "ChildWorkflowExecutionStarted",
+        "StartChildWorkflowExecutionFailed",
+        "ExternalWorkflowExecutionSignaled",
+        "SignalExternalWorkflowExecutionFailed",
+        "ExternalWorkflowExecutionCancelRequested",
     ] {
         assert!(
             seen.get(t).copied().unwrap_or(0) > 10,
+            "{t} seen {:?} times: {seen:?}",
+            seen.get(t)
+        );
+    }
+    // Children mostly outlive their parents' walks: fewer closes, still some of each kind.
+    for t in [
+        "ChildWorkflowExecutionCompleted",
+        "ChildWorkflowExecutionTerminated",
+    ] {
+        assert!(
+            seen.get(t).copied().unwrap_or(0) >= 5,
             "{t} seen {:?} times: {seen:?}",
             seen.get(t)
         );
