@@ -175,6 +175,7 @@ pub fn run_workflow_scenario(
     step(
         one(
             Kind::FireDeadline(FireDeadline {
+                next_run_id: String::new(),
                 run: Some(run.clone()),
                 kind: DeadlineKind::ActivityRetry as i32,
                 event_id: 5,
@@ -200,6 +201,7 @@ pub fn run_workflow_scenario(
     step(
         one(
             Kind::FireDeadline(FireDeadline {
+                next_run_id: String::new(),
                 run: Some(run.clone()),
                 kind: DeadlineKind::UserTimer as i32,
                 event_id: 6,

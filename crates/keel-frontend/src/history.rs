@@ -162,6 +162,10 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                     parent_workflow_execution: execution_of(&x.parent),
                     parent_initiated_event_id: x.parent_initiated_event_id,
                     root_workflow_execution: execution_of(&x.root),
+                    retry_policy: x
+                        .retry_policy
+                        .as_ref()
+                        .map(crate::tasks::retry_policy_to_temporal),
                     ..Default::default()
                 },
             ),
@@ -372,7 +376,7 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                 failure: failure(&x.failure),
                 retry_state: x.retry_state,
                 workflow_task_completed_event_id: x.workflow_task_completed_event_id,
-                ..Default::default()
+                new_execution_run_id: x.new_execution_run_id.clone(),
             }),
         ),
         A::WorkflowExecutionContinuedAsNew(x) => (
@@ -607,7 +611,7 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
             T::WorkflowExecutionTimedOutEventAttributes(
                 h::WorkflowExecutionTimedOutEventAttributes {
                     retry_state: x.retry_state,
-                    ..Default::default()
+                    new_execution_run_id: x.new_execution_run_id.clone(),
                 },
             ),
         ),

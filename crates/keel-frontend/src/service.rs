@@ -192,7 +192,6 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
     // Fields of features not built yet are refused by name, never silently dropped.
     let unsupported = [
         ("cron_schedule", !r.cron_schedule.is_empty()),
-        ("retry_policy", r.retry_policy.is_some()),
         (
             "search_attributes",
             r.search_attributes
@@ -208,6 +207,9 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
         return Err(Status::invalid_argument(format!(
             "{field} is not supported by this server yet"
         )));
+    }
+    if let Some(p) = &r.retry_policy {
+        validate_retry_policy(p)?;
     }
     Ok(wf::StartWorkflow {
         run: Some(wf::RunKey {
@@ -226,7 +228,39 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
         id_reuse_policy: r.workflow_id_reuse_policy,
         header: encoded(&r.header),
         memo: encoded(&r.memo),
+        retry_policy: r
+            .retry_policy
+            .as_ref()
+            .map(crate::tasks::retry_policy_from_temporal),
     })
+}
+
+/// Temporal's checks of a retry policy, with its messages.
+fn validate_retry_policy(
+    p: &keel_proto::temporalio_protos::temporal::api::common::v1::RetryPolicy,
+) -> Result<(), Status> {
+    let negative = |d: &Option<keel_proto::prost_wkt_types::Duration>| {
+        d.as_ref().is_some_and(|d| d.seconds < 0 || d.nanos < 0)
+    };
+    let problem = if negative(&p.initial_interval) {
+        Some("InitialInterval cannot be negative on retry policy.")
+    } else if p.backoff_coefficient != 0.0 && p.backoff_coefficient < 1.0 {
+        Some("BackoffCoefficient cannot be less than 1 on retry policy.")
+    } else if negative(&p.maximum_interval) {
+        Some("MaximumInterval cannot be negative on retry policy.")
+    } else if duration_ms(&p.maximum_interval) > 0
+        && duration_ms(&p.maximum_interval) < duration_ms(&p.initial_interval)
+    {
+        Some("MaximumInterval cannot be less than InitialInterval on retry policy.")
+    } else if p.maximum_attempts < 0 {
+        Some("MaximumAttempts cannot be negative on retry policy.")
+    } else {
+        None
+    };
+    match problem {
+        Some(m) => Err(Status::invalid_argument(m)),
+        None => Ok(()),
+    }
 }
 
 /// Maps the outcome of a start (or signal-with-start) to its result or Temporal error.

@@ -749,7 +749,7 @@ impl Frontend {
     }
 }
 
-fn retry_policy_to_temporal(p: &wf::RetryPolicy) -> RetryPolicy {
+pub(crate) fn retry_policy_to_temporal(p: &wf::RetryPolicy) -> RetryPolicy {
     RetryPolicy {
         initial_interval: (p.initial_interval_ms > 0).then(|| duration(p.initial_interval_ms)),
         backoff_coefficient: p.backoff_coefficient,
@@ -759,7 +759,7 @@ fn retry_policy_to_temporal(p: &wf::RetryPolicy) -> RetryPolicy {
     }
 }
 
-fn retry_policy_from_temporal(p: &RetryPolicy) -> wf::RetryPolicy {
+pub(crate) fn retry_policy_from_temporal(p: &RetryPolicy) -> wf::RetryPolicy {
     wf::RetryPolicy {
         initial_interval_ms: duration_ms(&p.initial_interval),
         backoff_coefficient: p.backoff_coefficient,
@@ -823,8 +823,12 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
             }))
         }
         Some(CA::FailWorkflowExecutionCommandAttributes(x)) => {
+            let (failure_type, non_retryable, _) = failure_facts(&x.failure);
             Some(Cmd::FailWorkflow(wf::FailWorkflow {
                 failure: encoded(&x.failure),
+                failure_type,
+                non_retryable,
+                next_run_id: crate::service::new_uuid(),
             }))
         }
         Some(CA::CancelWorkflowExecutionCommandAttributes(x)) => {
@@ -881,13 +885,11 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
 }
 
 /// ContinueAsNewWorkflowExecution with a fresh run id for the next run; the parts that
-/// belong to features Keel has not built yet (cron, workflow retries, search attributes) fail
-/// the task naming them rather than being dropped.
+/// belong to features Keel has not built yet (cron, search attributes) fail the task naming
+/// them rather than being dropped.
 fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
     let unsupported = if !a.cron_schedule.is_empty() {
         Some("cron_schedule")
-    } else if a.retry_policy.is_some() {
-        Some("retry_policy")
     } else if a
         .search_attributes
         .as_ref()
@@ -920,6 +922,7 @@ fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
         memo: encoded(&a.memo),
         last_completion_result: encoded(&a.last_completion_result),
         failure: encoded(&a.failure),
+        retry_policy: a.retry_policy.as_ref().map(retry_policy_from_temporal),
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use keel_engine::command::Kind;
 use keel_engine::keys::{self, KeyKind};
-use keel_engine::workflow::{FireDeadline, RunKey};
+use keel_engine::workflow::{DeadlineKind, FireDeadline, RunKey};
 use keel_engine::Command;
 use keel_raft::RaftNode;
 use tokio::sync::watch;
@@ -63,6 +63,12 @@ fn due_commands(raft: &RaftNode, from_ms: u64, now_ms: u64) -> Vec<Command> {
                     workflow_id: t.workflow_id,
                     run_id: t.run_id,
                 }),
+                // A run timeout may start a retry: its run id is made here, by the proposer.
+                next_run_id: if i32::from(t.kind) == DeadlineKind::RunTimeout as i32 {
+                    keel_frontend::service::new_uuid()
+                } else {
+                    String::new()
+                },
                 kind: t.kind as i32,
                 event_id: t.event_id,
                 attempt: t.attempt,

@@ -12,9 +12,6 @@ use super::model::*;
 use super::task::load_for_token;
 use crate::{Result, StateStore};
 
-const DEFAULT_INITIAL_INTERVAL_MS: u64 = 1_000;
-const DEFAULT_BACKOFF_COEFFICIENT: f64 = 2.0;
-
 const ACTIVITY_KINDS: [DeadlineKind; 5] = [
     DeadlineKind::ActivityScheduleToStart,
     DeadlineKind::ActivityStartToClose,
@@ -268,7 +265,8 @@ pub(super) fn complete<S: StateStore>(
     Ok(accepted())
 }
 
-/// The backoff before attempt `attempt + 1`, or why there is none.
+/// The backoff before attempt `attempt + 1`, or why there is none: the policy's, unless the
+/// schedule-to-close timeout would pass first.
 fn next_backoff(
     a: &ActivityInfo,
     now_ms: u64,
@@ -277,44 +275,8 @@ fn next_backoff(
     override_ms: u64,
 ) -> std::result::Result<u64, RetryState> {
     let p = a.retry_policy.clone().unwrap_or_default();
-    if non_retryable
-        || p.non_retryable_error_types
-            .iter()
-            .any(|t| t == failure_type)
-    {
-        return Err(RetryState::NonRetryableFailure);
-    }
-    if p.maximum_attempts > 0 && a.attempt >= p.maximum_attempts {
-        return Err(RetryState::MaximumAttemptsReached);
-    }
-    let initial = if p.initial_interval_ms == 0 {
-        DEFAULT_INITIAL_INTERVAL_MS
-    } else {
-        p.initial_interval_ms
-    };
-    let coefficient = if p.backoff_coefficient >= 1.0 {
-        p.backoff_coefficient
-    } else {
-        DEFAULT_BACKOFF_COEFFICIENT
-    };
-    let max = if p.maximum_interval_ms == 0 {
-        initial.saturating_mul(100)
-    } else {
-        p.maximum_interval_ms
-    };
-    let backoff = if override_ms > 0 {
-        override_ms
-    } else {
-        // Repeated multiplication (not powi) keeps the arithmetic identical on every node.
-        let mut b = initial as f64;
-        for _ in 1..a.attempt {
-            b *= coefficient;
-            if b >= max as f64 {
-                break;
-            }
-        }
-        (b.min(max as f64)) as u64
-    };
+    let policy = super::retry::backoff(&p, a.attempt, non_retryable, failure_type)?;
+    let backoff = if override_ms > 0 { override_ms } else { policy };
     if a.schedule_to_close_timeout_ms > 0
         && now_ms.saturating_add(backoff)
             > a.first_scheduled_time_ms

@@ -741,7 +741,7 @@ fn fire_deadline<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &FireDeadline) -> Resul
         | DeadlineKind::ActivityScheduleToClose
         | DeadlineKind::ActivityHeartbeat => activity::timed_out(ctx, &mut ms, &d, kind)?,
         DeadlineKind::ActivityRetry => activity::retry_due(ctx, &mut ms, &d)?,
-        DeadlineKind::RunTimeout => start::run_timed_out(ctx, &mut ms)?,
+        DeadlineKind::RunTimeout => start::run_timed_out(ctx, &mut ms, &c.next_run_id)?,
         DeadlineKind::FirstTaskBackoff => ctx.schedule_workflow_task(&mut ms, 1)?,
         DeadlineKind::QueryExpiry => query::expired(ctx, &ms, &d),
         DeadlineKind::Retention => {

@@ -97,6 +97,8 @@ pub(super) fn start_child<S: StateStore>(
             parent: Some(parent_run),
             parent_initiated_event_id: initiated,
             root,
+            retry_policy: None,
+            attempt: 1,
         },
     );
     ctx.schedule_workflow_task(&mut child, 1)?;
@@ -129,8 +131,9 @@ pub(super) fn on_close<S: StateStore>(
     ms: &mut MutableState,
     status: RunStatus,
 ) -> Result<()> {
-    // A child that continued as new is still running, as its next run.
-    if status != RunStatus::ContinuedAsNew {
+    // A child that continued as new, or whose retry policy started another attempt, is
+    // still running as its next run.
+    if ms.new_execution_run_id.is_empty() {
         notify_parent(ctx, ms, status)?;
     }
     if !ms.children.is_empty() {

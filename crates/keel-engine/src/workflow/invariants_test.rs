@@ -270,6 +270,7 @@ impl World {
                 if let Some(ms) = read_mutable_state(&self.store, &run).unwrap() {
                     if let Some(d) = ms.deadlines.get(rng.below(ms.deadlines.len().max(1))) {
                         self.apply(Kind::FireDeadline(FireDeadline {
+                            next_run_id: String::new(),
                             run: Some(run),
                             kind: d.kind,
                             event_id: d.event_id,

@@ -19,6 +19,7 @@ mod children;
 mod external;
 pub mod model;
 mod query;
+mod retry;
 mod start;
 mod task;
 

@@ -92,6 +92,8 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             parent: None,
             parent_initiated_event_id: 0,
             root: None,
+            retry_policy: c.retry_policy.clone(),
+            attempt: 1,
         },
     );
     Ok(Begin::Created(ms))
@@ -134,6 +136,8 @@ pub(super) struct NewRun {
     pub(super) continued_failure: Vec<u8>,
     pub(super) initiator: i32,
     pub(super) retention_ms: u64,
+    pub(super) retry_policy: Option<RetryPolicy>,
+    pub(super) attempt: i32,
     /// For a child: its parent, the parent's initiated event and the root of the tree.
     pub(super) parent: Option<RunKey>,
     pub(super) parent_initiated_event_id: i64,
@@ -175,6 +179,8 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
         parent: n.parent.clone(),
         parent_initiated_event_id: n.parent_initiated_event_id,
         root: n.root.clone(),
+        retry_policy: n.retry_policy.clone(),
+        attempt: n.attempt.max(1),
         ..Default::default()
     };
     ctx.append(
@@ -189,7 +195,7 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
             identity: n.identity,
             original_execution_run_id: n.run.run_id.clone(),
             first_execution_run_id: n.first_execution_run_id,
-            attempt: 1,
+            attempt: n.attempt.max(1),
             continued_execution_run_id: n.continued_from,
             header: n.header,
             memo: n.memo,
@@ -201,6 +207,7 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
             parent: n.parent,
             parent_initiated_event_id: n.parent_initiated_event_id,
             root: n.root,
+            retry_policy: n.retry_policy,
         }),
     );
     let run_end = (n.run_timeout_ms > 0).then(|| ctx.now_ms.saturating_add(n.run_timeout_ms));
@@ -413,18 +420,15 @@ pub(super) fn terminate<S: StateStore>(
     Ok(accepted())
 }
 
+/// The run (or execution) timeout fired; a retry policy may start the next attempt as
+/// `next_run_id`.
 pub(super) fn run_timed_out<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     ms: &mut MutableState,
+    next_run_id: &str,
 ) -> Result<()> {
     force_close_started_task(ctx, ms);
-    ctx.append(
-        ms,
-        Attributes::WorkflowExecutionTimedOut(WorkflowExecutionTimedOut {
-            retry_state: RetryState::Timeout as i32,
-        }),
-    );
-    ctx.close(ms, RunStatus::TimedOut)
+    super::chain::close_or_retry(ctx, ms, super::chain::Ending::TimedOut, next_run_id)
 }
 
 pub(super) fn register_namespace<S: StateStore>(

@@ -582,15 +582,13 @@ fn apply_command<S: StateStore>(
             ctx.close(ms, RunStatus::Completed).map(|_| false)
         }
         Cmd::FailWorkflow(f) => {
-            ctx.append(
-                ms,
-                Attributes::WorkflowExecutionFailed(WorkflowExecutionFailed {
-                    failure: f.failure,
-                    retry_state: RetryState::RetryPolicyNotSet as i32,
-                    workflow_task_completed_event_id: wtc,
-                }),
-            );
-            ctx.close(ms, RunStatus::Failed).map(|_| false)
+            let ending = super::chain::Ending::Failed {
+                failure: f.failure,
+                failure_type: f.failure_type,
+                non_retryable: f.non_retryable,
+                wtc,
+            };
+            super::chain::close_or_retry(ctx, ms, ending, &f.next_run_id).map(|_| false)
         }
         Cmd::CancelWorkflow(cw) => {
             ctx.append(

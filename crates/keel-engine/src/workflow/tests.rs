@@ -10,6 +10,7 @@ use crate::{apply_proposal, response, Command, MemStore, Proposal};
 mod children;
 mod continue_as_new;
 mod external;
+mod retry;
 
 const NS: &str = "default";
 const TQ: &str = "tq";
@@ -328,6 +329,7 @@ fn a_timer_fires_only_once_its_deadline_has_passed_in_replicated_time() {
         .contains(&Effect::DeadlineArmed { fire_at_ms: 2_000 }));
     let fire = |h: &mut Harness| {
         h.apply(Kind::FireDeadline(FireDeadline {
+            next_run_id: String::new(),
             run: Some(run_key("wf", "r1")),
             kind: DeadlineKind::UserTimer as i32,
             event_id: 5,
@@ -936,6 +938,7 @@ impl Harness {
             .clone();
         self.now_ms = self.now_ms.max(d.fire_at_ms);
         self.apply(Kind::FireDeadline(FireDeadline {
+            next_run_id: String::new(),
             run: Some(run_key(wf, run)),
             kind: d.kind,
             event_id: d.event_id,
@@ -2087,6 +2090,7 @@ fn retention_deletes_a_closed_runs_pending_queries() {
     h.now_ms = retention.fire_at_ms;
     assert!(matches!(
         h.apply(Kind::FireDeadline(FireDeadline {
+            next_run_id: String::new(),
             run: Some(run),
             kind: retention.kind,
             ..Default::default()

@@ -149,6 +149,7 @@ fn a_failed_child_is_recorded_as_failed_and_a_canceled_one_as_canceled() {
     let fail = WorkflowCommand {
         kind: Some(Cmd::FailWorkflow(FailWorkflow {
             failure: b"boom".to_vec(),
+            ..Default::default()
         })),
     };
     h.complete_wft(&token(&c), vec![fail]);
