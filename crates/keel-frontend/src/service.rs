@@ -198,10 +198,6 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
                 .as_ref()
                 .is_some_and(|s| !s.indexed_fields.is_empty()),
         ),
-        (
-            "workflow_start_delay",
-            duration_ms(&r.workflow_start_delay) > 0,
-        ),
     ];
     if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(Status::invalid_argument(format!(
@@ -210,6 +206,14 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
     }
     if let Some(p) = &r.retry_policy {
         validate_retry_policy(p)?;
+    }
+    if r.workflow_start_delay
+        .as_ref()
+        .is_some_and(|d| d.seconds < 0 || d.nanos < 0)
+    {
+        return Err(Status::invalid_argument(
+            "WorkflowStartDelay cannot be negative.",
+        ));
     }
     Ok(wf::StartWorkflow {
         run: Some(wf::RunKey {
@@ -232,6 +236,7 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
             .retry_policy
             .as_ref()
             .map(crate::tasks::retry_policy_from_temporal),
+        start_delay_ms: duration_ms(&r.workflow_start_delay),
     })
 }
 

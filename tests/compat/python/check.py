@@ -363,16 +363,23 @@ async def main(worker_addr: str, client_addr: str) -> None:
         r = await client.execute_workflow(Chain.run, 1, **wid("chain"), memo={"k": "v"})
         check(r == "run 5 continued=True memo=v history=True",
               f"continue-as-new chain of 5 runs, memo carried ({r})")
+        delayed = await client.start_workflow(Chain.run, 5, **wid("delayed"),
+                                              start_delay=timedelta(seconds=1))
+        check((await delayed.result()).startswith("run 5"), "a delayed start runs")
+        d = await delayed.describe()
+        lag = (d.raw_description.workflow_execution_info.execution_time.ToDatetime()
+               - d.raw_description.workflow_execution_info.start_time.ToDatetime())
+        check(abs(lag.total_seconds() - 1.0) < 0.05, f"execution time is start + delay ({lag})")
         e = await failure_of(client.start_workflow(Chain.run, 5, **wid("cron"),
                                                    cron_schedule="* * * * *"))
         check(isinstance(e, RPCError) and e.status == RPCStatusCode.INVALID_ARGUMENT
               and "cron_schedule" in e.message, f"a cron schedule is refused by name ({e})")
 
-        # Visibility and history: 12 runs, and the chain's 5.
+        # Visibility and history: 12 runs, the chain's 5 and the delayed one.
         listed = [w async for w in client.list_workflows(f"TaskQueue = '{queue}'")]
-        check(len(listed) == 17, f"list finds the 17 runs ({len(listed)})")
-        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 17,
-              "count finds the 17 runs")
+        check(len(listed) == 18, f"list finds the 18 runs ({len(listed)})")
+        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 18,
+              "count finds the 18 runs")
         history = await client.get_workflow_handle(f"hello-{queue}").fetch_history()
         check(len(history.events) > 10, f"history fetch ({len(history.events)} events)")
 

@@ -438,7 +438,9 @@ impl<S: StateStore> Ctx<'_, S> {
         attempt: i32,
         enqueue: bool,
     ) -> Result<()> {
-        if ms.workflow_task.is_some() || !is_running(ms) {
+        // A run waiting out a continue-as-new or retry backoff gets its first task when the
+        // backoff ends, whatever arrives meanwhile.
+        if ms.workflow_task.is_some() || !is_running(ms) || ms.pending_backoff {
             return Ok(());
         }
         // A retry is transient: nothing is written until it completes (see WorkflowTaskInfo).
@@ -742,7 +744,12 @@ fn fire_deadline<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &FireDeadline) -> Resul
         | DeadlineKind::ActivityHeartbeat => activity::timed_out(ctx, &mut ms, &d, kind)?,
         DeadlineKind::ActivityRetry => activity::retry_due(ctx, &mut ms, &d)?,
         DeadlineKind::RunTimeout => start::run_timed_out(ctx, &mut ms, &c.next_run_id)?,
-        DeadlineKind::FirstTaskBackoff => ctx.schedule_workflow_task(&mut ms, 1)?,
+        // A signal during a start delay already started the run's first task.
+        DeadlineKind::FirstTaskBackoff if ms.previous_started_event_id == 0 => {
+            ms.pending_backoff = false;
+            ctx.schedule_workflow_task(&mut ms, 1)?
+        }
+        DeadlineKind::FirstTaskBackoff => {}
         DeadlineKind::QueryExpiry => query::expired(ctx, &ms, &d),
         DeadlineKind::Retention => {
             ctx.delete_run(&mut ms)?;

@@ -102,6 +102,7 @@ pub(super) fn continue_as_new<S: StateStore>(
     if n.backoff_start_ms > 0 {
         let at = ctx.now_ms.saturating_add(n.backoff_start_ms);
         ctx.arm(&mut next, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
+        next.pending_backoff = true;
     } else {
         ctx.schedule_workflow_task(&mut next, 1)?;
     }
@@ -240,6 +241,7 @@ pub(super) fn close_or_retry<S: StateStore>(
     );
     let at = ctx.now_ms.saturating_add(backoff);
     ctx.arm(&mut next, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
+    next.pending_backoff = true;
     ctx.save(&next);
     Ok(())
 }

@@ -84,7 +84,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             header: c.header.clone(),
             memo: c.memo.clone(),
             continued_from: String::new(),
-            backoff_ms: 0,
+            backoff_ms: c.start_delay_ms,
             last_completion_result: Vec::new(),
             continued_failure: Vec::new(),
             initiator: 0,
@@ -248,7 +248,12 @@ pub(super) fn start_workflow<S: StateStore>(
         Begin::Answer(o) => return Ok(o),
         Begin::Created(ms) => ms,
     };
-    ctx.schedule_workflow_task(&mut ms, 1)?;
+    if c.start_delay_ms > 0 {
+        let at = ctx.now_ms.saturating_add(c.start_delay_ms);
+        ctx.arm(&mut ms, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
+    } else {
+        ctx.schedule_workflow_task(&mut ms, 1)?;
+    }
     ctx.save(&ms);
     Ok(outcome(Outcome::Started(Started {
         run_id: ms.run.expect("named run").run_id,
@@ -342,7 +347,8 @@ pub(super) fn signal_with_start<S: StateStore>(
         Begin::Answer(o) => return Ok(o),
         Begin::Created(ms) => ms,
     };
-    // Started, Signaled, then WorkflowTaskScheduled.
+    // Started, Signaled, then WorkflowTaskScheduled: the signal cuts any start delay short
+    // (the delay's deadline then finds the run under way and does nothing).
     add_signal(ctx, &mut ms, sig, None)?;
     ctx.save(&ms);
     Ok(outcome(Outcome::Started(Started {

@@ -242,3 +242,26 @@ fn task_started_events_carry_the_history_size_and_suggest_continuing_past_the_li
         }
     );
 }
+
+#[test]
+fn a_signal_during_a_backoff_waits_for_it() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(
+        &token(&wft),
+        vec![continue_as("r2", |c| c.backoff_start_ms = 5_000)],
+    );
+    h.apply(Kind::SignalWorkflow(SignalWorkflow {
+        run: Some(run_key("wf", "")),
+        signal_name: "early".into(),
+        ..Default::default()
+    }));
+    assert_eq!(
+        h.types("wf", "r2"),
+        ["WorkflowExecutionStarted", "WorkflowExecutionSignaled"]
+    );
+    assert!(h.poll(TaskKind::Workflow).is_none(), "the backoff holds");
+    h.fire("wf", "r2", DeadlineKind::FirstTaskBackoff);
+    assert!(h.poll(TaskKind::Workflow).is_some());
+}

@@ -164,3 +164,41 @@ fn a_timed_out_run_retries_and_without_a_policy_reports_timeout() {
     };
     assert_eq!(t.retry_state, RetryState::Timeout as i32);
 }
+
+#[test]
+fn a_start_delay_holds_the_first_task_unless_a_signal_comes_first() {
+    let mut h = Harness::new();
+    h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(run_key("wf", "r1")),
+        workflow_type: "hello".into(),
+        task_queue: TQ.into(),
+        start_delay_ms: 3_000,
+        ..Default::default()
+    }));
+    assert_eq!(h.types("wf", "r1"), ["WorkflowExecutionStarted"]);
+    let started_at = h.now_ms;
+    assert_eq!(h.state("wf", "r1").execution_time_ms, started_at + 3_000);
+    assert!(h.poll(TaskKind::Workflow).is_none());
+    h.fire("wf", "r1", DeadlineKind::FirstTaskBackoff);
+    assert!(h.poll(TaskKind::Workflow).is_some());
+
+    // A signal during the delay starts the run at once; the delay then changes nothing.
+    let mut h = Harness::new();
+    h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(run_key("wf", "r1")),
+        workflow_type: "hello".into(),
+        task_queue: TQ.into(),
+        start_delay_ms: 3_000,
+        ..Default::default()
+    }));
+    h.apply(Kind::SignalWorkflow(SignalWorkflow {
+        run: Some(run_key("wf", "")),
+        signal_name: "wake".into(),
+        ..Default::default()
+    }));
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&wft), Vec::new());
+    let before = h.types("wf", "r1").len();
+    h.fire("wf", "r1", DeadlineKind::FirstTaskBackoff);
+    assert_eq!(h.types("wf", "r1").len(), before, "no second first task");
+}
