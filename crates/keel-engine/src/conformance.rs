@@ -221,6 +221,7 @@ pub fn run_workflow_scenario(
                 commands: vec![WorkflowCommand {
                     kind: Some(Cmd::CompleteWorkflow(CompleteWorkflow {
                         result: b"done".to_vec(),
+                        next_run_id: String::new(),
                     })),
                 }],
                 sdk_metadata: vec![],

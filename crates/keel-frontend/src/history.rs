@@ -166,6 +166,7 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                         .retry_policy
                         .as_ref()
                         .map(crate::tasks::retry_policy_to_temporal),
+                    cron_schedule: x.cron_schedule.clone(),
                     ..Default::default()
                 },
             ),
@@ -366,7 +367,7 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                 h::WorkflowExecutionCompletedEventAttributes {
                     result: payloads(&x.result),
                     workflow_task_completed_event_id: x.workflow_task_completed_event_id,
-                    ..Default::default()
+                    new_execution_run_id: x.new_execution_run_id.clone(),
                 },
             ),
         ),

@@ -190,15 +190,12 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
         }
     }
     // Fields of features not built yet are refused by name, never silently dropped.
-    let unsupported = [
-        ("cron_schedule", !r.cron_schedule.is_empty()),
-        (
-            "search_attributes",
-            r.search_attributes
-                .as_ref()
-                .is_some_and(|s| !s.indexed_fields.is_empty()),
-        ),
-    ];
+    let unsupported = [(
+        "search_attributes",
+        r.search_attributes
+            .as_ref()
+            .is_some_and(|s| !s.indexed_fields.is_empty()),
+    )];
     if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
         return Err(Status::invalid_argument(format!(
             "{field} is not supported by this server yet"
@@ -206,6 +203,19 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
     }
     if let Some(p) = &r.retry_policy {
         validate_retry_policy(p)?;
+    }
+    if !r.cron_schedule.is_empty() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if wf::cron::next_after(&r.cron_schedule, now_ms).is_err() {
+            return Err(Status::invalid_argument("Invalid CronSchedule."));
+        }
+        if duration_ms(&r.workflow_start_delay) > 0 {
+            return Err(Status::invalid_argument(
+                "CronSchedule and WorkflowStartDelay may not be used together.",
+            ));
+        }
     }
     if r.workflow_start_delay
         .as_ref()
@@ -237,6 +247,7 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
             .as_ref()
             .map(crate::tasks::retry_policy_from_temporal),
         start_delay_ms: duration_ms(&r.workflow_start_delay),
+        cron_schedule: r.cron_schedule.clone(),
     })
 }
 

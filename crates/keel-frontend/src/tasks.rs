@@ -820,6 +820,7 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
         Some(CA::CompleteWorkflowExecutionCommandAttributes(x)) => {
             Some(Cmd::CompleteWorkflow(wf::CompleteWorkflow {
                 result: encoded(&x.result),
+                next_run_id: crate::service::new_uuid(),
             }))
         }
         Some(CA::FailWorkflowExecutionCommandAttributes(x)) => {
@@ -885,22 +886,16 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
 }
 
 /// ContinueAsNewWorkflowExecution with a fresh run id for the next run; the parts that
-/// belong to features Keel has not built yet (cron, search attributes) fail the task naming
-/// them rather than being dropped.
+/// belong to a feature Keel has not built yet (search attributes) fail the task naming them
+/// rather than being dropped.
 fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
-    let unsupported = if !a.cron_schedule.is_empty() {
-        Some("cron_schedule")
-    } else if a
-        .search_attributes
+    if a.search_attributes
         .as_ref()
         .is_some_and(|s| !s.indexed_fields.is_empty())
     {
-        Some("search_attributes")
-    } else {
-        None
-    };
-    if let Some(field) = unsupported {
-        return Cmd::Unsupported(format!("CONTINUE_AS_NEW_WORKFLOW_EXECUTION with {field}"));
+        return Cmd::Unsupported(
+            "CONTINUE_AS_NEW_WORKFLOW_EXECUTION with search_attributes".into(),
+        );
     }
     Cmd::ContinueAsNew(wf::ContinueAsNew {
         new_run_id: crate::service::new_uuid(),
@@ -923,6 +918,7 @@ fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
         last_completion_result: encoded(&a.last_completion_result),
         failure: encoded(&a.failure),
         retry_policy: a.retry_policy.as_ref().map(retry_policy_from_temporal),
+        cron_schedule: a.cron_schedule.clone(),
     })
 }
 
@@ -1033,27 +1029,21 @@ mod tests {
             convert_command(&c).kind,
             Some(Cmd::Unsupported("UPSERT_WORKFLOW_SEARCH_ATTRIBUTES".into()))
         );
-        // A continue-as-new is converted, unless it asks for cron.
-        let can = |cron: &str| Command {
+        // A continue-as-new is converted, with a fresh run id.
+        let can = Command {
             command_type: CommandType::ContinueAsNewWorkflowExecution as i32,
             attributes: Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(
                 ContinueAsNewWorkflowExecutionCommandAttributes {
-                    cron_schedule: cron.into(),
+                    cron_schedule: "@every 1m".into(),
                     ..Default::default()
                 },
             )),
             ..Default::default()
         };
         assert!(matches!(
-            convert_command(&can("")).kind,
-            Some(Cmd::ContinueAsNew(ref n)) if n.new_run_id.len() == 36
+            convert_command(&can).kind,
+            Some(Cmd::ContinueAsNew(ref n)) if n.new_run_id.len() == 36 && n.cron_schedule == "@every 1m"
         ));
-        assert_eq!(
-            convert_command(&can("@every 1m")).kind,
-            Some(Cmd::Unsupported(
-                "CONTINUE_AS_NEW_WORKFLOW_EXECUTION with cron_schedule".into()
-            ))
-        );
         let empty = Command::default();
         assert_eq!(convert_command(&empty).kind, None, "no attributes, no kind");
     }

@@ -241,6 +241,7 @@ impl Driver {
                 } else {
                     Cmd::CompleteWorkflow(wf::CompleteWorkflow {
                         result: vec![0; 64],
+                        next_run_id: String::new(),
                     })
                 };
                 Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {

@@ -623,6 +623,7 @@ async fn run_workflow_through(
         } else {
             Cmd::CompleteWorkflow(w::CompleteWorkflow {
                 result: b"ok".to_vec(),
+                next_run_id: String::new(),
             })
         };
         let out = one(Kind::CompleteWorkflowTask(w::CompleteWorkflowTask {

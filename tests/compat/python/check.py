@@ -370,16 +370,28 @@ async def main(worker_addr: str, client_addr: str) -> None:
         lag = (d.raw_description.workflow_execution_info.execution_time.ToDatetime()
                - d.raw_description.workflow_execution_info.start_time.ToDatetime())
         check(abs(lag.total_seconds() - 1.0) < 0.05, f"execution time is start + delay ({lag})")
-        e = await failure_of(client.start_workflow(Chain.run, 5, **wid("cron"),
-                                                   cron_schedule="* * * * *"))
+        e = await failure_of(client.start_workflow(Chain.run, 5, **wid("bad-cron"),
+                                                   cron_schedule="every other tuesday"))
         check(isinstance(e, RPCError) and e.status == RPCStatusCode.INVALID_ARGUMENT
-              and "cron_schedule" in e.message, f"a cron schedule is refused by name ({e})")
+              and "CronSchedule" in e.message, f"an invalid cron schedule is refused ({e})")
 
         # Visibility and history: 12 runs, the chain's 5 and the delayed one.
         listed = [w async for w in client.list_workflows(f"TaskQueue = '{queue}'")]
         check(len(listed) == 18, f"list finds the 18 runs ({len(listed)})")
         check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 18,
               "count finds the 18 runs")
+        # Cron: a run every second until terminated (after the counts above).
+        await client.start_workflow(Chain.run, 5, **wid("cron"), cron_schedule="@every 1s")
+        deadline = time.monotonic() + 30
+        done = 0
+        while time.monotonic() < deadline:
+            done = (await client.count_workflows(
+                f"WorkflowId = 'cron-{queue}' AND ExecutionStatus = 'Completed'")).count
+            if done >= 2:
+                break
+            await asyncio.sleep(0.2)
+        check(done >= 2, f"a cron workflow ran on schedule ({done} runs completed)")
+        await client.get_workflow_handle(f"cron-{queue}").terminate("enough")
         history = await client.get_workflow_handle(f"hello-{queue}").fetch_history()
         check(len(history.events) > 10, f"history fetch ({len(history.events)} events)")
 

@@ -1,6 +1,7 @@
-//! The workflow retry policy with the official Rust SDK: a workflow that fails its first two
+//! Workflow retries and cron with the official Rust SDK: a workflow that fails its first two
 //! attempts succeeds on the third, the client following the runs; one that always fails
-//! stops after its maximum attempts and the client gets the failure.
+//! stops after its maximum attempts and the client gets the failure; a cron workflow fires
+//! every second until it is terminated.
 
 use std::time::Duration;
 
@@ -94,6 +95,84 @@ async fn a_failing_workflow_is_retried_to_success_and_to_exhaustion() -> anyhow:
     };
     assert_eq!(f.retry_state, 4, "RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED");
     assert!(f.new_execution_run_id.is_empty());
+    c.shutdown().await;
+    Ok(())
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct Tick;
+
+#[workflow_methods]
+impl Tick {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<u32> {
+        Ok(ctx.info().attempt())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_workflow_fires_on_schedule_until_terminated() -> anyhow::Result<()> {
+    use keel_server::local_cluster::wait_for;
+    use temporalio_client::{WorkflowCountOptions, WorkflowTerminateOptions};
+    let (c, _leader, followers) = cluster().await?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let worker_client = client_for(c.node(followers[0]).client_addr()).await?;
+    let mut worker = Worker::new(
+        &runtime,
+        worker_client,
+        WorkerOptions::new("cron")
+            .register_workflow::<Tick>()?
+            .build(),
+    )?;
+    let client = client_for(c.node(followers[1]).client_addr()).await?;
+    let scenario = async {
+        client
+            .start_workflow(
+                Tick::run,
+                (),
+                WorkflowStartOptions::new("cron", "cron-1")
+                    .cron_schedule("@every 1s".to_string())
+                    .build(),
+            )
+            .await?;
+        // Three scheduled runs completed, one second apart.
+        wait_for(WAIT, "three cron runs completed", || async {
+            let n = client
+                .count_workflows(
+                    "WorkflowId = 'cron-1' AND ExecutionStatus = 'Completed'",
+                    WorkflowCountOptions::default(),
+                )
+                .await
+                .ok()?
+                .count();
+            (n >= 3).then_some(())
+        })
+        .await?;
+        client
+            .get_workflow_handle::<Tick>("cron-1")
+            .terminate(WorkflowTerminateOptions::builder().reason("enough").build())
+            .await?;
+        anyhow::Ok(())
+    };
+    run_with_worker(&mut worker, scenario).await?;
+    // The current run was terminated; the one before it completed and named it.
+    let last = history_of(&client, "cron-1").await?;
+    let Some(EA::WorkflowExecutionStartedEventAttributes(started)) =
+        last.events.first().and_then(|e| e.attributes.clone())
+    else {
+        panic!("no start");
+    };
+    assert_eq!(started.cron_schedule, "@every 1s");
+    assert_eq!(
+        started.initiator, 3,
+        "CONTINUE_AS_NEW_INITIATOR_CRON_SCHEDULE"
+    );
+    assert!(started.last_completion_result.is_some());
+    assert!(matches!(
+        last.events.last().and_then(|e| e.attributes.clone()),
+        Some(EA::WorkflowExecutionTerminatedEventAttributes(_))
+    ));
     c.shutdown().await;
     Ok(())
 }

@@ -1,13 +1,14 @@
-//! Chains of runs under one workflow id: continue-as-new, and the workflow retry policy,
-//! close a run and start the next one in the same apply.
+//! Chains of runs under one workflow id: continue-as-new, the workflow retry policy and cron
+//! schedules close a run and start the next one in the same apply.
 
 use super::apply::Ctx;
 use super::model::*;
 use super::start::{create_run, NewRun};
 use crate::{Result, StateStore};
 
-/// Temporal's ContinueAsNewInitiator RETRY_POLICY.
+/// Temporal's ContinueAsNewInitiator RETRY_POLICY and CRON_SCHEDULE.
 const CONTINUE_AS_NEW_INITIATOR_RETRY: i32 = 2;
+const CONTINUE_AS_NEW_INITIATOR_CRON: i32 = 3;
 
 /// ContinueAsNewWorkflowExecution, in the apply of the workflow task that asked for it:
 /// closes the run with WorkflowExecutionContinuedAsNew and starts the next one (same
@@ -97,6 +98,11 @@ pub(super) fn continue_as_new<S: StateStore>(
             root: ms.root.clone(),
             retry_policy: n.retry_policy.or_else(|| ms.retry_policy.clone()),
             attempt: 1,
+            cron_schedule: if n.cron_schedule.is_empty() {
+                ms.cron_schedule.clone()
+            } else {
+                n.cron_schedule
+            },
         },
     );
     if n.backoff_start_ms > 0 {
@@ -156,13 +162,19 @@ pub(super) fn close_or_retry<S: StateStore>(
             }
         }),
     };
+    // No retry: a cron schedule starts its next run instead.
+    let cron = match &decision {
+        Err(_) if !next_run_id.is_empty() => cron_backoff(ctx, ms),
+        _ => None,
+    };
     let (retry_state, new_run) = match decision {
         Ok(_) => (RetryState::InProgress, next_run_id.to_string()),
         // Temporal reports a timeout without a policy as TIMEOUT.
-        Err(RetryState::RetryPolicyNotSet) if matches!(ending, Ending::TimedOut) => {
-            (RetryState::Timeout, String::new())
-        }
-        Err(s) => (s, String::new()),
+        Err(RetryState::RetryPolicyNotSet) if matches!(ending, Ending::TimedOut) => (
+            RetryState::Timeout,
+            cron.map(|_| next_run_id.to_string()).unwrap_or_default(),
+        ),
+        Err(s) => (s, cron.map(|_| next_run_id.to_string()).unwrap_or_default()),
     };
     let (status, failure) = match ending {
         Ending::Failed { failure, wtc, .. } => {
@@ -190,11 +202,105 @@ pub(super) fn close_or_retry<S: StateStore>(
     };
     ms.new_execution_run_id = new_run.clone();
     ctx.close(ms, status)?;
-    let Ok(backoff) = decision else {
-        return Ok(());
+    match (decision, cron) {
+        (Ok(backoff), _) => next_run(
+            ctx,
+            ms,
+            NextRun {
+                run_id: new_run,
+                backoff_ms: backoff,
+                attempt: attempt + 1,
+                initiator: CONTINUE_AS_NEW_INITIATOR_RETRY,
+                last_completion_result: Vec::new(),
+                continued_failure: failure,
+            },
+        ),
+        (Err(_), Some(backoff)) => next_run(
+            ctx,
+            ms,
+            NextRun {
+                run_id: new_run,
+                backoff_ms: backoff,
+                attempt: 1,
+                initiator: CONTINUE_AS_NEW_INITIATOR_CRON,
+                last_completion_result: Vec::new(),
+                continued_failure: failure,
+            },
+        ),
+        (Err(_), None) => Ok(()),
+    }
+}
+
+/// Completes a run; a cron schedule starts its next run, at the schedule's next time, with
+/// this run's result as `last_completion_result`.
+pub(super) fn complete<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    result: Vec<u8>,
+    wtc: i64,
+    next_run_id: &str,
+) -> Result<()> {
+    let cron = if next_run_id.is_empty() {
+        None
+    } else {
+        cron_backoff(ctx, ms)
     };
+    let new_run = cron.map(|_| next_run_id.to_string()).unwrap_or_default();
+    ctx.append(
+        ms,
+        Attributes::WorkflowExecutionCompleted(WorkflowExecutionCompleted {
+            result: result.clone(),
+            workflow_task_completed_event_id: wtc,
+            new_execution_run_id: new_run.clone(),
+        }),
+    );
+    ms.new_execution_run_id = new_run.clone();
+    ctx.close(ms, RunStatus::Completed)?;
+    match cron {
+        Some(backoff) => next_run(
+            ctx,
+            ms,
+            NextRun {
+                run_id: new_run,
+                backoff_ms: backoff,
+                attempt: 1,
+                initiator: CONTINUE_AS_NEW_INITIATOR_CRON,
+                last_completion_result: result,
+                continued_failure: Vec::new(),
+            },
+        ),
+        None => Ok(()),
+    }
+}
+
+/// Time until the run's cron schedule next fires, if it has one and the chain's execution
+/// timeout leaves room for it.
+fn cron_backoff<S: StateStore>(ctx: &Ctx<'_, S>, ms: &MutableState) -> Option<u64> {
+    if ms.cron_schedule.is_empty() {
+        return None;
+    }
+    let at = super::cron::next_after(&ms.cron_schedule, ctx.now_ms).ok()?;
+    if ms.execution_expiration_ms > 0 && at >= ms.execution_expiration_ms {
+        return None;
+    }
+    Some(at.saturating_sub(ctx.now_ms))
+}
+
+/// What differs between a retry's and a cron schedule's next run.
+struct NextRun {
+    run_id: String,
+    backoff_ms: u64,
+    attempt: i32,
+    initiator: i32,
+    last_completion_result: Vec<u8>,
+    continued_failure: Vec<u8>,
+}
+
+/// Starts the run that follows the closed `ms` (a retry attempt or a cron run): same input,
+/// type, queue, timeouts, header, memo, parent, retry policy and schedule; its first task
+/// after `backoff_ms`, whatever arrives meanwhile.
+fn next_run<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &MutableState, n: NextRun) -> Result<()> {
     let prev = ms.run.clone().expect("named run");
-    // The next attempt runs with this run's input.
     let input = super::apply::read_history(ctx.store, &prev, 1, 1)?
         .into_iter()
         .find_map(|e| match e.attributes {
@@ -211,7 +317,7 @@ pub(super) fn close_or_retry<S: StateStore>(
         ctx,
         NewRun {
             run: RunKey {
-                run_id: new_run,
+                run_id: n.run_id,
                 ..prev.clone()
             },
             workflow_type: ms.workflow_type.clone(),
@@ -227,19 +333,20 @@ pub(super) fn close_or_retry<S: StateStore>(
             memo: ms.memo.clone(),
             first_execution_run_id: first,
             continued_from: prev.run_id,
-            backoff_ms: backoff,
-            last_completion_result: Vec::new(),
-            continued_failure: failure,
-            initiator: CONTINUE_AS_NEW_INITIATOR_RETRY,
+            backoff_ms: n.backoff_ms,
+            last_completion_result: n.last_completion_result,
+            continued_failure: n.continued_failure,
+            initiator: n.initiator,
             retention_ms: ms.retention_ms,
             parent: ms.parent.clone(),
             parent_initiated_event_id: ms.parent_initiated_event_id,
             root: ms.root.clone(),
             retry_policy: ms.retry_policy.clone(),
-            attempt: attempt + 1,
+            attempt: n.attempt,
+            cron_schedule: ms.cron_schedule.clone(),
         },
     );
-    let at = ctx.now_ms.saturating_add(backoff);
+    let at = ctx.now_ms.saturating_add(n.backoff_ms);
     ctx.arm(&mut next, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
     next.pending_backoff = true;
     ctx.save(&next);

@@ -99,6 +99,7 @@ pub(super) fn start_child<S: StateStore>(
             root,
             retry_policy: None,
             attempt: 1,
+            cron_schedule: String::new(),
         },
     );
     ctx.schedule_workflow_task(&mut child, 1)?;

@@ -139,7 +139,10 @@ impl World {
                             timer_id: format!("t{}", rng.below(3)),
                             start_to_fire_timeout_ms: 1 + rng.below(500) as u64,
                         }),
-                        3 => Cmd::CompleteWorkflow(CompleteWorkflow { result: vec![] }),
+                        3 => Cmd::CompleteWorkflow(CompleteWorkflow {
+                            result: vec![],
+                            next_run_id: String::new(),
+                        }),
                         // The runs these may create are tracked whether or not they do.
                         4 => Cmd::ContinueAsNew(ContinueAsNew {
                             new_run_id: self.new_run(&t.run.clone().expect("run").workflow_id),

@@ -10,12 +10,14 @@
 //! cancellation, timeouts), `query` (queries: legacy query tasks, or sent with a workflow task),
 //! `chain` (continue-as-new: one run closes and the next starts in the same apply),
 //! `children` (child workflows: start, close recorded in the parent, parent close policies),
-//! `external` (signals and cancel requests from one run to another).
+//! `external` (signals and cancel requests from one run to another), `cron` (schedules),
+//! `retry` (retry policy arithmetic).
 
 mod activity;
 mod apply;
 mod chain;
 mod children;
+pub mod cron;
 mod external;
 pub mod model;
 mod query;

@@ -14,6 +14,7 @@ use crate::keys;
 use crate::{Result, StateStore};
 
 /// A start either creates a run (state not yet saved) or answers at once.
+#[allow(clippy::large_enum_variant)] // short-lived: returned once per start
 enum Begin {
     Created(MutableState),
     Answer(WorkflowOutcome),
@@ -84,7 +85,13 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             header: c.header.clone(),
             memo: c.memo.clone(),
             continued_from: String::new(),
-            backoff_ms: c.start_delay_ms,
+            // A cron run waits for the schedule's first time (validated before begin).
+            backoff_ms: if c.cron_schedule.is_empty() {
+                c.start_delay_ms
+            } else {
+                super::cron::next_after(&c.cron_schedule, ctx.now_ms)
+                    .map_or(0, |at| at.saturating_sub(ctx.now_ms))
+            },
             last_completion_result: Vec::new(),
             continued_failure: Vec::new(),
             initiator: 0,
@@ -94,6 +101,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             root: None,
             retry_policy: c.retry_policy.clone(),
             attempt: 1,
+            cron_schedule: c.cron_schedule.clone(),
         },
     );
     Ok(Begin::Created(ms))
@@ -138,6 +146,7 @@ pub(super) struct NewRun {
     pub(super) retention_ms: u64,
     pub(super) retry_policy: Option<RetryPolicy>,
     pub(super) attempt: i32,
+    pub(super) cron_schedule: String,
     /// For a child: its parent, the parent's initiated event and the root of the tree.
     pub(super) parent: Option<RunKey>,
     pub(super) parent_initiated_event_id: i64,
@@ -181,6 +190,7 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
         root: n.root.clone(),
         retry_policy: n.retry_policy.clone(),
         attempt: n.attempt.max(1),
+        cron_schedule: n.cron_schedule.clone(),
         ..Default::default()
     };
     ctx.append(
@@ -208,6 +218,7 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
             parent_initiated_event_id: n.parent_initiated_event_id,
             root: n.root,
             retry_policy: n.retry_policy,
+            cron_schedule: n.cron_schedule,
         }),
     );
     let run_end = (n.run_timeout_ms > 0).then(|| ctx.now_ms.saturating_add(n.run_timeout_ms));
@@ -244,11 +255,23 @@ pub(super) fn start_workflow<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     c: &StartWorkflow,
 ) -> Result<WorkflowOutcome> {
+    // A cron run's first task waits for the schedule's first time, whatever arrives.
+    let cron_start = if c.cron_schedule.is_empty() {
+        None
+    } else {
+        match super::cron::next_after(&c.cron_schedule, ctx.now_ms) {
+            Ok(at) => Some(at),
+            Err(e) => return Ok(rejected(format!("invalid cron schedule: {e}"))),
+        }
+    };
     let mut ms = match begin(ctx, c)? {
         Begin::Answer(o) => return Ok(o),
         Begin::Created(ms) => ms,
     };
-    if c.start_delay_ms > 0 {
+    if let Some(at) = cron_start {
+        ctx.arm(&mut ms, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
+        ms.pending_backoff = true;
+    } else if c.start_delay_ms > 0 {
         let at = ctx.now_ms.saturating_add(c.start_delay_ms);
         ctx.arm(&mut ms, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
     } else {

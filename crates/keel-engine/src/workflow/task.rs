@@ -572,14 +572,7 @@ fn apply_command<S: StateStore>(
             Ok(false)
         }
         Cmd::CompleteWorkflow(cw) => {
-            ctx.append(
-                ms,
-                Attributes::WorkflowExecutionCompleted(WorkflowExecutionCompleted {
-                    result: cw.result,
-                    workflow_task_completed_event_id: wtc,
-                }),
-            );
-            ctx.close(ms, RunStatus::Completed).map(|_| false)
+            super::chain::complete(ctx, ms, cw.result, wtc, &cw.next_run_id).map(|_| false)
         }
         Cmd::FailWorkflow(f) => {
             let ending = super::chain::Ending::Failed {

@@ -54,6 +54,7 @@ fn complete(result: &[u8]) -> WorkflowCommand {
     WorkflowCommand {
         kind: Some(Cmd::CompleteWorkflow(CompleteWorkflow {
             result: result.to_vec(),
+            next_run_id: String::new(),
         })),
     }
 }

@@ -202,3 +202,88 @@ fn a_start_delay_holds_the_first_task_unless_a_signal_comes_first() {
     h.fire("wf", "r1", DeadlineKind::FirstTaskBackoff);
     assert_eq!(h.types("wf", "r1").len(), before, "no second first task");
 }
+
+fn start_cron(h: &mut Harness, schedule: &str) -> Outcome {
+    h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(run_key("wf", "r1")),
+        workflow_type: "hello".into(),
+        task_queue: TQ.into(),
+        input: b"tick".to_vec(),
+        cron_schedule: schedule.into(),
+        ..Default::default()
+    }))
+}
+
+#[test]
+fn a_cron_workflow_runs_at_each_scheduled_time_and_carries_its_last_result() {
+    let mut h = Harness::new();
+    h.now_ms = 60_000 * 10 + 15_000; // 00:10:15 on day 0
+    start_cron(&mut h, "* * * * *");
+    // The first run waits for 00:11:00.
+    let history = h.history("wf", "r1");
+    let Attributes::WorkflowExecutionStarted(s) = attr(&history, 1) else {
+        panic!("no start");
+    };
+    assert_eq!(
+        (s.first_workflow_task_backoff_ms, s.cron_schedule.as_str()),
+        (45_000, "* * * * *")
+    );
+    assert!(h.poll(TaskKind::Workflow).is_none());
+    h.fire("wf", "r1", DeadlineKind::FirstTaskBackoff);
+    assert_eq!(h.now_ms, 660_000);
+    let wft = h.poll(TaskKind::Workflow);
+    h.now_ms += 5_000;
+    h.complete_wft(
+        &token(&wft),
+        vec![WorkflowCommand {
+            kind: Some(Cmd::CompleteWorkflow(CompleteWorkflow {
+                result: b"first".to_vec(),
+                next_run_id: "r2".into(),
+            })),
+        }],
+    );
+    let Attributes::WorkflowExecutionCompleted(c) = h.close_event("r1") else {
+        panic!("not completed");
+    };
+    assert_eq!(c.new_execution_run_id, "r2");
+    let history = h.history("wf", "r2");
+    let Attributes::WorkflowExecutionStarted(s) = attr(&history, 1) else {
+        panic!("no start");
+    };
+    // Completed at 00:11:05; the next run waits for 00:12:00.
+    assert_eq!(s.first_workflow_task_backoff_ms, 55_000);
+    assert_eq!(
+        (s.last_completion_result.as_slice(), s.initiator),
+        (&b"first"[..], 3)
+    );
+    assert_eq!(s.input, b"tick");
+
+    // A terminated cron workflow stops.
+    h.apply(Kind::TerminateWorkflow(TerminateWorkflow {
+        run: Some(run_key("wf", "")),
+        reason: "stop".into(),
+        ..Default::default()
+    }));
+    assert_eq!(h.state("wf", "r2").status, RunStatus::Terminated as i32);
+}
+
+#[test]
+fn a_failed_cron_run_still_schedules_the_next_and_a_bad_schedule_is_refused() {
+    let mut h = Harness::new();
+    start_cron(&mut h, "@every 10s");
+    h.fire("wf", "r1", DeadlineKind::FirstTaskBackoff);
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&wft), vec![fail("r2", "Boom")]);
+    let Attributes::WorkflowExecutionFailed(f) = h.close_event("r1") else {
+        panic!("not failed");
+    };
+    assert_eq!(
+        (f.retry_state, f.new_execution_run_id.as_str()),
+        (RetryState::RetryPolicyNotSet as i32, "r2")
+    );
+    assert_eq!(h.state("wf", "r2").status, RunStatus::Running as i32);
+
+    let mut h = Harness::new();
+    let out = start_cron(&mut h, "every tuesday");
+    assert!(matches!(out, Outcome::InvalidArgument(_)), "{out:?}");
+}
