@@ -157,8 +157,18 @@ impl Node {
             .map_err(|e| Error::Reflection(e.to_string()))?;
         let frontend = std::sync::Arc::new(keel_frontend::Frontend::new(raft.clone()));
         let client = tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
+            // Every service on the client port takes gzip: the Python SDK's check_health sends
+            // it compressed.
+            .add_service(
+                health_service
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
+            )
+            .add_service(
+                reflection
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
+            )
             .add_service(
                 AdminServer::new(AdminService::new(raft.clone()))
                     .accept_compressed(CompressionEncoding::Gzip)

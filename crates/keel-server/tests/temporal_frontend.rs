@@ -1645,3 +1645,30 @@ async fn t92_a_heartbeat_completion_returns_the_next_task_with_the_history_its_w
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t93_the_health_service_answers_gzip_compressed_checks() -> anyhow::Result<()> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let c = LocalCluster::start(1, |_| {}).await?;
+    c.wait_for_leader(WAIT).await?;
+    let id = c.running()[0];
+    let channel = Channel::from_shared(format!("http://{}", c.node(id).client_addr()))?
+        .connect()
+        .await?;
+    // As the Python SDK's check_health sends it: compressed.
+    let mut health = HealthClient::new(channel)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    let status = health
+        .check(HealthCheckRequest {
+            service: "temporal.api.workflowservice.v1.WorkflowService".into(),
+        })
+        .await?
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+    c.shutdown().await;
+    Ok(())
+}

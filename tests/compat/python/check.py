@@ -281,6 +281,8 @@ async def main(worker_addr: str, client_addr: str) -> None:
                    LongLocal, Forever, Chain],
         activities=[greet, flaky, fatal, slow_beat, until_cancelled, long_local],
     ):
+        check(await client.service_client.check_health(), "the health check (gzip) says serving")
+
         # Activities: results, retries, failures, heartbeats, cancellation.
         check(await client.execute_workflow(Hello.run, "py", **wid("hello")) == "hello py2",
               "three sequential activities")
