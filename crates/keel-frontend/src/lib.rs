@@ -14,6 +14,7 @@ mod query;
 pub mod service;
 pub mod status;
 mod tasks;
+mod validate;
 mod visibility;
 mod wake;
 

@@ -180,15 +180,16 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
         .as_ref()
         .map(|q| q.name.clone())
         .unwrap_or_default();
-    for (field, v) in [
-        ("workflow_id", &r.workflow_id),
-        ("workflow_type", &workflow_type),
-        ("task_queue", &task_queue),
-    ] {
-        if v.is_empty() {
-            return Err(Status::invalid_argument(format!("{field} is required")));
-        }
-    }
+    crate::validate::workflow_id(&r.workflow_id)?;
+    crate::validate::workflow_type(&workflow_type)?;
+    crate::validate::task_queue(&task_queue)?;
+    crate::validate::request_id(&r.request_id)?;
+    crate::validate::identity(&r.identity)?;
+    crate::validate::start_timeouts(
+        &r.workflow_execution_timeout,
+        &r.workflow_run_timeout,
+        &r.workflow_task_timeout,
+    )?;
     // Fields of features not built yet are refused by name, never silently dropped.
     let unsupported = [(
         "search_attributes",
@@ -304,12 +305,7 @@ pub(crate) fn run_key(
     namespace: &str,
     execution: &Option<keel_proto::temporalio_protos::temporal::api::common::v1::WorkflowExecution>,
 ) -> Result<wf::RunKey, Status> {
-    let e = execution
-        .as_ref()
-        .ok_or_else(|| Status::invalid_argument("workflow_execution is required"))?;
-    if e.workflow_id.is_empty() {
-        return Err(Status::invalid_argument("workflow_id is required"));
-    }
+    let e = crate::validate::execution(execution)?;
     Ok(wf::RunKey {
         namespace: namespace.to_string(),
         workflow_id: e.workflow_id.clone(),
@@ -656,9 +652,7 @@ impl WorkflowService for Frontend {
     ) -> Result<Response<api::SignalWithStartWorkflowExecutionResponse>, Status> {
         let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
-        if r.signal_name.is_empty() {
-            return Err(Status::invalid_argument("signal_name is required"));
-        }
+        crate::validate::signal_name(&r.signal_name)?;
         let start = start_command(&api::StartWorkflowExecutionRequest {
             namespace: r.namespace.clone(),
             workflow_id: r.workflow_id.clone(),
@@ -938,6 +932,8 @@ impl WorkflowService for Frontend {
         let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let run = run_key(&r.namespace, &r.workflow_execution)?;
+        crate::validate::signal_name(&r.signal_name)?;
+        crate::validate::request_id(&r.request_id)?;
         let outcome = self
             .propose(Kind::SignalWorkflow(wf::SignalWorkflow {
                 run: Some(run),

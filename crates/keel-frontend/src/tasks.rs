@@ -407,6 +407,7 @@ impl Frontend {
         self.require_namespace(&r.namespace)?;
         let deadline = Instant::now() + budget;
         let mut queue = r.task_queue.unwrap_or_default();
+        crate::validate::task_queue(&queue.name)?;
         let sticky_name = (queue.kind == 2).then(|| queue.name.clone());
         // Keel keeps no separate sticky backlogs: a sticky poll is served from its worker's
         // normal queue, so all of a worker's pollers take tasks (temporal-compat.md §4), and
@@ -518,6 +519,7 @@ impl Frontend {
         self.require_namespace(&r.namespace)?;
         let deadline = Instant::now() + budget;
         let queue = r.task_queue.unwrap_or_default();
+        crate::validate::task_queue(&queue.name)?;
         let Some((d, _)) = self
             .poll(
                 &r.namespace,

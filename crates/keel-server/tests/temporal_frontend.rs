@@ -1447,7 +1447,7 @@ async fn t90_an_unsupported_command_is_refused_naming_it_and_the_task_stays_comp
 ) -> anyhow::Result<()> {
     use temporalio_protos::temporal::api::command::v1::{
         command::Attributes as CA, Command, CompleteWorkflowExecutionCommandAttributes,
-        ContinueAsNewWorkflowExecutionCommandAttributes,
+        UpsertWorkflowSearchAttributesCommandAttributes,
     };
     use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType};
 
@@ -1468,18 +1468,18 @@ async fn t90_an_unsupported_command_is_refused_naming_it_and_the_task_stays_comp
 
     let err = client
         .respond_workflow_task_completed(complete(vec![Command {
-            command_type: CommandType::ContinueAsNewWorkflowExecution as i32,
-            attributes: Some(CA::ContinueAsNewWorkflowExecutionCommandAttributes(
-                ContinueAsNewWorkflowExecutionCommandAttributes::default(),
+            command_type: CommandType::UpsertWorkflowSearchAttributes as i32,
+            attributes: Some(CA::UpsertWorkflowSearchAttributesCommandAttributes(
+                UpsertWorkflowSearchAttributesCommandAttributes::default(),
             )),
             ..Default::default()
         }]))
         .await
-        .expect_err("continue-as-new is not implemented");
+        .expect_err("search attribute upserts are not implemented");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(
         err.message(),
-        "CONTINUE_AS_NEW_WORKFLOW_EXECUTION is not supported by this server yet"
+        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES is not supported by this server yet"
     );
 
     // Nothing was written, and the same task can still be completed.
@@ -1669,6 +1669,60 @@ async fn t93_the_health_service_answers_gzip_compressed_checks() -> anyhow::Resu
         .into_inner()
         .status;
     assert_eq!(status, ServingStatus::Serving as i32);
+    c.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t94_requests_are_validated_with_temporals_limits_and_messages() -> anyhow::Result<()> {
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    let mut too_long = start_request(&"w".repeat(1_001), "r-long");
+    let e = client
+        .start_workflow_execution(too_long.clone())
+        .await
+        .expect_err("a 1,001-character workflow id");
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::InvalidArgument, "WorkflowId length exceeds limit.")
+    );
+    too_long.workflow_id = "ok-id".into();
+    too_long.workflow_run_timeout = Some(keel_proto::prost_wkt_types::Duration {
+        seconds: -5,
+        nanos: 0,
+    });
+    let e = client
+        .start_workflow_execution(too_long)
+        .await
+        .expect_err("a negative run timeout");
+    assert_eq!(
+        e.message(),
+        "An invalid WorkflowRunTimeoutSeconds is set on request."
+    );
+    let e = client
+        .signal_workflow_execution(api::SignalWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: "any".into(),
+                run_id: "not-a-uuid".into(),
+            }),
+            signal_name: "s".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a malformed run id");
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::InvalidArgument, "Invalid RunId.")
+    );
+    let e = client
+        .poll_workflow_task_queue(api::PollWorkflowTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: Some(normal_queue("")),
+            ..Default::default()
+        })
+        .await
+        .expect_err("an empty task queue name");
+    assert_eq!(e.message(), "TaskQueue is not set on request.");
     c.shutdown().await;
     Ok(())
 }
