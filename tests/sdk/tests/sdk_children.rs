@@ -157,3 +157,108 @@ async fn a_child_on_another_queue_returns_its_result_and_a_leftover_child_is_ter
     c.shutdown().await;
     Ok(())
 }
+
+#[workflow]
+#[derive(Default)]
+pub struct SlowChild;
+
+#[workflow_methods]
+impl SlowChild {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, n: u32) -> WorkflowResult<u32> {
+        ctx.timer(Duration::from_millis(1_500)).await;
+        Ok(n * 10)
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct FanOut;
+
+#[workflow_methods]
+impl FanOut {
+    /// Three children at once; their results summed.
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<u32> {
+        let mut started = Vec::new();
+        for i in 1..=3u32 {
+            started.push(
+                ctx.start_child_workflow(
+                    SlowChild::run,
+                    i,
+                    ChildWorkflowOptions::workflow_id(format!("fan-child-{i}")),
+                )
+                .await?,
+            );
+        }
+        let mut sum = 0;
+        for child in started {
+            sum += child.result().await?;
+        }
+        Ok(sum)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_complete_in_their_parent_exactly_once_through_a_leader_crash(
+) -> anyhow::Result<()> {
+    let (mut c, leader, followers) = cluster().await?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let worker_client = client_for(c.node(followers[0]).client_addr()).await?;
+    let mut worker = Worker::new(
+        &runtime,
+        worker_client,
+        WorkerOptions::new("fan")
+            .register_workflow::<FanOut>()?
+            .register_workflow::<SlowChild>()?
+            .build(),
+    )?;
+    let client = client_for(c.node(followers[1]).client_addr()).await?;
+    let scenario = async {
+        let handle = client
+            .start_workflow(
+                FanOut::run,
+                (),
+                WorkflowStartOptions::new("fan", "fan-parent").build(),
+            )
+            .await?;
+        // The children are sleeping on their timers when the leader dies.
+        keel_server::local_cluster::wait_for(WAIT, "three children started", || async {
+            let h = history_of(&client, "fan-parent").await.ok()?;
+            let started = h
+                .events
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.attributes,
+                        Some(EA::ChildWorkflowExecutionStartedEventAttributes(_))
+                    )
+                })
+                .count();
+            (started == 3).then_some(())
+        })
+        .await?;
+        c.crash(leader).await;
+        let result =
+            tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
+                .await??;
+        anyhow::Ok(result)
+    };
+    let result = run_with_worker(&mut worker, scenario).await?;
+    assert_eq!(result, 60);
+    let parent = history_of(&client, "fan-parent").await?;
+    let completions = parent
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.attributes,
+                Some(EA::ChildWorkflowExecutionCompletedEventAttributes(_))
+            )
+        })
+        .count();
+    assert_eq!(completions, 3, "each child's completion recorded once");
+    c.wait_converged(WAIT).await?;
+    c.shutdown().await;
+    Ok(())
+}
