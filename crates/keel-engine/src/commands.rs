@@ -19,7 +19,7 @@ pub struct Proposal {
 pub struct Command {
     #[prost(
         oneof = "command::Kind",
-        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26"
+        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27"
     )]
     pub kind: Option<command::Kind>,
 }
@@ -68,6 +68,8 @@ pub mod command {
         AnswerQuery(crate::workflow::AnswerQuery),
         #[prost(message, tag = "26")]
         ForgetQuery(crate::workflow::ForgetQuery),
+        #[prost(message, tag = "27")]
+        DeleteWorkflow(crate::workflow::DeleteWorkflow),
     }
 }
 

@@ -985,6 +985,80 @@ impl WorkflowService for Frontend {
         run_outcome(outcome)?;
         Ok(reply(api::TerminateWorkflowExecutionResponse::default()))
     }
+
+    async fn delete_workflow_execution(
+        &self,
+        request: Request<api::DeleteWorkflowExecutionRequest>,
+    ) -> Result<Response<api::DeleteWorkflowExecutionResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        self.require_namespace(&r.namespace)?;
+        let run = run_key(&r.namespace, &r.workflow_execution)?;
+        let outcome = self
+            .propose(Kind::DeleteWorkflow(wf::DeleteWorkflow {
+                run: Some(run),
+                identity: String::new(),
+            }))
+            .await?;
+        match outcome {
+            Outcome::NotFound(_) => Err(run_not_found(format!(
+                "workflow execution {} not found",
+                r.workflow_execution.unwrap_or_default().workflow_id
+            ))),
+            o => run_outcome(o).map(|_| reply(api::DeleteWorkflowExecutionResponse::default())),
+        }
+    }
+
+    /// Newest events first, a page at a time (a closed or open run alike: no waiting).
+    async fn get_workflow_execution_history_reverse(
+        &self,
+        request: Request<api::GetWorkflowExecutionHistoryReverseRequest>,
+    ) -> Result<Response<api::GetWorkflowExecutionHistoryReverseResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        self.require_namespace(&r.namespace)?;
+        let mut run = run_key(&r.namespace, &r.execution)?;
+        let named = self
+            .linearized_run(&run)
+            .await?
+            .run
+            .expect("stored runs are named");
+        run.run_id = named.run_id.clone();
+        let ms = self.applied_run(&named)?;
+        // The token holds the id of the newest event not yet returned.
+        let last = if r.next_page_token.is_empty() {
+            ms.next_event_id - 1
+        } else {
+            let (id, run_id) = parse_page_token(&r.next_page_token)?;
+            if run_id != named.run_id {
+                return Err(Status::invalid_argument(
+                    "RunId in the request does not match the NextPageToken.",
+                ));
+            }
+            id
+        };
+        let page = if r.maximum_page_size <= 0 {
+            MAX_HISTORY_PAGE
+        } else {
+            (r.maximum_page_size as i64).min(MAX_HISTORY_PAGE)
+        };
+        let first = (last - page + 1).max(1);
+        let mut events = if last >= 1 {
+            crate::history::read_events(self.node.state(), &named, first, last)?
+        } else {
+            Vec::new()
+        };
+        events.reverse();
+        let token = if first > 1 {
+            page_token(first - 1, &named.run_id)
+        } else {
+            Vec::new()
+        };
+        Ok(reply(api::GetWorkflowExecutionHistoryReverseResponse {
+            history: Some(History {
+                events: events.iter().map(|e| to_temporal(e, &named)).collect(),
+            }),
+            next_page_token: token,
+        }))
+    }
 }
 
 #[cfg(test)]

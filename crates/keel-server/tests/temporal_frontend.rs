@@ -1726,3 +1726,75 @@ async fn t94_requests_are_validated_with_temporals_limits_and_messages() -> anyh
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t95_history_in_reverse_pages_and_delete_removes_a_running_workflow() -> anyhow::Result<()>
+{
+    use temporalio_protos::temporal::api::enums::v1::EventType;
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    client
+        .start_workflow_execution(start_request("gone-1", "req-gone-1"))
+        .await?;
+    let execution = Some(WorkflowExecution {
+        workflow_id: "gone-1".into(),
+        run_id: String::new(),
+    });
+    let mut seen = Vec::new();
+    let mut token = Vec::new();
+    loop {
+        let page = client
+            .get_workflow_execution_history_reverse(
+                api::GetWorkflowExecutionHistoryReverseRequest {
+                    namespace: "default".into(),
+                    execution: execution.clone(),
+                    maximum_page_size: 1,
+                    next_page_token: token,
+                },
+            )
+            .await?
+            .into_inner();
+        seen.extend(
+            page.history
+                .unwrap_or_default()
+                .events
+                .iter()
+                .map(|e| e.event_type()),
+        );
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            EventType::WorkflowTaskScheduled,
+            EventType::WorkflowExecutionStarted
+        ],
+        "newest first, one per page"
+    );
+    client
+        .delete_workflow_execution(api::DeleteWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: execution.clone(),
+        })
+        .await?;
+    let e = client
+        .describe_workflow_execution(api::DescribeWorkflowExecutionRequest {
+            namespace: "default".into(),
+            execution: execution.clone(),
+        })
+        .await
+        .expect_err("deleted");
+    assert_eq!(e.code(), Code::NotFound);
+    let e = client
+        .delete_workflow_execution(api::DeleteWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: execution,
+        })
+        .await
+        .expect_err("already deleted");
+    assert_eq!(e.code(), Code::NotFound);
+    c.shutdown().await;
+    Ok(())
+}

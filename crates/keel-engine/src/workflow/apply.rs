@@ -695,6 +695,7 @@ pub fn apply(
         Kind::SignalWithStart(c) => start::signal_with_start(&mut ctx, c),
         Kind::RequestCancelWorkflow(c) => start::request_cancel(&mut ctx, c),
         Kind::TerminateWorkflow(c) => start::terminate(&mut ctx, c),
+        Kind::DeleteWorkflow(c) => start::delete(&mut ctx, c),
         Kind::DispatchTask(c) => task::dispatch_task(&mut ctx, c),
         Kind::CompleteWorkflowTask(c) => task::complete_workflow_task(&mut ctx, c),
         Kind::FailWorkflowTask(c) => task::fail_workflow_task_request(&mut ctx, c),

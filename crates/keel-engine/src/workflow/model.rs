@@ -479,6 +479,16 @@ pub struct RequestCancelWorkflow {
     pub request_id: String,
 }
 
+/// DeleteWorkflowExecution: a running run is terminated first; then its history, state and
+/// visibility rows go (an empty run id means the current run).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeleteWorkflow {
+    #[prost(message, optional, tag = "1")]
+    pub run: Option<RunKey>,
+    #[prost(string, tag = "2")]
+    pub identity: String,
+}
+
 /// TerminateWorkflowExecution (an empty run id means the current run).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TerminateWorkflow {

@@ -428,6 +428,33 @@ fn force_close_started_task<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &mut Mutabl
     }
 }
 
+/// DeleteWorkflowExecution: terminates the run if it is running (its parent close policy
+/// applies to its children), then removes it as retention would.
+pub(super) fn delete<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &DeleteWorkflow,
+) -> Result<WorkflowOutcome> {
+    let Some(ms) = ctx.resolve(&c.run)? else {
+        return Ok(not_found("workflow execution not found"));
+    };
+    if is_running(&ms) {
+        terminate(
+            ctx,
+            &TerminateWorkflow {
+                run: ms.run.clone(),
+                identity: c.identity.clone(),
+                reason: "Delete workflow execution".into(),
+                details: Vec::new(),
+            },
+        )?;
+    }
+    let Some(mut ms) = ctx.resolve(&ms.run)? else {
+        return Ok(accepted());
+    };
+    ctx.delete_run(&mut ms)?;
+    Ok(accepted())
+}
+
 pub(super) fn terminate<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     c: &TerminateWorkflow,

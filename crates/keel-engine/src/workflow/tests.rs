@@ -886,6 +886,7 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Kind::RequestCancelWorkflow(Default::default()),
         Kind::TerminateWorkflow(Default::default()),
         Kind::RegisterNamespace(Default::default()),
+        Kind::DeleteWorkflow(Default::default()),
         Kind::EnqueueQuery(Default::default()),
         Kind::AnswerQuery(Default::default()),
         Kind::ForgetQuery(Default::default()),

@@ -209,3 +209,24 @@ fn a_closing_parent_applies_each_childs_close_policy() {
         Some(&"WorkflowExecutionCompleted")
     );
 }
+
+#[test]
+fn deleting_a_running_parent_terminates_it_removes_it_and_applies_its_close_policy() {
+    let mut h = Harness::new();
+    h.parent_with(vec![start_child("t", "t1", ParentClosePolicy::Terminate)]);
+    let out = h.apply(Kind::DeleteWorkflow(DeleteWorkflow {
+        run: Some(run_key("p", "")),
+        identity: "admin".into(),
+    }));
+    assert!(matches!(out, Outcome::Accepted(_)), "{out:?}");
+    assert!(read_mutable_state(&h.store, &run_key("p", "r1"))
+        .expect("read")
+        .is_none());
+    assert!(h.history("p", "r1").is_empty(), "history removed");
+    assert_eq!(h.state("t", "t1").status, RunStatus::Terminated as i32);
+    let again = h.apply(Kind::DeleteWorkflow(DeleteWorkflow {
+        run: Some(run_key("p", "")),
+        identity: "admin".into(),
+    }));
+    assert!(matches!(again, Outcome::NotFound(_)), "{again:?}");
+}
