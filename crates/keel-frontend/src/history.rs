@@ -239,6 +239,7 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                 start_to_close_timeout: Some(duration(x.start_to_close_timeout_ms)),
                 heartbeat_timeout: opt_duration(x.heartbeat_timeout_ms),
                 workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                header: decoded::<Header>(&x.header),
                 ..Default::default()
             }),
         ),

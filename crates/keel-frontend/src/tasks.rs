@@ -580,6 +580,7 @@ pub fn activity_task(namespace: &str, d: &wf::Dispatched) -> api::PollActivityTa
         start_to_close_timeout: Some(duration(a.start_to_close_timeout_ms)),
         heartbeat_timeout: ms(a.heartbeat_timeout_ms),
         retry_policy: a.retry_policy.as_ref().map(retry_policy_to_temporal),
+        header: decoded::<Header>(&a.header),
         ..Default::default()
     }
 }
@@ -810,6 +811,7 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
                 heartbeat_timeout_ms: duration_ms(&a.heartbeat_timeout),
                 retry_policy: a.retry_policy.as_ref().map(retry_policy_from_temporal),
                 request_eager_execution: a.request_eager_execution,
+                header: encoded(&a.header),
             }))
         }
         Some(CA::StartTimerCommandAttributes(t)) => Some(Cmd::StartTimer(wf::StartTimer {

@@ -1798,3 +1798,78 @@ async fn t95_history_in_reverse_pages_and_delete_removes_a_running_workflow() ->
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t96_headers_reach_the_workflow_and_its_activities() -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::command::v1::{
+        command::Attributes as CA, Command, ScheduleActivityTaskCommandAttributes,
+    };
+    use temporalio_protos::temporal::api::common::v1::{ActivityType, Header, Payload};
+    use temporalio_protos::temporal::api::enums::v1::CommandType;
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    let header = |v: &str| Header {
+        fields: [(
+            "traceparent".to_string(),
+            Payload {
+                data: v.as_bytes().to_vec(),
+                ..Default::default()
+            },
+        )]
+        .into(),
+    };
+    let mut start = start_request("headers-1", "req-headers-1");
+    start.header = Some(header("from-the-client"));
+    client.start_workflow_execution(start).await?;
+    let task = poll_wft(client.clone(), normal_queue("tq"), "worker-1", 5).await?;
+    let started = task.history.unwrap_or_default().events.into_iter().next();
+    let Some(EA::WorkflowExecutionStartedEventAttributes(s)) = started.and_then(|e| e.attributes)
+    else {
+        panic!("no start event");
+    };
+    assert_eq!(
+        s.header,
+        Some(header("from-the-client")),
+        "start → workflow"
+    );
+    client
+        .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token,
+            identity: "worker-1".into(),
+            namespace: "default".into(),
+            commands: vec![Command {
+                command_type: CommandType::ScheduleActivityTask as i32,
+                attributes: Some(CA::ScheduleActivityTaskCommandAttributes(
+                    ScheduleActivityTaskCommandAttributes {
+                        activity_id: "a".into(),
+                        activity_type: Some(ActivityType { name: "act".into() }),
+                        task_queue: Some(normal_queue("tq")),
+                        start_to_close_timeout: Some(keel_proto::prost_wkt_types::Duration {
+                            seconds: 10,
+                            nanos: 0,
+                        }),
+                        header: Some(header("from-the-workflow")),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await?;
+    let mut poll = tonic::Request::new(api::PollActivityTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: Some(normal_queue("tq")),
+        identity: "worker-1".into(),
+        ..Default::default()
+    });
+    poll.set_timeout(Duration::from_secs(5));
+    let activity = client.poll_activity_task_queue(poll).await?.into_inner();
+    assert_eq!(
+        activity.header,
+        Some(header("from-the-workflow")),
+        "workflow → activity"
+    );
+    c.shutdown().await;
+    Ok(())
+}

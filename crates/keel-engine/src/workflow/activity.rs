@@ -45,6 +45,7 @@ pub(super) fn schedule<S: StateStore>(
             activity_type: n.activity_type.clone(),
             task_queue: task_queue.clone(),
             input: n.input.clone(),
+            header: n.header.clone(),
             schedule_to_close_timeout_ms: n.schedule_to_close_timeout_ms,
             schedule_to_start_timeout_ms: n.schedule_to_start_timeout_ms,
             start_to_close_timeout_ms: n.start_to_close_timeout_ms,
@@ -67,6 +68,7 @@ pub(super) fn schedule<S: StateStore>(
         scheduled_time_ms: ctx.now_ms,
         first_scheduled_time_ms: ctx.now_ms,
         retry_policy: n.retry_policy,
+        header: n.header,
         ..Default::default()
     };
     if info.schedule_to_close_timeout_ms > 0 {

@@ -743,6 +743,9 @@ pub struct ScheduleActivity {
     /// started in the same apply and handed back in the completion's response.
     #[prost(bool, tag = "10")]
     pub request_eager_execution: bool,
+    /// Encoded Temporal `Header` (context propagation), handed to the activity worker.
+    #[prost(bytes = "vec", tag = "11")]
+    pub header: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -1567,6 +1570,8 @@ pub struct ActivityTaskScheduled {
     pub workflow_task_completed_event_id: i64,
     #[prost(message, optional, tag = "10")]
     pub retry_policy: Option<RetryPolicy>,
+    #[prost(bytes = "vec", tag = "11")]
+    pub header: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -1844,6 +1849,8 @@ pub struct ActivityInfo {
     pub cancel_requested: bool,
     #[prost(int64, tag = "22")]
     pub cancel_requested_event_id: i64,
+    #[prost(bytes = "vec", tag = "23")]
+    pub header: Vec<u8>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
