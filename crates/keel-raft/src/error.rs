@@ -65,11 +65,34 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     pub(crate) fn rocks(context: impl Into<String>) -> impl FnOnce(rocksdb::Error) -> Error {
         let context = context.into();
-        move |source| Error::RocksDb { context, source }
+        move |source| {
+            stop_on_corruption(&context, &source);
+            Error::RocksDb { context, source }
+        }
     }
 
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }
     }
+}
+
+/// Corruption found at run time (a block whose checksum fails, a damaged record) stops the
+/// node at once, with exit status 1 and the advice it gets when refusing to start on a
+/// damaged data dir: a node must never serve reads or replicate from state it cannot trust,
+/// and carrying on would leave it answering some requests and failing others. Its peers
+/// keep the cluster going; the operator restores the data dir or replaces the node.
+pub(crate) fn stop_on_corruption(context: &str, e: &rocksdb::Error) {
+    if e.kind() != rocksdb::ErrorKind::Corruption {
+        return;
+    }
+    let message = format!(
+        "data is corrupted ({e}) while {context}; stopping this node, because serving or \
+         replicating from it could spread corrupt state. Restore the data dir from a backup, \
+         or remove this node from the cluster and add a new node with an empty data dir \
+         under a new node id"
+    );
+    tracing::error!("{message}");
+    eprintln!("Error: {message}");
+    std::process::exit(1);
 }

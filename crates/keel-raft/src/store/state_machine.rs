@@ -67,11 +67,13 @@ struct BatchStore<'a> {
 }
 
 fn sm_get(db: &DB, key: &[u8]) -> keel_engine::Result<Option<Vec<u8>>> {
-    db.get_cf(cf(db, CF_SM), key)
-        .map_err(|e| keel_engine::Error::StoreRead {
+    db.get_cf(cf(db, CF_SM), key).map_err(|e| {
+        crate::error::stop_on_corruption("reading the state machine", &e);
+        keel_engine::Error::StoreRead {
             key_hex: hex(key),
             message: e.to_string(),
-        })
+        }
+    })
 }
 
 impl ReadState for BatchStore<'_> {
