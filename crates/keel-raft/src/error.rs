@@ -96,3 +96,77 @@ pub(crate) fn stop_on_corruption(context: &str, e: &rocksdb::Error) {
     eprintln!("Error: {message}");
     std::process::exit(1);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHILD: &str = "KEEL_CORRUPTION_CHILD_DIR";
+
+    /// Reads every key of the database in `dir` the way the store does, errors mapped by
+    /// [`Error::rocks`].
+    fn read_all(dir: &std::path::Path) -> Result<usize> {
+        let db = rocksdb::DB::open_default(dir).map_err(Error::rocks("opening"))?;
+        let mut n = 0;
+        for item in db.iterator(rocksdb::IteratorMode::Start) {
+            item.map_err(Error::rocks("iterating the state machine"))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The parent writes a database, flushes it to an SST and flips bytes in the middle of
+    /// it; a child process (this test binary, re-run) reads it and must stop with exit
+    /// status 1 naming the corruption, never return an error and carry on.
+    #[test]
+    fn corruption_found_while_reading_stops_the_process() {
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let outcome = read_all(std::path::Path::new(&dir));
+            // Only reached if the corruption went unnoticed or did not stop the process.
+            println!("child carried on: {outcome:?}");
+            std::process::exit(0);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut opts = rocksdb::Options::default();
+            opts.create_if_missing(true);
+            opts.set_compression_type(rocksdb::DBCompressionType::None);
+            let db = rocksdb::DB::open(&opts, dir.path()).unwrap();
+            for i in 0..20_000u32 {
+                db.put(i.to_be_bytes(), [7u8; 100]).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let sst = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "sst"))
+            .expect("an SST file");
+        let mut bytes = std::fs::read(&sst).unwrap();
+        let mid = bytes.len() / 3;
+        for b in &mut bytes[mid..mid + 64] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&sst, bytes).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "error::tests::corruption_found_while_reading_stops_the_process",
+                "--nocapture",
+            ])
+            .env(CHILD, dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "stdout: {} stderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(
+            stderr.contains("data is corrupted") && stderr.contains("stopping this node"),
+            "{stderr}"
+        );
+    }
+}
