@@ -265,7 +265,8 @@ impl Cluster {
 
     /// Starts a killed node again on its data dir.
     pub fn restart(&mut self, id: u64) -> anyhow::Result<bool> {
-        if self.nodes[&id].is_running() {
+        // A node that stopped itself on corrupt data stays down (see `fail_stopped`).
+        if self.nodes[&id].is_running() || self.stop_line(id).is_some() {
             return Ok(false);
         }
         self.spawn(id)?;
@@ -312,6 +313,34 @@ impl Cluster {
         let status = n.child.as_mut()?.try_wait().ok().flatten()?;
         n.child = None;
         Some(status)
+    }
+
+    /// Nodes that stopped themselves on finding corrupt data at run time (Keel's fail-stop:
+    /// "stopping this node" in the log of their last start), with that log line. Such a node
+    /// stays down: bringing it back is an operator's job (restore or replace), not the
+    /// harness's — restoring an old copy of a node that ran since could make it forget votes.
+    pub fn fail_stopped(&mut self) -> BTreeMap<u64, String> {
+        let mut out = BTreeMap::new();
+        for id in self.ids() {
+            // Still running (try_wait reaps one that has just exited).
+            if self.nodes[&id].child.is_some() && self.exited(id).is_none() {
+                continue;
+            }
+            if let Some(line) = self.stop_line(id) {
+                out.insert(id, line);
+            }
+        }
+        out
+    }
+
+    /// The fail-stop line in the log of the node's last start, if any.
+    pub fn stop_line(&self, id: u64) -> Option<String> {
+        let log = std::fs::read_to_string(&self.nodes[&id].log).unwrap_or_default();
+        let last_start = log.rfind("raft node started").map_or(0, |at| at);
+        log[last_start..]
+            .lines()
+            .find(|l| l.contains("stopping this node"))
+            .map(|l| l.chars().take(400).collect())
     }
 
     /// A lazily connected channel to a node's client port.

@@ -398,8 +398,15 @@ impl Nemesis {
                 backup,
                 refused,
             } => {
-                // A node that exited after the check refused all the same.
-                let refused = refused || self.cluster.lock().await.exited(node).is_some();
+                // A node that exited after the check refused all the same — unless it had
+                // started and then stopped itself on finding the damage (fail-stop): it ran
+                // since the copy was taken, so putting the copy back could make it forget
+                // votes; it stays down, as an operator would leave it until replaced.
+                let (exited, stopped) = {
+                    let mut c = self.cluster.lock().await;
+                    (c.exited(node).is_some(), c.stop_line(node).is_some())
+                };
+                let refused = refused || (exited && !stopped);
                 let result = if refused {
                     let mut c = self.cluster.lock().await;
                     let data_dir = c.nodes[&node].data_dir.clone();

@@ -250,6 +250,8 @@ async fn monitor(
 }
 
 /// Waits until every node reports the same applied index twice in a row, then reads digests.
+/// Polls every node's state digest until all agree (or `within` passes). Nodes that
+/// fail-stopped on corrupt data are left out: they are down by design.
 async fn converge(
     cluster: &Arc<Mutex<Cluster>>,
     within: Duration,
@@ -259,10 +261,17 @@ async fn converge(
     let channels = cluster.lock().await.channels();
     let mut last = checker::convergence::Digests::new();
     loop {
-        let answers = futures::future::join_all(channels.iter().map(|(&id, ch)| async move {
-            (id, cluster::digest(ch, Duration::from_secs(2)).await)
-        }))
-        .await;
+        let stopped = cluster.lock().await.fail_stopped();
+        let answers =
+            futures::future::join_all(
+                channels
+                    .iter()
+                    .filter(|(id, _)| !stopped.contains_key(id))
+                    .map(|(&id, ch)| async move {
+                        (id, cluster::digest(ch, Duration::from_secs(2)).await)
+                    }),
+            )
+            .await;
         for (id, a) in &answers {
             if let Err(e) = a {
                 errors.insert(*id, e.clone());
@@ -506,6 +515,19 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
     progress!("{}: waiting for convergence", cfg.name);
     let mut digest_errors = BTreeMap::new();
     let digests = converge(&cluster, recovery, &mut digest_errors).await;
+    // Nodes that stopped themselves on corrupt data: recorded, and left out of the liveness
+    // check (the disk-faults checker judges the stop).
+    let fail_stopped = cluster.lock().await.fail_stopped();
+    for (node, line) in &fail_stopped {
+        rec.record(
+            Process::Monitor,
+            OpType::Info,
+            "fail-stop",
+            json!({"node": node, "message": line}),
+            Some(*node),
+            None,
+        );
+    }
     stop_monitor.store(true, Ordering::Relaxed);
     let _ = mon.await;
     let ops = rec.finish()?;
@@ -527,7 +549,12 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<Results> {
         }
     }
     results.push(conv);
-    results.push(check_after_heal(&ops, window_start, &ids));
+    let live: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !fail_stopped.contains_key(id))
+        .collect();
+    results.push(check_after_heal(&ops, window_start, &live));
     if cfg.faults.contains(&Fault::Corrupt) {
         results.push(checker::disk_faults::check(&ops));
     }

@@ -38,6 +38,18 @@ pub fn check(ops: &[Op]) -> CheckResult {
             }
         }
     }
+    for o in ops {
+        if o.process == Process::Monitor && o.f == "fail-stop" {
+            // Damage found at run time: the node stopped itself, naming it.
+            r.count("stopped itself on corrupt data at run time", 1);
+            if !o.value["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("corrupted"))
+            {
+                r.invalid(json!({"index": o.index, "problem": "a node stopped without naming the corruption", "op": o.value}));
+            }
+        }
+    }
     r.summary = format!("{seen} disk or identity faults: {:?}", r.counts);
     r
 }
@@ -87,6 +99,24 @@ mod tests {
             Some(1),
         );
         assert_eq!(check(&[refused]).verdict, Verdict::Valid);
+        let stop = |message: &str| Op {
+            index: 1,
+            time_ns: 0,
+            process: Process::Monitor,
+            kind: OpType::Info,
+            f: "fail-stop".into(),
+            value: json!({"node": 1, "message": message}),
+            node: Some(1),
+            error: None,
+        };
+        let clear = stop(
+            "Error: data is corrupted (Corruption: block checksum mismatch); stopping this node",
+        );
+        assert_eq!(check(&[clear]).verdict, Verdict::Valid);
+        assert_eq!(
+            check(&[stop("stopping this node")]).verdict,
+            Verdict::Invalid
+        );
         let lucky = corrupt("wal-flip", "running", None, None);
         assert_eq!(check(&[lucky]).verdict, Verdict::Unknown);
     }
