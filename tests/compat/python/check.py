@@ -250,6 +250,30 @@ class Chain:
 
 
 @workflow.defn
+class Parent:
+    """Runs Hello as a child on the same queue and reports what the child returned."""
+
+    @workflow.run
+    async def run(self, name: str) -> str:
+        child = await workflow.execute_child_workflow(
+            Hello.run, name, id=f"{workflow.info().workflow_id}-child"
+        )
+        return f"child said {child}"
+
+
+@workflow.defn
+class FailsTwice:
+    """Fails its first two attempts; the workflow retry policy brings the third."""
+
+    @workflow.run
+    async def run(self) -> str:
+        attempt = workflow.info().attempt
+        if attempt < 3:
+            raise ApplicationError(f"attempt {attempt} fails")
+        return f"attempt {attempt}"
+
+
+@workflow.defn
 class Forever:
     @workflow.run
     async def run(self) -> None:
@@ -278,7 +302,7 @@ async def main(worker_addr: str, client_addr: str) -> None:
         worker_client,
         task_queue=queue,
         workflows=[Hello, Local, Retrying, Failing, Heartbeating, Cancelling, Waiter, ShortWait,
-                   LongLocal, Forever, Chain],
+                   LongLocal, Forever, Chain, Parent, FailsTwice],
         activities=[greet, flaky, fatal, slow_beat, until_cancelled, long_local],
     ):
         check(await client.service_client.check_health(), "the health check (gzip) says serving")
@@ -365,6 +389,13 @@ async def main(worker_addr: str, client_addr: str) -> None:
         r = await client.execute_workflow(Chain.run, 1, **wid("chain"), memo={"k": "v"})
         check(r == "run 5 continued=True memo=v history=True",
               f"continue-as-new chain of 5 runs, memo carried ({r})")
+        r = await client.execute_workflow(Parent.run, "py", **wid("parent"))
+        check(r == "child said hello py2", f"a child workflow's result reaches its parent ({r})")
+        r = await client.execute_workflow(
+            FailsTwice.run, **wid("wf-retry"),
+            retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100),
+                                     backoff_coefficient=1.0, maximum_attempts=5))
+        check(r == "attempt 3", f"a workflow retried by its retry policy ({r})")
         delayed = await client.start_workflow(Chain.run, 5, **wid("delayed"),
                                               start_delay=timedelta(seconds=1))
         check((await delayed.result()).startswith("run 5"), "a delayed start runs")
@@ -377,11 +408,12 @@ async def main(worker_addr: str, client_addr: str) -> None:
         check(isinstance(e, RPCError) and e.status == RPCStatusCode.INVALID_ARGUMENT
               and "CronSchedule" in e.message, f"an invalid cron schedule is refused ({e})")
 
-        # Visibility and history: 12 runs, the chain's 5 and the delayed one.
+        # Visibility and history: 12 runs, the chain's 5, the delayed one, the parent and its
+        # child, and the retried workflow's 3 attempts.
         listed = [w async for w in client.list_workflows(f"TaskQueue = '{queue}'")]
-        check(len(listed) == 18, f"list finds the 18 runs ({len(listed)})")
-        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 18,
-              "count finds the 18 runs")
+        check(len(listed) == 23, f"list finds the 23 runs ({len(listed)})")
+        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 23,
+              "count finds the 23 runs")
         # Cron: a run every second until terminated (after the counts above).
         await client.start_workflow(Chain.run, 5, **wid("cron"), cron_schedule="@every 1s")
         deadline = time.monotonic() + 30

@@ -114,11 +114,21 @@ async function main(): Promise<void> {
   const chained = await client.workflow.execute(wfs.chain, { args: [1], ...opts('chain'), memo: { k: 'v' } });
   check(chained === 'run 5 continued=true memo=v history=true', `continue-as-new chain of 5 runs, memo carried (${chained})`);
 
-  // Visibility and history: 12 runs, and the chain's 5.
+  // Children and the workflow retry policy.
+  const fromChild = await client.workflow.execute(wfs.parent, { args: ['ts'], ...opts('parent') });
+  check(fromChild === 'child said hello ts2', `a child workflow's result reaches its parent (${fromChild})`);
+  const retried = await client.workflow.execute(wfs.failsTwice, {
+    ...opts('wf-retry'),
+    retry: { initialInterval: '100ms', backoffCoefficient: 1, maximumAttempts: 5 },
+  });
+  check(retried === 'attempt 3', `a workflow retried by its retry policy (${retried})`);
+
+  // Visibility and history: 12 runs, the chain's 5, the parent and its child, and the retried
+  // workflow's 3 attempts.
   let listed = 0;
   for await (const _ of client.workflow.list({ query: `TaskQueue = '${queue}'` })) listed++;
-  check(listed === 17, `list finds the 17 runs (${listed})`);
-  check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 17, 'count finds the 17 runs');
+  check(listed === 22, `list finds the 22 runs (${listed})`);
+  check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 22, 'count finds the 22 runs');
   const history = await client.workflow.getHandle(`hello-${queue}`).fetchHistory();
   check((history.events?.length ?? 0) > 10, `history fetch (${history.events?.length} events)`);
 

@@ -7,6 +7,7 @@ import {
   condition,
   continueAsNew,
   defineQuery,
+  executeChild,
   defineSignal,
   isCancellation,
   proxyActivities,
@@ -115,6 +116,21 @@ export async function chain(n: number): Promise<string> {
   }
   return `run ${n} continued=${info.continuedFromExecutionRunId !== undefined} memo=${info.memo?.k} ` +
     `history=${info.historyLength > 0 && info.historySize > 0}`;
+}
+
+/** Runs `hello` as a child on the same queue and reports what it returned. */
+export async function parent(name: string): Promise<string> {
+  const said = await executeChild(hello, { args: [name], workflowId: `${workflowInfo().workflowId}-child` });
+  return `child said ${said}`;
+}
+
+/** Fails its first two attempts; the workflow retry policy brings the third. */
+export async function failsTwice(): Promise<string> {
+  const attempt = workflowInfo().attempt;
+  if (attempt < 3) {
+    throw ApplicationFailure.create({ message: `attempt ${attempt} fails` });
+  }
+  return `attempt ${attempt}`;
 }
 
 export async function forever(): Promise<void> {
