@@ -961,6 +961,7 @@ impl WorkflowService for Frontend {
                 identity: r.identity,
                 reason: r.reason,
                 request_id: r.request_id,
+                first_execution_run_id: r.first_execution_run_id,
             }))
             .await?;
         run_outcome(outcome)?;
@@ -980,6 +981,7 @@ impl WorkflowService for Frontend {
                 identity: r.identity,
                 reason: r.reason,
                 details: encoded(&r.details),
+                first_execution_run_id: r.first_execution_run_id,
             }))
             .await?;
         run_outcome(outcome)?;

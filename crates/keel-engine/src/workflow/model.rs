@@ -477,6 +477,10 @@ pub struct RequestCancelWorkflow {
     pub reason: String,
     #[prost(string, tag = "4")]
     pub request_id: String,
+    /// If set, the request is for the current run of the chain that began with this run
+    /// (NOT_FOUND if the current run belongs to another chain).
+    #[prost(string, tag = "5")]
+    pub first_execution_run_id: String,
 }
 
 /// DeleteWorkflowExecution: a running run is terminated first; then its history, state and
@@ -500,6 +504,9 @@ pub struct TerminateWorkflow {
     pub reason: String,
     #[prost(bytes = "vec", tag = "4")]
     pub details: Vec<u8>,
+    /// As in [`RequestCancelWorkflow`].
+    #[prost(string, tag = "5")]
+    pub first_execution_run_id: String,
 }
 
 /// A command a workflow task completes with.

@@ -380,12 +380,44 @@ pub(super) fn signal_with_start<S: StateStore>(
     })))
 }
 
+/// The running run a cancel or terminate names: with `first_execution_run_id`, the workflow
+/// id's current run, which must belong to that chain (else NOT_FOUND, as Temporal answers).
+fn target_run<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    run: &Option<RunKey>,
+    first_execution_run_id: &str,
+) -> Result<std::result::Result<MutableState, WorkflowOutcome>> {
+    let run = match run {
+        Some(r) if !first_execution_run_id.is_empty() => Some(RunKey {
+            run_id: String::new(),
+            ..r.clone()
+        }),
+        other => other.clone(),
+    };
+    let Some(ms) = ctx.resolve(&run)?.filter(is_running) else {
+        return Ok(Err(not_found("workflow execution already completed")));
+    };
+    let chain = if ms.first_execution_run_id.is_empty() {
+        ms.run
+            .as_ref()
+            .map(|r| r.run_id.clone())
+            .unwrap_or_default()
+    } else {
+        ms.first_execution_run_id.clone()
+    };
+    if !first_execution_run_id.is_empty() && chain != first_execution_run_id {
+        return Ok(Err(not_found("workflow execution not found")));
+    }
+    Ok(Ok(ms))
+}
+
 pub(super) fn request_cancel<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     c: &RequestCancelWorkflow,
 ) -> Result<WorkflowOutcome> {
-    let Some(mut ms) = ctx.resolve(&c.run)?.filter(is_running) else {
-        return Ok(not_found("workflow execution already completed"));
+    let mut ms = match target_run(ctx, &c.run, &c.first_execution_run_id)? {
+        Ok(ms) => ms,
+        Err(answer) => return Ok(answer),
     };
     if ms.cancel_requested {
         return Ok(accepted()); // idempotent
@@ -445,6 +477,7 @@ pub(super) fn delete<S: StateStore>(
                 identity: c.identity.clone(),
                 reason: "Delete workflow execution".into(),
                 details: Vec::new(),
+                first_execution_run_id: String::new(),
             },
         )?;
     }
@@ -459,8 +492,9 @@ pub(super) fn terminate<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     c: &TerminateWorkflow,
 ) -> Result<WorkflowOutcome> {
-    let Some(mut ms) = ctx.resolve(&c.run)?.filter(is_running) else {
-        return Ok(not_found("workflow execution already completed"));
+    let mut ms = match target_run(ctx, &c.run, &c.first_execution_run_id)? {
+        Ok(ms) => ms,
+        Err(answer) => return Ok(answer),
     };
     force_close_started_task(ctx, &mut ms);
     ctx.append(

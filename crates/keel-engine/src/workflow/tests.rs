@@ -1349,6 +1349,7 @@ fn a_cancel_request_leads_to_canceled_and_is_idempotent() {
             identity: "client".into(),
             reason: "stop".into(),
             request_id: "c1".into(),
+            first_execution_run_id: String::new(),
         }))
     };
     assert!(matches!(cancel(&mut h), Outcome::Accepted(_)));
@@ -1385,6 +1386,7 @@ fn terminating_while_a_task_is_started_force_fails_it_and_flushes_the_buffer() {
         identity: "admin".into(),
         reason: "bye".into(),
         details: vec![],
+        first_execution_run_id: String::new(),
     }));
     assert!(matches!(out, Outcome::Accepted(_)));
     assert_eq!(

@@ -265,3 +265,25 @@ fn a_signal_during_a_backoff_waits_for_it() {
     h.fire("wf", "r2", DeadlineKind::FirstTaskBackoff);
     assert!(h.poll(TaskKind::Workflow).is_some());
 }
+
+#[test]
+fn a_terminate_naming_the_chain_reaches_its_current_run_and_no_other() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&wft), vec![continue_as("r2", |_| {})]);
+    let terminate = |h: &mut Harness, first: &str| {
+        h.apply(Kind::TerminateWorkflow(TerminateWorkflow {
+            run: Some(run_key("wf", "r1")),
+            reason: "stop".into(),
+            first_execution_run_id: first.into(),
+            ..Default::default()
+        }))
+    };
+    // Another chain's first run: NOT_FOUND, nothing changes.
+    assert!(matches!(terminate(&mut h, "r0"), Outcome::NotFound(_)));
+    assert_eq!(h.state("wf", "r2").status, RunStatus::Running as i32);
+    // This chain's: the current run (r2), though the request named r1.
+    assert!(matches!(terminate(&mut h, "r1"), Outcome::Accepted(_)));
+    assert_eq!(h.state("wf", "r2").status, RunStatus::Terminated as i32);
+}
