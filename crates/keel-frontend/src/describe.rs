@@ -79,6 +79,7 @@ pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecuti
             history_length: ms.next_event_id - 1,
             task_queue: ms.task_queue.clone(),
             memo: crate::convert::decoded(&ms.memo),
+            search_attributes: crate::convert::decoded(&ms.search_attributes),
             execution_time: opt_timestamp(ms.execution_time_ms.max(ms.start_time_ms)),
             first_run_id: ms.first_execution_run_id.clone(),
             history_size_bytes: ms.history_size_bytes as i64,

@@ -149,6 +149,7 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                     continued_execution_run_id: x.continued_execution_run_id.clone(),
                     header: decoded(&x.header),
                     memo: decoded(&x.memo),
+                    search_attributes: decoded(&x.search_attributes),
                     first_workflow_task_backoff: opt_duration(x.first_workflow_task_backoff_ms),
                     workflow_execution_expiration_time: opt_timestamp(x.execution_expiration_ms),
                     last_completion_result: payloads(&x.last_completion_result),
@@ -630,6 +631,24 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                 header: decoded::<Header>(&x.header),
                 failure: failure(&x.failure),
             }),
+        ),
+        A::UpsertWorkflowSearchAttributes(x) => (
+            EventType::UpsertWorkflowSearchAttributes,
+            T::UpsertWorkflowSearchAttributesEventAttributes(
+                h::UpsertWorkflowSearchAttributesEventAttributes {
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    search_attributes: decoded(&x.search_attributes),
+                },
+            ),
+        ),
+        A::WorkflowPropertiesModified(x) => (
+            EventType::WorkflowPropertiesModified,
+            T::WorkflowPropertiesModifiedEventAttributes(
+                h::WorkflowPropertiesModifiedEventAttributes {
+                    workflow_task_completed_event_id: x.workflow_task_completed_event_id,
+                    upserted_memo: decoded(&x.upserted_memo),
+                },
+            ),
         ),
     }
 }

@@ -1,4 +1,5 @@
-//! Keel's frontend: Temporal's `WorkflowService` served from a Keel node.
+//! Keel's frontend: Temporal's `WorkflowService` and `OperatorService` served from a Keel
+//! node.
 //!
 //! It validates requests, turns them into engine commands proposed through
 //! [`keel_raft::RaftNode`] (forwarded to the leader when this node is a follower), and maps
@@ -10,6 +11,7 @@
 mod convert;
 mod describe;
 pub mod history;
+pub mod operator;
 mod query;
 pub mod service;
 pub mod status;

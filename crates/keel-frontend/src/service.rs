@@ -190,18 +190,6 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
         &r.workflow_run_timeout,
         &r.workflow_task_timeout,
     )?;
-    // Fields of features not built yet are refused by name, never silently dropped.
-    let unsupported = [(
-        "search_attributes",
-        r.search_attributes
-            .as_ref()
-            .is_some_and(|s| !s.indexed_fields.is_empty()),
-    )];
-    if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
-        return Err(Status::invalid_argument(format!(
-            "{field} is not supported by this server yet"
-        )));
-    }
     if let Some(p) = &r.retry_policy {
         validate_retry_policy(p)?;
     }
@@ -249,6 +237,8 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
             .map(crate::tasks::retry_policy_from_temporal),
         start_delay_ms: duration_ms(&r.workflow_start_delay),
         cron_schedule: r.cron_schedule.clone(),
+        // Validated against the namespace's registry (and typed) at apply.
+        search_attributes: encoded(&r.search_attributes),
     })
 }
 
@@ -735,21 +725,16 @@ impl WorkflowService for Frontend {
         &self,
         _: Request<api::GetSearchAttributesRequest>,
     ) -> Result<Response<api::GetSearchAttributesResponse>, Status> {
-        use keel_proto::temporalio_protos::temporal::api::enums::v1::IndexedValueType as T;
-        // The system attributes List/Count filter on (custom search attributes are Tier 3).
-        let keys = [
-            ("WorkflowId", T::Keyword),
-            ("WorkflowType", T::Keyword),
-            ("ExecutionStatus", T::Keyword),
-            ("TaskQueue", T::Keyword),
-            ("RunId", T::Keyword),
-            ("StartTime", T::Datetime),
-            ("CloseTime", T::Datetime),
-        ]
-        .into_iter()
-        .map(|(k, t)| (k.to_string(), t as i32))
-        .collect();
-        Ok(reply(api::GetSearchAttributesResponse { keys }))
+        // The request names no namespace: system and predefined attributes, and the custom
+        // ones of `default` (OperatorService ListSearchAttributes is per namespace).
+        self.node.linearize().await.map_err(to_status)?;
+        let custom = wf::read_namespace(self.node.state(), "default")
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map(|n| n.search_attributes)
+            .unwrap_or_default();
+        Ok(reply(api::GetSearchAttributesResponse {
+            keys: crate::operator::all_types(&custom),
+        }))
     }
 
     async fn shutdown_worker(
@@ -842,6 +827,10 @@ impl WorkflowService for Frontend {
                 activity_failure_include_heartbeat: true,
                 encoded_failure_attributes: true,
                 sdk_metadata: true,
+                // ModifyWorkflowProperties (workflow.upsert_memo) and Count's GROUP BY
+                // ExecutionStatus (docs/tier3.md).
+                upsert_memo: true,
+                count_group_by_execution_status: true,
                 ..Default::default()
             }),
         }))

@@ -878,6 +878,16 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
                 reason: a.reason.clone(),
             }))
         }
+        Some(CA::UpsertWorkflowSearchAttributesCommandAttributes(a)) => {
+            Some(Cmd::UpsertSearchAttributes(wf::UpsertSearchAttributes {
+                search_attributes: encoded(&a.search_attributes),
+            }))
+        }
+        Some(CA::ModifyWorkflowPropertiesCommandAttributes(a)) => {
+            Some(Cmd::ModifyProperties(wf::ModifyProperties {
+                upserted_memo: encoded(&a.upserted_memo),
+            }))
+        }
         Some(_) => Some(Cmd::Unsupported(
             c.command_type()
                 .as_str_name()
@@ -889,18 +899,8 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
     wf::WorkflowCommand { kind }
 }
 
-/// ContinueAsNewWorkflowExecution with a fresh run id for the next run; the parts that
-/// belong to a feature Keel has not built yet (search attributes) fail the task naming them
-/// rather than being dropped.
+/// ContinueAsNewWorkflowExecution with a fresh run id for the next run.
 fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
-    if a.search_attributes
-        .as_ref()
-        .is_some_and(|s| !s.indexed_fields.is_empty())
-    {
-        return Cmd::Unsupported(
-            "CONTINUE_AS_NEW_WORKFLOW_EXECUTION with search_attributes".into(),
-        );
-    }
     Cmd::ContinueAsNew(wf::ContinueAsNew {
         new_run_id: crate::service::new_uuid(),
         workflow_type: a
@@ -923,23 +923,18 @@ fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
         failure: encoded(&a.failure),
         retry_policy: a.retry_policy.as_ref().map(retry_policy_from_temporal),
         cron_schedule: a.cron_schedule.clone(),
+        search_attributes: encoded(&a.search_attributes),
     })
 }
 
 /// StartChildWorkflowExecution with a fresh run id for the child, in the parent's namespace
-/// (the command's `namespace` is deprecated in Temporal's API); cron, retry policies and
-/// search attributes fail the task by name.
+/// (the command's `namespace` is deprecated in Temporal's API); cron and retry policies
+/// fail the task by name.
 fn start_child(a: &StartChildWorkflowExecutionCommandAttributes) -> Cmd {
     let unsupported = if !a.cron_schedule.is_empty() {
         Some("cron_schedule")
     } else if a.retry_policy.is_some() {
         Some("retry_policy")
-    } else if a
-        .search_attributes
-        .as_ref()
-        .is_some_and(|s| !s.indexed_fields.is_empty())
-    {
-        Some("search_attributes")
     } else {
         None
     };
@@ -968,6 +963,7 @@ fn start_child(a: &StartChildWorkflowExecutionCommandAttributes) -> Cmd {
         memo: encoded(&a.memo),
         new_run_id: crate::service::new_uuid(),
         control: a.control.clone(),
+        search_attributes: encoded(&a.search_attributes),
     })
 }
 
@@ -1019,19 +1015,19 @@ mod tests {
     fn a_command_keel_does_not_implement_is_kept_by_its_type_name() {
         use keel_proto::temporalio_protos::temporal::api::command::v1::{
             ContinueAsNewWorkflowExecutionCommandAttributes,
-            UpsertWorkflowSearchAttributesCommandAttributes,
+            ScheduleNexusOperationCommandAttributes,
         };
         use keel_proto::temporalio_protos::temporal::api::enums::v1::CommandType;
         let c = Command {
-            command_type: CommandType::UpsertWorkflowSearchAttributes as i32,
-            attributes: Some(CA::UpsertWorkflowSearchAttributesCommandAttributes(
-                UpsertWorkflowSearchAttributesCommandAttributes::default(),
+            command_type: CommandType::ScheduleNexusOperation as i32,
+            attributes: Some(CA::ScheduleNexusOperationCommandAttributes(
+                ScheduleNexusOperationCommandAttributes::default(),
             )),
             ..Default::default()
         };
         assert_eq!(
             convert_command(&c).kind,
-            Some(Cmd::Unsupported("UPSERT_WORKFLOW_SEARCH_ATTRIBUTES".into()))
+            Some(Cmd::Unsupported("SCHEDULE_NEXUS_OPERATION".into()))
         );
         // A continue-as-new is converted, with a fresh run id.
         let can = Command {
@@ -1076,6 +1072,19 @@ mod tests {
             (K::BadContinueAsNewAttributes, T::BadContinueAsNewAttributes),
             (K::StartTimerDuplicateId, T::StartTimerDuplicateId),
             (K::ForceCloseCommand, T::ForceCloseCommand),
+            (K::BadSearchAttributes, T::BadSearchAttributes),
+            (
+                K::BadModifyWorkflowPropertiesAttributes,
+                T::BadModifyWorkflowPropertiesAttributes,
+            ),
+            (
+                K::BadSignalWorkflowExecutionAttributes,
+                T::BadSignalWorkflowExecutionAttributes,
+            ),
+            (
+                K::BadStartChildExecutionAttributes,
+                T::BadStartChildExecutionAttributes,
+            ),
         ] {
             assert_eq!(keel as i32, temporal as i32, "{keel:?}");
         }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use keel_config::NodeConfig;
 use keel_proto::admin::v1::admin_server::AdminServer;
 use keel_proto::kv::v1::kv_server::KvServer;
+use keel_proto::temporal::operatorservice::v1::operator_service_server::OperatorServiceServer;
 use keel_proto::temporal::workflowservice::v1::workflow_service_server::WorkflowServiceServer;
 use keel_raft::{KeelNode, RaftNode, RaftSettings, RpcSettings};
 use tokio::net::TcpListener;
@@ -149,6 +150,9 @@ impl Node {
         health
             .set_serving::<WorkflowServiceServer<keel_frontend::Frontend>>()
             .await;
+        health
+            .set_serving::<OperatorServiceServer<keel_frontend::Frontend>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(keel_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -180,6 +184,11 @@ impl Node {
                     .send_compressed(CompressionEncoding::Gzip)
                     .max_decoding_message_size(MAX_TEMPORAL_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_TEMPORAL_MESSAGE_BYTES),
+            )
+            .add_service(
+                OperatorServiceServer::from_arc(frontend.clone())
+                    .accept_compressed(CompressionEncoding::Gzip)
+                    .send_compressed(CompressionEncoding::Gzip),
             )
             .add_service(
                 KvServer::new(KvService::new(raft.clone()))

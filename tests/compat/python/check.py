@@ -16,7 +16,14 @@ from temporalio.client import (
     WorkflowFailureError,
     WorkflowQueryFailedError,
 )
-from temporalio.common import RetryPolicy
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.common import (
+    RetryPolicy,
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+)
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -273,6 +280,23 @@ class FailsTwice:
         return f"attempt {attempt}"
 
 
+PY_AMOUNT = SearchAttributeKey.for_int("KeelPyAmount")
+PY_CUSTOMER = SearchAttributeKey.for_keyword("KeelPyCustomer")
+
+
+@workflow.defn
+class Tagged:
+    """Reads its start search attribute, upserts one, unsets it, and adds to its memo."""
+
+    @workflow.run
+    async def run(self) -> str:
+        customer = workflow.info().typed_search_attributes.get(PY_CUSTOMER)
+        workflow.upsert_search_attributes([PY_AMOUNT.value_set(7), PY_CUSTOMER.value_unset()])
+        workflow.upsert_memo({"stage": "tagged"})
+        now = workflow.info().typed_search_attributes.get(PY_AMOUNT)
+        return f"customer={customer} amount={now}"
+
+
 @workflow.defn
 class Forever:
     @workflow.run
@@ -302,7 +326,7 @@ async def main(worker_addr: str, client_addr: str) -> None:
         worker_client,
         task_queue=queue,
         workflows=[Hello, Local, Retrying, Failing, Heartbeating, Cancelling, Waiter, ShortWait,
-                   LongLocal, Forever, Chain, Parent, FailsTwice],
+                   LongLocal, Forever, Chain, Parent, FailsTwice, Tagged],
         activities=[greet, flaky, fatal, slow_beat, until_cancelled, long_local],
     ):
         check(await client.service_client.check_health(), "the health check (gzip) says serving")
@@ -428,6 +452,38 @@ async def main(worker_addr: str, client_addr: str) -> None:
         await client.get_workflow_handle(f"cron-{queue}").terminate("enough")
         history = await client.get_workflow_handle(f"hello-{queue}").fetch_history()
         check(len(history.events) > 10, f"history fetch ({len(history.events)} events)")
+
+        # Search attributes and memo: registered through OperatorService (again: a no-op),
+        # set at start, upserted and unset by the workflow, then listed, counted, described.
+        await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={
+                "KeelPyAmount": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+                "KeelPyCustomer": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+            }))
+        r = await client.execute_workflow(
+            Tagged.run, **wid("tagged"), memo={"origin": "py"},
+            search_attributes=TypedSearchAttributes([SearchAttributePair(PY_CUSTOMER, "acme")]))
+        check(r == "customer=acme amount=7", f"a workflow reads and upserts attributes ({r})")
+        d = await client.get_workflow_handle(f"tagged-{queue}").describe()
+        check(d.typed_search_attributes.get(PY_AMOUNT) == 7
+              and d.typed_search_attributes.get(PY_CUSTOMER) is None,
+              f"describe shows the upserted attributes ({d.typed_search_attributes})")
+        memo = await d.memo()
+        check(memo == {"origin": "py", "stage": "tagged"}, f"the memo was modified ({memo})")
+        ids = [w.id async for w in client.list_workflows(
+            f"KeelPyAmount BETWEEN 5 AND 10 AND KeelPyCustomer IS NULL AND TaskQueue = '{queue}'")]
+        check(ids == [f"tagged-{queue}"], f"list filters on custom attributes ({ids})")
+        grouped = await client.count_workflows(f"TaskQueue = '{queue}' GROUP BY ExecutionStatus")
+        statuses = {g.group_values[0]: g.count for g in grouped.groups}
+        check(sum(statuses.values()) == grouped.count and statuses.get("Completed", 0) > 10,
+              f"count groups by status ({statuses})")
+        e = await failure_of(client.start_workflow(
+            Tagged.run, **wid("undeclared"),
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(SearchAttributeKey.for_int("KeelPyNope"), 1)])))
+        check(isinstance(e, RPCError) and e.status == RPCStatusCode.INVALID_ARGUMENT
+              and "KeelPyNope" in str(e), f"an undeclared attribute is refused by name ({e})")
 
 
 if __name__ == "__main__":

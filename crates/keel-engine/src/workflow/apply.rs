@@ -604,7 +604,7 @@ impl<S: StateStore> Ctx<'_, S> {
         super::children::on_close(self, ms, status)
     }
 
-    /// Writes the run's visibility row (start and close).
+    /// Writes the run's visibility row (start, close, search attribute and memo upserts).
     pub fn put_visibility(&mut self, ms: &MutableState) {
         let run = ms.run.as_ref().expect("named run");
         let row = VisibilityRecord {
@@ -616,6 +616,11 @@ impl<S: StateStore> Ctx<'_, S> {
             start_time_ms: ms.start_time_ms,
             close_time_ms: ms.close_time_ms,
             history_length: ms.next_event_id - 1,
+            search_attributes: ms.search_attributes.clone(),
+            memo: ms.memo.clone(),
+            execution_time_ms: ms.execution_time_ms,
+            parent: ms.parent.clone(),
+            root: ms.root.clone(),
         };
         self.store.put(
             &keys::visibility(&run.namespace, &run.workflow_id, &run.run_id),
@@ -708,6 +713,7 @@ pub fn apply(
         Kind::EnqueueQuery(c) => query::enqueue(&mut ctx, c),
         Kind::AnswerQuery(c) => query::answer(&mut ctx, c),
         Kind::ForgetQuery(c) => query::forget(&mut ctx, c),
+        Kind::UpdateSearchAttributes(c) => super::search::update_registry(&mut ctx, c),
         Kind::RegisterPut(_) | Kind::RegisterCas(_) | Kind::RegisterDelete(_) => {
             unreachable!("register commands are applied by the register module")
         }

@@ -85,6 +85,11 @@ pub(super) fn continue_as_new<S: StateStore>(
             request_id: String::new(),
             header,
             memo,
+            search_attributes: if n.search_attributes.is_empty() {
+                ms.search_attributes.clone()
+            } else {
+                super::search::initial(&n.search_attributes)
+            },
             first_execution_run_id: first,
             continued_from: prev.run_id,
             backoff_ms: n.backoff_start_ms,
@@ -331,6 +336,7 @@ fn next_run<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &MutableState, n: NextRun) 
             request_id: String::new(),
             header: ms.header.clone(),
             memo: ms.memo.clone(),
+            search_attributes: ms.search_attributes.clone(),
             first_execution_run_id: first,
             continued_from: prev.run_id,
             backoff_ms: n.backoff_ms,

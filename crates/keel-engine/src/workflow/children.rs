@@ -88,6 +88,7 @@ pub(super) fn start_child<S: StateStore>(
             request_id: String::new(),
             header: c.header.clone(),
             memo: c.memo,
+            search_attributes: super::search::initial(&c.search_attributes),
             continued_from: String::new(),
             backoff_ms: 0,
             last_completion_result: Vec::new(),

@@ -11,7 +11,8 @@
 //! `chain` (continue-as-new: one run closes and the next starts in the same apply),
 //! `children` (child workflows: start, close recorded in the parent, parent close policies),
 //! `external` (signals and cancel requests from one run to another), `cron` (schedules),
-//! `retry` (retry policy arithmetic).
+//! `retry` (retry policy arithmetic), `search` (search attributes and memo: registry,
+//! validation, upserts).
 
 mod activity;
 mod apply;
@@ -22,6 +23,7 @@ mod external;
 pub mod model;
 mod query;
 mod retry;
+pub mod search;
 mod start;
 mod task;
 

@@ -43,6 +43,14 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             run.namespace
         ))));
     };
+    let search_attributes = match super::search::validate(
+        &namespace.search_attributes,
+        &c.search_attributes,
+        &run.namespace,
+    ) {
+        Ok(typed) => super::search::initial(&typed),
+        Err(e) => return Ok(Begin::Answer(rejected(e))),
+    };
     let ckey = keys::current_run(&run.namespace, &run.workflow_id);
     if let Some(b) = ctx.store.get(&ckey)? {
         let current: CurrentRun = decode(&ckey, &b)?;
@@ -84,6 +92,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             request_id: c.request_id.clone(),
             header: c.header.clone(),
             memo: c.memo.clone(),
+            search_attributes,
             continued_from: String::new(),
             // A cron run waits for the schedule's first time (validated before begin).
             backoff_ms: if c.cron_schedule.is_empty() {
@@ -137,6 +146,8 @@ pub(super) struct NewRun {
     pub(super) request_id: String,
     pub(super) header: Vec<u8>,
     pub(super) memo: Vec<u8>,
+    /// Encoded `SearchAttributes`, validated and typed, without nulls.
+    pub(super) search_attributes: Vec<u8>,
     pub(super) first_execution_run_id: String,
     pub(super) continued_from: String,
     pub(super) backoff_ms: u64,
@@ -180,6 +191,7 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
         retention_ms: n.retention_ms,
         header: n.header.clone(),
         memo: n.memo.clone(),
+        search_attributes: n.search_attributes.clone(),
         first_execution_run_id: n.first_execution_run_id.clone(),
         execution_timeout_ms: n.execution_timeout_ms,
         execution_expiration_ms: expiration,
@@ -209,6 +221,7 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
             continued_execution_run_id: n.continued_from,
             header: n.header,
             memo: n.memo,
+            search_attributes: n.search_attributes,
             first_workflow_task_backoff_ms: n.backoff_ms,
             execution_expiration_ms: expiration,
             last_completion_result: n.last_completion_result,
@@ -540,6 +553,7 @@ pub(super) fn register_namespace<S: StateStore>(
         description: c.description.clone(),
         retention_ms: c.retention_ms,
         registered_time_ms: ctx.now_ms,
+        search_attributes: Default::default(),
     };
     ctx.store
         .put(&keys::namespace(&c.name), &record.encode_to_vec());

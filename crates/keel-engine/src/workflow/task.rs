@@ -235,8 +235,14 @@ type Invalid = (WorkflowTaskFailedCause, String);
 /// Checks every command before anything is written: a task either applies whole or fails.
 fn validate(
     ms: &MutableState,
+    registry: &std::collections::BTreeMap<String, i32>,
     commands: &[WorkflowCommand],
 ) -> std::result::Result<Vec<Cmd>, Invalid> {
+    let namespace = ms.run.as_ref().map_or("", |r| r.namespace.as_str());
+    let typed = |sa: &[u8]| {
+        super::search::validate(registry, sa, namespace)
+            .map_err(|m| (WorkflowTaskFailedCause::BadSearchAttributes, m))
+    };
     let mut out = Vec::with_capacity(commands.len());
     let mut new_timers: Vec<&str> = Vec::new();
     let mut canceled_timers: Vec<&str> = Vec::new();
@@ -343,12 +349,52 @@ fn validate(
                         "StartChildWorkflowExecution needs workflow_id and workflow_type".into(),
                     ));
                 }
+                let search_attributes = typed(&c.search_attributes)?;
+                out.push(Cmd::StartChildWorkflow(StartChildWorkflow {
+                    search_attributes,
+                    ..c.clone()
+                }));
+                continue;
             }
             Cmd::ContinueAsNew(n) => {
                 if n.new_run_id.is_empty() {
                     return Err((
                         WorkflowTaskFailedCause::BadContinueAsNewAttributes,
                         "ContinueAsNew needs a new run id".into(),
+                    ));
+                }
+                let search_attributes = typed(&n.search_attributes)?;
+                out.push(Cmd::ContinueAsNew(ContinueAsNew {
+                    search_attributes,
+                    ..n.clone()
+                }));
+                continue;
+            }
+            Cmd::UpsertSearchAttributes(u) => {
+                let search_attributes = typed(&u.search_attributes)?;
+                if search_attributes.is_empty() {
+                    return Err((
+                        WorkflowTaskFailedCause::BadSearchAttributes,
+                        "SearchAttributes is not set on UpsertWorkflowSearchAttributesCommand."
+                            .into(),
+                    ));
+                }
+                out.push(Cmd::UpsertSearchAttributes(UpsertSearchAttributes {
+                    search_attributes,
+                }));
+                continue;
+            }
+            Cmd::ModifyProperties(m) => {
+                let fields = super::search::decode_map(&m.upserted_memo).map_err(|e| {
+                    (
+                        WorkflowTaskFailedCause::BadModifyWorkflowPropertiesAttributes,
+                        e,
+                    )
+                })?;
+                if fields.fields.is_empty() {
+                    return Err((
+                        WorkflowTaskFailedCause::BadModifyWorkflowPropertiesAttributes,
+                        "UpsertedMemo is not set on ModifyWorkflowPropertiesCommand.".into(),
                     ));
                 }
             }
@@ -372,7 +418,13 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     let Some(task) = current_task(&token, &ms) else {
         return Ok(not_found("workflow task not found"));
     };
-    let commands = match validate(&ms, &c.commands) {
+    let registry = match &ms.run {
+        Some(run) => super::apply::read_namespace(ctx.store, &run.namespace)?
+            .map(|n| n.search_attributes)
+            .unwrap_or_default(),
+        None => Default::default(),
+    };
+    let commands = match validate(&ms, &registry, &c.commands) {
         Ok(v) => v,
         // A retry that sends invalid commands again is left to time out, as in Temporal: an
         // SDK that replays and resends at once would otherwise loop without pause.
@@ -557,6 +609,31 @@ fn apply_command<S: StateStore>(
         }
         Cmd::RequestCancelActivity(r) => {
             activity::request_cancel(ctx, ms, r.scheduled_event_id, wtc)
+        }
+        Cmd::UpsertSearchAttributes(u) => {
+            ms.search_attributes =
+                super::search::merge(&ms.search_attributes, &u.search_attributes);
+            ctx.append(
+                ms,
+                Attributes::UpsertWorkflowSearchAttributes(SearchAttributesUpserted {
+                    workflow_task_completed_event_id: wtc,
+                    search_attributes: u.search_attributes,
+                }),
+            );
+            ctx.put_visibility(ms);
+            Ok(false)
+        }
+        Cmd::ModifyProperties(m) => {
+            ms.memo = super::search::merge(&ms.memo, &m.upserted_memo);
+            ctx.append(
+                ms,
+                Attributes::WorkflowPropertiesModified(PropertiesModified {
+                    workflow_task_completed_event_id: wtc,
+                    upserted_memo: m.upserted_memo,
+                }),
+            );
+            ctx.put_visibility(ms);
+            Ok(false)
         }
         Cmd::RecordMarker(m) => {
             ctx.append(

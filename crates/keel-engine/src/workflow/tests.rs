@@ -11,6 +11,7 @@ mod children;
 mod continue_as_new;
 mod external;
 mod retry;
+mod search;
 
 const NS: &str = "default";
 const TQ: &str = "tq";
@@ -842,6 +843,8 @@ fn every_event_kind_survives_encoding_even_with_default_fields() {
         Attributes::RequestCancelExternalWorkflowExecutionInitiated(Default::default()),
         Attributes::RequestCancelExternalWorkflowExecutionFailed(Default::default()),
         Attributes::ExternalWorkflowExecutionCancelRequested(Default::default()),
+        Attributes::UpsertWorkflowSearchAttributes(Default::default()),
+        Attributes::WorkflowPropertiesModified(Default::default()),
     ];
     let names: std::collections::BTreeSet<&str> = all
         .iter()
@@ -890,6 +893,7 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Kind::EnqueueQuery(Default::default()),
         Kind::AnswerQuery(Default::default()),
         Kind::ForgetQuery(Default::default()),
+        Kind::UpdateSearchAttributes(Default::default()),
     ];
     for k in all {
         let c = Command {
@@ -914,6 +918,8 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Cmd::StartChildWorkflow(Default::default()),
         Cmd::SignalExternal(Default::default()),
         Cmd::RequestCancelExternal(Default::default()),
+        Cmd::UpsertSearchAttributes(Default::default()),
+        Cmd::ModifyProperties(Default::default()),
     ] {
         let c = WorkflowCommand {
             kind: Some(k.clone()),
