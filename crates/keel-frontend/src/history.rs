@@ -422,6 +422,12 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                     workflow_id_reuse_policy: x.id_reuse_policy,
                     header: decoded(&x.header),
                     memo: decoded(&x.memo),
+                    search_attributes: decoded(&x.search_attributes),
+                    retry_policy: x
+                        .retry_policy
+                        .as_ref()
+                        .map(crate::tasks::retry_policy_to_temporal),
+                    cron_schedule: x.cron_schedule.clone(),
                     ..Default::default()
                 },
             ),

@@ -243,7 +243,7 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
 }
 
 /// Temporal's checks of a retry policy, with its messages.
-fn validate_retry_policy(
+pub(crate) fn validate_retry_policy(
     p: &keel_proto::temporalio_protos::temporal::api::common::v1::RetryPolicy,
 ) -> Result<(), Status> {
     let negative = |d: &Option<keel_proto::prost_wkt_types::Duration>| {

@@ -928,18 +928,18 @@ fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
 }
 
 /// StartChildWorkflowExecution with a fresh run id for the child, in the parent's namespace
-/// (the command's `namespace` is deprecated in Temporal's API); cron and retry policies
-/// fail the task by name.
+/// (the command's `namespace` is deprecated in Temporal's API); a retry policy Temporal
+/// would refuse fails the task with its message.
 fn start_child(a: &StartChildWorkflowExecutionCommandAttributes) -> Cmd {
-    let unsupported = if !a.cron_schedule.is_empty() {
-        Some("cron_schedule")
-    } else if a.retry_policy.is_some() {
-        Some("retry_policy")
-    } else {
-        None
-    };
-    if let Some(field) = unsupported {
-        return Cmd::Unsupported(format!("START_CHILD_WORKFLOW_EXECUTION with {field}"));
+    if let Some(Err(e)) = a
+        .retry_policy
+        .as_ref()
+        .map(crate::service::validate_retry_policy)
+    {
+        return Cmd::Invalid(wf::InvalidCommand {
+            cause: wf::WorkflowTaskFailedCause::BadStartChildExecutionAttributes as i32,
+            message: e.message().to_string(),
+        });
     }
     Cmd::StartChildWorkflow(wf::StartChildWorkflow {
         workflow_id: a.workflow_id.clone(),
@@ -964,6 +964,8 @@ fn start_child(a: &StartChildWorkflowExecutionCommandAttributes) -> Cmd {
         new_run_id: crate::service::new_uuid(),
         control: a.control.clone(),
         search_attributes: encoded(&a.search_attributes),
+        retry_policy: a.retry_policy.as_ref().map(retry_policy_from_temporal),
+        cron_schedule: a.cron_schedule.clone(),
     })
 }
 
@@ -1046,6 +1048,36 @@ mod tests {
         ));
         let empty = Command::default();
         assert_eq!(convert_command(&empty).kind, None, "no attributes, no kind");
+        // A child's retry policy Temporal would refuse becomes an invalid command that fails
+        // the task with Temporal's message; a valid one, and a cron schedule, go through.
+        let child = |maximum_attempts: i32| Command {
+            command_type: CommandType::StartChildWorkflowExecution as i32,
+            attributes: Some(CA::StartChildWorkflowExecutionCommandAttributes(
+                StartChildWorkflowExecutionCommandAttributes {
+                    workflow_id: "c".into(),
+                    retry_policy: Some(RetryPolicy {
+                        maximum_attempts,
+                        ..Default::default()
+                    }),
+                    cron_schedule: "@hourly".into(),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        };
+        assert_eq!(
+            convert_command(&child(-1)).kind,
+            Some(Cmd::Invalid(wf::InvalidCommand {
+                cause: wf::WorkflowTaskFailedCause::BadStartChildExecutionAttributes as i32,
+                message: "MaximumAttempts cannot be negative on retry policy.".into(),
+            }))
+        );
+        assert!(matches!(
+            convert_command(&child(2)).kind,
+            Some(Cmd::StartChildWorkflow(ref c))
+                if c.retry_policy.as_ref().map(|p| p.maximum_attempts) == Some(2)
+                    && c.cron_schedule == "@hourly"
+        ));
     }
 
     #[test]

@@ -298,6 +298,17 @@ class Tagged:
 
 
 @workflow.defn
+class RetryingParent:
+    """Runs FailsTwice as a child with a retry policy: the child's third attempt succeeds."""
+
+    @workflow.run
+    async def run(self) -> str:
+        r = await workflow.execute_child_workflow(
+            FailsTwice.run, id=f"{workflow.info().workflow_id}-child", retry_policy=FAST_RETRY)
+        return f"child {r}"
+
+
+@workflow.defn
 class Forever:
     @workflow.run
     async def run(self) -> None:
@@ -326,7 +337,8 @@ async def main(worker_addr: str, client_addr: str) -> None:
         worker_client,
         task_queue=queue,
         workflows=[Hello, Local, Retrying, Failing, Heartbeating, Cancelling, Waiter, ShortWait,
-                   LongLocal, Forever, Chain, Parent, FailsTwice, Tagged],
+                   LongLocal, Forever, Chain, Parent, FailsTwice, Tagged,
+                   RetryingParent],
         activities=[greet, flaky, fatal, slow_beat, until_cancelled, long_local],
     ):
         check(await client.service_client.check_health(), "the health check (gzip) says serving")
@@ -420,6 +432,8 @@ async def main(worker_addr: str, client_addr: str) -> None:
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=100),
                                      backoff_coefficient=1.0, maximum_attempts=5))
         check(r == "attempt 3", f"a workflow retried by its retry policy ({r})")
+        r = await client.execute_workflow(RetryingParent.run, **wid("retrying-parent"))
+        check(r == "child attempt 3", f"a child retried by its retry policy ({r})")
         delayed = await client.start_workflow(Chain.run, 5, **wid("delayed"),
                                               start_delay=timedelta(seconds=1))
         check((await delayed.result()).startswith("run 5"), "a delayed start runs")

@@ -45,6 +45,9 @@ pub(super) fn start_child<S: StateStore>(
             header: c.header.clone(),
             memo: c.memo.clone(),
             control: c.control.clone(),
+            search_attributes: c.search_attributes.clone(),
+            retry_policy: c.retry_policy.clone(),
+            cron_schedule: c.cron_schedule.clone(),
         }),
     );
     let ckey = keys::current_run(&parent_run.namespace, &c.workflow_id);
@@ -72,6 +75,11 @@ pub(super) fn start_child<S: StateStore>(
         return Ok(true);
     }
     let root = parent.root.clone().or_else(|| Some(parent_run.clone()));
+    // A cron child's first run waits for the schedule's first time (validated with the
+    // command), whatever arrives meanwhile, as a cron start does.
+    let cron_first = (!c.cron_schedule.is_empty())
+        .then(|| super::cron::next_after(&c.cron_schedule, ctx.now_ms).ok())
+        .flatten();
     let mut child = create_run(
         ctx,
         NewRun {
@@ -90,7 +98,7 @@ pub(super) fn start_child<S: StateStore>(
             memo: c.memo,
             search_attributes: super::search::initial(&c.search_attributes),
             continued_from: String::new(),
-            backoff_ms: 0,
+            backoff_ms: cron_first.map_or(0, |at| at.saturating_sub(ctx.now_ms)),
             last_completion_result: Vec::new(),
             continued_failure: Vec::new(),
             initiator: 0,
@@ -98,12 +106,17 @@ pub(super) fn start_child<S: StateStore>(
             parent: Some(parent_run),
             parent_initiated_event_id: initiated,
             root,
-            retry_policy: None,
+            retry_policy: c.retry_policy.clone(),
             attempt: 1,
-            cron_schedule: String::new(),
+            cron_schedule: c.cron_schedule.clone(),
         },
     );
-    ctx.schedule_workflow_task(&mut child, 1)?;
+    if let Some(at) = cron_first {
+        ctx.arm(&mut child, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
+        child.pending_backoff = true;
+    } else {
+        ctx.schedule_workflow_task(&mut child, 1)?;
+    }
     ctx.save(&child);
     let started = ctx.append(
         parent,

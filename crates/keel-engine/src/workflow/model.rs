@@ -532,7 +532,7 @@ pub struct TerminateWorkflow {
 pub struct WorkflowCommand {
     #[prost(
         oneof = "workflow_command::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
     )]
     pub kind: Option<workflow_command::Kind>,
 }
@@ -572,7 +572,20 @@ pub mod workflow_command {
         UpsertSearchAttributes(super::UpsertSearchAttributes),
         #[prost(message, tag = "15")]
         ModifyProperties(super::ModifyProperties),
+        /// A command the proposer found invalid (Temporal's request checks, e.g. a negative
+        /// retry interval): it fails the workflow task with this cause and message.
+        #[prost(message, tag = "16")]
+        Invalid(super::InvalidCommand),
     }
+}
+
+/// A command refused by the proposer's checks; see `workflow_command::Kind::Invalid`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct InvalidCommand {
+    #[prost(enumeration = "WorkflowTaskFailedCause", tag = "1")]
+    pub cause: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
 }
 
 /// UpsertWorkflowSearchAttributes: encoded `SearchAttributes`; a null value removes a key.
@@ -672,6 +685,12 @@ pub struct StartChildWorkflow {
     pub control: String,
     #[prost(bytes = "vec", tag = "14")]
     pub search_attributes: Vec<u8>,
+    /// The child's retry policy (its failed or timed-out runs start the next attempt).
+    #[prost(message, optional, tag = "15")]
+    pub retry_policy: Option<RetryPolicy>,
+    /// The child's cron schedule (validated: an invalid one fails the parent's task).
+    #[prost(string, tag = "16")]
+    pub cron_schedule: String,
 }
 
 /// SignalExternalWorkflowExecution (an empty run id means the workflow id's current run).
@@ -1408,6 +1427,12 @@ pub struct StartChildWorkflowExecutionInitiated {
     pub memo: Vec<u8>,
     #[prost(string, tag = "13")]
     pub control: String,
+    #[prost(bytes = "vec", tag = "14")]
+    pub search_attributes: Vec<u8>,
+    #[prost(message, optional, tag = "15")]
+    pub retry_policy: Option<RetryPolicy>,
+    #[prost(string, tag = "16")]
+    pub cron_schedule: String,
 }
 
 /// Temporal's StartChildWorkflowExecutionFailedCause WORKFLOW_ALREADY_EXISTS.

@@ -275,6 +275,11 @@ fn validate(
                     unsupported_command(name),
                 ));
             }
+            Cmd::Invalid(x) => {
+                let cause = WorkflowTaskFailedCause::try_from(x.cause)
+                    .unwrap_or(WorkflowTaskFailedCause::Unspecified);
+                return Err((cause, x.message.clone()));
+            }
             Cmd::ScheduleActivity(a) => {
                 let n = normalize_activity(a, ms.run_timeout_ms)
                     .map_err(|m| (WorkflowTaskFailedCause::BadScheduleActivityAttributes, m))?;
@@ -347,6 +352,14 @@ fn validate(
                     return Err((
                         WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
                         "StartChildWorkflowExecution needs workflow_id and workflow_type".into(),
+                    ));
+                }
+                if !c.cron_schedule.is_empty()
+                    && super::cron::next_after(&c.cron_schedule, ms.start_time_ms).is_err()
+                {
+                    return Err((
+                        WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
+                        "Invalid CronSchedule.".into(),
                     ));
                 }
                 let search_attributes = typed(&c.search_attributes)?;
@@ -550,8 +563,8 @@ fn apply_command<S: StateStore>(
     identity: &str,
 ) -> Result<bool> {
     match cmd {
-        // Validation fails the task on an unsupported command, so none reaches here.
-        Cmd::Unsupported(_) => Ok(false),
+        // Validation fails the task on an unsupported or invalid command: none reaches here.
+        Cmd::Unsupported(_) | Cmd::Invalid(_) => Ok(false),
         Cmd::ContinueAsNew(n) => super::chain::continue_as_new(ctx, ms, n, wtc).map(|_| false),
         Cmd::StartChildWorkflow(c) => super::children::start_child(ctx, ms, c, wtc),
         Cmd::SignalExternal(x) => super::external::signal(ctx, ms, x, wtc),

@@ -920,6 +920,7 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Cmd::RequestCancelExternal(Default::default()),
         Cmd::UpsertSearchAttributes(Default::default()),
         Cmd::ModifyProperties(Default::default()),
+        Cmd::Invalid(Default::default()),
     ] {
         let c = WorkflowCommand {
             kind: Some(k.clone()),

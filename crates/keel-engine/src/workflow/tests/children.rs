@@ -230,3 +230,130 @@ fn deleting_a_running_parent_terminates_it_removes_it_and_applies_its_close_poli
     }));
     assert!(matches!(again, Outcome::NotFound(_)), "{again:?}");
 }
+
+fn child_with(wf: &str, run: &str, f: impl FnOnce(&mut StartChildWorkflow)) -> WorkflowCommand {
+    let mut c = StartChildWorkflow {
+        workflow_id: wf.into(),
+        workflow_type: "child".into(),
+        task_queue: CHILD_TQ.into(),
+        new_run_id: run.into(),
+        ..Default::default()
+    };
+    f(&mut c);
+    WorkflowCommand {
+        kind: Some(Cmd::StartChildWorkflow(c)),
+    }
+}
+
+#[test]
+fn a_child_with_a_retry_policy_is_retried_and_its_parent_sees_only_the_last_attempt() {
+    let mut h = Harness::new();
+    let policy = RetryPolicy {
+        initial_interval_ms: 1_000,
+        backoff_coefficient: 2.0,
+        maximum_attempts: 3,
+        ..Default::default()
+    };
+    h.parent_with(vec![child_with("c", "c1", |c| {
+        c.retry_policy = Some(policy.clone())
+    })]);
+    let Attributes::StartChildWorkflowExecutionInitiated(i) =
+        attr(&h.history("p", "r1"), 5).clone()
+    else {
+        panic!("no initiated event");
+    };
+    assert_eq!(i.retry_policy.as_ref(), Some(&policy));
+    let wft = h.poll_queue(CHILD_TQ);
+    let out = h.complete_wft(
+        &token(&wft),
+        vec![WorkflowCommand {
+            kind: Some(Cmd::FailWorkflow(FailWorkflow {
+                failure: b"boom".to_vec(),
+                failure_type: "Flaky".into(),
+                non_retryable: false,
+                next_run_id: "c2".into(),
+            })),
+        }],
+    );
+    assert!(matches!(out, Outcome::Accepted(_)), "{out:?}");
+    let parent_types = h.types("p", "r1");
+    assert!(
+        !parent_types.contains(&"ChildWorkflowExecutionFailed"),
+        "a retried attempt is not the child's close: {parent_types:?}"
+    );
+    // The second attempt keeps its parent and succeeds after the backoff.
+    let second = h.state("c", "c2");
+    assert_eq!(second.parent, Some(run_key("p", "r1")));
+    assert_eq!(second.attempt, 2);
+    h.fire("c", "c2", DeadlineKind::FirstTaskBackoff);
+    let wft = h.poll_queue(CHILD_TQ);
+    h.complete_wft(&token(&wft), vec![complete(b"second time")]);
+    let closes: Vec<_> = h
+        .types("p", "r1")
+        .into_iter()
+        .filter(|t| {
+            t.starts_with("ChildWorkflowExecution") && *t != "ChildWorkflowExecutionStarted"
+        })
+        .collect();
+    assert_eq!(closes, ["ChildWorkflowExecutionCompleted"]);
+}
+
+#[test]
+fn a_cron_child_waits_for_its_schedule_and_a_bad_schedule_fails_the_parent_task() {
+    let mut h = Harness::new();
+    h.parent_with(vec![child_with("c", "c1", |c| {
+        c.cron_schedule = "@every 1m".into()
+    })]);
+    assert_eq!(h.types("c", "c1"), ["WorkflowExecutionStarted"]);
+    let child = h.state("c", "c1");
+    assert!(child.pending_backoff);
+    assert_eq!(child.cron_schedule, "@every 1m");
+    assert!(
+        h.poll_queue(CHILD_TQ).is_none(),
+        "nothing before the schedule's time"
+    );
+    h.fire("c", "c1", DeadlineKind::FirstTaskBackoff);
+    assert!(h.poll_queue(CHILD_TQ).is_some());
+
+    // (The first parent's pending task would take the next poll.)
+    h.apply(Kind::TerminateWorkflow(TerminateWorkflow {
+        run: Some(run_key("p", "r1")),
+        ..Default::default()
+    }));
+    // An invalid schedule, and a command the proposer found invalid, fail the parent's task.
+    for (wf, cmd, cause, message) in [
+        (
+            "p2",
+            child_with("c2", "c2r", |c| c.cron_schedule = "every tuesday".into()),
+            WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
+            "Invalid CronSchedule.",
+        ),
+        (
+            "p3",
+            WorkflowCommand {
+                kind: Some(Cmd::Invalid(InvalidCommand {
+                    cause: WorkflowTaskFailedCause::BadStartChildExecutionAttributes as i32,
+                    message: "MaximumAttempts cannot be negative on retry policy.".into(),
+                })),
+            },
+            WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
+            "MaximumAttempts cannot be negative on retry policy.",
+        ),
+    ] {
+        h.start(wf, "r1", &format!("req-{wf}"), IdReusePolicy::Unspecified);
+        let wft = h.poll(TaskKind::Workflow);
+        let out = h.complete_wft(&token(&wft), vec![cmd]);
+        assert!(
+            matches!(out, Outcome::InvalidArgument(ref m) if m == message),
+            "{out:?}"
+        );
+        let Attributes::WorkflowTaskFailed(f) = attr(&h.history(wf, "r1"), 4).clone() else {
+            panic!("no WorkflowTaskFailed: {:?}", h.types(wf, "r1"));
+        };
+        assert_eq!((f.cause, f.message.as_str()), (cause as i32, message));
+        h.apply(Kind::TerminateWorkflow(TerminateWorkflow {
+            run: Some(run_key(wf, "r1")),
+            ..Default::default()
+        }));
+    }
+}
