@@ -19,7 +19,7 @@ pub struct Proposal {
 pub struct Command {
     #[prost(
         oneof = "command::Kind",
-        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28"
+        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29"
     )]
     pub kind: Option<command::Kind>,
 }
@@ -72,6 +72,8 @@ pub mod command {
         DeleteWorkflow(crate::workflow::DeleteWorkflow),
         #[prost(message, tag = "28")]
         UpdateSearchAttributes(crate::workflow::search::UpdateSearchAttributes),
+        #[prost(message, tag = "29")]
+        ResetWorkflow(crate::workflow::reset::ResetWorkflow),
     }
 }
 

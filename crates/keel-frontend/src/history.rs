@@ -214,6 +214,8 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                     })
                 }),
                 identity: x.identity.clone(),
+                base_run_id: x.base_run_id.clone(),
+                new_run_id: x.new_run_id.clone(),
                 ..Default::default()
             }),
         ),

@@ -999,6 +999,60 @@ impl WorkflowService for Frontend {
         }
     }
 
+    /// A new run from a workflow task of an old one (docs/tier3.md "Reset").
+    async fn reset_workflow_execution(
+        &self,
+        request: Request<api::ResetWorkflowExecutionRequest>,
+    ) -> Result<Response<api::ResetWorkflowExecutionResponse>, Status> {
+        use keel_proto::temporalio_protos::temporal::api::enums::v1::{
+            ResetReapplyExcludeType as Exclude, ResetReapplyType as Reapply,
+        };
+        let r = within_limit(request.into_inner())?;
+        self.require_namespace(&r.namespace)?;
+        let run = run_key(&r.namespace, &r.workflow_execution)?;
+        crate::validate::request_id(&r.request_id)?;
+        crate::validate::identity(&r.identity)?;
+        if r.workflow_task_finish_event_id <= 0 {
+            return Err(Status::invalid_argument(
+                "WorkflowTaskFinishEventId is not set on request.",
+            ));
+        }
+        if !r.post_reset_operations.is_empty() {
+            return Err(Status::invalid_argument(
+                "post_reset_operations is not supported by this server yet",
+            ));
+        }
+        // The SDKs and CLIs still send the deprecated reapply type: NONE reapplies nothing.
+        #[allow(deprecated)]
+        let reapply = Reapply::try_from(r.reset_reapply_type).unwrap_or(Reapply::Unspecified);
+        let excluded = |t: Exclude| r.reset_reapply_exclude_types.contains(&(t as i32));
+        let outcome = self
+            .propose(Kind::ResetWorkflow(wf::reset::ResetWorkflow {
+                run: Some(run.clone()),
+                workflow_task_finish_event_id: r.workflow_task_finish_event_id,
+                new_run_id: new_uuid(),
+                reason: r.reason,
+                request_id: if r.request_id.is_empty() {
+                    new_uuid()
+                } else {
+                    r.request_id
+                },
+                identity: r.identity,
+                reapply_signals: reapply != Reapply::None && !excluded(Exclude::Signal),
+            }))
+            .await?;
+        match outcome {
+            Outcome::Started(s) => Ok(reply(api::ResetWorkflowExecutionResponse {
+                run_id: s.run_id,
+            })),
+            Outcome::NotFound(_) => Err(run_not_found(format!(
+                "workflow execution {} not found",
+                run.workflow_id
+            ))),
+            o => run_outcome(o).map(|_| reply(api::ResetWorkflowExecutionResponse::default())),
+        }
+    }
+
     /// Newest events first, a page at a time (a closed or open run alike: no waiting).
     async fn get_workflow_execution_history_reverse(
         &self,

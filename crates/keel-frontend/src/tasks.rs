@@ -1105,6 +1105,7 @@ mod tests {
             (K::StartTimerDuplicateId, T::StartTimerDuplicateId),
             (K::ForceCloseCommand, T::ForceCloseCommand),
             (K::BadSearchAttributes, T::BadSearchAttributes),
+            (K::ResetWorkflow, T::ResetWorkflow),
             (
                 K::BadModifyWorkflowPropertiesAttributes,
                 T::BadModifyWorkflowPropertiesAttributes,

@@ -714,6 +714,7 @@ pub fn apply(
         Kind::AnswerQuery(c) => query::answer(&mut ctx, c),
         Kind::ForgetQuery(c) => query::forget(&mut ctx, c),
         Kind::UpdateSearchAttributes(c) => super::search::update_registry(&mut ctx, c),
+        Kind::ResetWorkflow(c) => super::reset::reset(&mut ctx, c),
         Kind::RegisterPut(_) | Kind::RegisterCas(_) | Kind::RegisterDelete(_) => {
             unreachable!("register commands are applied by the register module")
         }

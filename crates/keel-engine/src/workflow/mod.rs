@@ -12,7 +12,7 @@
 //! `children` (child workflows: start, close recorded in the parent, parent close policies),
 //! `external` (signals and cancel requests from one run to another), `cron` (schedules),
 //! `retry` (retry policy arithmetic), `search` (search attributes and memo: registry,
-//! validation, upserts).
+//! validation, upserts), `reset` (a new run from a workflow task of an old one).
 
 mod activity;
 mod apply;
@@ -22,6 +22,7 @@ pub mod cron;
 mod external;
 pub mod model;
 mod query;
+pub mod reset;
 mod retry;
 pub mod search;
 mod start;

@@ -1630,6 +1630,7 @@ pub enum WorkflowTaskFailedCause {
     BadSearchAttributes = 23,
     BadModifyWorkflowPropertiesAttributes = 25,
     ForceCloseCommand = 17,
+    ResetWorkflow = 20,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -1647,6 +1648,11 @@ pub struct WorkflowTaskFailed {
     /// Encoded Temporal `Failure` from the worker, if any.
     #[prost(bytes = "vec", tag = "6")]
     pub failure: Vec<u8>,
+    /// For a reset (cause RESET_WORKFLOW): the run reset from and the run it became.
+    #[prost(string, tag = "7")]
+    pub base_run_id: String,
+    #[prost(string, tag = "8")]
+    pub new_run_id: String,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -452,7 +452,7 @@ pub(super) fn request_cancel<S: StateStore>(
 /// Before a run is closed from outside a workflow task: a started task fails with
 /// FORCE_CLOSE_COMMAND (a transient retry is dropped unwritten) and the buffered events are
 /// flushed.
-fn force_close_started_task<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &mut MutableState) {
+pub(super) fn force_close_started_task<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &mut MutableState) {
     if ms.workflow_task.as_ref().is_some_and(|t| t.transient) {
         // A retry under way is dropped unwritten.
         ctx.drop_transient_task(ms);

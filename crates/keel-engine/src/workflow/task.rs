@@ -717,6 +717,7 @@ fn fail_started_task<S: StateStore>(
             message,
             identity: identity.to_string(),
             failure,
+            ..Default::default()
         }),
     );
     ms.workflow_task = None;

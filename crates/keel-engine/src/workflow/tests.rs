@@ -10,6 +10,7 @@ use crate::{apply_proposal, response, Command, MemStore, Proposal};
 mod children;
 mod continue_as_new;
 mod external;
+mod reset;
 mod retry;
 mod search;
 
@@ -894,6 +895,7 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Kind::AnswerQuery(Default::default()),
         Kind::ForgetQuery(Default::default()),
         Kind::UpdateSearchAttributes(Default::default()),
+        Kind::ResetWorkflow(Default::default()),
     ];
     for k in all {
         let c = Command {
