@@ -26,7 +26,11 @@ pub enum Effect {
     /// A deadline was armed in the timers index.
     DeadlineArmed { fire_at_ms: u64 },
     /// A run's history grew (wake history long-polls).
-    HistoryGrew { run: RunKey, next_event_id: i64 },
+    HistoryGrew {
+        run: RunKey,
+        next_event_id: i64,
+        history_size_bytes: u64,
+    },
     /// A run closed.
     RunClosed { run: RunKey },
     /// A closed run's data was deleted after its retention.
@@ -363,6 +367,7 @@ impl<S: StateStore> Ctx<'_, S> {
         self.effects.push(Effect::HistoryGrew {
             run,
             next_event_id: ms.next_event_id,
+            history_size_bytes: ms.history_size_bytes,
         });
         event.event_id
     }
@@ -688,33 +693,46 @@ pub fn apply(
     store: &mut impl StateStore,
     effects: &mut Vec<Effect>,
 ) -> Result<WorkflowOutcome> {
-    use crate::command::Kind;
     let mut ctx = Ctx {
         store,
         now_ms,
         effects,
     };
+    let effects_from = ctx.effects.len();
+    let out = dispatch(&mut ctx, cmd)?;
+    // A history that grew past Temporal's limits ends here (see `limits`).
+    Ok(match super::limits::enforce(&mut ctx, effects_from)? {
+        Some(reason) => rejected(reason),
+        None => out,
+    })
+}
+
+fn dispatch<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    cmd: &crate::command::Kind,
+) -> Result<WorkflowOutcome> {
+    use crate::command::Kind;
     match cmd {
-        Kind::StartWorkflow(c) => start::start_workflow(&mut ctx, c),
-        Kind::SignalWorkflow(c) => start::signal(&mut ctx, c),
-        Kind::SignalWithStart(c) => start::signal_with_start(&mut ctx, c),
-        Kind::RequestCancelWorkflow(c) => start::request_cancel(&mut ctx, c),
-        Kind::TerminateWorkflow(c) => start::terminate(&mut ctx, c),
-        Kind::DeleteWorkflow(c) => start::delete(&mut ctx, c),
-        Kind::DispatchTask(c) => task::dispatch_task(&mut ctx, c),
-        Kind::CompleteWorkflowTask(c) => task::complete_workflow_task(&mut ctx, c),
-        Kind::FailWorkflowTask(c) => task::fail_workflow_task_request(&mut ctx, c),
-        Kind::CompleteActivityTask(c) => activity::complete(&mut ctx, c),
-        Kind::FailActivityTask(c) => activity::fail(&mut ctx, c),
-        Kind::RecordHeartbeat(c) => activity::heartbeat(&mut ctx, c),
-        Kind::CancelActivityTask(c) => activity::canceled(&mut ctx, c),
-        Kind::FireDeadline(c) => fire_deadline(&mut ctx, c),
-        Kind::RegisterNamespace(c) => start::register_namespace(&mut ctx, c),
-        Kind::EnqueueQuery(c) => query::enqueue(&mut ctx, c),
-        Kind::AnswerQuery(c) => query::answer(&mut ctx, c),
-        Kind::ForgetQuery(c) => query::forget(&mut ctx, c),
-        Kind::UpdateSearchAttributes(c) => super::search::update_registry(&mut ctx, c),
-        Kind::ResetWorkflow(c) => super::reset::reset(&mut ctx, c),
+        Kind::StartWorkflow(c) => start::start_workflow(ctx, c),
+        Kind::SignalWorkflow(c) => start::signal(ctx, c),
+        Kind::SignalWithStart(c) => start::signal_with_start(ctx, c),
+        Kind::RequestCancelWorkflow(c) => start::request_cancel(ctx, c),
+        Kind::TerminateWorkflow(c) => start::terminate(ctx, c),
+        Kind::DeleteWorkflow(c) => start::delete(ctx, c),
+        Kind::DispatchTask(c) => task::dispatch_task(ctx, c),
+        Kind::CompleteWorkflowTask(c) => task::complete_workflow_task(ctx, c),
+        Kind::FailWorkflowTask(c) => task::fail_workflow_task_request(ctx, c),
+        Kind::CompleteActivityTask(c) => activity::complete(ctx, c),
+        Kind::FailActivityTask(c) => activity::fail(ctx, c),
+        Kind::RecordHeartbeat(c) => activity::heartbeat(ctx, c),
+        Kind::CancelActivityTask(c) => activity::canceled(ctx, c),
+        Kind::FireDeadline(c) => fire_deadline(ctx, c),
+        Kind::RegisterNamespace(c) => start::register_namespace(ctx, c),
+        Kind::EnqueueQuery(c) => query::enqueue(ctx, c),
+        Kind::AnswerQuery(c) => query::answer(ctx, c),
+        Kind::ForgetQuery(c) => query::forget(ctx, c),
+        Kind::UpdateSearchAttributes(c) => super::search::update_registry(ctx, c),
+        Kind::ResetWorkflow(c) => super::reset::reset(ctx, c),
         Kind::RegisterPut(_) | Kind::RegisterCas(_) | Kind::RegisterDelete(_) => {
             unreachable!("register commands are applied by the register module")
         }

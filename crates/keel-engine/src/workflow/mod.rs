@@ -12,7 +12,7 @@
 //! `children` (child workflows: start, close recorded in the parent, parent close policies),
 //! `external` (signals and cancel requests from one run to another), `cron` (schedules),
 //! `retry` (retry policy arithmetic), `search` (search attributes and memo: registry,
-//! validation, upserts), `reset` (a new run from a workflow task of an old one).
+//! validation, upserts), `reset` (a new run from a workflow task of an old one), `limits` (history count and size).
 
 mod activity;
 mod apply;
@@ -20,6 +20,7 @@ mod chain;
 mod children;
 pub mod cron;
 mod external;
+pub mod limits;
 pub mod model;
 mod query;
 pub mod reset;

@@ -10,6 +10,7 @@ use crate::{apply_proposal, response, Command, MemStore, Proposal};
 mod children;
 mod continue_as_new;
 mod external;
+mod limits;
 mod reset;
 mod retry;
 mod search;
