@@ -1,7 +1,8 @@
 //! Property test: random valid command sequences keep the history invariants. Seeded and
 //! deterministic; a failing seed is printed and replays exactly. The walk includes
-//! continue-as-new, child workflows and external signals / cancels: at most one running run
-//! per workflow id, and a child's close recorded in its parent exactly once.
+//! continue-as-new, child workflows, external signals / cancels, search attribute upserts and
+//! resets: at most one running run per workflow id, and a child's close recorded in its parent
+//! exactly once.
 
 use super::model::workflow_command::Kind as Cmd;
 use super::model::workflow_outcome::Kind as Outcome;
@@ -9,6 +10,19 @@ use super::*;
 use crate::command::Kind;
 use crate::keys::KeyKind;
 use crate::{apply_proposal, response, Command, MemStore, Proposal};
+
+/// `TemporalChangeVersion = ["p-<n>"]`, encoded.
+fn change_version(n: usize) -> Vec<u8> {
+    use prost::Message;
+    let payload = search::Payload {
+        metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+        data: format!("[\"p-{n}\"]").into_bytes(),
+    };
+    search::PayloadMap {
+        fields: [("TemporalChangeVersion".to_string(), payload.encode_to_vec())].into(),
+    }
+    .encode_to_vec()
+}
 
 /// xorshift64*: enough randomness for choosing steps, no dependency.
 struct Rng(u64);
@@ -172,6 +186,19 @@ impl World {
                     };
                     commands.push(WorkflowCommand { kind: Some(cmd) });
                 }
+                // Some tasks also upsert a predefined search attribute (no registry needed)
+                // or, failing the task, nothing.
+                if rng.below(6) == 0 {
+                    commands.push(WorkflowCommand {
+                        kind: Some(Cmd::UpsertSearchAttributes(UpsertSearchAttributes {
+                            search_attributes: if rng.below(6) == 0 {
+                                Vec::new()
+                            } else {
+                                change_version(rng.below(3))
+                            },
+                        })),
+                    });
+                }
                 // Answers for most queries that went out with this task, and for a random
                 // query id that may not have.
                 let run = t.run.clone().expect("token names a run");
@@ -296,7 +323,44 @@ impl World {
             }
             8 if !self.runs.is_empty() => {
                 let run = self.runs[rng.below(self.runs.len())].clone();
-                let kind = match rng.below(3) {
+                // Resets start from closed runs (they still terminate a later running run of
+                // the id); resetting running parents would end most children before they
+                // finish, and their closes in parents would go uncovered.
+                let closed = read_mutable_state(&self.store, &run)
+                    .unwrap()
+                    .is_some_and(|ms| ms.status != RunStatus::Running as i32);
+                let choice = if closed && rng.below(3) == 0 {
+                    3
+                } else {
+                    rng.below(3)
+                };
+                let kind = match choice {
+                    // A reset to one of the run's finished workflow tasks (often refused:
+                    // work pending there), or to an arbitrary event.
+                    3 => {
+                        let finished: Vec<i64> = read_history(&self.store, &run, 1, i64::MAX - 1)
+                            .unwrap()
+                            .iter()
+                            .filter(|e| {
+                                matches!(e.attributes, Some(Attributes::WorkflowTaskCompleted(_)))
+                            })
+                            .map(|e| e.event_id)
+                            .collect();
+                        let point = if finished.is_empty() || rng.below(4) == 0 {
+                            1 + rng.below(12) as i64
+                        } else {
+                            finished[rng.below(finished.len())]
+                        };
+                        Kind::ResetWorkflow(super::reset::ResetWorkflow {
+                            new_run_id: self.new_run(&run.workflow_id),
+                            run: Some(run),
+                            workflow_task_finish_event_id: point,
+                            reason: "r".into(),
+                            request_id: format!("reset-{}", rng.below(3)),
+                            identity: "op".into(),
+                            reapply_signals: rng.below(2) == 0,
+                        })
+                    }
                     0 => Kind::SignalWorkflow(SignalWorkflow {
                         run: Some(run),
                         signal_name: "s".into(),
@@ -574,7 +638,7 @@ impl World {
 #[test]
 fn random_command_sequences_keep_the_history_invariants() {
     let mut seen = std::collections::BTreeMap::<&'static str, usize>::new();
-    for seed in 1..=300u64 {
+    for seed in 1..=600u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
         let mut world = World {
             store: MemStore::new(),
@@ -610,6 +674,11 @@ fn random_command_sequences_keep_the_history_invariants() {
         for run in &world.runs {
             for e in read_history(&world.store, run, 1, i64::MAX - 1).unwrap() {
                 *seen.entry(e.event_type()).or_default() += 1;
+                if let Some(Attributes::WorkflowTaskFailed(f)) = &e.attributes {
+                    if f.cause == WorkflowTaskFailedCause::ResetWorkflow as i32 {
+                        *seen.entry("reset").or_default() += 1;
+                    }
+                }
             }
         }
     }
@@ -632,6 +701,8 @@ fn random_command_sequences_keep_the_history_invariants() {
         "ExternalWorkflowExecutionSignaled",
         "SignalExternalWorkflowExecutionFailed",
         "ExternalWorkflowExecutionCancelRequested",
+        "UpsertWorkflowSearchAttributes",
+        "reset",
     ] {
         assert!(
             seen.get(t).copied().unwrap_or(0) > 10,
