@@ -32,6 +32,9 @@ pub enum KeyKind {
     VisibilityByStart = 0x0018,
     /// A query in flight: (namespace, query_id).
     Query = 0x0019,
+    /// Runs of a namespace by execution status, u64 big-endian: (namespace, status). Status 0
+    /// marks a namespace counted since its registration.
+    VisibilityCount = 0x001A,
 }
 
 impl KeyKind {
@@ -55,6 +58,7 @@ impl KeyKind {
             [0x00, 0x17] => Some(KeyKind::Visibility),
             [0x00, 0x18] => Some(KeyKind::VisibilityByStart),
             [0x00, 0x19] => Some(KeyKind::Query),
+            [0x00, 0x1A] => Some(KeyKind::VisibilityCount),
             _ => None,
         }
     }
@@ -181,6 +185,14 @@ pub fn namespace(name: &str) -> Vec<u8> {
 pub fn visibility(namespace: &str, workflow_id: &str, run_id: &str) -> Vec<u8> {
     let mut k = with_kind(KeyKind::Visibility);
     run_fields(&mut k, namespace, workflow_id, run_id);
+    k
+}
+
+/// Key of a namespace's count of runs in `status` (0: the namespace's "counted" marker).
+pub fn visibility_count(namespace: &str, status: u8) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::VisibilityCount);
+    push_str(&mut k, namespace);
+    k.push(status);
     k
 }
 

@@ -664,25 +664,29 @@ impl Frontend {
         let entries = state.scan_from(&prefix, from, budget).map_err(to_status)?;
         let exhausted = entries.len() < budget;
         let mut rows = Vec::new();
-        for (k, _) in &entries {
+        for (k, v) in &entries {
             if rows.len() == want {
                 return Ok((rows, Some(k.clone())));
             }
-            let Some(run) = keys::parse_visibility_by_start(k) else {
-                continue;
-            };
-            let run = wf::RunKey {
-                namespace: namespace.to_string(),
-                workflow_id: run.0,
-                run_id: run.1,
-            };
-            // A row deleted (retention) since the index was read is skipped.
-            if let Some(row) =
+            // The index entry holds the row; entries written before it did are read by key.
+            let row = if v.is_empty() {
+                let Some(run) = keys::parse_visibility_by_start(k) else {
+                    continue;
+                };
+                let run = wf::RunKey {
+                    namespace: namespace.to_string(),
+                    workflow_id: run.0,
+                    run_id: run.1,
+                };
                 wf::read_visibility(state, &run).map_err(|e| Status::internal(e.to_string()))?
-            {
-                if filter.matches(&row) {
-                    rows.push(row);
-                }
+            } else {
+                Some(
+                    <wf::VisibilityRecord as prost::Message>::decode(v.as_slice())
+                        .map_err(|e| Status::internal(format!("visibility index entry: {e}")))?,
+                )
+            };
+            if let Some(row) = row.filter(|row| filter.matches(row)) {
+                rows.push(row);
             }
         }
         let resume = if exhausted {
@@ -736,6 +740,9 @@ impl Frontend {
     ) -> Result<api::CountWorkflowExecutionsResponse, Status> {
         let ns = self.require_namespace(&r.namespace)?;
         let filter = parse(&r.query, &ns.search_attributes).map_err(invalid_query)?;
+        if let Some(answer) = self.count_from_counters(&r.namespace, &filter)? {
+            return Ok(answer);
+        }
         let mut from = keys::visibility_by_start_prefix(&r.namespace);
         let mut count = 0i64;
         let mut by_status: BTreeMap<i32, i64> = BTreeMap::new();
@@ -765,6 +772,54 @@ impl Frontend {
             Vec::new()
         };
         Ok(api::CountWorkflowExecutionsResponse { count, groups })
+    }
+}
+
+impl Frontend {
+    /// Counts without a scan when the filter is at most `ExecutionStatus = '…'` (with or
+    /// without GROUP BY): apply keeps the namespace's runs counted by status. `None`: the
+    /// filter needs the scan, or the namespace predates the counts.
+    fn count_from_counters(
+        &self,
+        namespace: &str,
+        filter: &Filter,
+    ) -> Result<Option<api::CountWorkflowExecutionsResponse>, Status> {
+        let only: Option<Option<i32>> = match &filter.expr {
+            None => Some(None),
+            Some(Expr::Cmp(f, Op::Eq, Value::Str(name))) if f.name == "ExecutionStatus" => STATUSES
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| Some(*s as i32)),
+            _ => None,
+        };
+        let Some(only) = only else {
+            return Ok(None);
+        };
+        let Some(counts) = wf::read_status_counts(self.node().state(), namespace)
+            .map_err(|e| Status::internal(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let selected: Vec<(i32, i64)> = (1..counts.len() as i32)
+            .filter(|s| only.is_none_or(|o| o == *s))
+            .map(|s| (s, counts[s as usize] as i64))
+            .collect();
+        let count = selected.iter().map(|(_, c)| c).sum();
+        let groups = if filter.group_by_status {
+            selected
+                .into_iter()
+                .filter(|(_, c)| *c > 0)
+                .map(
+                    |(status, count)| api::count_workflow_executions_response::AggregationGroup {
+                        group_values: vec![keyword_payload(status_name(status))],
+                        count,
+                    },
+                )
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Some(api::CountWorkflowExecutionsResponse { count, groups }))
     }
 }
 

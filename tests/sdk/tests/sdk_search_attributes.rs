@@ -185,7 +185,30 @@ async fn attributes_are_registered_upserted_listed_counted_and_described() -> an
             tokio::time::timeout(WAIT, handle.get_result(WorkflowGetResultOptions::default()))
                 .await??;
         let completed = ids("KeelAmount = 42 AND ExecutionStatus = 'Completed'").await?;
+        // Counted from apply's status counts (no other condition) and by a scan: the same.
+        let by_counts = client
+            .count_workflows(
+                "ExecutionStatus = 'Completed'",
+                WorkflowCountOptions::default(),
+            )
+            .await?
+            .count();
+        let by_scan = client
+            .count_workflows(
+                "ExecutionStatus = 'Completed' AND WorkflowId STARTS_WITH 'sa-'",
+                WorkflowCountOptions::default(),
+            )
+            .await?
+            .count();
+        let all_grouped: Vec<(Option<String>, usize)> = client
+            .count_workflows("GROUP BY ExecutionStatus", WorkflowCountOptions::default())
+            .await?
+            .groups()
+            .iter()
+            .map(|g| (g.get::<String>(0), g.count()))
+            .collect();
         anyhow::Ok((
+            (by_counts, by_scan, all_grouped),
             upserted,
             by_amount_and_tag,
             unset_customer,
@@ -197,8 +220,20 @@ async fn attributes_are_registered_upserted_listed_counted_and_described() -> an
             completed,
         ))
     };
-    let (upserted, by_amount_and_tag, unset_customer, tag_in, too_big, groups, bad, result, done) =
-        run_with_worker(&mut worker, scenario).await?;
+    let (
+        (by_counts, by_scan, all_grouped),
+        upserted,
+        by_amount_and_tag,
+        unset_customer,
+        tag_in,
+        too_big,
+        groups,
+        bad,
+        result,
+        done,
+    ) = run_with_worker(&mut worker, scenario).await?;
+    assert_eq!((by_counts, by_scan), (1, 1));
+    assert_eq!(all_grouped, [(Some("Completed".to_string()), 1)]);
 
     assert_eq!(result, "acme", "the workflow saw its start attributes");
     assert_eq!(

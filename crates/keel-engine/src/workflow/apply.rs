@@ -205,6 +205,26 @@ pub fn read_namespace(store: &impl ReadState, name: &str) -> Result<Option<Names
 }
 
 /// Reads a run's visibility row.
+/// A namespace's count of runs by execution status (index = Temporal's status number), or
+/// `None` if the namespace was registered before Keel kept counts (then only a scan counts).
+pub fn read_status_counts(store: &impl ReadState, namespace: &str) -> Result<Option<[u64; 8]>> {
+    let read = |status: u8| -> Result<Option<u64>> {
+        let key = keys::visibility_count(namespace, status);
+        Ok(store
+            .get(&key)?
+            .filter(|b| b.len() == 8)
+            .map(|b| u64::from_be_bytes(b[..8].try_into().expect("8 bytes"))))
+    };
+    if read(0)?.is_none() {
+        return Ok(None);
+    }
+    let mut counts = [0u64; 8];
+    for (status, c) in counts.iter_mut().enumerate().skip(1) {
+        *c = read(status as u8)?.unwrap_or(0);
+    }
+    Ok(Some(counts))
+}
+
 pub fn read_visibility(store: &impl ReadState, run: &RunKey) -> Result<Option<VisibilityRecord>> {
     let key = keys::visibility(&run.namespace, &run.workflow_id, &run.run_id);
     store.get(&key)?.map(|b| decode(&key, &b)).transpose()
@@ -604,12 +624,28 @@ impl<S: StateStore> Ctx<'_, S> {
             let at = self.now_ms.saturating_add(ms.retention_ms);
             self.arm(ms, DeadlineKind::Retention, 0, 0, "", at);
         }
+        self.count_status(&run, RunStatus::Running as i32, -1)?;
+        self.count_status(&run, status as i32, 1)?;
         self.put_visibility(ms);
         self.effects.push(Effect::RunClosed { run });
         super::children::on_close(self, ms, status)
     }
 
-    /// Writes the run's visibility row (start, close, search attribute and memo upserts).
+    /// Adds `delta` to the namespace's count of runs in `status` (see [`read_status_counts`]).
+    pub fn count_status(&mut self, run: &RunKey, status: i32, delta: i64) -> Result<()> {
+        let key = keys::visibility_count(&run.namespace, status as u8);
+        let now = match self.store.get(&key)? {
+            Some(b) if b.len() == 8 => u64::from_be_bytes(b[..8].try_into().expect("8 bytes")),
+            _ => 0,
+        };
+        let next = now.saturating_add_signed(delta);
+        self.store.put(&key, &next.to_be_bytes());
+        Ok(())
+    }
+
+    /// Writes the run's visibility row (start, close, search attribute and memo upserts), also
+    /// as the value of its start-time index entry, so a List scan reads rows in index order
+    /// without a point read per run.
     pub fn put_visibility(&mut self, ms: &MutableState) {
         let run = ms.run.as_ref().expect("named run");
         let row = VisibilityRecord {
@@ -627,9 +663,10 @@ impl<S: StateStore> Ctx<'_, S> {
             parent: ms.parent.clone(),
             root: ms.root.clone(),
         };
+        let encoded = row.encode_to_vec();
         self.store.put(
             &keys::visibility(&run.namespace, &run.workflow_id, &run.run_id),
-            &row.encode_to_vec(),
+            &encoded,
         );
         self.store.put(
             &keys::visibility_by_start(
@@ -638,7 +675,7 @@ impl<S: StateStore> Ctx<'_, S> {
                 &run.workflow_id,
                 &run.run_id,
             ),
-            &[],
+            &encoded,
         );
     }
 
@@ -660,6 +697,7 @@ impl<S: StateStore> Ctx<'_, S> {
             ));
         }
         self.store.delete(&state_key(&run));
+        self.count_status(&run, ms.status, -1)?;
         self.store.delete(&keys::visibility(
             &run.namespace,
             &run.workflow_id,

@@ -109,7 +109,7 @@ pub(super) fn continue_as_new<S: StateStore>(
                 n.cron_schedule
             },
         },
-    );
+    )?;
     if n.backoff_start_ms > 0 {
         let at = ctx.now_ms.saturating_add(n.backoff_start_ms);
         ctx.arm(&mut next, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
@@ -351,7 +351,7 @@ fn next_run<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &MutableState, n: NextRun) 
             attempt: n.attempt,
             cron_schedule: ms.cron_schedule.clone(),
         },
-    );
+    )?;
     let at = ctx.now_ms.saturating_add(n.backoff_ms);
     ctx.arm(&mut next, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
     next.pending_backoff = true;

@@ -110,7 +110,7 @@ pub(super) fn start_child<S: StateStore>(
             attempt: 1,
             cron_schedule: c.cron_schedule.clone(),
         },
-    );
+    )?;
     if let Some(at) = cron_first {
         ctx.arm(&mut child, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
         child.pending_backoff = true;

@@ -430,6 +430,34 @@ impl World {
     }
 
     fn check(&self, closed_lengths: &mut std::collections::BTreeMap<String, usize>) {
+        // The namespace's status counts are its visibility rows by status, and each
+        // start-time index entry holds the same row as the run's visibility key.
+        let mut by_status = [0u64; 8];
+        for (k, v) in self.store.iter() {
+            match KeyKind::of(k) {
+                Some(KeyKind::Visibility) => {
+                    let row: VisibilityRecord = prost::Message::decode(v).expect("row");
+                    by_status[row.status as usize] += 1;
+                }
+                Some(KeyKind::VisibilityByStart) => {
+                    let (wf, run) = crate::keys::parse_visibility_by_start(k).expect("index key");
+                    let run = RunKey {
+                        namespace: "ns".into(),
+                        workflow_id: wf,
+                        run_id: run,
+                    };
+                    let row = read_visibility(&self.store, &run)
+                        .unwrap()
+                        .expect("indexed row");
+                    assert_eq!(v, prost::Message::encode_to_vec(&row), "{run:?}: index row");
+                }
+                _ => {}
+            }
+        }
+        let counts = read_status_counts(&self.store, "ns")
+            .unwrap()
+            .expect("ns is counted from its registration");
+        assert_eq!(counts[1..], by_status[1..], "status counts");
         let mut running_per_wf = std::collections::BTreeMap::<String, usize>::new();
         for run in &self.runs {
             let Some(ms) = read_mutable_state(&self.store, run).unwrap() else {

@@ -265,6 +265,7 @@ pub(super) fn reset<S: StateStore>(
         }
         .encode_to_vec(),
     );
+    ctx.count_status(&new_run, RunStatus::Running as i32, 1)?;
     ctx.put_visibility(&ms);
     ctx.save(&ms);
     Ok(outcome(Outcome::Started(Started {

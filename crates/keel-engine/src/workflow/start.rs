@@ -112,7 +112,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             attempt: 1,
             cron_schedule: c.cron_schedule.clone(),
         },
-    );
+    )?;
     Ok(Begin::Created(ms))
 }
 
@@ -167,7 +167,7 @@ pub(super) struct NewRun {
 /// Writes a new run's WorkflowExecutionStarted, arms its run timeout (its own, capped by
 /// what is left of the chain's execution timeout) and makes it the workflow id's current
 /// run. The caller schedules the first workflow task and saves.
-pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> MutableState {
+pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Result<MutableState> {
     let wft_timeout = if n.workflow_task_timeout_ms == 0 {
         DEFAULT_WORKFLOW_TASK_TIMEOUT_MS
     } else {
@@ -260,8 +260,9 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Muta
         &keys::current_run(&n.run.namespace, &n.run.workflow_id),
         &current.encode_to_vec(),
     );
+    ctx.count_status(&n.run, RunStatus::Running as i32, 1)?;
     ctx.put_visibility(&ms);
-    ms
+    Ok(ms)
 }
 
 pub(super) fn start_workflow<S: StateStore>(
@@ -557,5 +558,8 @@ pub(super) fn register_namespace<S: StateStore>(
     };
     ctx.store
         .put(&keys::namespace(&c.name), &record.encode_to_vec());
+    // Runs are counted by status from the start (see `read_status_counts`).
+    ctx.store
+        .put(&keys::visibility_count(&c.name, 0), &1u64.to_be_bytes());
     Ok(accepted())
 }

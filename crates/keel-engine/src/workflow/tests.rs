@@ -1668,13 +1668,19 @@ fn run_timeout_closes_the_run_and_retention_deletes_it() {
         .filter(|(k, _)| {
             !matches!(
                 K::of(k),
-                Some(K::Meta | K::QueueCursor | K::QueueEntry | K::Namespace)
+                Some(K::Meta | K::QueueCursor | K::QueueEntry | K::Namespace | K::VisibilityCount)
             )
         })
         .collect();
     assert!(
         leftovers.is_empty(),
-        "only backlog bookkeeping may remain: {leftovers:?}"
+        "only backlog bookkeeping and counts may remain: {leftovers:?}"
+    );
+    // The counts are back to zero runs.
+    assert_eq!(
+        read_status_counts(&h.store, NS).unwrap(),
+        Some([0; 8]),
+        "no run left to count"
     );
 }
 
