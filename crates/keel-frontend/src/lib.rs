@@ -17,7 +17,7 @@ pub mod service;
 pub mod status;
 mod tasks;
 mod validate;
-mod visibility;
+pub mod visibility;
 mod wake;
 
 pub use service::Frontend;

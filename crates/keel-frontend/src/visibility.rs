@@ -34,6 +34,8 @@ use keel_proto::temporalio_protos::temporal::api::workflowservice::v1 as api;
 use tonic::Status;
 
 use crate::convert::{decoded, opt_timestamp};
+use keel_raft::StateReader;
+
 use crate::service::Frontend;
 use crate::status::to_status;
 
@@ -648,90 +650,185 @@ fn info(row: &wf::VisibilityRecord) -> WorkflowExecutionInfo {
     }
 }
 
-impl Frontend {
-    /// Matching rows from the start-time index, from `from` on, reading at most `budget`
-    /// index entries; returns them with the key to resume at (`None`: index exhausted).
-    fn scan_visibility(
-        &self,
-        namespace: &str,
-        filter: &Filter,
-        from: &[u8],
-        want: usize,
-        budget: usize,
-    ) -> Result<(Vec<wf::VisibilityRecord>, Option<Vec<u8>>), Status> {
-        let prefix = keys::visibility_by_start_prefix(namespace);
-        let state = self.node().state();
-        let entries = state.scan_from(&prefix, from, budget).map_err(to_status)?;
-        let exhausted = entries.len() < budget;
-        let mut rows = Vec::new();
-        for (k, v) in &entries {
-            if rows.len() == want {
-                return Ok((rows, Some(k.clone())));
-            }
-            // The index entry holds the row; entries written before it did are read by key.
-            let row = if v.is_empty() {
-                let Some(run) = keys::parse_visibility_by_start(k) else {
-                    continue;
-                };
-                let run = wf::RunKey {
-                    namespace: namespace.to_string(),
-                    workflow_id: run.0,
-                    run_id: run.1,
-                };
-                wf::read_visibility(state, &run).map_err(|e| Status::internal(e.to_string()))?
-            } else {
-                Some(
-                    <wf::VisibilityRecord as prost::Message>::decode(v.as_slice())
-                        .map_err(|e| Status::internal(format!("visibility index entry: {e}")))?,
-                )
-            };
-            if let Some(row) = row.filter(|row| filter.matches(row)) {
-                rows.push(row);
-            }
+/// Matching rows from the start-time index, from `from` on, reading at most `budget` index
+/// entries; returns them with the key to resume at (`None`: index exhausted).
+fn scan_visibility(
+    state: &StateReader,
+    namespace: &str,
+    filter: &Filter,
+    from: &[u8],
+    want: usize,
+    budget: usize,
+) -> Result<(Vec<wf::VisibilityRecord>, Option<Vec<u8>>), Status> {
+    let prefix = keys::visibility_by_start_prefix(namespace);
+    let entries = state.scan_from(&prefix, from, budget).map_err(to_status)?;
+    let exhausted = entries.len() < budget;
+    let mut rows = Vec::new();
+    for (k, v) in &entries {
+        if rows.len() == want {
+            return Ok((rows, Some(k.clone())));
         }
-        let resume = if exhausted {
-            None
+        // The index entry holds the row; entries written before it did are read by key.
+        let row = if v.is_empty() {
+            let Some(run) = keys::parse_visibility_by_start(k) else {
+                continue;
+            };
+            let run = wf::RunKey {
+                namespace: namespace.to_string(),
+                workflow_id: run.0,
+                run_id: run.1,
+            };
+            wf::read_visibility(state, &run).map_err(|e| Status::internal(e.to_string()))?
         } else {
-            // Resume just after the last key read.
-            entries.last().map(|(k, _)| {
-                let mut next = k.clone();
-                next.push(0);
-                next
-            })
+            Some(
+                <wf::VisibilityRecord as prost::Message>::decode(v.as_slice())
+                    .map_err(|e| Status::internal(format!("visibility index entry: {e}")))?,
+            )
         };
-        Ok((rows, resume))
+        if let Some(row) = row.filter(|row| filter.matches(row)) {
+            rows.push(row);
+        }
     }
+    let resume = if exhausted {
+        None
+    } else {
+        // Resume just after the last key read.
+        entries.last().map(|(k, _)| {
+            let mut next = k.clone();
+            next.push(0);
+            next
+        })
+    };
+    Ok((rows, resume))
+}
 
+/// One ListWorkflowExecutions page of namespace `ns`, as `state` has applied it.
+pub fn list(
+    state: &StateReader,
+    ns: &wf::NamespaceRecord,
+    r: api::ListWorkflowExecutionsRequest,
+) -> Result<api::ListWorkflowExecutionsResponse, Status> {
+    let filter = parse(&r.query, &ns.search_attributes).map_err(invalid_query)?;
+    if filter.group_by_status {
+        return Err(invalid_query(
+            "operation is not supported: 'GROUP BY' clause".into(),
+        ));
+    }
+    let want = match r.page_size {
+        n if n <= 0 => MAX_PAGE,
+        n => (n as usize).min(MAX_PAGE),
+    };
+    let prefix = keys::visibility_by_start_prefix(&ns.name);
+    if !r.next_page_token.is_empty() && !r.next_page_token.starts_with(&prefix) {
+        return Err(Status::invalid_argument("malformed next_page_token"));
+    }
+    let from = if r.next_page_token.is_empty() {
+        prefix
+    } else {
+        r.next_page_token
+    };
+    let (rows, resume) = scan_visibility(state, &ns.name, &filter, &from, want, SCAN_BUDGET)?;
+    Ok(api::ListWorkflowExecutionsResponse {
+        executions: rows.iter().map(info).collect(),
+        next_page_token: resume.unwrap_or_default(),
+    })
+}
+
+/// CountWorkflowExecutions of namespace `ns`, as `state` has applied it: from apply's status
+/// counts when the filter allows (O(1)), else by a scan of the namespace's rows (O(runs)).
+pub fn count(
+    state: &StateReader,
+    ns: &wf::NamespaceRecord,
+    r: api::CountWorkflowExecutionsRequest,
+) -> Result<api::CountWorkflowExecutionsResponse, Status> {
+    let filter = parse(&r.query, &ns.search_attributes).map_err(invalid_query)?;
+    if let Some(answer) = count_from_counters(state, &ns.name, &filter)? {
+        return Ok(answer);
+    }
+    let mut from = keys::visibility_by_start_prefix(&ns.name);
+    let mut count = 0i64;
+    let mut by_status: BTreeMap<i32, i64> = BTreeMap::new();
+    loop {
+        let (rows, resume) =
+            scan_visibility(state, &ns.name, &filter, &from, usize::MAX, SCAN_BUDGET)?;
+        count += rows.len() as i64;
+        for row in &rows {
+            *by_status.entry(row.status).or_default() += 1;
+        }
+        match resume {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    let groups = if filter.group_by_status {
+        by_status
+            .into_iter()
+            .map(
+                |(status, count)| api::count_workflow_executions_response::AggregationGroup {
+                    group_values: vec![keyword_payload(status_name(status))],
+                    count,
+                },
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(api::CountWorkflowExecutionsResponse { count, groups })
+}
+
+/// Counts without a scan when the filter is at most `ExecutionStatus = '…'` (with or without
+/// GROUP BY): apply keeps the namespace's runs counted by status. `None`: the filter needs the
+/// scan, or the namespace predates the counts.
+fn count_from_counters(
+    state: &StateReader,
+    namespace: &str,
+    filter: &Filter,
+) -> Result<Option<api::CountWorkflowExecutionsResponse>, Status> {
+    let only: Option<Option<i32>> = match &filter.expr {
+        None => Some(None),
+        Some(Expr::Cmp(f, Op::Eq, Value::Str(name))) if f.name == "ExecutionStatus" => STATUSES
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| Some(*s as i32)),
+        _ => None,
+    };
+    let Some(only) = only else {
+        return Ok(None);
+    };
+    let Some(counts) =
+        wf::read_status_counts(state, namespace).map_err(|e| Status::internal(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let selected: Vec<(i32, i64)> = (1..counts.len() as i32)
+        .filter(|s| only.is_none_or(|o| o == *s))
+        .map(|s| (s, counts[s as usize] as i64))
+        .collect();
+    let count = selected.iter().map(|(_, c)| c).sum();
+    let groups = if filter.group_by_status {
+        selected
+            .into_iter()
+            .filter(|(_, c)| *c > 0)
+            .map(
+                |(status, count)| api::count_workflow_executions_response::AggregationGroup {
+                    group_values: vec![keyword_payload(status_name(status))],
+                    count,
+                },
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Some(api::CountWorkflowExecutionsResponse { count, groups }))
+}
+
+impl Frontend {
     pub(crate) fn list_executions(
         &self,
         r: api::ListWorkflowExecutionsRequest,
     ) -> Result<api::ListWorkflowExecutionsResponse, Status> {
         let ns = self.require_namespace(&r.namespace)?;
-        let filter = parse(&r.query, &ns.search_attributes).map_err(invalid_query)?;
-        if filter.group_by_status {
-            return Err(invalid_query(
-                "operation is not supported: 'GROUP BY' clause".into(),
-            ));
-        }
-        let want = match r.page_size {
-            n if n <= 0 => MAX_PAGE,
-            n => (n as usize).min(MAX_PAGE),
-        };
-        let prefix = keys::visibility_by_start_prefix(&r.namespace);
-        if !r.next_page_token.is_empty() && !r.next_page_token.starts_with(&prefix) {
-            return Err(Status::invalid_argument("malformed next_page_token"));
-        }
-        let from = if r.next_page_token.is_empty() {
-            prefix
-        } else {
-            r.next_page_token
-        };
-        let (rows, resume) =
-            self.scan_visibility(&r.namespace, &filter, &from, want, SCAN_BUDGET)?;
-        Ok(api::ListWorkflowExecutionsResponse {
-            executions: rows.iter().map(info).collect(),
-            next_page_token: resume.unwrap_or_default(),
-        })
+        list(self.node().state(), &ns, r)
     }
 
     pub(crate) fn count_executions(
@@ -739,87 +836,7 @@ impl Frontend {
         r: api::CountWorkflowExecutionsRequest,
     ) -> Result<api::CountWorkflowExecutionsResponse, Status> {
         let ns = self.require_namespace(&r.namespace)?;
-        let filter = parse(&r.query, &ns.search_attributes).map_err(invalid_query)?;
-        if let Some(answer) = self.count_from_counters(&r.namespace, &filter)? {
-            return Ok(answer);
-        }
-        let mut from = keys::visibility_by_start_prefix(&r.namespace);
-        let mut count = 0i64;
-        let mut by_status: BTreeMap<i32, i64> = BTreeMap::new();
-        loop {
-            let (rows, resume) =
-                self.scan_visibility(&r.namespace, &filter, &from, usize::MAX, SCAN_BUDGET)?;
-            count += rows.len() as i64;
-            for row in &rows {
-                *by_status.entry(row.status).or_default() += 1;
-            }
-            match resume {
-                Some(next) => from = next,
-                None => break,
-            }
-        }
-        let groups = if filter.group_by_status {
-            by_status
-                .into_iter()
-                .map(
-                    |(status, count)| api::count_workflow_executions_response::AggregationGroup {
-                        group_values: vec![keyword_payload(status_name(status))],
-                        count,
-                    },
-                )
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok(api::CountWorkflowExecutionsResponse { count, groups })
-    }
-}
-
-impl Frontend {
-    /// Counts without a scan when the filter is at most `ExecutionStatus = '…'` (with or
-    /// without GROUP BY): apply keeps the namespace's runs counted by status. `None`: the
-    /// filter needs the scan, or the namespace predates the counts.
-    fn count_from_counters(
-        &self,
-        namespace: &str,
-        filter: &Filter,
-    ) -> Result<Option<api::CountWorkflowExecutionsResponse>, Status> {
-        let only: Option<Option<i32>> = match &filter.expr {
-            None => Some(None),
-            Some(Expr::Cmp(f, Op::Eq, Value::Str(name))) if f.name == "ExecutionStatus" => STATUSES
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, s)| Some(*s as i32)),
-            _ => None,
-        };
-        let Some(only) = only else {
-            return Ok(None);
-        };
-        let Some(counts) = wf::read_status_counts(self.node().state(), namespace)
-            .map_err(|e| Status::internal(e.to_string()))?
-        else {
-            return Ok(None);
-        };
-        let selected: Vec<(i32, i64)> = (1..counts.len() as i32)
-            .filter(|s| only.is_none_or(|o| o == *s))
-            .map(|s| (s, counts[s as usize] as i64))
-            .collect();
-        let count = selected.iter().map(|(_, c)| c).sum();
-        let groups = if filter.group_by_status {
-            selected
-                .into_iter()
-                .filter(|(_, c)| *c > 0)
-                .map(
-                    |(status, count)| api::count_workflow_executions_response::AggregationGroup {
-                        group_values: vec![keyword_payload(status_name(status))],
-                        count,
-                    },
-                )
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok(Some(api::CountWorkflowExecutionsResponse { count, groups }))
+        count(self.node().state(), &ns, r)
     }
 }
 

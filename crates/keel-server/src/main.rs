@@ -78,6 +78,11 @@ enum BenchCmd {
         #[arg(long, default_value = "1,10", value_delimiter = ',')]
         activities: Vec<usize>,
     },
+    /// List and Count on RocksDB state with many runs (apply's indexes and counts).
+    Visibility {
+        #[arg(long, default_value_t = 1_000_000)]
+        runs: usize,
+    },
     /// Register writes on an in-process cluster: commits/s and latency per concurrency.
     Raft {
         #[arg(long, default_value_t = 3)]
@@ -165,6 +170,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             workflows,
             batch,
             activities,
+        }),
+        Cmd::Bench {
+            cmd: BenchCmd::Visibility { runs },
+        } => keel_server::bench::run_visibility_bench(keel_server::bench::VisibilityBenchOptions {
+            runs,
         }),
         Cmd::Bench {
             cmd:

@@ -586,6 +586,11 @@ impl DirectApplier {
         Ok(DirectApplier { sm, _log: log })
     }
 
+    /// A reader of the applied state (what a node's frontend reads).
+    pub fn reader(&self) -> StateReader {
+        self.sm.reader()
+    }
+
     /// Applies `proposals` in order and commits them together.
     pub fn apply_batch(
         &mut self,
