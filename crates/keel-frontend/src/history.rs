@@ -664,11 +664,20 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
 /// The `Failure` of an activity timeout: timeout info with the last heartbeat details, and
 /// the last attempt's failure as its cause.
 fn timeout_failure(x: &wf::ActivityTaskTimedOut) -> Failure {
+    use keel_proto::temporalio_protos::temporal::api::enums::v1::TimeoutType;
     use keel_proto::temporalio_protos::temporal::api::failure::v1::{
         failure::FailureInfo, TimeoutFailureInfo,
     };
+    // Temporal's wording, which SDK users assert on: "activity Heartbeat timeout".
+    let kind = match TimeoutType::try_from(x.timeout_type) {
+        Ok(TimeoutType::StartToClose) => "StartToClose",
+        Ok(TimeoutType::ScheduleToStart) => "ScheduleToStart",
+        Ok(TimeoutType::ScheduleToClose) => "ScheduleToClose",
+        Ok(TimeoutType::Heartbeat) => "Heartbeat",
+        _ => "Unspecified",
+    };
     Failure {
-        message: "activity timeout".into(),
+        message: format!("activity {kind} timeout"),
         cause: failure(&x.last_failure).map(Box::new),
         failure_info: Some(FailureInfo::TimeoutFailureInfo(TimeoutFailureInfo {
             timeout_type: x.timeout_type,
@@ -681,6 +690,31 @@ fn timeout_failure(x: &wf::ActivityTaskTimedOut) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activity_timeouts_read_as_temporals() {
+        for (t, message) in [
+            (
+                wf::TimeoutType::StartToClose,
+                "activity StartToClose timeout",
+            ),
+            (
+                wf::TimeoutType::ScheduleToStart,
+                "activity ScheduleToStart timeout",
+            ),
+            (
+                wf::TimeoutType::ScheduleToClose,
+                "activity ScheduleToClose timeout",
+            ),
+            (wf::TimeoutType::Heartbeat, "activity Heartbeat timeout"),
+        ] {
+            let f = timeout_failure(&wf::ActivityTaskTimedOut {
+                timeout_type: t as i32,
+                ..Default::default()
+            });
+            assert_eq!(f.message, message);
+        }
+    }
 
     #[test]
     fn event_ids_times_types_and_payloads_come_through() {
