@@ -8,6 +8,7 @@ import {
   WorkflowFailedError,
   WorkflowNotFoundError,
 } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import * as activities from './activities';
 import * as wfs from './workflows';
@@ -131,6 +132,36 @@ async function main(): Promise<void> {
   check((await client.workflow.count(`TaskQueue = '${queue}'`)).count === 22, 'count finds the 22 runs');
   const history = await client.workflow.getHandle(`hello-${queue}`).fetchHistory();
   check((history.events?.length ?? 0) > 10, `history fetch (${history.events?.length} events)`);
+
+  // Search attributes and memo: registered through OperatorService (again: a no-op), set at
+  // start, upserted and unset by the workflow, then listed, counted and described.
+  await conn.operatorService.addSearchAttributes({
+    namespace: 'default',
+    searchAttributes: {
+      KeelTsAmount: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_INT,
+      KeelTsCustomer: temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    },
+  });
+  const tagged = await client.workflow.start(wfs.tagged, {
+    ...opts('tagged'),
+    memo: { origin: 'ts' },
+    typedSearchAttributes: [{ key: wfs.TS_CUSTOMER, value: 'acme' }],
+  });
+  const taggedSaid = await tagged.result();
+  check(taggedSaid === 'customer=acme amount=7', `a workflow reads and upserts attributes (${taggedSaid})`);
+  const d = await tagged.describe();
+  check(d.typedSearchAttributes.get(wfs.TS_AMOUNT) === 7 && d.typedSearchAttributes.get(wfs.TS_CUSTOMER) === undefined,
+    'describe shows the upserted attributes');
+  check(JSON.stringify(d.memo) === '{"origin":"ts","stage":"tagged"}', `the memo was modified (${JSON.stringify(d.memo)})`);
+  const ids: string[] = [];
+  for await (const w of client.workflow.list({
+    query: `KeelTsAmount >= 7 AND KeelTsCustomer IS NULL AND TaskQueue = '${queue}'`,
+  })) ids.push(w.workflowId);
+  check(JSON.stringify(ids) === JSON.stringify([`tagged-${queue}`]), `list filters on custom attributes (${ids})`);
+  const grouped = await client.workflow.count(`TaskQueue = '${queue}' GROUP BY ExecutionStatus`);
+  const sum = grouped.groups.reduce((n, g) => n + g.count, 0);
+  check(sum === grouped.count && grouped.groups.some((g) => JSON.stringify(g.groupValues).includes('Completed')),
+    `count groups by status (${JSON.stringify(grouped.groups)})`);
 
   worker.shutdown();
   await running;

@@ -14,9 +14,15 @@ import {
   proxyLocalActivities,
   setHandler,
   sleep,
+  upsertMemo,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type * as acts from './activities';
+
+export const TS_AMOUNT = defineSearchAttributeKey('KeelTsAmount', SearchAttributeType.INT);
+export const TS_CUSTOMER = defineSearchAttributeKey('KeelTsCustomer', SearchAttributeType.KEYWORD);
 
 const { greet, flaky, fatal } = proxyActivities<typeof acts>({
   startToCloseTimeout: '10s',
@@ -131,6 +137,17 @@ export async function failsTwice(): Promise<string> {
     throw ApplicationFailure.create({ message: `attempt ${attempt} fails` });
   }
   return `attempt ${attempt}`;
+}
+
+/** Reads its start search attribute, upserts one, unsets it, and adds to its memo. */
+export async function tagged(): Promise<string> {
+  const customer = workflowInfo().typedSearchAttributes.get(TS_CUSTOMER);
+  upsertSearchAttributes([
+    { key: TS_AMOUNT, value: 7 },
+    { key: TS_CUSTOMER, value: null },
+  ]);
+  upsertMemo({ stage: 'tagged' });
+  return `customer=${customer} amount=${workflowInfo().typedSearchAttributes.get(TS_AMOUNT)}`;
 }
 
 export async function forever(): Promise<void> {
