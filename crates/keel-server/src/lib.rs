@@ -22,5 +22,6 @@ pub mod local_cluster;
 pub mod metrics;
 pub mod namespaces;
 pub mod node;
+pub mod unimplemented;
 
 pub use error::{Error, Result};

@@ -161,6 +161,7 @@ impl Node {
             .map_err(|e| Error::Reflection(e.to_string()))?;
         let frontend = std::sync::Arc::new(keel_frontend::Frontend::new(raft.clone()));
         let client = tonic::transport::Server::builder()
+            .layer(crate::unimplemented::NameUnimplementedLayer)
             // Every service on the client port takes gzip: the Python SDK's check_health sends
             // it compressed.
             .add_service(

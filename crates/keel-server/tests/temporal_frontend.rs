@@ -1873,3 +1873,22 @@ async fn t96_headers_reach_the_workflow_and_its_activities() -> anyhow::Result<(
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t97_an_rpc_keel_has_not_built_is_unimplemented_by_name() -> anyhow::Result<()> {
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    let e = client
+        .reset_activity(api::ResetActivityRequest {
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("ResetActivity is not built");
+    assert_eq!(e.code(), Code::Unimplemented);
+    assert_eq!(
+        e.message(),
+        "WorkflowService/ResetActivity is not supported by this server yet"
+    );
+    c.shutdown().await;
+    Ok(())
+}
