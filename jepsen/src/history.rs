@@ -42,6 +42,12 @@ pub struct Op {
     pub index: u64,
     /// Monotonic nanoseconds since the run started.
     pub time_ns: u64,
+    /// The machine's wall clock at the same moment, nanoseconds since the Unix epoch (0 in
+    /// histories recorded before it was kept). Keel stamps replicated time from the same wall
+    /// clock, which need not run at the monotonic clock's rate (this kind of VM's has been
+    /// seen gaining 0.5%): "never early in replicated time" is judged on this clock.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wall_ns: u64,
     pub process: Process,
     #[serde(rename = "type")]
     pub kind: OpType,
@@ -58,6 +64,10 @@ pub struct Op {
     /// Error text for `fail` and `info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// Appends events to an in-memory history and to its JSONL file as they happen, so a run
@@ -116,9 +126,13 @@ impl Recorder {
         let mut inner = self.inner.lock().expect("history lock");
         // Time is read under the lock so that history order and time order agree.
         let time_ns = self.now_ns();
+        let wall_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
         let op = Op {
             index: inner.ops.len() as u64,
             time_ns,
+            wall_ns,
             process,
             kind,
             f: f.to_string(),

@@ -1364,6 +1364,7 @@ mod tests {
         Op {
             index: 0,
             time_ns: ms * 1_000_000,
+            wall_ns: 0,
             process,
             kind,
             f: f.to_string(),
@@ -1665,6 +1666,7 @@ mod tests {
             ops.push(op(i, Process::Client(0), OpType::Invoke, f, Value::Null));
             ops.push(Op {
                 time_ns: i * 1_000_000 + 500_000,
+                wall_ns: 0,
                 ..op(i, Process::Client(0), kind, f, Value::Null)
             });
         }

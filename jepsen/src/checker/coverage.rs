@@ -128,6 +128,7 @@ mod tests {
         Op {
             index: i,
             time_ns: t_ms * 1_000_000,
+            wall_ns: 0,
             process,
             kind,
             f: f.into(),

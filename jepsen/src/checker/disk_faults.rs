@@ -64,6 +64,7 @@ mod tests {
         Op {
             index: 0,
             time_ns: 0,
+            wall_ns: 0,
             process: Process::Nemesis,
             kind: OpType::Info,
             f: "corrupt".into(),
@@ -102,6 +103,7 @@ mod tests {
         let stop = |message: &str| Op {
             index: 1,
             time_ns: 0,
+            wall_ns: 0,
             process: Process::Monitor,
             kind: OpType::Info,
             f: "fail-stop".into(),

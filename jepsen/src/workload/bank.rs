@@ -274,6 +274,7 @@ mod tests {
         Op {
             index: i,
             time_ns: i * 1000,
+            wall_ns: 0,
             process: Process::Client(p),
             kind,
             f: "start".into(),

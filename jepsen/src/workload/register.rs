@@ -412,6 +412,7 @@ mod tests {
             .map(|(i, (p, t, f, v))| Op {
                 index: i as u64,
                 time_ns: i as u64 * 10,
+                wall_ns: 0,
                 process: Process::Client(*p),
                 kind: *t,
                 f: f.to_string(),

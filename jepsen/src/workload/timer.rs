@@ -9,7 +9,11 @@
 //! Keel stamps time from the leader's clock into the log entry, so a leader whose clock runs
 //! ahead fires timers early by its skew: that is the stated trade-off, and ε is the skew the
 //! nemesis injected (twice the largest offset: a timer may start under one offset and fire
-//! under the opposite one) plus 50 ms. With no clock faults ε is 50 ms.
+//! under the opposite one) plus 50 ms. With no clock faults ε is 50 ms. Early is measured on
+//! the machine's wall clock, which Keel's nodes stamp replicated time from: it need not run at
+//! the monotonic clock's rate, and a run on a VM whose wall clock gained on the monotonic one
+//! would otherwise see timers "early" that were on time in the time Keel keeps. Lateness is
+//! reported on the monotonic clock (what a caller waits).
 
 use std::collections::BTreeMap;
 
@@ -44,8 +48,8 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 pub fn check(ops: &[Op], fin: &Final) -> CheckResult {
     let mut r = CheckResult::new("timers");
     let eps_ms = epsilon_ms(ops);
-    // run id → (earliest invoke of a completion that starts the timer, D, wid)
-    let mut started: BTreeMap<&str, (u64, u64, &str)> = BTreeMap::new();
+    // run id → (earliest invoke of a completion that starts the timer, its wall clock, D, wid)
+    let mut started: BTreeMap<&str, (u64, u64, u64, &str)> = BTreeMap::new();
     for p in pairs(ops, |f| f == "complete") {
         let v = &p.invoke.value;
         if v["cmd"] != "start-timer" {
@@ -58,31 +62,42 @@ pub fn check(ops: &[Op], fin: &Final) -> CheckResult {
         ) else {
             continue;
         };
-        let e = started.entry(run).or_insert((p.invoke.time_ns, d, wid));
-        e.0 = e.0.min(p.invoke.time_ns);
+        let e = started
+            .entry(run)
+            .or_insert((p.invoke.time_ns, p.invoke.wall_ns, d, wid));
+        if p.invoke.time_ns < e.0 {
+            (e.0, e.1) = (p.invoke.time_ns, p.invoke.wall_ns);
+        }
     }
-    let mut seen: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut seen: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for o in ops {
         if o.f == "poll" && o.kind == OpType::Ok && o.value["timer_fired"] == true {
             if let Some(run) = o.value["run_id"].as_str() {
-                seen.entry(run).or_insert(o.time_ns);
+                seen.entry(run).or_insert((o.time_ns, o.wall_ns));
             }
         }
     }
     let mut lateness_ms: Vec<i64> = Vec::new();
-    for (run, t_seen) in &seen {
-        let Some(&(t0, d, wid)) = started.get(run) else {
+    for (run, &(t_seen, wall_seen)) in &seen {
+        let Some(&(t0, wall0, d, wid)) = started.get(run) else {
             r.invalid(
                 json!({"run_id": run, "problem": "a timer fired that no workflow task started"}),
             );
             continue;
         };
-        let due_ns = t0 + d * 1_000_000;
-        let late = *t_seen as i64 - due_ns as i64;
-        if late < -((eps_ms * 1_000_000) as i64) {
+        let late = t_seen as i64 - (t0 + d * 1_000_000) as i64;
+        // Early is judged on the wall clock Keel stamps replicated time from (the monotonic
+        // clock when the history has no wall times).
+        let late_wall = if wall0 > 0 && wall_seen > 0 {
+            wall_seen as i64 - (wall0 + d * 1_000_000) as i64
+        } else {
+            late
+        };
+        if late_wall < -((eps_ms * 1_000_000) as i64) {
             r.invalid(
                 json!({"wid": wid, "run_id": run, "timer_ms": d, "epsilon_ms": eps_ms,
-                "early_by_ms": -late / 1_000_000, "problem": "timer fired early"}),
+                "early_by_ms": -late_wall / 1_000_000,
+                "early_by_monotonic_ms": -late / 1_000_000, "problem": "timer fired early"}),
             );
         }
         lateness_ms.push(late / 1_000_000);
@@ -128,10 +143,14 @@ mod tests {
     use crate::checker::Verdict;
     use crate::workload::workflow::ActivityEnd;
 
+    const WALL_EPOCH_NS: u64 = 1_700_000_000_000_000_000;
+
     fn op(i: u64, ms: u64, p: Process, kind: OpType, f: &str, value: serde_json::Value) -> Op {
         Op {
             index: i,
             time_ns: ms * 1_000_000,
+            // The wall clock reads the same as the monotonic one here, from an epoch.
+            wall_ns: WALL_EPOCH_NS + ms * 1_000_000,
             process: p,
             kind,
             f: f.into(),
@@ -227,6 +246,25 @@ mod tests {
         ));
         assert_eq!(epsilon_ms(&skewed), 450);
         assert_eq!(check(&skewed, &fin(1)).verdict, Verdict::Valid);
+    }
+
+    #[test]
+    fn early_is_judged_on_the_wall_clock_keel_stamps_time_from() {
+        // The wall clock gained 400 ms on the monotonic one while the timer ran: seen 700 ms
+        // after it started by the monotonic clock, 1,100 ms by the wall clock. On time.
+        let mut h = history(700);
+        h[4].wall_ns += 400 * 1_000_000;
+        assert_eq!(check(&h, &fin(1)).verdict, Verdict::Valid);
+        // The other way round (on time by the monotonic clock, early by the wall clock, which
+        // Keel's replicated time follows) is early.
+        let mut h = history(1_100);
+        h[4].wall_ns -= 400 * 1_000_000;
+        let r = check(&h, &fin(1));
+        assert_eq!(r.verdict, Verdict::Invalid, "{r:?}");
+        // Without wall times (older histories) the monotonic clock decides.
+        let mut h = history(700);
+        h.iter_mut().for_each(|o| o.wall_ns = 0);
+        assert_eq!(check(&h, &fin(1)).verdict, Verdict::Invalid);
     }
 
     #[test]
