@@ -340,6 +340,19 @@ pub(super) fn record_signal<S: StateStore>(
     true
 }
 
+/// NOT_FOUND's message for a run that is not there at all (Temporal's wording; a closed run
+/// answers "workflow execution already completed").
+fn never_existed(run: &Option<RunKey>) -> String {
+    match run {
+        Some(r) if !r.run_id.is_empty() => format!(
+            "workflow execution not found for ID: {} and run ID: {}",
+            r.workflow_id, r.run_id
+        ),
+        Some(r) => format!("workflow not found for ID: {}", r.workflow_id),
+        None => "workflow execution not found".into(),
+    }
+}
+
 pub(super) fn signal<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     c: &SignalWorkflow,
@@ -347,8 +360,10 @@ pub(super) fn signal<S: StateStore>(
     if c.signal_name.is_empty() {
         return Ok(rejected("signal_name must not be empty"));
     }
-    let Some(mut ms) = ctx.resolve(&c.run)?.filter(is_running) else {
-        return Ok(not_found("workflow execution already completed"));
+    let mut ms = match ctx.resolve(&c.run)? {
+        Some(ms) if is_running(&ms) => ms,
+        Some(_) => return Ok(not_found("workflow execution already completed")),
+        None => return Ok(not_found(never_existed(&c.run))),
     };
     add_signal(ctx, &mut ms, c, None)?;
     ctx.save(&ms);
@@ -408,8 +423,10 @@ fn target_run<S: StateStore>(
         }),
         other => other.clone(),
     };
-    let Some(ms) = ctx.resolve(&run)?.filter(is_running) else {
-        return Ok(Err(not_found("workflow execution already completed")));
+    let ms = match ctx.resolve(&run)? {
+        Some(ms) if is_running(&ms) => ms,
+        Some(_) => return Ok(Err(not_found("workflow execution already completed"))),
+        None => return Ok(Err(not_found(never_existed(&run)))),
     };
     let chain = if ms.first_execution_run_id.is_empty() {
         ms.run

@@ -2262,3 +2262,42 @@ fn query_pollers_are_woken_only_when_a_query_can_be_handed_out() {
     );
     assert!(h.poll(TaskKind::Query).is_some());
 }
+
+#[test]
+fn a_workflow_that_never_existed_is_not_found_by_its_id_and_a_closed_one_is_completed() {
+    let mut h = Harness::new();
+    let signal = |run: RunKey| {
+        Kind::SignalWorkflow(SignalWorkflow {
+            run: Some(run),
+            signal_name: "s".into(),
+            ..Default::default()
+        })
+    };
+    let terminate = |run: RunKey| {
+        Kind::TerminateWorkflow(TerminateWorkflow {
+            run: Some(run),
+            ..Default::default()
+        })
+    };
+    for kind in [signal(run_key("nope", "")), terminate(run_key("nope", ""))] {
+        match h.apply(kind) {
+            Outcome::NotFound(m) => assert_eq!(m, "workflow not found for ID: nope"),
+            other => panic!("{other:?}"),
+        }
+    }
+    match h.apply(signal(run_key("nope", "r9"))) {
+        Outcome::NotFound(m) => assert_eq!(
+            m,
+            "workflow execution not found for ID: nope and run ID: r9"
+        ),
+        other => panic!("{other:?}"),
+    }
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    h.apply(terminate(run_key("wf", "r1")));
+    for kind in [signal(run_key("wf", "")), terminate(run_key("wf", "r1"))] {
+        match h.apply(kind) {
+            Outcome::NotFound(m) => assert_eq!(m, "workflow execution already completed"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
