@@ -127,8 +127,21 @@ pub fn check(ops: &[Op], fin: &Final) -> CheckResult {
     lateness_ms.sort_unstable();
     r.count("fired", seen.len() as u64);
     r.count("completed", completed);
+    // How far the wall clock moved against the monotonic one over the run (0 without wall
+    // times): the environment's share of any timer's earliness by the monotonic clock.
+    let drift_ms = match (
+        ops.iter().find(|o| o.wall_ns > 0),
+        ops.iter().rev().find(|o| o.wall_ns > 0),
+    ) {
+        (Some(a), Some(b)) => {
+            ((b.wall_ns as i64 - a.wall_ns as i64) - (b.time_ns as i64 - a.time_ns as i64))
+                / 1_000_000
+        }
+        _ => 0,
+    };
+    r.count("wall_clock_drift_ms", drift_ms.unsigned_abs());
     r.summary = format!(
-        "{} timers seen fired ({completed} workflows completed); lateness p50 {} ms, p99 {} ms, max {} ms; ε {eps_ms} ms",
+        "{} timers seen fired ({completed} workflows completed); lateness p50 {} ms, p99 {} ms, max {} ms; ε {eps_ms} ms; wall clock {drift_ms:+} ms against the monotonic one",
         seen.len(),
         percentile(&lateness_ms, 0.5),
         percentile(&lateness_ms, 0.99),
