@@ -92,7 +92,7 @@ pub(super) fn schedule<S: StateStore>(
 }
 
 /// Puts the activity's current attempt in its backlog and arms schedule-to-start.
-fn enqueue_attempt<S: StateStore>(
+pub(super) fn enqueue_attempt<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     ms: &mut MutableState,
     scheduled_event_id: i64,

@@ -3,9 +3,11 @@
 //! new run), then the signals the base run received after that point (unless excluded; as in
 //! Temporal, nothing else is reapplied), then a new workflow task; the workflow id's running run is terminated; all in one apply.
 //!
-//! The new run is rebuilt from the copied events. Keel resets only to a point where nothing
-//! is outstanding — no activity, timer or child started before it and still pending — and
-//! refuses any other point by name: re-arming those from history is not built yet, and a
+//! The new run is rebuilt from the copied events. Timers still pending at the point are
+//! re-armed at their original fire time (one already due fires at once); activities still
+//! pending are scheduled again as a fresh first attempt (their schedule-to-close counted from
+//! the reset). A point with a child still running, or an activity whose cancellation was
+//! requested and not yet resolved, is refused by name: rebuilding those is not built, and a
 //! reset that silently dropped them would run differently from Temporal's.
 
 use prost::Message;
@@ -42,8 +44,12 @@ pub struct ResetWorkflow {
 /// What is still outstanding after a prefix of history.
 #[derive(Default)]
 struct Pending {
-    activities: Vec<(i64, String)>,
-    timers: Vec<String>,
+    /// Scheduled events of activities not yet closed, with their event time.
+    activities: Vec<(i64, ActivityTaskScheduled)>,
+    /// Activities whose cancellation was requested (scheduled event ids).
+    cancel_requested: Vec<i64>,
+    /// Started events of timers not yet fired or canceled, with their fire time.
+    timers: Vec<(i64, String, u64)>,
     children: Vec<(i64, String)>,
 }
 
@@ -51,16 +57,21 @@ impl Pending {
     fn fold(&mut self, e: &HistoryEvent) {
         use Attributes as A;
         match &e.attributes {
-            Some(A::ActivityTaskScheduled(a)) => {
-                self.activities.push((e.event_id, a.activity_id.clone()))
+            Some(A::ActivityTaskScheduled(a)) => self.activities.push((e.event_id, a.clone())),
+            Some(A::ActivityTaskCancelRequested(c)) => {
+                self.cancel_requested.push(c.scheduled_event_id)
             }
             Some(A::ActivityTaskCompleted(a)) => self.activity_done(a.scheduled_event_id),
             Some(A::ActivityTaskFailed(a)) => self.activity_done(a.scheduled_event_id),
             Some(A::ActivityTaskTimedOut(a)) => self.activity_done(a.scheduled_event_id),
             Some(A::ActivityTaskCanceled(a)) => self.activity_done(a.scheduled_event_id),
-            Some(A::TimerStarted(t)) => self.timers.push(t.timer_id.clone()),
-            Some(A::TimerFired(t)) => self.timers.retain(|x| *x != t.timer_id),
-            Some(A::TimerCanceled(t)) => self.timers.retain(|x| *x != t.timer_id),
+            Some(A::TimerStarted(t)) => self.timers.push((
+                e.event_id,
+                t.timer_id.clone(),
+                e.event_time_ms.saturating_add(t.start_to_fire_timeout_ms),
+            )),
+            Some(A::TimerFired(t)) => self.timers.retain(|x| x.1 != t.timer_id),
+            Some(A::TimerCanceled(t)) => self.timers.retain(|x| x.1 != t.timer_id),
             Some(A::StartChildWorkflowExecutionInitiated(c)) => {
                 self.children.push((e.event_id, c.workflow_id.clone()))
             }
@@ -78,21 +89,28 @@ impl Pending {
 
     fn activity_done(&mut self, scheduled: i64) {
         self.activities.retain(|(id, _)| *id != scheduled);
+        self.cancel_requested.retain(|id| *id != scheduled);
     }
 
     fn child_done(&mut self, initiated: i64) {
         self.children.retain(|(id, _)| *id != initiated);
     }
 
-    /// Why the point cannot be reset to, naming what is outstanding.
+    /// Why the point cannot be reset to, naming what is outstanding there that a reset cannot
+    /// rebuild.
     fn refusal(&self, point: i64) -> Option<String> {
         let mut what = Vec::new();
         what.extend(
             self.activities
                 .iter()
-                .map(|(id, a)| format!("activity {a} (scheduled at event {id})")),
+                .filter(|(id, _)| self.cancel_requested.contains(id))
+                .map(|(id, a)| {
+                    format!(
+                        "activity {} (scheduled at event {id}) with a cancellation requested",
+                        a.activity_id
+                    )
+                }),
         );
-        what.extend(self.timers.iter().map(|t| format!("timer {t}")));
         what.extend(
             self.children
                 .iter()
@@ -101,8 +119,7 @@ impl Pending {
         (!what.is_empty()).then(|| {
             format!(
                 "cannot reset to event {point}: {} would still be pending there; this server \
-                 resets only to a workflow task after which nothing is outstanding (e.g. the \
-                 first workflow task)",
+                 rebuilds pending timers and activities but not these",
                 what.join(", ")
             )
         })
@@ -231,6 +248,7 @@ pub(super) fn reset<S: StateStore>(
         fold_state(&mut ms, e);
     }
     ms.next_event_id = point;
+    rebuild_pending(ctx, &mut ms, &pending)?;
     ctx.append(
         &mut ms,
         Attributes::WorkflowTaskFailed(WorkflowTaskFailed {
@@ -329,6 +347,62 @@ fn fold_state(ms: &mut MutableState, e: &HistoryEvent) {
         }
         _ => {}
     }
+}
+
+/// Re-arms the timers pending at the point (at their original fire time) and schedules the
+/// pending activities again as fresh first attempts.
+fn rebuild_pending<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    pending: &Pending,
+) -> Result<()> {
+    for (started, timer_id, fire_at_ms) in &pending.timers {
+        ms.timers.push(TimerInfo {
+            timer_id: timer_id.clone(),
+            started_event_id: *started,
+            fire_at_ms: *fire_at_ms,
+        });
+        ctx.arm(
+            ms,
+            DeadlineKind::UserTimer,
+            *started,
+            0,
+            timer_id,
+            *fire_at_ms,
+        );
+    }
+    for (scheduled, a) in &pending.activities {
+        ms.activities.push(ActivityInfo {
+            scheduled_event_id: *scheduled,
+            activity_id: a.activity_id.clone(),
+            activity_type: a.activity_type.clone(),
+            task_queue: a.task_queue.clone(),
+            input: a.input.clone(),
+            schedule_to_close_timeout_ms: a.schedule_to_close_timeout_ms,
+            schedule_to_start_timeout_ms: a.schedule_to_start_timeout_ms,
+            start_to_close_timeout_ms: a.start_to_close_timeout_ms,
+            heartbeat_timeout_ms: a.heartbeat_timeout_ms,
+            attempt: 1,
+            scheduled_time_ms: ctx.now_ms,
+            first_scheduled_time_ms: ctx.now_ms,
+            retry_policy: a.retry_policy.clone(),
+            header: a.header.clone(),
+            ..Default::default()
+        });
+        if a.schedule_to_close_timeout_ms > 0 {
+            let at = ctx.now_ms.saturating_add(a.schedule_to_close_timeout_ms);
+            ctx.arm(
+                ms,
+                DeadlineKind::ActivityScheduleToClose,
+                *scheduled,
+                0,
+                "",
+                at,
+            );
+        }
+        super::activity::enqueue_attempt(ctx, ms, *scheduled)?;
+    }
+    Ok(())
 }
 
 /// The new run's run timeout from now, capped by what is left of the chain's execution

@@ -116,31 +116,36 @@ fn signals_are_not_reapplied_when_excluded() {
 }
 
 #[test]
-fn points_that_are_not_a_finished_task_or_leave_work_pending_are_refused_by_name() {
+fn a_point_that_is_not_a_finished_task_or_leaves_a_child_running_is_refused_by_name() {
     let mut h = Harness::new();
     run_with_history(&mut h);
     match h.apply(reset_to(5, "r2", "x", true)) {
         Outcome::InvalidArgument(m) => assert!(m.contains("not the end of a started"), "{m}"),
         other => panic!("{other:?}"),
     }
-    // A third task schedules an activity; a signal brings a fourth task, which ends with the
-    // activity still pending: resetting to it would leave the activity behind.
+    // A third task starts a child; a signal brings a fourth task, which ends with the child
+    // still running: a reset there would leave it behind.
     h.signal("sig-2");
     let wft = h.poll(TaskKind::Workflow);
-    h.complete_wft(&token(&wft), vec![activity("a2")]);
+    h.complete_wft(
+        &token(&wft),
+        vec![WorkflowCommand {
+            kind: Some(Cmd::StartChildWorkflow(StartChildWorkflow {
+                workflow_id: "kid".into(),
+                workflow_type: "child".into(),
+                task_queue: "kids".into(),
+                new_run_id: "kid-1".into(),
+                ..Default::default()
+            })),
+        }],
+    );
     h.signal("sig-3");
     let wft = h.poll(TaskKind::Workflow);
     h.complete_wft(&token(&wft), vec![]);
-    let last_completed = h
-        .history("wf", "r1")
-        .iter()
-        .rev()
-        .find(|e| matches!(e.attributes, Some(Attributes::WorkflowTaskCompleted(_))))
-        .map(|e| e.event_id)
-        .expect("a completed task");
+    let last_completed = last_completed_task(&h);
     match h.apply(reset_to(last_completed, "r2", "x", true)) {
         Outcome::InvalidArgument(m) => {
-            assert!(m.contains("activity a2 (scheduled at event"), "{m}")
+            assert!(m.contains("child workflow kid (initiated at event"), "{m}")
         }
         other => panic!("{other:?}"),
     }
@@ -152,4 +157,77 @@ fn points_that_are_not_a_finished_task_or_leave_work_pending_are_refused_by_name
     assert!(read_mutable_state(&h.store, &run_key("wf", "r2"))
         .unwrap()
         .is_none());
+}
+
+fn last_completed_task(h: &Harness) -> i64 {
+    h.history("wf", "r1")
+        .iter()
+        .rev()
+        .find(|e| matches!(e.attributes, Some(Attributes::WorkflowTaskCompleted(_))))
+        .map(|e| e.event_id)
+        .expect("a completed task")
+}
+
+#[test]
+fn pending_timers_are_rearmed_and_pending_activities_scheduled_again() {
+    let mut h = Harness::new();
+    run_with_history(&mut h);
+    // A third task schedules activity a2 and starts a 60 s timer; a signal brings a fourth
+    // task, which ends with both pending.
+    h.signal("sig-2");
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&wft), vec![activity("a2"), timer("t1", 60_000)]);
+    let fire_at = h.state("wf", "r1").timers[0].fire_at_ms;
+    h.signal("sig-3");
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_wft(&token(&wft), vec![]);
+    // The base's attempt of a2 is handed out before the reset (its token then goes stale).
+    let stale = h.poll(TaskKind::Activity).expect("a2's first attempt");
+    h.now_ms += 1_000;
+    let out = h.apply(reset_to(last_completed_task(&h), "r2", "reset-2", true));
+    assert!(matches!(out, Outcome::Started(_)), "{out:?}");
+    let ms = h.state("wf", "r2");
+    assert_eq!(
+        ms.timers
+            .iter()
+            .map(|t| (t.timer_id.as_str(), t.fire_at_ms))
+            .collect::<Vec<_>>(),
+        [("t1", fire_at)],
+        "the timer keeps its fire time"
+    );
+    assert_eq!(
+        ms.activities
+            .iter()
+            .map(|a| (a.activity_id.as_str(), a.attempt, a.started))
+            .collect::<Vec<_>>(),
+        [("a2", 1, false)]
+    );
+    // The base run's attempt is stale; the new run's attempt goes out and completes.
+    assert!(matches!(
+        h.complete_activity(&token(&Some(stale)), b"late"),
+        Outcome::NotFound(_)
+    ));
+    // The new run's first task goes first in the queue; then a2's new attempt.
+    let wft = h.poll(TaskKind::Workflow).expect("the new run's task");
+    assert_eq!(
+        wft.token.as_ref().and_then(|t| t.run.clone()),
+        Some(run_key("wf", "r2"))
+    );
+    let act = h.poll(TaskKind::Activity).expect("a2 scheduled again");
+    assert_eq!(
+        act.token.as_ref().and_then(|t| t.run.clone()),
+        Some(run_key("wf", "r2"))
+    );
+    h.complete_wft(&token(&Some(wft)), vec![]);
+    assert!(matches!(
+        h.complete_activity(&token(&Some(act)), b"done again"),
+        Outcome::Accepted(_)
+    ));
+    // The timer fires at its original time in the new run.
+    assert!(matches!(
+        h.fire("wf", "r2", DeadlineKind::UserTimer),
+        Outcome::Accepted(_)
+    ));
+    assert!(h.types("wf", "r2").contains(&"TimerFired"));
+    assert!(h.now_ms >= fire_at);
 }
