@@ -19,7 +19,7 @@ pub struct Proposal {
 pub struct Command {
     #[prost(
         oneof = "command::Kind",
-        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29"
+        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30"
     )]
     pub kind: Option<command::Kind>,
 }
@@ -74,6 +74,8 @@ pub mod command {
         UpdateSearchAttributes(crate::workflow::search::UpdateSearchAttributes),
         #[prost(message, tag = "29")]
         ResetWorkflow(crate::workflow::reset::ResetWorkflow),
+        #[prost(message, tag = "30")]
+        SetNamespaceLimits(crate::workflow::SetNamespaceLimits),
     }
 }
 

@@ -169,6 +169,40 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn set_namespace_limits(
+        &self,
+        request: Request<pb::SetNamespaceLimitsRequest>,
+    ) -> Result<Response<pb::SetNamespaceLimitsResponse>, Status> {
+        use keel_engine::command::Kind;
+        use keel_engine::response;
+        use keel_engine::workflow::workflow_outcome::Kind as Outcome;
+        let r = request.into_inner();
+        if r.namespace.is_empty() {
+            return Err(Status::invalid_argument("namespace is required"));
+        }
+        let proposed = self
+            .node
+            .propose(vec![keel_engine::Command {
+                kind: Some(Kind::SetNamespaceLimits(
+                    keel_engine::workflow::SetNamespaceLimits {
+                        namespace: r.namespace,
+                        suggest_continue_as_new_events: r.suggest_continue_as_new_events,
+                        suggest_continue_as_new_bytes: r.suggest_continue_as_new_bytes,
+                    },
+                )),
+            }])
+            .await
+            .map_err(to_status)?;
+        match proposed.responses.into_iter().next().and_then(|r| r.kind) {
+            Some(response::Kind::Workflow(o)) => match o.kind {
+                Some(Outcome::Accepted(_)) => Ok(Response::new(pb::SetNamespaceLimitsResponse {})),
+                Some(Outcome::NotFound(m)) => Err(Status::not_found(m)),
+                other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+            },
+            other => Err(Status::internal(format!("unexpected response {other:?}"))),
+        }
+    }
+
     async fn set_clock_offset(
         &self,
         request: Request<pb::SetClockOffsetRequest>,

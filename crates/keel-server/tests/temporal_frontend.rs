@@ -1892,3 +1892,50 @@ async fn t97_an_rpc_keel_has_not_built_is_unimplemented_by_name() -> anyhow::Res
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t98_a_namespaces_continue_as_new_threshold_is_set_through_the_admin_api(
+) -> anyhow::Result<()> {
+    use keel_proto::admin::v1::admin_client::AdminClient;
+    use keel_proto::admin::v1::SetNamespaceLimitsRequest;
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
+    let (c, leader, client) = cluster_and_follower_client().await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let mut admin =
+        AdminClient::connect(format!("http://{}", c.node(follower).client_addr())).await?;
+    let missing = admin
+        .set_namespace_limits(SetNamespaceLimitsRequest {
+            namespace: "nowhere".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("no such namespace");
+    assert_eq!(missing.code(), Code::NotFound);
+    admin
+        .set_namespace_limits(SetNamespaceLimitsRequest {
+            namespace: "default".into(),
+            suggest_continue_as_new_events: 1,
+            suggest_continue_as_new_bytes: 0,
+        })
+        .await?;
+    // A run started now is told to continue as new at its first task (3 events > 1).
+    let mut starter = client.clone();
+    starter
+        .start_workflow_execution(start_request("can-limit", "r-can-limit"))
+        .await?;
+    let task = poll_wft(client.clone(), normal_queue("tq"), "w", 10).await?;
+    let started = task
+        .history
+        .and_then(|h| {
+            h.events
+                .into_iter()
+                .find(|e| e.event_id == task.started_event_id)
+        })
+        .and_then(|e| e.attributes);
+    match started {
+        Some(EA::WorkflowTaskStartedEventAttributes(s)) => assert!(s.suggest_continue_as_new),
+        other => panic!("no WorkflowTaskStarted: {other:?}"),
+    }
+    c.shutdown().await;
+    Ok(())
+}

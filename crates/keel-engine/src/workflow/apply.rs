@@ -771,6 +771,7 @@ fn dispatch<S: StateStore>(
         Kind::ForgetQuery(c) => query::forget(ctx, c),
         Kind::UpdateSearchAttributes(c) => super::search::update_registry(ctx, c),
         Kind::ResetWorkflow(c) => super::reset::reset(ctx, c),
+        Kind::SetNamespaceLimits(c) => start::set_namespace_limits(ctx, c),
         Kind::RegisterPut(_) | Kind::RegisterCas(_) | Kind::RegisterDelete(_) => {
             unreachable!("register commands are applied by the register module")
         }

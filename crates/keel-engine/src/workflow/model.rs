@@ -155,6 +155,23 @@ pub struct NamespaceRecord {
     /// Custom search attributes, by name, with their `IndexedValueType`.
     #[prost(btree_map = "string, int32", tag = "6")]
     pub search_attributes: std::collections::BTreeMap<String, i32>,
+    /// Continue-as-new is suggested from this many events / bytes of history (0: Temporal's
+    /// defaults, [`SUGGEST_CONTINUE_AS_NEW_EVENTS`] and [`SUGGEST_CONTINUE_AS_NEW_BYTES`]).
+    #[prost(uint64, tag = "7")]
+    pub suggest_continue_as_new_events: u64,
+    #[prost(uint64, tag = "8")]
+    pub suggest_continue_as_new_bytes: u64,
+}
+
+/// Sets a namespace's continue-as-new thresholds (runs started afterwards use them).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SetNamespaceLimits {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(uint64, tag = "2")]
+    pub suggest_continue_as_new_events: u64,
+    #[prost(uint64, tag = "3")]
+    pub suggest_continue_as_new_bytes: u64,
 }
 
 /// What List/Count/Describe read about a run without loading its history.
@@ -1838,6 +1855,11 @@ pub struct MutableState {
     /// Encoded Temporal `SearchAttributes`, typed (see [`super::search`]).
     #[prost(bytes = "vec", tag = "38")]
     pub search_attributes: Vec<u8>,
+    /// The namespace's continue-as-new thresholds when the run started (0: the defaults).
+    #[prost(uint64, tag = "39")]
+    pub suggest_continue_as_new_events: u64,
+    #[prost(uint64, tag = "40")]
+    pub suggest_continue_as_new_bytes: u64,
 }
 
 /// A child a run started that has not closed yet.
@@ -1864,6 +1886,20 @@ pub const SUGGEST_CONTINUE_AS_NEW_EVENTS: i64 = 4 * 1024;
 pub const SUGGEST_CONTINUE_AS_NEW_BYTES: u64 = 4 * 1024 * 1024;
 
 impl MutableState {
+    fn suggest_events(&self) -> i64 {
+        match self.suggest_continue_as_new_events {
+            0 => SUGGEST_CONTINUE_AS_NEW_EVENTS,
+            n => i64::try_from(n).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn suggest_bytes(&self) -> u64 {
+        match self.suggest_continue_as_new_bytes {
+            0 => SUGGEST_CONTINUE_AS_NEW_BYTES,
+            n => n,
+        }
+    }
+
     /// The WorkflowTaskStarted event of the run's current task, with the history's size and
     /// the continue-as-new hint as they stand.
     pub fn task_started_event(
@@ -1877,8 +1913,8 @@ impl MutableState {
             identity: identity.to_string(),
             request_id: request_id.to_string(),
             history_size_bytes: self.history_size_bytes,
-            suggest_continue_as_new: self.next_event_id > SUGGEST_CONTINUE_AS_NEW_EVENTS
-                || self.history_size_bytes >= SUGGEST_CONTINUE_AS_NEW_BYTES,
+            suggest_continue_as_new: self.next_event_id > self.suggest_events()
+                || self.history_size_bytes >= self.suggest_bytes(),
         }
     }
 }

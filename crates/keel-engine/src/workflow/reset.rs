@@ -322,6 +322,8 @@ fn new_state<S: StateStore>(
         retry_policy: base.retry_policy.clone(),
         attempt: base.attempt,
         cron_schedule: base.cron_schedule.clone(),
+        suggest_continue_as_new_events: base.suggest_continue_as_new_events,
+        suggest_continue_as_new_bytes: base.suggest_continue_as_new_bytes,
         ..Default::default()
     }
 }

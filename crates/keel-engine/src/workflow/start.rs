@@ -260,6 +260,10 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Resu
         &keys::current_run(&n.run.namespace, &n.run.workflow_id),
         &current.encode_to_vec(),
     );
+    if let Some(ns) = super::apply::read_namespace(ctx.store, &n.run.namespace)? {
+        ms.suggest_continue_as_new_events = ns.suggest_continue_as_new_events;
+        ms.suggest_continue_as_new_bytes = ns.suggest_continue_as_new_bytes;
+    }
     ctx.count_status(&n.run, RunStatus::Running as i32, 1)?;
     ctx.put_visibility(&ms);
     Ok(ms)
@@ -552,6 +556,24 @@ pub(super) fn run_timed_out<S: StateStore>(
     super::chain::close_or_retry(ctx, ms, super::chain::Ending::TimedOut, next_run_id)
 }
 
+pub(super) fn set_namespace_limits<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &SetNamespaceLimits,
+) -> Result<WorkflowOutcome> {
+    let key = keys::namespace(&c.namespace);
+    let Some(bytes) = ctx.store.get(&key)? else {
+        return Ok(not_found(format!(
+            "Namespace {} is not found.",
+            c.namespace
+        )));
+    };
+    let mut ns: NamespaceRecord = decode(&key, &bytes)?;
+    ns.suggest_continue_as_new_events = c.suggest_continue_as_new_events;
+    ns.suggest_continue_as_new_bytes = c.suggest_continue_as_new_bytes;
+    ctx.store.put(&key, &ns.encode_to_vec());
+    Ok(accepted())
+}
+
 pub(super) fn register_namespace<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     c: &RegisterNamespace,
@@ -572,6 +594,8 @@ pub(super) fn register_namespace<S: StateStore>(
         retention_ms: c.retention_ms,
         registered_time_ms: ctx.now_ms,
         search_attributes: Default::default(),
+        suggest_continue_as_new_events: 0,
+        suggest_continue_as_new_bytes: 0,
     };
     ctx.store
         .put(&keys::namespace(&c.name), &record.encode_to_vec());

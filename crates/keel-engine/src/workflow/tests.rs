@@ -897,6 +897,7 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
         Kind::ForgetQuery(Default::default()),
         Kind::UpdateSearchAttributes(Default::default()),
         Kind::ResetWorkflow(Default::default()),
+        Kind::SetNamespaceLimits(Default::default()),
     ];
     for k in all {
         let c = Command {

@@ -287,3 +287,53 @@ fn a_terminate_naming_the_chain_reaches_its_current_run_and_no_other() {
     assert!(matches!(terminate(&mut h, "r1"), Outcome::Accepted(_)));
     assert_eq!(h.state("wf", "r2").status, RunStatus::Terminated as i32);
 }
+
+#[test]
+fn a_namespaces_own_thresholds_apply_to_runs_started_after_they_are_set() {
+    let mut h = Harness::new();
+    h.start("old", "r0", "req-0", IdReusePolicy::Unspecified);
+    let out = h.apply(Kind::SetNamespaceLimits(SetNamespaceLimits {
+        namespace: NS.into(),
+        suggest_continue_as_new_events: 8,
+        suggest_continue_as_new_bytes: 0,
+    }));
+    assert!(matches!(out, Outcome::Accepted(_)), "{out:?}");
+    let missing = h.apply(Kind::SetNamespaceLimits(SetNamespaceLimits {
+        namespace: "nowhere".into(),
+        ..Default::default()
+    }));
+    assert!(matches!(missing, Outcome::NotFound(_)), "{missing:?}");
+    h.start("wf", "r1", "req-1", IdReusePolicy::Unspecified);
+    assert_eq!(h.state("wf", "r1").suggest_continue_as_new_events, 8);
+    assert_eq!(
+        h.state("old", "r0").suggest_continue_as_new_events,
+        0,
+        "a run started before keeps the defaults"
+    );
+    h.apply(Kind::TerminateWorkflow(TerminateWorkflow {
+        run: Some(run_key("old", "r0")),
+        ..Default::default()
+    }));
+    // Past 8 events the new run's task suggests continuing as new.
+    let mut suggested = false;
+    for i in 0..4 {
+        let wft = h.poll(TaskKind::Workflow).expect("a task");
+        let run = wft.token.as_ref().and_then(|t| t.run.clone()).expect("run");
+        let history = read_history(&h.store, &run, 1, i64::MAX - 1).unwrap();
+        if let Attributes::WorkflowTaskStarted(s) = attr(&history, wft.started_event_id) {
+            if run.workflow_id == "wf" {
+                suggested |= s.suggest_continue_as_new;
+            } else {
+                assert!(!s.suggest_continue_as_new, "the old run keeps 4,096");
+            }
+        }
+        h.complete_wft(&token(&Some(wft)), Vec::new());
+        h.apply(Kind::SignalWorkflow(SignalWorkflow {
+            run: Some(run_key(&run.workflow_id, "")),
+            signal_name: "s".into(),
+            request_id: format!("sig-{i}"),
+            ..Default::default()
+        }));
+    }
+    assert!(suggested, "{:?}", h.types("wf", "r1"));
+}
