@@ -760,20 +760,7 @@ pub fn count(
             None => break,
         }
     }
-    let groups = if filter.group_by_status {
-        by_status
-            .into_iter()
-            .map(
-                |(status, count)| api::count_workflow_executions_response::AggregationGroup {
-                    group_values: vec![keyword_payload(status_name(status))],
-                    count,
-                },
-            )
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(api::CountWorkflowExecutionsResponse { count, groups })
+    Ok(count_response(count, filter.group_by_status, by_status))
 }
 
 /// Counts without a scan when the filter is at most `ExecutionStatus = '…'` (with or without
@@ -805,21 +792,8 @@ fn count_from_counters(
         .map(|s| (s, counts[s as usize] as i64))
         .collect();
     let count = selected.iter().map(|(_, c)| c).sum();
-    let groups = if filter.group_by_status {
-        selected
-            .into_iter()
-            .filter(|(_, c)| *c > 0)
-            .map(
-                |(status, count)| api::count_workflow_executions_response::AggregationGroup {
-                    group_values: vec![keyword_payload(status_name(status))],
-                    count,
-                },
-            )
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(Some(api::CountWorkflowExecutionsResponse { count, groups }))
+    let nonzero = selected.into_iter().filter(|(_, c)| *c > 0);
+    Ok(Some(count_response(count, filter.group_by_status, nonzero)))
 }
 
 impl Frontend {
@@ -838,6 +812,28 @@ impl Frontend {
         let ns = self.require_namespace(&r.namespace)?;
         count(self.node().state(), &ns, r)
     }
+}
+
+/// A Count answer; with GROUP BY ExecutionStatus, one group per (status, count) in order.
+fn count_response(
+    count: i64,
+    group_by_status: bool,
+    by_status: impl IntoIterator<Item = (i32, i64)>,
+) -> api::CountWorkflowExecutionsResponse {
+    let groups = if group_by_status {
+        by_status
+            .into_iter()
+            .map(
+                |(status, count)| api::count_workflow_executions_response::AggregationGroup {
+                    group_values: vec![keyword_payload(status_name(status))],
+                    count,
+                },
+            )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    api::CountWorkflowExecutionsResponse { count, groups }
 }
 
 /// A JSON string payload typed Keyword, as Temporal returns group values.
