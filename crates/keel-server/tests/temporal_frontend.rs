@@ -974,7 +974,8 @@ async fn t84_list_and_count_filter_page_and_order_newest_first() -> anyhow::Resu
 
     for bad in [
         "StartTime > '2020-01-01'",
-        "WorkflowId = 'a' OR WorkflowId = 'b'",
+        "NotAnAttribute = 'a' OR WorkflowId = 'b'",
+        "WorkflowId LIKE 'a%'",
     ] {
         let err = list(client.clone(), bad, 0, vec![]).await.expect_err(bad);
         assert_eq!(err.code(), Code::InvalidArgument, "{bad}");
@@ -1447,7 +1448,7 @@ async fn t90_an_unsupported_command_is_refused_naming_it_and_the_task_stays_comp
 ) -> anyhow::Result<()> {
     use temporalio_protos::temporal::api::command::v1::{
         command::Attributes as CA, Command, CompleteWorkflowExecutionCommandAttributes,
-        UpsertWorkflowSearchAttributesCommandAttributes,
+        ScheduleNexusOperationCommandAttributes,
     };
     use temporalio_protos::temporal::api::enums::v1::{CommandType, EventType};
 
@@ -1468,18 +1469,18 @@ async fn t90_an_unsupported_command_is_refused_naming_it_and_the_task_stays_comp
 
     let err = client
         .respond_workflow_task_completed(complete(vec![Command {
-            command_type: CommandType::UpsertWorkflowSearchAttributes as i32,
-            attributes: Some(CA::UpsertWorkflowSearchAttributesCommandAttributes(
-                UpsertWorkflowSearchAttributesCommandAttributes::default(),
+            command_type: CommandType::ScheduleNexusOperation as i32,
+            attributes: Some(CA::ScheduleNexusOperationCommandAttributes(
+                ScheduleNexusOperationCommandAttributes::default(),
             )),
             ..Default::default()
         }]))
         .await
-        .expect_err("search attribute upserts are not implemented");
+        .expect_err("Nexus operations are not implemented");
     assert_eq!(err.code(), Code::InvalidArgument);
     assert_eq!(
         err.message(),
-        "UPSERT_WORKFLOW_SEARCH_ATTRIBUTES is not supported by this server yet"
+        "SCHEDULE_NEXUS_OPERATION is not supported by this server yet"
     );
 
     // Nothing was written, and the same task can still be completed.
