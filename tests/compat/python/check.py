@@ -447,11 +447,11 @@ async def main(worker_addr: str, client_addr: str) -> None:
               and "CronSchedule" in e.message, f"an invalid cron schedule is refused ({e})")
 
         # Visibility and history: 12 runs, the chain's 5, the delayed one, the parent and its
-        # child, and the retried workflow's 3 attempts.
+        # child, the retried workflow's 3 attempts, and the retrying parent with its child's 3.
         listed = [w async for w in client.list_workflows(f"TaskQueue = '{queue}'")]
-        check(len(listed) == 23, f"list finds the 23 runs ({len(listed)})")
-        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 23,
-              "count finds the 23 runs")
+        check(len(listed) == 27, f"list finds the 27 runs ({len(listed)})")
+        check((await client.count_workflows(f"TaskQueue = '{queue}'")).count == 27,
+              "count finds the 27 runs")
         # Cron: a run every second until terminated (after the counts above).
         await client.start_workflow(Chain.run, 5, **wid("cron"), cron_schedule="@every 1s")
         deadline = time.monotonic() + 30
