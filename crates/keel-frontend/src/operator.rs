@@ -91,6 +91,14 @@ impl OperatorService for Frontend {
     }
 }
 
+/// System and predefined attributes with their types (read-only, listed for every namespace).
+fn reserved_types() -> impl Iterator<Item = (String, i32)> {
+    search::SYSTEM
+        .iter()
+        .chain(search::PREDEFINED)
+        .map(|(k, t)| (k.to_string(), *t as i32))
+}
+
 /// The registry as Temporal lists it: custom attributes, and the system and predefined ones
 /// under `system_attributes`.
 pub(crate) fn list(
@@ -98,11 +106,7 @@ pub(crate) fn list(
 ) -> op::ListSearchAttributesResponse {
     op::ListSearchAttributesResponse {
         custom_attributes: custom.iter().map(|(k, t)| (k.clone(), *t)).collect(),
-        system_attributes: search::SYSTEM
-            .iter()
-            .chain(search::PREDEFINED)
-            .map(|(k, t)| (k.to_string(), *t as i32))
-            .collect(),
+        system_attributes: reserved_types().collect(),
         storage_schema: Default::default(),
     }
 }
@@ -111,13 +115,7 @@ pub(crate) fn list(
 pub(crate) fn all_types(
     custom: &std::collections::BTreeMap<String, i32>,
 ) -> std::collections::HashMap<String, i32> {
-    let mut all: std::collections::HashMap<String, i32> = search::SYSTEM
-        .iter()
-        .chain(search::PREDEFINED)
-        .map(|(k, t)| (k.to_string(), *t as i32))
-        .collect();
-    for (k, t) in custom {
-        all.insert(k.clone(), *t);
-    }
-    all
+    reserved_types()
+        .chain(custom.iter().map(|(k, t)| (k.clone(), *t)))
+        .collect()
 }

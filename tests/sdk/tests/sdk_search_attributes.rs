@@ -130,18 +130,18 @@ async fn attributes_are_registered_upserted_listed_counted_and_described() -> an
                     .build(),
             )
             .await?;
-        // Wait until the workflow's upsert is visible (a condition, with a deadline).
-        let upserted = tokio::time::timeout(WAIT, async {
-            loop {
-                let d = handle.describe(WorkflowDescribeOptions::default()).await?;
-                if d.search_attributes().get(&AMOUNT) == Some(42) {
-                    return anyhow::Ok(d);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        })
-        .await
-        .map_err(|_| anyhow::anyhow!("the upsert never became visible within {WAIT:?}"))??;
+        let upserted = keel_server::local_cluster::wait_for(
+            WAIT,
+            "the workflow's upsert is visible in Describe",
+            || async {
+                handle
+                    .describe(WorkflowDescribeOptions::default())
+                    .await
+                    .ok()
+                    .filter(|d| d.search_attributes().get(&AMOUNT) == Some(42))
+            },
+        )
+        .await?;
         let ids = |query: &'static str| {
             let client = client.clone();
             async move {

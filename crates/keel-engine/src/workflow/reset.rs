@@ -273,7 +273,7 @@ pub(super) fn reset<S: StateStore>(
         }
     }
     ctx.schedule_workflow_task(&mut ms, 1)?;
-    arm_run_timeout(ctx, &mut ms);
+    super::start::arm_run_timeout(ctx, &mut ms);
     ctx.store.put(
         &ckey,
         &CurrentRun {
@@ -405,19 +405,4 @@ fn rebuild_pending<S: StateStore>(
         super::activity::enqueue_attempt(ctx, ms, *scheduled)?;
     }
     Ok(())
-}
-
-/// The new run's run timeout from now, capped by what is left of the chain's execution
-/// timeout.
-fn arm_run_timeout<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &mut MutableState) {
-    let run_end = (ms.run_timeout_ms > 0).then(|| ctx.now_ms.saturating_add(ms.run_timeout_ms));
-    let end = match (run_end, ms.execution_expiration_ms) {
-        (None, 0) => None,
-        (None, e) => Some(e),
-        (Some(r), 0) => Some(r),
-        (Some(r), e) => Some(r.min(e)),
-    };
-    if let Some(at) = end {
-        ctx.arm(ms, DeadlineKind::RunTimeout, 0, 0, "", at.max(ctx.now_ms));
-    }
 }

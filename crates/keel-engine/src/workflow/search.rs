@@ -209,7 +209,12 @@ pub fn decode_value(
     t: IndexedValueType,
 ) -> std::result::Result<Option<Value>, String> {
     let p = Payload::decode(payload).map_err(|e| format!("malformed payload: {e}"))?;
-    let Some(json) = payload_json(&p)? else {
+    value_of(&p, t)
+}
+
+/// [`decode_value`] of a decoded payload.
+fn value_of(p: &Payload, t: IndexedValueType) -> std::result::Result<Option<Value>, String> {
+    let Some(json) = payload_json(p)? else {
         return Ok(None);
     };
     let bad = || format!("{json} is not a valid value of type {}", t.name());
@@ -260,13 +265,15 @@ pub fn validate(
                 format!("Namespace {namespace} has no mapping defined for search attribute {name}")
             });
         };
-        decode_value(&bytes, t).map_err(|e| {
+        let invalid = |e: String| {
             format!(
                 "invalid value for search attribute {name} of type {}: {e}",
                 t.name()
             )
-        })?;
-        let mut p = Payload::decode(bytes.as_slice()).map_err(|e| e.to_string())?;
+        };
+        let mut p = Payload::decode(bytes.as_slice())
+            .map_err(|e| invalid(format!("malformed payload: {e}")))?;
+        value_of(&p, t).map_err(invalid)?;
         p.metadata
             .insert("type".into(), t.name().as_bytes().to_vec());
         let stamped = p.encode_to_vec();
@@ -293,8 +300,11 @@ pub fn removes(payload: &[u8]) -> bool {
     let Ok(p) = Payload::decode(payload) else {
         return false;
     };
-    matches!(payload_json(&p), Ok(None))
-        || matches!(payload_json(&p), Ok(Some(serde_json::Value::Array(ref a))) if a.is_empty())
+    match payload_json(&p) {
+        Ok(None) => true,
+        Ok(Some(serde_json::Value::Array(a))) => a.is_empty(),
+        _ => false,
+    }
 }
 
 /// `current` with `upsert` applied: each key of `upsert` replaces the current value, or

@@ -234,23 +234,7 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Resu
             cron_schedule: n.cron_schedule,
         }),
     );
-    let run_end = (n.run_timeout_ms > 0).then(|| ctx.now_ms.saturating_add(n.run_timeout_ms));
-    let end = match (run_end, expiration) {
-        (None, 0) => None,
-        (None, e) => Some(e),
-        (Some(r), 0) => Some(r),
-        (Some(r), e) => Some(r.min(e)),
-    };
-    if let Some(at) = end {
-        ctx.arm(
-            &mut ms,
-            DeadlineKind::RunTimeout,
-            0,
-            0,
-            "",
-            at.max(ctx.now_ms),
-        );
-    }
+    arm_run_timeout(ctx, &mut ms);
     let current = CurrentRun {
         run_id: n.run.run_id.clone(),
         status: RunStatus::Running as i32,
@@ -267,6 +251,21 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Resu
     ctx.count_status(&n.run, RunStatus::Running as i32, 1)?;
     ctx.put_visibility(&ms);
     Ok(ms)
+}
+
+/// Arms a new run's run timeout: its own from now, capped by what is left of the chain's
+/// execution timeout (none if neither is set).
+pub(super) fn arm_run_timeout<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &mut MutableState) {
+    let run_end = (ms.run_timeout_ms > 0).then(|| ctx.now_ms.saturating_add(ms.run_timeout_ms));
+    let end = match (run_end, ms.execution_expiration_ms) {
+        (None, 0) => None,
+        (None, e) => Some(e),
+        (Some(r), 0) => Some(r),
+        (Some(r), e) => Some(r.min(e)),
+    };
+    if let Some(at) = end {
+        ctx.arm(ms, DeadlineKind::RunTimeout, 0, 0, "", at.max(ctx.now_ms));
+    }
 }
 
 pub(super) fn start_workflow<S: StateStore>(
