@@ -151,10 +151,10 @@ fn describe(ns: &wf::NamespaceRecord) -> api::DescribeNamespaceResponse {
             state: NamespaceState::Registered as i32,
             description: ns.description.clone(),
             id: ns.id.clone(),
-            // The SDKs pre-check payloads against these; Keel refuses any request over
-            // MAX_REQUEST_BYTES, so no single payload or memo can exceed it either.
+            // The SDKs pre-check payloads against these: Temporal's 2 MiB per payload (which
+            // Keel enforces) and, for the memo, the request limit that bounds it.
             limits: Some(namespace_info::Limits {
-                blob_size_limit_error: MAX_REQUEST_BYTES as i64,
+                blob_size_limit_error: crate::validate::BLOB_SIZE_LIMIT_BYTES as i64,
                 memo_size_limit_error: MAX_REQUEST_BYTES as i64,
                 workflow_task_completion_size_limit_error: 0,
             }),
@@ -190,6 +190,7 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
         &r.workflow_run_timeout,
         &r.workflow_task_timeout,
     )?;
+    crate::validate::blob(&r.input)?;
     if let Some(p) = &r.retry_policy {
         validate_retry_policy(p)?;
     }
@@ -643,6 +644,7 @@ impl WorkflowService for Frontend {
         let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         crate::validate::signal_name(&r.signal_name)?;
+        crate::validate::blob(&r.signal_input)?;
         let start = start_command(&api::StartWorkflowExecutionRequest {
             namespace: r.namespace.clone(),
             workflow_id: r.workflow_id.clone(),
@@ -923,6 +925,7 @@ impl WorkflowService for Frontend {
         let run = run_key(&r.namespace, &r.workflow_execution)?;
         crate::validate::signal_name(&r.signal_name)?;
         crate::validate::request_id(&r.request_id)?;
+        crate::validate::blob(&r.input)?;
         let outcome = self
             .propose(Kind::SignalWorkflow(wf::SignalWorkflow {
                 run: Some(run),

@@ -634,6 +634,12 @@ impl Frontend {
         identity: String,
         result: &Option<Payloads>,
     ) -> Result<(), Status> {
+        // As Temporal: a result past the blob limit fails the activity (not retried) instead.
+        if crate::validate::blob(result).is_err() {
+            return self
+                .fail_activity(token, identity, &Some(blob_failure(RESULT_TOO_LARGE)))
+                .await;
+        }
         let run = token.run.clone().expect("decoded tokens name a run");
         let complete = Kind::CompleteActivityTask(wf::CompleteActivityTask {
             token: Some(token),
@@ -703,6 +709,13 @@ impl Frontend {
         identity: String,
         failure: &Option<Failure>,
     ) -> Result<(), Status> {
+        let too_large;
+        let failure = if crate::validate::blob(failure).is_err() {
+            too_large = Some(blob_failure(FAILURE_TOO_LARGE));
+            &too_large
+        } else {
+            failure
+        };
         let (failure_type, non_retryable, next_retry_delay_ms) = failure_facts(failure);
         let outcome = self
             .propose(Kind::FailActivityTask(wf::FailActivityTask {
@@ -739,6 +752,13 @@ impl Frontend {
         token: wf::TaskToken,
         details: &Option<Payloads>,
     ) -> Result<bool, Status> {
+        // As Temporal: details past the blob limit fail the activity (not retried).
+        if crate::validate::blob(details).is_err() {
+            let identity = String::new();
+            self.fail_activity(token, identity, &Some(blob_failure(DETAILS_TOO_LARGE)))
+                .await?;
+            return Ok(false);
+        }
         let outcome = self
             .propose(Kind::RecordHeartbeat(wf::RecordHeartbeat {
                 token: Some(token),
@@ -749,6 +769,24 @@ impl Frontend {
             Outcome::Heartbeat(h) => Ok(h.cancel_requested),
             other => accepted(other).map(|_| false),
         }
+    }
+}
+
+/// Temporal's messages for an activity's payload past the blob limit.
+const RESULT_TOO_LARGE: &str = "Complete result exceeds size limit.";
+const FAILURE_TOO_LARGE: &str = "Failure exceeds size limit.";
+const DETAILS_TOO_LARGE: &str = "Heartbeat details exceed size limit.";
+
+/// The non-retryable server failure that replaces an activity's oversized payload.
+fn blob_failure(message: &str) -> Failure {
+    use keel_proto::temporalio_protos::temporal::api::failure::v1::ServerFailureInfo;
+    Failure {
+        message: message.to_string(),
+        source: "Keel".to_string(),
+        failure_info: Some(FailureInfo::ServerFailureInfo(ServerFailureInfo {
+            non_retryable: true,
+        })),
+        ..Default::default()
     }
 }
 
@@ -789,6 +827,15 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
             "a command's attributes belong to another command type"
         );
         return wf::WorkflowCommand { kind: None };
+    }
+    if let Some((cause, message)) = c.attributes.as_ref().and_then(oversized) {
+        return wf::WorkflowCommand {
+            kind: Some(Cmd::Invalid(wf::InvalidCommand {
+                cause: cause as i32,
+                message: message.to_string(),
+                terminate: true,
+            })),
+        };
     }
     let kind = match &c.attributes {
         Some(CA::ScheduleActivityTaskCommandAttributes(a)) => {
@@ -927,6 +974,58 @@ fn continue_as_new(a: &ContinueAsNewWorkflowExecutionCommandAttributes) -> Cmd {
     })
 }
 
+/// A command's payload past the blob limit: the task-failure cause and Temporal's message
+/// (the run is then terminated with both).
+fn oversized(a: &CA) -> Option<(wf::WorkflowTaskFailedCause, &'static str)> {
+    use wf::WorkflowTaskFailedCause as C;
+    let over = |size: usize| size > crate::validate::BLOB_SIZE_LIMIT_BYTES;
+    let len = |p: &Option<Payloads>| p.as_ref().map_or(0, |p| p.encoded_len());
+    let (size, cause, message) = match a {
+        CA::ScheduleActivityTaskCommandAttributes(x) => (
+            len(&x.input),
+            C::BadScheduleActivityAttributes,
+            "ScheduleActivityTaskCommandAttributes.Input exceeds size limit.",
+        ),
+        CA::CompleteWorkflowExecutionCommandAttributes(x) => (
+            len(&x.result),
+            C::BadCompleteWorkflowExecutionAttributes,
+            "CompleteWorkflowExecutionCommandAttributes.Result exceeds size limit.",
+        ),
+        CA::FailWorkflowExecutionCommandAttributes(x) => (
+            x.failure.as_ref().map_or(0, |f| f.encoded_len()),
+            C::BadFailWorkflowExecutionAttributes,
+            "FailWorkflowExecutionCommandAttributes.Failure exceeds size limit.",
+        ),
+        CA::CancelWorkflowExecutionCommandAttributes(x) => (
+            len(&x.details),
+            C::BadCancelWorkflowExecutionAttributes,
+            "CancelWorkflowExecutionCommandAttributes.Details exceeds size limit.",
+        ),
+        CA::RecordMarkerCommandAttributes(x) => (
+            x.details.values().map(|p| p.encoded_len()).sum(),
+            C::BadRecordMarkerAttributes,
+            "RecordMarkerCommandAttributes.Details exceeds size limit.",
+        ),
+        CA::ContinueAsNewWorkflowExecutionCommandAttributes(x) => (
+            len(&x.input),
+            C::BadContinueAsNewAttributes,
+            "ContinueAsNewWorkflowExecutionCommandAttributes.Input exceeds size limit.",
+        ),
+        CA::StartChildWorkflowExecutionCommandAttributes(x) => (
+            len(&x.input),
+            C::BadStartChildExecutionAttributes,
+            "StartChildWorkflowExecutionCommandAttributes.Input exceeds size limit.",
+        ),
+        CA::SignalExternalWorkflowExecutionCommandAttributes(x) => (
+            len(&x.input),
+            C::BadSignalWorkflowExecutionAttributes,
+            "SignalExternalWorkflowExecutionCommandAttributes.Input exceeds size limit.",
+        ),
+        _ => return None,
+    };
+    over(size).then_some((cause, message))
+}
+
 /// StartChildWorkflowExecution with a fresh run id for the child, in the parent's namespace
 /// (the command's `namespace` is deprecated in Temporal's API); a retry policy Temporal
 /// would refuse fails the task with its message.
@@ -939,6 +1038,7 @@ fn start_child(a: &StartChildWorkflowExecutionCommandAttributes) -> Cmd {
         return Cmd::Invalid(wf::InvalidCommand {
             cause: wf::WorkflowTaskFailedCause::BadStartChildExecutionAttributes as i32,
             message: e.message().to_string(),
+            terminate: false,
         });
     }
     Cmd::StartChildWorkflow(wf::StartChildWorkflow {
@@ -1005,6 +1105,7 @@ pub fn failure_facts(f: &Option<Failure>) -> (String, bool, u64) {
             a.non_retryable,
             duration_ms(&a.next_retry_delay),
         ),
+        Some(FailureInfo::ServerFailureInfo(s)) => (String::new(), s.non_retryable, 0),
         _ => (String::new(), false, 0),
     }
 }
@@ -1012,6 +1113,39 @@ pub fn failure_facts(f: &Option<Failure>) -> (String, bool, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_past_the_blob_limit_terminates_with_temporals_cause_and_message() {
+        use keel_proto::temporalio_protos::temporal::api::command::v1::CompleteWorkflowExecutionCommandAttributes;
+        use keel_proto::temporalio_protos::temporal::api::common::v1::Payload;
+        let complete = |bytes: usize| Command {
+            command_type: CommandType::CompleteWorkflowExecution as i32,
+            attributes: Some(CA::CompleteWorkflowExecutionCommandAttributes(
+                CompleteWorkflowExecutionCommandAttributes {
+                    result: Some(Payloads {
+                        payloads: vec![Payload {
+                            data: vec![0; bytes],
+                            ..Default::default()
+                        }],
+                    }),
+                },
+            )),
+            ..Default::default()
+        };
+        assert!(matches!(
+            convert_command(&complete(1 << 20)).kind,
+            Some(Cmd::CompleteWorkflow(_))
+        ));
+        assert_eq!(
+            convert_command(&complete(crate::validate::BLOB_SIZE_LIMIT_BYTES)).kind,
+            Some(Cmd::Invalid(wf::InvalidCommand {
+                cause: wf::WorkflowTaskFailedCause::BadCompleteWorkflowExecutionAttributes as i32,
+                message: "CompleteWorkflowExecutionCommandAttributes.Result exceeds size limit."
+                    .into(),
+                terminate: true,
+            }))
+        );
+    }
 
     #[test]
     fn a_command_keel_does_not_implement_is_kept_by_its_type_name() {
@@ -1070,6 +1204,7 @@ mod tests {
             Some(Cmd::Invalid(wf::InvalidCommand {
                 cause: wf::WorkflowTaskFailedCause::BadStartChildExecutionAttributes as i32,
                 message: "MaximumAttempts cannot be negative on retry policy.".into(),
+                terminate: false,
             }))
         );
         assert!(matches!(

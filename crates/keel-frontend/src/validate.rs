@@ -55,6 +55,19 @@ pub fn signal_name(v: &str) -> Result<(), Status> {
     )
 }
 
+/// Temporal's default `limit.blobSize.error` (2 MiB): the largest payload one request or
+/// command may carry.
+pub const BLOB_SIZE_LIMIT_BYTES: usize = 2 * 1024 * 1024;
+
+/// A request's payloads (`None` counts as empty) within the blob limit, with Temporal's
+/// frontend message.
+pub fn blob<M: prost::Message>(payloads: &Option<M>) -> Result<(), Status> {
+    if payloads.as_ref().map_or(0, |p| p.encoded_len()) > BLOB_SIZE_LIMIT_BYTES {
+        return Err(Status::invalid_argument("Blob data size exceeds limit."));
+    }
+    Ok(())
+}
+
 /// Optional, but bounded.
 pub fn request_id(v: &str) -> Result<(), Status> {
     check(v, false, "", "RequestId length exceeds limit.")

@@ -1940,3 +1940,159 @@ async fn t98_a_namespaces_continue_as_new_threshold_is_set_through_the_admin_api
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t99_payloads_past_the_blob_limit_are_refused_fail_the_activity_or_end_the_run(
+) -> anyhow::Result<()> {
+    use temporalio_protos::temporal::api::command::v1::{
+        command::Attributes as CA, Command, CompleteWorkflowExecutionCommandAttributes,
+        ScheduleActivityTaskCommandAttributes,
+    };
+    use temporalio_protos::temporal::api::common::v1::{ActivityType, Payload, Payloads};
+    use temporalio_protos::temporal::api::enums::v1::{CommandType, WorkflowExecutionStatus};
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
+    let (c, _leader, mut client) = cluster_and_follower_client().await?;
+    // 2 MiB + 1 KiB: past Temporal's blob limit, within the 4 MiB request limit.
+    let big = Some(Payloads {
+        payloads: vec![Payload {
+            data: vec![b'x'; (2 << 20) + 1024],
+            ..Default::default()
+        }],
+    });
+    let mut start = start_request("blob-1", "r-blob-1");
+    start.input = big.clone();
+    let e = client
+        .start_workflow_execution(start.clone())
+        .await
+        .expect_err("a 2 MiB input");
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::InvalidArgument, "Blob data size exceeds limit.")
+    );
+    start.input = None;
+    let run_id = client
+        .start_workflow_execution(start)
+        .await?
+        .into_inner()
+        .run_id;
+    let execution = Some(WorkflowExecution {
+        workflow_id: "blob-1".into(),
+        run_id: run_id.clone(),
+    });
+    let e = client
+        .signal_workflow_execution(api::SignalWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: execution.clone(),
+            signal_name: "s".into(),
+            input: big.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a 2 MiB signal");
+    assert_eq!(e.message(), "Blob data size exceeds limit.");
+
+    // An activity result past the limit fails the activity, not retried.
+    let task = poll_wft(client.clone(), normal_queue("tq"), "w", 10).await?;
+    client
+        .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token,
+            namespace: "default".into(),
+            commands: vec![Command {
+                command_type: 1,
+                attributes: Some(CA::ScheduleActivityTaskCommandAttributes(
+                    ScheduleActivityTaskCommandAttributes {
+                        activity_id: "a".into(),
+                        activity_type: Some(ActivityType { name: "op".into() }),
+                        start_to_close_timeout: Some(keel_proto::prost_wkt_types::Duration {
+                            seconds: 30,
+                            nanos: 0,
+                        }),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await?;
+    let mut req = tonic::Request::new(api::PollActivityTaskQueueRequest {
+        namespace: "default".into(),
+        task_queue: Some(normal_queue("tq")),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(10));
+    let activity = client.poll_activity_task_queue(req).await?.into_inner();
+    assert!(!activity.task_token.is_empty(), "the activity started");
+    client
+        .respond_activity_task_completed(api::RespondActivityTaskCompletedRequest {
+            task_token: activity.task_token,
+            namespace: "default".into(),
+            result: big.clone(),
+            ..Default::default()
+        })
+        .await?;
+    let task = poll_wft(client.clone(), normal_queue("tq"), "w", 10).await?;
+    let failed = task
+        .history
+        .unwrap_or_default()
+        .events
+        .into_iter()
+        .find_map(|e| match e.attributes {
+            Some(EA::ActivityTaskFailedEventAttributes(f)) => f.failure,
+            _ => None,
+        })
+        .expect("ActivityTaskFailed");
+    assert_eq!(failed.message, "Complete result exceeds size limit.");
+
+    // A workflow result past the limit fails the task and terminates the run.
+    let e = client
+        .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token,
+            namespace: "default".into(),
+            commands: vec![Command {
+                command_type: CommandType::CompleteWorkflowExecution as i32,
+                attributes: Some(CA::CompleteWorkflowExecutionCommandAttributes(
+                    CompleteWorkflowExecutionCommandAttributes { result: big },
+                )),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect_err("a 2 MiB result");
+    assert_eq!(
+        e.message(),
+        "CompleteWorkflowExecutionCommandAttributes.Result exceeds size limit."
+    );
+    let d = client
+        .describe_workflow_execution(api::DescribeWorkflowExecutionRequest {
+            namespace: "default".into(),
+            execution: execution.clone(),
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        d.workflow_execution_info.map(|i| i.status),
+        Some(WorkflowExecutionStatus::Terminated as i32)
+    );
+    let history = client
+        .get_workflow_execution_history(api::GetWorkflowExecutionHistoryRequest {
+            namespace: "default".into(),
+            execution,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .history
+        .unwrap_or_default()
+        .events;
+    match history.last().and_then(|e| e.attributes.clone()) {
+        Some(EA::WorkflowExecutionTerminatedEventAttributes(t)) => assert_eq!(
+            t.reason,
+            "BadCompleteWorkflowExecutionAttributes: CompleteWorkflowExecutionCommandAttributes.Result exceeds size limit."
+        ),
+        other => panic!("not terminated: {other:?}"),
+    }
+    c.shutdown().await;
+    Ok(())
+}

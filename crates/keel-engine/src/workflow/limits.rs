@@ -3,6 +3,9 @@
 //! the limit, and that write's caller is answered INVALID_ARGUMENT with the reason — so an
 //! unbounded workflow cannot grow one Raft-replicated history without end.
 //!
+//! A command whose payload is past the blob limit (checked by the proposer, which sees the
+//! Temporal message) fails its workflow task and terminates the run the same way.
+//!
 //! Temporal checks the stored size before a write (the write that crosses the size limit
 //! succeeds and terminates the run at its next write) and refuses a write that would cross the
 //! count limit; Keel keeps the crossing write for both and terminates at once, so a history may
@@ -80,4 +83,49 @@ pub(super) fn enforce<S: StateStore>(
         terminated = Some(reason);
     }
     Ok(terminated)
+}
+
+/// Fails the started task `task` with `cause` and terminates the run with Temporal's reason
+/// `"{Cause}: {message}"` (e.g. "BadScheduleActivityAttributes: ScheduleActivityTaskCommand
+/// Attributes.Input exceeds size limit."), which the SDKs surface as the termination message.
+pub(super) fn terminate_for_command<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    task: &WorkflowTaskInfo,
+    cause: WorkflowTaskFailedCause,
+    message: &str,
+    identity: &str,
+) -> Result<()> {
+    ctx.disarm(ms, |d| {
+        d.kind == DeadlineKind::WorkflowTaskStartToClose as i32
+    });
+    if task.transient {
+        super::start::force_close_started_task(ctx, ms);
+    } else {
+        ctx.append(
+            ms,
+            Attributes::WorkflowTaskFailed(WorkflowTaskFailed {
+                scheduled_event_id: task.scheduled_event_id,
+                started_event_id: task.started_event_id,
+                cause: cause as i32,
+                message: message.to_string(),
+                identity: identity.to_string(),
+                ..Default::default()
+            }),
+        );
+        ms.workflow_task = None;
+        ctx.flush_buffered(ms);
+    }
+    ctx.append(
+        ms,
+        Attributes::WorkflowExecutionTerminated(WorkflowExecutionTerminated {
+            // Debug prints the variant name, as Temporal's Go enums print.
+            reason: format!("{cause:?}: {message}"),
+            details: Vec::new(),
+            identity: IDENTITY.into(),
+        }),
+    );
+    ctx.close(ms, RunStatus::Terminated)?;
+    ctx.save(ms);
+    Ok(())
 }

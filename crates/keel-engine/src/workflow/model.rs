@@ -603,6 +603,10 @@ pub struct InvalidCommand {
     pub cause: i32,
     #[prost(string, tag = "2")]
     pub message: String,
+    /// The task fails and the run is terminated with `"{Cause}: {message}"` (a payload past
+    /// the blob limit, as Temporal does), instead of the task being retried.
+    #[prost(bool, tag = "3")]
+    pub terminate: bool,
 }
 
 /// UpsertWorkflowSearchAttributes: encoded `SearchAttributes`; a null value removes a key.
@@ -1638,7 +1642,10 @@ pub enum WorkflowTaskFailedCause {
     BadRequestCancelActivityAttributes = 3,
     BadStartTimerAttributes = 4,
     BadCancelTimerAttributes = 5,
+    BadRecordMarkerAttributes = 6,
     BadCompleteWorkflowExecutionAttributes = 7,
+    BadFailWorkflowExecutionAttributes = 8,
+    BadCancelWorkflowExecutionAttributes = 9,
     BadContinueAsNewAttributes = 11,
     StartTimerDuplicateId = 12,
     BadRequestCancelExternalWorkflowExecutionAttributes = 10,

@@ -437,6 +437,16 @@ pub(super) fn complete_workflow_task<S: StateStore>(
             .unwrap_or_default(),
         None => Default::default(),
     };
+    // A command past the blob limit ends the run, as in Temporal: retrying cannot help.
+    if let Some(x) = c.commands.iter().find_map(|c| match &c.kind {
+        Some(Cmd::Invalid(x)) if x.terminate => Some(x),
+        _ => None,
+    }) {
+        let cause = WorkflowTaskFailedCause::try_from(x.cause)
+            .unwrap_or(WorkflowTaskFailedCause::Unspecified);
+        super::limits::terminate_for_command(ctx, &mut ms, &task, cause, &x.message, &c.identity)?;
+        return Ok(rejected(x.message.clone()));
+    }
     let commands = match validate(&ms, &registry, &c.commands) {
         Ok(v) => v,
         // A retry that sends invalid commands again is left to time out, as in Temporal: an

@@ -334,6 +334,7 @@ fn a_cron_child_waits_for_its_schedule_and_a_bad_schedule_fails_the_parent_task(
                 kind: Some(Cmd::Invalid(InvalidCommand {
                     cause: WorkflowTaskFailedCause::BadStartChildExecutionAttributes as i32,
                     message: "MaximumAttempts cannot be negative on retry policy.".into(),
+                    terminate: false,
                 })),
             },
             WorkflowTaskFailedCause::BadStartChildExecutionAttributes,

@@ -73,3 +73,56 @@ fn a_history_past_the_count_limit_terminates_the_run() {
     );
     assert_terminated_by(&h, COUNT_EXCEEDED);
 }
+
+#[test]
+fn a_command_past_the_blob_limit_fails_its_task_and_terminates_the_run() {
+    let mut h = Harness::new();
+    h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
+    let wft = h.poll(TaskKind::Workflow);
+    let message = "ScheduleActivityTaskCommandAttributes.Input exceeds size limit.";
+    // The proposer saw the size; a valid command beside it is not applied either.
+    let out = h.complete_wft(
+        &token(&wft),
+        vec![
+            timer("t", 1_000),
+            WorkflowCommand {
+                kind: Some(Cmd::Invalid(InvalidCommand {
+                    cause: WorkflowTaskFailedCause::BadScheduleActivityAttributes as i32,
+                    message: message.into(),
+                    terminate: true,
+                })),
+            },
+        ],
+    );
+    assert!(
+        matches!(out, Outcome::InvalidArgument(ref m) if m == message),
+        "{out:?}"
+    );
+    assert_eq!(
+        h.types("wf", "r1"),
+        [
+            "WorkflowExecutionStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted",
+            "WorkflowTaskFailed",
+            "WorkflowExecutionTerminated",
+        ]
+    );
+    let history = h.history("wf", "r1");
+    let Some(Attributes::WorkflowTaskFailed(f)) = history[3].attributes.clone() else {
+        panic!("no WorkflowTaskFailed");
+    };
+    assert_eq!(
+        (f.cause, f.message.as_str()),
+        (
+            WorkflowTaskFailedCause::BadScheduleActivityAttributes as i32,
+            message
+        )
+    );
+    // Temporal's reason, which the SDKs show as the termination message.
+    assert_terminated_by(
+        &h,
+        "BadScheduleActivityAttributes: ScheduleActivityTaskCommandAttributes.Input exceeds size limit.",
+    );
+    assert!(h.state("wf", "r1").workflow_task.is_none());
+}
