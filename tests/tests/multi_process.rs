@@ -110,7 +110,11 @@ fn rewritten_configs(dir: &Path) -> Vec<(NodeConfig, PathBuf)> {
         for a in [&c.network.peer_addr, &c.network.client_addr]
             .into_iter()
             .chain(c.network.metrics_addr.as_ref())
+            .chain(c.network.shared_client_addr.as_ref())
         {
+            if map.contains_key(a) {
+                continue; // the shared address: one port for all
+            }
             map.insert(
                 a.clone(),
                 format!("127.0.0.1:{}", free_port_below_ephemeral()),
@@ -121,6 +125,11 @@ fn rewritten_configs(dir: &Path) -> Vec<(NodeConfig, PathBuf)> {
         c.network.peer_addr = map[&c.network.peer_addr].clone();
         c.network.client_addr = map[&c.network.client_addr].clone();
         c.network.metrics_addr = c.network.metrics_addr.as_ref().map(|m| map[m].clone());
+        c.network.shared_client_addr = c
+            .network
+            .shared_client_addr
+            .as_ref()
+            .map(|m| map[m].clone());
         for m in &mut c.members {
             m.peer_addr = map[&m.peer_addr].clone();
             m.client_addr = map[&m.client_addr].clone();
@@ -403,6 +412,16 @@ async fn keel_up_starts_three_nodes_reports_a_leader_and_stops_them_on_ctrl_c() 
     }
     let text = table.join("\n");
     assert!(text.contains("cluster keel-local-3  leader "), "{text}");
+    let shared = cfgs[0]
+        .0
+        .network
+        .shared_client_addr
+        .clone()
+        .expect("shared");
+    assert!(
+        text.contains(&format!("SDK address:      {shared}")),
+        "{text}"
+    );
     assert_eq!(
         text.matches(" leader ").count() + text.matches(" follower ").count(),
         4,
@@ -434,5 +453,53 @@ async fn keel_up_starts_three_nodes_reports_a_leader_and_stops_them_on_ctrl_c() 
             "node {} still listening after keel up stopped",
             c.node_id
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_client_address_outlives_a_sigkilled_node() {
+    let dir = tempfile::Builder::new()
+        .prefix("keel-shared-")
+        .tempdir()
+        .unwrap();
+    let cfgs = rewritten_configs(dir.path());
+    let shared = cfgs[0]
+        .0
+        .network
+        .shared_client_addr
+        .clone()
+        .expect("shipped configs share one");
+    assert!(cfgs
+        .iter()
+        .all(|(c, _)| c.network.shared_client_addr.as_ref() == Some(&shared)));
+    let client: Vec<String> = cfgs
+        .iter()
+        .map(|(c, _)| c.network.client_addr.clone())
+        .collect();
+    let mut procs = Procs {
+        children: (0..3).map(|_| None).collect(),
+        logs: dir.path().to_path_buf(),
+    };
+    phase!("three processes listen on one shared address");
+    for (i, (_, path)) in cfgs.iter().enumerate() {
+        procs.start(i + 1, path);
+    }
+    agreed_leader(&client, None).await;
+    // New connections spread over the nodes: every node answers on the shared address.
+    let seen = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    wait_for("every node answered on the shared address", || async {
+        let id = node_status(&shared).await?.node_id;
+        let mut seen = seen.lock().unwrap();
+        seen.insert(id);
+        (seen.len() == 3).then_some(())
+    })
+    .await;
+
+    phase!("SIGKILL one node; every new connection lands on a survivor");
+    let victim = node_status(&shared).await.expect("shared answers").node_id;
+    procs.sigkill(victim as usize);
+    for _ in 0..30 {
+        let s = node_status(&shared).await.expect("a survivor answers");
+        assert_ne!(s.node_id, victim, "a dead node's listener is gone with it");
     }
 }

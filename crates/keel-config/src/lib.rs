@@ -93,6 +93,12 @@ pub struct NetworkConfig {
     /// Default: absent.
     #[serde(default)]
     pub metrics_addr: Option<String>,
+    /// A client address several nodes of one machine share, `host:port` (e.g. Temporal's
+    /// default `127.0.0.1:7233`): each node also listens there with `SO_REUSEPORT`, so the
+    /// kernel spreads new connections over the live nodes and a dead node's listener goes
+    /// with it. Serves exactly what `client-addr` serves. Default: absent.
+    #[serde(default)]
+    pub shared_client_addr: Option<String>,
 }
 
 /// One initial cluster member.
@@ -253,6 +259,15 @@ impl NodeConfig {
         check_addr(&mut p, "network.client-addr", &self.network.client_addr);
         if let Some(m) = &self.network.metrics_addr {
             check_addr(&mut p, "network.metrics-addr", m);
+        }
+        if let Some(a) = &self.network.shared_client_addr {
+            check_addr(&mut p, "network.shared-client-addr", a);
+            if [&self.network.peer_addr, &self.network.client_addr].contains(&a) {
+                p.push(
+                    "network.shared-client-addr: must differ from peer-addr and client-addr"
+                        .to_string(),
+                );
+            }
         }
         if self.network.peer_addr == self.network.client_addr {
             p.push("network.client-addr: must differ from network.peer-addr".to_string());

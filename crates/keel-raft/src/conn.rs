@@ -77,6 +77,16 @@ impl Connections {
         })
     }
 
+    /// How many open connections were accepted on the local address `local`.
+    pub fn open_on(&self, local: std::net::SocketAddr) -> usize {
+        let inner = self.inner.lock().expect("connections lock poisoned");
+        inner
+            .open
+            .values()
+            .filter(|s| s.local_addr().is_ok_and(|a| a == local))
+            .count()
+    }
+
     /// Shuts down every open connection (and any accepted later).
     pub fn cut_all(&self) {
         let mut inner = self.inner.lock().expect("connections lock poisoned");

@@ -187,6 +187,13 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     match status {
         Ok(s) => {
             println!("{}", format_status(&s));
+            let shared: std::collections::BTreeSet<&String> = configs
+                .iter()
+                .filter_map(|(_, c)| c.network.shared_client_addr.as_ref())
+                .collect();
+            for a in &shared {
+                println!("SDK address:      {a} (Temporal's default; any live node answers)");
+            }
             println!("client addresses: {}", addrs.join(", "));
             println!("status any time:  keel cluster status --addr {}", addrs[0]);
             println!("Ctrl-C stops all nodes.");

@@ -56,6 +56,8 @@ pub struct LocalCluster {
     configs: BTreeMap<u64, NodeConfig>,
     nodes: BTreeMap<u64, Node>,
     tune: fn(&mut NodeConfig),
+    /// `network.shared-client-addr` of every node, if the cluster shares one.
+    shared_client: Option<String>,
 }
 
 async fn loopback() -> anyhow::Result<TcpListener> {
@@ -65,6 +67,35 @@ async fn loopback() -> anyhow::Result<TcpListener> {
 impl LocalCluster {
     /// Starts `n` voters (ids 1..=n); `tune` adjusts every node's config first.
     pub async fn start(n: u64, tune: fn(&mut NodeConfig)) -> anyhow::Result<LocalCluster> {
+        Self::start_inner(n, tune, false).await
+    }
+
+    /// Like [`start`](Self::start), and every node also serves clients on one shared
+    /// loopback address (`SO_REUSEPORT`, as `keel up` does on 127.0.0.1:7233); see
+    /// [`shared_client_addr`](Self::shared_client_addr).
+    pub async fn start_sharing_client_addr(
+        n: u64,
+        tune: fn(&mut NodeConfig),
+    ) -> anyhow::Result<LocalCluster> {
+        Self::start_inner(n, tune, true).await
+    }
+
+    /// The client address all nodes share, if they do.
+    pub fn shared_client_addr(&self) -> Option<std::net::SocketAddr> {
+        self.shared_client.as_ref().and_then(|a| a.parse().ok())
+    }
+
+    async fn start_inner(
+        n: u64,
+        tune: fn(&mut NodeConfig),
+        shared: bool,
+    ) -> anyhow::Result<LocalCluster> {
+        let shared_client = if shared {
+            // Outside the ephemeral range: nothing else is handed it before the nodes bind it.
+            Some(format!("127.0.0.1:{}", free_port_below_ephemeral()))
+        } else {
+            None
+        };
         let dir = tempfile::Builder::new().prefix("keel-cluster-").tempdir()?;
         let mut listeners = BTreeMap::new();
         for id in 1..=n {
@@ -85,6 +116,7 @@ impl LocalCluster {
             configs: BTreeMap::new(),
             nodes: BTreeMap::new(),
             tune,
+            shared_client,
         };
         for (id, (peer, client)) in listeners {
             cluster.launch(id, peer, client, members.clone()).await?;
@@ -106,6 +138,10 @@ impl LocalCluster {
             peer,
             client,
             metrics: None,
+            shared_client: match &cfg.network.shared_client_addr {
+                Some(a) => Some(crate::node::bind_shared(a)?),
+                None => None,
+            },
         };
         let node = Node::start(cfg, listeners).await?;
         self.nodes.insert(id, node);
@@ -127,6 +163,7 @@ impl LocalCluster {
                 peer_addr: peer.local_addr()?.to_string(),
                 client_addr: client.local_addr()?.to_string(),
                 metrics_addr: None,
+                shared_client_addr: self.shared_client.clone(),
             },
             members,
             raft: RaftConfig {

@@ -30,6 +30,25 @@ pub struct Listeners {
     pub peer: TcpListener,
     pub client: TcpListener,
     pub metrics: Option<TcpListener>,
+    /// `network.shared-client-addr`, bound with `SO_REUSEPORT`.
+    pub shared_client: Option<TcpListener>,
+}
+
+/// Binds `addr` so that other processes (the other nodes of a local cluster) may bind it too:
+/// the kernel spreads incoming connections over the live listeners.
+pub fn bind_shared(addr: &str) -> std::io::Result<TcpListener> {
+    let sock_addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = if sock_addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(sock_addr)?;
+    socket.listen(1024)
 }
 
 impl Listeners {
@@ -45,6 +64,14 @@ impl Listeners {
             client: bind("network.client-addr", cfg.network.client_addr.clone()).await?,
             metrics: match &cfg.network.metrics_addr {
                 Some(a) => Some(bind("network.metrics-addr", a.clone()).await?),
+                None => None,
+            },
+            shared_client: match &cfg.network.shared_client_addr {
+                Some(a) => Some(bind_shared(a).map_err(|source| Error::Bind {
+                    what: "network.shared-client-addr",
+                    addr: a.clone(),
+                    source,
+                })?),
                 None => None,
             },
         })
@@ -101,6 +128,7 @@ pub struct Node {
     peer_addr: SocketAddr,
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    shared_client_addr: Option<SocketAddr>,
 }
 
 impl Node {
@@ -123,6 +151,10 @@ impl Node {
         let client_addr = addr(&listeners.client, "network.client-addr")?;
         let metrics_addr = match &listeners.metrics {
             Some(l) => Some(addr(l, "network.metrics-addr")?),
+            None => None,
+        };
+        let shared_client_addr = match &listeners.shared_client {
+            Some(l) => Some(addr(l, "network.shared-client-addr")?),
             None => None,
         };
         let mut tasks = Vec::new();
@@ -160,6 +192,15 @@ impl Node {
             .build_v1()
             .map_err(|e| Error::Reflection(e.to_string()))?;
         let frontend = std::sync::Arc::new(keel_frontend::Frontend::new(raft.clone()));
+        // The shared address serves the same services through the same tracked connections.
+        let incoming = {
+            use futures::StreamExt;
+            let own = connections.incoming(listeners.client).boxed();
+            match listeners.shared_client {
+                Some(l) => futures::stream::select(own, connections.incoming(l)).boxed(),
+                None => own,
+            }
+        };
         let client = tonic::transport::Server::builder()
             .layer(crate::unimplemented::NameUnimplementedLayer)
             // Every service on the client port takes gzip: the Python SDK's check_health sends
@@ -196,10 +237,7 @@ impl Node {
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip),
             )
-            .serve_with_incoming_shutdown(
-                connections.incoming(listeners.client),
-                signalled(shutdown_rx.clone()),
-            );
+            .serve_with_incoming_shutdown(incoming, signalled(shutdown_rx.clone()));
         tasks.push(tokio::spawn(
             async move {
                 if let Err(e) = client.await {
@@ -243,7 +281,7 @@ impl Node {
                 .instrument(span.clone())
                 .await?;
         }
-        tracing::info!(node_id = cfg.node_id, %peer_addr, %client_addr, ?metrics_addr, "node serving");
+        tracing::info!(node_id = cfg.node_id, %peer_addr, %client_addr, ?metrics_addr, ?shared_client_addr, "node serving");
         Ok(Node {
             raft,
             frontend,
@@ -253,6 +291,7 @@ impl Node {
             peer_addr,
             client_addr,
             metrics_addr,
+            shared_client_addr,
         })
     }
 
@@ -275,6 +314,16 @@ impl Node {
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    pub fn shared_client_addr(&self) -> Option<SocketAddr> {
+        self.shared_client_addr
+    }
+
+    /// Open client connections this node accepted on the shared client address.
+    pub fn shared_client_connections(&self) -> usize {
+        self.shared_client_addr
+            .map_or(0, |a| self.connections.open_on(a))
     }
 
     /// Stops serving (in-flight requests finish), then stops Raft.
