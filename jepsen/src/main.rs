@@ -229,7 +229,7 @@ async fn main_inner() -> anyhow::Result<i32> {
             for b in [&keel_bin, &canary_bin] {
                 anyhow::ensure!(
                     b.exists(),
-                    "{} not found (see README \"Fault injection\" for the build commands)",
+                    "{} not found (see docs/fault-injection.md for the build commands)",
                     b.display()
                 );
             }

@@ -23,22 +23,7 @@ macro_rules! phase {
 }
 
 fn keel_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("KEEL_BIN") {
-        return PathBuf::from(p);
-    }
-    // target/<profile>/deps/multi_process-<hash> → target/<profile>/keel
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("keel");
-    assert!(
-        bin.exists(),
-        "{} not built; run the workspace tests (they build it) or set KEEL_BIN",
-        bin.display()
-    );
-    bin
+    keel_server::local_cluster::keel_binary()
 }
 
 /// Kills every child on drop, so a failed test leaves no processes behind.

@@ -46,6 +46,10 @@ pub mod temporal {
         include_bytes!(concat!(env!("OUT_DIR"), "/temporal_descriptor.bin"));
 }
 
+/// The Temporal API this build serves: the pinned `temporalio-protos` release whose
+/// WorkflowService and OperatorService definitions it implements.
+pub const TEMPORAL_API: &str = "temporalio-protos 0.10.2";
+
 pub use prost_wkt_types;
 pub use temporalio_protos;
 

@@ -195,7 +195,7 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
                 println!("SDK address:      {a} (Temporal's default; any live node answers)");
             }
             println!("client addresses: {}", addrs.join(", "));
-            println!("status any time:  keel cluster status --addr {}", addrs[0]);
+            println!("status any time:  keel cluster status   (workflows: keel workflow list)");
             println!("Ctrl-C stops all nodes.");
         }
         Err(e) => {

@@ -7,7 +7,8 @@
 //!   `keel_frontend::status`);
 //! - [`metrics`]: the Prometheus endpoint; [`namespaces`]: the `default` namespace;
 //! - [`local_cluster`]: an in-process cluster for tests and benchmarks;
-//! - [`cli`]: `keel up`, `keel cluster status`, `keel bench raft`.
+//! - [`cli`]: `keel up`, `keel bench raft`; [`client_cli`]: `keel workflow | namespace |
+//!   cluster …`, a client of the public APIs; [`protojson`]: protobuf JSON of both APIs.
 //!
 //! This crate wires; it must not hold replication or state-machine logic (that lives in
 //! `keel-raft` and `keel-engine`), and it never touches openraft types.
@@ -15,6 +16,7 @@
 pub mod admin;
 pub mod bench;
 pub mod cli;
+pub mod client_cli;
 pub mod drivers;
 mod error;
 pub mod kv;
@@ -22,6 +24,7 @@ pub mod local_cluster;
 pub mod metrics;
 pub mod namespaces;
 pub mod node;
+pub mod protojson;
 pub mod unimplemented;
 
 pub use error::{Error, Result};

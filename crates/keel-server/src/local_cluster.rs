@@ -31,6 +31,27 @@ pub fn free_port_below_ephemeral() -> u16 {
         .expect("a free port below the ephemeral range")
 }
 
+/// The `keel` binary of the build running the calling test (`KEEL_BIN` overrides it): a test
+/// executable lives in `target/<profile>/deps/`, the binary in `target/<profile>/`. Workspace
+/// test runs build it.
+pub fn keel_binary() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("KEEL_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target dir")
+        .join("keel");
+    assert!(
+        bin.exists(),
+        "{} not built; run the workspace tests (they build it) or set KEEL_BIN",
+        bin.display()
+    );
+    bin
+}
+
 /// Polls `cond` until it returns `Some`, failing with `reason` after `timeout`. The poll
 /// interval is short; this waits on a condition, it does not guess a duration.
 pub async fn wait_for<T, F, Fut>(timeout: Duration, reason: &str, mut cond: F) -> anyhow::Result<T>

@@ -1,4 +1,5 @@
-//! The `keel` binary: `keel server`, `keel up`, `keel cluster status`, `keel bench raft`.
+//! The `keel` binary: `keel server`, `keel up`, `keel workflow | namespace | cluster …`,
+//! `keel bench …`, `keel completion`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,12 +7,26 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use keel_config::NodeConfig;
+use keel_server::client_cli::{ClientOpts, ClusterCmd, NamespaceCmd, WorkflowCmd};
 use keel_server::node::{Listeners, Node};
+
+/// `keel --version`: the crate version, the git revision built and the Temporal API served.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        format!(
+            "{} (git {}; Temporal API: {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("KEEL_GIT_REVISION"),
+            keel_proto::TEMPORAL_API
+        )
+    })
+}
 
 #[derive(Parser)]
 #[command(
     name = "keel",
-    version,
+    version = version(),
     about = "Keel: a Raft-replicated durable-execution server"
 )]
 struct Cli {
@@ -43,25 +58,37 @@ enum Cmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Cluster operations.
+    /// Workflow executions: start, list, count, describe, show, result, signal, query,
+    /// cancel, terminate, reset.
+    Workflow {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: WorkflowCmd,
+    },
+    /// Namespaces: list, describe, register.
+    Namespace {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: NamespaceCmd,
+    },
+    /// Cluster operations: status, add-learner, promote, remove, snapshot, digest.
     Cluster {
+        #[command(flatten)]
+        opts: ClientOpts,
         #[command(subcommand)]
         cmd: ClusterCmd,
+    },
+    /// Print a shell completion script (e.g. `keel completion bash > /etc/bash_completion.d/keel`).
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
         cmd: BenchCmd,
-    },
-}
-
-#[derive(Subcommand)]
-enum ClusterCmd {
-    /// Print every member's role, term and indexes.
-    Status {
-        /// Client address of any node.
-        #[arg(long, default_value = "127.0.0.1:7201")]
-        addr: String,
     },
 }
 
@@ -152,11 +179,14 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             })
             .await
         }
-        Cmd::Cluster {
-            cmd: ClusterCmd::Status { addr },
-        } => {
-            let s = keel_server::cli::cluster_status(&addr).await?;
-            print!("{}", keel_server::cli::format_status(&s));
+        Cmd::Workflow { opts, cmd } => client(keel_server::client_cli::workflow(&opts, cmd).await),
+        Cmd::Namespace { opts, cmd } => {
+            client(keel_server::client_cli::namespace(&opts, cmd).await)
+        }
+        Cmd::Cluster { opts, cmd } => client(keel_server::client_cli::cluster(&opts, cmd).await),
+        Cmd::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "keel", &mut std::io::stdout());
             Ok(())
         }
         Cmd::Bench {
@@ -197,6 +227,15 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// A client verb's outcome: an error is printed as one line naming the problem, exit code 1.
+fn client(result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(e) = result {
+        eprintln!("keel: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 async fn server(cfg: NodeConfig, config: PathBuf) -> anyhow::Result<()> {

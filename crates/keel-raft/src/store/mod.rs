@@ -54,7 +54,7 @@ pub fn open(
     // fsynced Raft votes and log entries: a node that forgot its vote can vote twice in one
     // term (tolerate-corrupted-tail drops them too; only absolute consistency refuses). This
     // mode rules out recycled WAL files (RocksDB turns recycling off), which used to save the
-    // inode-size update in each fsync. See README "Fault injection".
+    // inode-size update in each fsync. See docs/fault-injection.md, "Bugs found".
     opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::AbsoluteConsistency);
     let cfs = [CF_LOG, CF_RAFT, CF_SM]
         .into_iter()
@@ -96,7 +96,7 @@ pub fn open(
     Ok((log, sm))
 }
 
-/// Per-column-family tuning, each measured with `keel bench engine` (README).
+/// Per-column-family tuning, each measured with `keel bench engine` (docs/benchmarks.md).
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();
     if name == CF_SM {
