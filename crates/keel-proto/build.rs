@@ -31,7 +31,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Temporal: server stubs only; every message type is `temporalio_protos`'s own.
     println!("cargo:rerun-if-env-changed=DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH");
     let raw = std::fs::read(std::env::var("DEP_TEMPORALIO_PROTOS_DESCRIPTOR_PATH")?)?;
-    std::fs::write(out.join("temporal_descriptor.bin"), &raw)?;
+    // The exported set went through prost-types, which drops extension options, so the
+    // `google.api.http` annotations the HTTP API is routed by are recompiled, with full
+    // fidelity, from the dependency's own .proto files.
+    std::fs::write(
+        out.join("temporal_descriptor.bin"),
+        temporal_services_with_options()?,
+    )?;
     let mut set = prost_types::FileDescriptorSet::decode(raw.as_slice())?;
     let keep = [
         "temporal/api/workflowservice/v1/service.proto",
@@ -45,4 +51,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".temporal", "::temporalio_protos::temporal")
         .compile_fds(set)?;
     Ok(())
+}
+
+/// Temporal's two services (and everything they import) compiled from the `temporalio-protos`
+/// crate's sources, options included.
+fn temporal_services_with_options() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let cargo = std::env::var("CARGO")?;
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let meta = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(&manifest_dir)
+        .output()?;
+    if !meta.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&meta.stderr)
+        )
+        .into());
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&meta.stdout)?;
+    let manifest = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "temporalio-protos")
+        .and_then(|p| p["manifest_path"].as_str())
+        .ok_or("temporalio-protos is not among the dependencies")?;
+    let protos = PathBuf::from(manifest)
+        .parent()
+        .ok_or("a manifest path has a parent")?
+        .join("protos");
+    println!("cargo:rerun-if-changed={}", protos.display());
+    let mut compiler = protox::Compiler::new([protos.join("api_upstream"), protos.clone()])?;
+    compiler.include_imports(true);
+    compiler.open_files([
+        "temporal/api/workflowservice/v1/service.proto",
+        "temporal/api/operatorservice/v1/service.proto",
+        // The typed details of errors, and the status that carries them.
+        "temporal/api/errordetails/v1/message.proto",
+        "google/rpc/status.proto",
+    ])?;
+    Ok(compiler.encode_file_descriptor_set())
 }

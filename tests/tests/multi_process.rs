@@ -96,6 +96,8 @@ fn rewritten_configs(dir: &Path) -> Vec<(NodeConfig, PathBuf)> {
             .into_iter()
             .chain(c.network.metrics_addr.as_ref())
             .chain(c.network.shared_client_addr.as_ref())
+            .chain(c.network.http_addr.as_ref())
+            .chain(c.network.shared_http_addr.as_ref())
         {
             if map.contains_key(a) {
                 continue; // the shared address: one port for all
@@ -110,11 +112,10 @@ fn rewritten_configs(dir: &Path) -> Vec<(NodeConfig, PathBuf)> {
         c.network.peer_addr = map[&c.network.peer_addr].clone();
         c.network.client_addr = map[&c.network.client_addr].clone();
         c.network.metrics_addr = c.network.metrics_addr.as_ref().map(|m| map[m].clone());
-        c.network.shared_client_addr = c
-            .network
-            .shared_client_addr
-            .as_ref()
-            .map(|m| map[m].clone());
+        let moved = |a: &Option<String>| a.as_ref().map(|m| map[m].clone());
+        c.network.shared_client_addr = moved(&c.network.shared_client_addr);
+        c.network.http_addr = moved(&c.network.http_addr);
+        c.network.shared_http_addr = moved(&c.network.shared_http_addr);
         for m in &mut c.members {
             m.peer_addr = map[&m.peer_addr].clone();
             m.client_addr = map[&m.client_addr].clone();

@@ -99,6 +99,15 @@ pub struct NetworkConfig {
     /// with it. Serves exactly what `client-addr` serves. Default: absent.
     #[serde(default)]
     pub shared_client_addr: Option<String>,
+    /// Address of the HTTP port, `host:port`: Temporal's HTTP API (`/api/v1/…`), Keel's
+    /// cluster routes (`/api/v1/keel/…`) and the web UI (`/`). Absent disables it.
+    /// Default: absent.
+    #[serde(default)]
+    pub http_addr: Option<String>,
+    /// An HTTP address several nodes of one machine share with `SO_REUSEPORT` (as
+    /// `shared-client-addr`; Temporal's HTTP default is `127.0.0.1:7243`). Default: absent.
+    #[serde(default)]
+    pub shared_http_addr: Option<String>,
 }
 
 /// One initial cluster member.
@@ -259,6 +268,12 @@ impl NodeConfig {
         check_addr(&mut p, "network.client-addr", &self.network.client_addr);
         if let Some(m) = &self.network.metrics_addr {
             check_addr(&mut p, "network.metrics-addr", m);
+        }
+        if let Some(a) = &self.network.http_addr {
+            check_addr(&mut p, "network.http-addr", a);
+        }
+        if let Some(a) = &self.network.shared_http_addr {
+            check_addr(&mut p, "network.shared-http-addr", a);
         }
         if let Some(a) = &self.network.shared_client_addr {
             check_addr(&mut p, "network.shared-client-addr", a);

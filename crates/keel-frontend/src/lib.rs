@@ -12,6 +12,7 @@ mod convert;
 mod describe;
 pub mod history;
 pub mod operator;
+mod pollers;
 mod query;
 pub mod service;
 pub mod status;

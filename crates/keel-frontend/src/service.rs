@@ -38,6 +38,7 @@ pub struct Frontend {
     pub(crate) dispatching: crate::tasks::InFlight,
     pub(crate) sticky_waiting: crate::tasks::StickyWaiting,
     pub(crate) parked: crate::tasks::Parked,
+    pub(crate) pollers: crate::pollers::Pollers,
 }
 
 /// Proposes commands together (one log entry, applied in order) through `node`: each one's
@@ -74,6 +75,7 @@ impl Frontend {
             dispatching: Default::default(),
             sticky_waiting: Default::default(),
             parked: Default::default(),
+            pollers: Default::default(),
         }
     }
 
@@ -392,6 +394,54 @@ impl WorkflowService for Frontend {
             self.poll_activity_task(request.into_inner(), budget)
                 .await?,
         ))
+    }
+
+    async fn describe_task_queue(
+        &self,
+        request: Request<api::DescribeTaskQueueRequest>,
+    ) -> Result<Response<api::DescribeTaskQueueResponse>, Status> {
+        use keel_proto::temporalio_protos::temporal::api::taskqueue::v1::{
+            PollerInfo, TaskQueueStats, TaskQueueStatus,
+        };
+        let r = request.into_inner();
+        self.require_namespace(&r.namespace)?;
+        let queue = r.task_queue.unwrap_or_default();
+        crate::validate::task_queue(&queue.name)?;
+        // Temporal's TASK_QUEUE_TYPE_WORKFLOW = 1, ACTIVITY = 2 (unspecified: workflow).
+        let kind = match r.task_queue_type {
+            0 | 1 => wf::TaskKind::Workflow,
+            2 => wf::TaskKind::Activity,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "task queue type {other} is not supported by this server yet"
+                )))
+            }
+        };
+        let backlog = wf::backlog_len(self.node().state(), &r.namespace, &queue.name, kind)
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let pollers = self
+            .pollers
+            .recent(&r.namespace, &queue.name, kind as u8)
+            .into_iter()
+            .map(|(identity, at)| PollerInfo {
+                last_access_time: Some(at.into()),
+                identity,
+                ..Default::default()
+            })
+            .collect();
+        #[allow(deprecated)]
+        Ok(reply(api::DescribeTaskQueueResponse {
+            pollers,
+            stats: Some(TaskQueueStats {
+                approximate_backlog_count: backlog as i64,
+                ..Default::default()
+            }),
+            task_queue_status: Some(TaskQueueStatus {
+                backlog_count_hint: backlog as i64,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
     }
 
     async fn respond_workflow_task_completed(

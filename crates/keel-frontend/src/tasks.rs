@@ -408,6 +408,17 @@ impl Frontend {
         let deadline = Instant::now() + budget;
         let mut queue = r.task_queue.unwrap_or_default();
         crate::validate::task_queue(&queue.name)?;
+        let listed = if queue.kind == 2 && !queue.normal_name.is_empty() {
+            &queue.normal_name
+        } else {
+            &queue.name
+        };
+        self.pollers.seen(
+            &r.namespace,
+            listed,
+            wf::TaskKind::Workflow as u8,
+            &r.identity,
+        );
         let sticky_name = (queue.kind == 2).then(|| queue.name.clone());
         // Keel keeps no separate sticky backlogs: a sticky poll is served from its worker's
         // normal queue, so all of a worker's pollers take tasks (temporal-compat.md §4), and
@@ -520,6 +531,12 @@ impl Frontend {
         let deadline = Instant::now() + budget;
         let queue = r.task_queue.unwrap_or_default();
         crate::validate::task_queue(&queue.name)?;
+        self.pollers.seen(
+            &r.namespace,
+            &queue.name,
+            wf::TaskKind::Activity as u8,
+            &r.identity,
+        );
         let Some((d, _)) = self
             .poll(
                 &r.namespace,

@@ -194,6 +194,18 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
             for a in &shared {
                 println!("SDK address:      {a} (Temporal's default; any live node answers)");
             }
+            let web: std::collections::BTreeSet<&String> = configs
+                .iter()
+                .filter_map(|(_, c)| {
+                    c.network
+                        .shared_http_addr
+                        .as_ref()
+                        .or(c.network.http_addr.as_ref())
+                })
+                .collect();
+            for a in web {
+                println!("web UI, HTTP API: http://{a}/  (Temporal's /api/v1/...)");
+            }
             println!("client addresses: {}", addrs.join(", "));
             println!("status any time:  keel cluster status   (workflows: keel workflow list)");
             println!("Ctrl-C stops all nodes.");

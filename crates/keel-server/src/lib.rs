@@ -5,6 +5,7 @@
 //! - [`node`]: start and stop one node from a [`keel_config::NodeConfig`];
 //! - [`admin`], [`kv`]: the client-port gRPC services (errors map to gRPC codes in
 //!   `keel_frontend::status`);
+//! - [`http_api`]: Temporal's HTTP API and Keel's read routes; [`web_ui`]: the embedded UI;
 //! - [`metrics`]: the Prometheus endpoint; [`namespaces`]: the `default` namespace;
 //! - [`local_cluster`]: an in-process cluster for tests and benchmarks;
 //! - [`cli`]: `keel up`, `keel bench raft`; [`client_cli`]: `keel workflow | namespace |
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod client_cli;
 pub mod drivers;
 mod error;
+pub mod http_api;
 pub mod kv;
 pub mod local_cluster;
 pub mod metrics;
@@ -26,5 +28,6 @@ pub mod namespaces;
 pub mod node;
 pub mod protojson;
 pub mod unimplemented;
+pub mod web_ui;
 
 pub use error::{Error, Result};

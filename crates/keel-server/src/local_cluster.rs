@@ -153,7 +153,9 @@ impl LocalCluster {
         client: TcpListener,
         members: Vec<MemberConfig>,
     ) -> anyhow::Result<&Node> {
-        let cfg = self.config_for(id, &peer, &client, members)?;
+        let http = loopback().await?;
+        let mut cfg = self.config_for(id, &peer, &client, members)?;
+        cfg.network.http_addr = Some(http.local_addr()?.to_string());
         self.configs.insert(id, cfg.clone());
         let listeners = Listeners {
             peer,
@@ -163,6 +165,8 @@ impl LocalCluster {
                 Some(a) => Some(crate::node::bind_shared(a)?),
                 None => None,
             },
+            http: Some(http),
+            shared_http: None,
         };
         let node = Node::start(cfg, listeners).await?;
         self.nodes.insert(id, node);
@@ -185,6 +189,8 @@ impl LocalCluster {
                 client_addr: client.local_addr()?.to_string(),
                 metrics_addr: None,
                 shared_client_addr: self.shared_client.clone(),
+                http_addr: None,
+                shared_http_addr: None,
             },
             members,
             raft: RaftConfig {

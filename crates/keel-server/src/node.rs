@@ -32,6 +32,9 @@ pub struct Listeners {
     pub metrics: Option<TcpListener>,
     /// `network.shared-client-addr`, bound with `SO_REUSEPORT`.
     pub shared_client: Option<TcpListener>,
+    /// `network.http-addr` and `network.shared-http-addr` (the HTTP API and the web UI).
+    pub http: Option<TcpListener>,
+    pub shared_http: Option<TcpListener>,
 }
 
 /// Binds `addr` so that other processes (the other nodes of a local cluster) may bind it too:
@@ -69,6 +72,18 @@ impl Listeners {
             shared_client: match &cfg.network.shared_client_addr {
                 Some(a) => Some(bind_shared(a).map_err(|source| Error::Bind {
                     what: "network.shared-client-addr",
+                    addr: a.clone(),
+                    source,
+                })?),
+                None => None,
+            },
+            http: match &cfg.network.http_addr {
+                Some(a) => Some(bind("network.http-addr", a.clone()).await?),
+                None => None,
+            },
+            shared_http: match &cfg.network.shared_http_addr {
+                Some(a) => Some(bind_shared(a).map_err(|source| Error::Bind {
+                    what: "network.shared-http-addr",
                     addr: a.clone(),
                     source,
                 })?),
@@ -129,6 +144,7 @@ pub struct Node {
     client_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shared_client_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
 }
 
 impl Node {
@@ -247,6 +263,21 @@ impl Node {
             .instrument(span.clone()),
         ));
 
+        let http_addr = match &listeners.http {
+            Some(l) => Some(addr(l, "network.http-addr")?),
+            None => None,
+        };
+        let api = std::sync::Arc::new(crate::http_api::HttpApi::new(client_addr));
+        for l in [listeners.http, listeners.shared_http]
+            .into_iter()
+            .flatten()
+        {
+            tasks.push(tokio::spawn(
+                crate::http_api::serve(l, api.clone(), signalled(shutdown_rx.clone()))
+                    .instrument(span.clone()),
+            ));
+        }
+
         if let Some(l) = listeners.metrics {
             tasks.push(tokio::spawn(
                 crate::metrics::serve(l, raft.clone(), signalled(shutdown_rx.clone()))
@@ -281,7 +312,7 @@ impl Node {
                 .instrument(span.clone())
                 .await?;
         }
-        tracing::info!(node_id = cfg.node_id, %peer_addr, %client_addr, ?metrics_addr, ?shared_client_addr, "node serving");
+        tracing::info!(node_id = cfg.node_id, %peer_addr, %client_addr, ?metrics_addr, ?shared_client_addr, ?http_addr, "node serving");
         Ok(Node {
             raft,
             frontend,
@@ -292,6 +323,7 @@ impl Node {
             client_addr,
             metrics_addr,
             shared_client_addr,
+            http_addr,
         })
     }
 
@@ -318,6 +350,11 @@ impl Node {
 
     pub fn shared_client_addr(&self) -> Option<SocketAddr> {
         self.shared_client_addr
+    }
+
+    /// The HTTP API and web UI address, if configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Open client connections this node accepted on the shared client address.

@@ -142,7 +142,8 @@ async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> 
         .expect("limits the SDKs pre-check payloads against");
     assert_eq!(
         (limits.blob_size_limit_error, limits.memo_size_limit_error),
-        (4 << 20, 4 << 20)
+        (2 << 20, 4 << 20),
+        "Temporal's 2 MiB per payload; the memo is bounded by the 4 MiB request limit"
     );
     assert_eq!(
         ns.config
