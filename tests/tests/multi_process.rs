@@ -489,3 +489,100 @@ async fn the_shared_client_address_outlives_a_sigkilled_node() {
         assert_ne!(s.node_id, victim, "a dead node's listener is gone with it");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keel_up_tls_serves_mutual_tls_and_the_cli_uses_it() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::Builder::new()
+        .prefix("keel-up-tls-")
+        .tempdir()
+        .unwrap();
+    let configs = dir.path().join("configs");
+    std::fs::create_dir(&configs).unwrap();
+    let cfgs = rewritten_configs(&configs);
+    let data = dir.path().join("data");
+    let mut up = tokio::process::Command::new(keel_bin())
+        .arg("up")
+        .arg("--tls")
+        .arg("--configs")
+        .arg(&configs)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn keel up --tls");
+
+    phase!("keel up --tls prints the client settings once a leader is elected");
+    let mut lines = tokio::io::BufReader::new(up.stdout.take().unwrap()).lines();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("keel up --tls reported within the deadline")
+            .expect("read stdout")
+            .expect("keel up --tls exited before reporting");
+        if line.contains("Ctrl-C stops all nodes") {
+            break;
+        }
+        out.push(line);
+    }
+    let text = out.join("\n");
+    let tls = data.join("tls");
+    assert!(text.contains("TLS (mutual)"), "{text}");
+    assert!(
+        text.contains(&format!("KEEL_TLS_CA={}", tls.join("ca.pem").display())),
+        "{text}"
+    );
+
+    phase!(
+        "the CLI with the printed settings is served; without a client certificate it is refused"
+    );
+    let addr = cfgs[0].0.network.client_addr.clone();
+    let cli = |with_cert: bool| {
+        let mut c = std::process::Command::new(keel_bin());
+        c.args(["cluster", "status", "--address", &addr])
+            .env("KEEL_TLS_CA", tls.join("ca.pem"));
+        if with_cert {
+            c.env("KEEL_TLS_CERT", tls.join("client.pem"))
+                .env("KEEL_TLS_KEY", tls.join("client-key.pem"));
+        }
+        c.output().expect("run keel")
+    };
+    let ok = cli(true);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(stdout.contains("cluster keel-local-3  leader "), "{stdout}");
+    let refused = cli(false);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--tls-cert"), "{stderr}");
+    let plain = std::process::Command::new(keel_bin())
+        .args(["cluster", "status", "--address", &addr])
+        .env_remove("KEEL_TLS_CA")
+        .output()
+        .expect("run keel");
+    assert_eq!(
+        plain.status.code(),
+        Some(1),
+        "a plain-text client is refused"
+    );
+
+    // SAFETY: signalling our own child process.
+    unsafe {
+        libc::kill(up.id().expect("running") as i32, libc::SIGINT);
+    }
+    let status = tokio::time::timeout(WAIT, up.wait())
+        .await
+        .expect("keel up exits")
+        .unwrap();
+    assert!(status.success(), "keel up exited with {status}");
+}

@@ -61,9 +61,40 @@ pub struct NodeConfig {
     /// The node process's async runtime.
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// TLS on the client port. Absent: plain text (the default for local runs).
+    #[serde(default)]
+    pub tls: TlsConfig,
     /// Switches meant for tests only.
     #[serde(default)]
     pub testing: TestingConfig,
+}
+
+/// TLS on the client port (and on the shared client address, which serves the same): PEM
+/// files, relative paths resolved against the working directory. Either `cert` and `key`
+/// are both set (TLS on) or neither; a node refuses to start with half a section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The node's certificate chain. Default: absent.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key. Default: absent.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The cluster's CA: with `require-client-cert`, clients must present a certificate it
+    /// signed (mutual TLS); the node's HTTP port also verifies the client port with it.
+    /// Default: absent.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Refuse clients without a certificate signed by `ca`. Default: false.
+    #[serde(default)]
+    pub require_client_cert: bool,
+}
+
+impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
 }
 
 /// The node process's async runtime (`keel server` only; in-process test clusters share their
@@ -283,6 +314,19 @@ impl NodeConfig {
                         .to_string(),
                 );
             }
+        }
+        let t = &self.tls;
+        if t.cert.is_some() != t.key.is_some() {
+            p.push(
+                "tls: cert and key must both be set, or neither (a half-configured TLS section)"
+                    .to_string(),
+            );
+        }
+        if t.require_client_cert && t.ca.is_none() {
+            p.push("tls.require-client-cert: needs tls.ca, the CA client certificates are checked against".to_string());
+        }
+        if (t.ca.is_some() || t.require_client_cert) && !t.enabled() {
+            p.push("tls: ca and require-client-cert need cert and key (TLS on)".to_string());
         }
         if self.network.peer_addr == self.network.client_addr {
             p.push("network.client-addr: must differ from network.peer-addr".to_string());

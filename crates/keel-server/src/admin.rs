@@ -16,11 +16,13 @@ const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct AdminService {
     node: RaftNode,
+    /// How to reach the other members' client ports when they serve TLS.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl AdminService {
-    pub fn new(node: RaftNode) -> Self {
-        AdminService { node }
+    pub fn new(node: RaftNode, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        AdminService { node, tls }
     }
 
     fn members(&self) -> Vec<pb::Member> {
@@ -28,12 +30,19 @@ impl AdminService {
     }
 }
 
-async fn member_status(member: &pb::Member) -> Result<pb::NodeStatus, String> {
-    let endpoint =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", member.client_addr))
+async fn member_status(
+    member: &pb::Member,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> Result<pb::NodeStatus, String> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint =
+        tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", member.client_addr))
             .map_err(|e| e.to_string())?
             .connect_timeout(MEMBER_STATUS_TIMEOUT)
             .timeout(MEMBER_STATUS_TIMEOUT);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+    }
     let channel = endpoint
         .connect()
         .await
@@ -61,11 +70,12 @@ impl Admin for AdminService {
         let local = self.node.status();
         let lookups = self.members().into_iter().map(|m| {
             let local = local.clone();
+            let tls = self.tls.clone();
             async move {
                 let result = if m.node_id == local.node_id {
                     Ok(local)
                 } else {
-                    member_status(&m).await
+                    member_status(&m, tls).await
                 };
                 match result {
                     Ok(status) => pb::MemberStatus {

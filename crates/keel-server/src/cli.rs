@@ -14,12 +14,18 @@ use tokio::process::{Child, Command};
 
 use crate::local_cluster::wait_for;
 
-/// Connects an admin client to `addr` (`host:port`).
+/// Connects an admin client to `addr` (`host:port`), over TLS when `tls` is given.
 pub async fn admin_client(
     addr: &str,
     timeout: Duration,
+    tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))?;
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect()
@@ -29,11 +35,27 @@ pub async fn admin_client(
 }
 
 /// Fetches the cluster status from the node at `addr`.
-pub async fn cluster_status(addr: &str) -> anyhow::Result<pb::ClusterStatusResponse> {
-    let mut c = admin_client(addr, Duration::from_secs(3)).await?;
+pub async fn cluster_status(
+    addr: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> anyhow::Result<pb::ClusterStatusResponse> {
+    let mut c = admin_client(addr, Duration::from_secs(3), tls).await?;
     Ok(c.cluster_status(pb::ClusterStatusRequest {})
         .await?
         .into_inner())
+}
+
+/// A client's TLS settings for the local CA's certificates (`keel up --tls`).
+fn local_client_tls(
+    certs: &crate::tls_certs::LocalCerts,
+) -> anyhow::Result<tonic::transport::ClientTlsConfig> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(std::fs::read(&certs.ca)?))
+        .identity(Identity::from_pem(
+            std::fs::read(&certs.client_cert)?,
+            std::fs::read(&certs.client_key)?,
+        )))
 }
 
 fn ms(v: Option<u64>) -> String {
@@ -102,6 +124,47 @@ pub struct UpOptions {
     pub configs_dir: PathBuf,
     pub data_dir: Option<PathBuf>,
     pub leader_timeout: Duration,
+    /// Mutual TLS on the client ports, with a local CA made (once) under the data directory.
+    pub tls: bool,
+}
+
+/// `keel up --tls`: the configs of `configs` with TLS on, written beside a local CA and its
+/// certificates under `base` (made on the first `--tls` start, kept after, so clients'
+/// settings stay valid across restarts).
+fn with_local_tls(
+    configs: Vec<(PathBuf, NodeConfig)>,
+    base: &Path,
+) -> anyhow::Result<(Vec<(PathBuf, NodeConfig)>, crate::tls_certs::LocalCerts)> {
+    let dir = std::path::absolute(base.join("tls"))?;
+    let certs = if dir.join("ca.pem").exists() {
+        crate::tls_certs::LocalCerts {
+            ca: dir.join("ca.pem"),
+            node_cert: dir.join("node.pem"),
+            node_key: dir.join("node-key.pem"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client-key.pem"),
+        }
+    } else {
+        let name = configs
+            .first()
+            .map_or("keel", |(_, c)| c.cluster_id.as_str());
+        crate::tls_certs::generate(&dir, name)?
+    };
+    let out_dir = dir.join("configs");
+    std::fs::create_dir_all(&out_dir)?;
+    let mut out = Vec::new();
+    for (file, mut cfg) in configs {
+        cfg.tls = keel_config::TlsConfig {
+            cert: Some(certs.node_cert.clone()),
+            key: Some(certs.node_key.clone()),
+            ca: Some(certs.ca.clone()),
+            require_client_cert: true,
+        };
+        let path = out_dir.join(file.file_name().unwrap_or_default());
+        std::fs::write(&path, toml::to_string(&cfg)?)?;
+        out.push((path, cfg));
+    }
+    Ok((out, certs))
 }
 
 /// Runs `keel up`: starts one `keel server` child per config in `configs_dir`, waits for a
@@ -122,6 +185,18 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         .into_iter()
         .map(|f| NodeConfig::load(&f).map(|c| (f, c)))
         .collect::<Result<_, _>>()?;
+    let mut tls_certs = None;
+    let configs = if opts.tls {
+        let base = opts
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("data/keel-local-3"));
+        let (configs, certs) = with_local_tls(configs, &base)?;
+        tls_certs = Some(certs);
+        configs
+    } else {
+        configs
+    };
     let exe = std::env::current_exe().context("locating the keel binary")?;
     let mut children: Vec<(u64, Child)> = Vec::new();
     for (file, cfg) in &configs {
@@ -162,13 +237,18 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         .iter()
         .map(|(_, c)| c.network.client_addr.clone())
         .collect();
+    let client_tls = match &tls_certs {
+        Some(c) => Some(local_client_tls(c)?),
+        None => None,
+    };
     let wait = wait_for(
         opts.leader_timeout,
         "a leader elected and known to every node",
         || {
             let addrs = addrs.clone();
+            let client_tls = client_tls.clone();
             async move {
-                let s = cluster_status(&addrs[0]).await.ok()?;
+                let s = cluster_status(&addrs[0], client_tls).await.ok()?;
                 let leader = s.local.as_ref()?.leader_id;
                 let all = s
                     .members
@@ -207,6 +287,20 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
                 println!("web UI, HTTP API: http://{a}/  (Temporal's /api/v1/...)");
             }
             println!("client addresses: {}", addrs.join(", "));
+            if let Some(c) = &tls_certs {
+                println!(
+                    "TLS (mutual): every client needs the CA and a client certificate:\n  \
+                     CA          {}\n  certificate {}\n  key         {}\n  \
+                     CLI:    export KEEL_TLS_CA={} KEEL_TLS_CERT={} KEEL_TLS_KEY={}\n  \
+                     Python: Client.connect(\"localhost:7233\", tls=TLSConfig(server_root_ca_cert=open(CA, \"rb\").read(), client_cert=open(CERT, \"rb\").read(), client_private_key=open(KEY, \"rb\").read()))",
+                    c.ca.display(),
+                    c.client_cert.display(),
+                    c.client_key.display(),
+                    c.ca.display(),
+                    c.client_cert.display(),
+                    c.client_key.display(),
+                );
+            }
             println!("status any time:  keel cluster status   (workflows: keel workflow list)");
             println!("Ctrl-C stops all nodes.");
         }

@@ -52,6 +52,15 @@ pub struct ClientOpts {
     /// Show payloads as stored (protobuf JSON with base64 data), not decoded.
     #[arg(long, global = true)]
     pub raw: bool,
+    /// TLS: the CA that signed the nodes' certificates (turns TLS on).
+    #[arg(long, global = true, env = "KEEL_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// TLS: this client's certificate, for clusters that require one (`keel up --tls` does).
+    #[arg(long, global = true, env = "KEEL_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// TLS: the client certificate's key.
+    #[arg(long, global = true, env = "KEEL_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -261,8 +270,20 @@ fn proto_duration(d: Duration) -> keel_proto::prost_wkt_types::Duration {
     }
 }
 
-async fn channel(address: &str) -> anyhow::Result<Channel> {
-    tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+async fn channel(o: &ClientOpts, address: &str) -> anyhow::Result<Channel> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read =
+        |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let scheme = if o.tls_ca.is_some() { "https" } else { "http" };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))?;
+    if let Some(ca) = &o.tls_ca {
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+        if let (Some(cert), Some(key)) = (&o.tls_cert, &o.tls_key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    endpoint
         .connect_timeout(Duration::from_secs(3))
         .connect()
         .await
@@ -274,7 +295,8 @@ async fn channel(address: &str) -> anyhow::Result<Channel> {
 }
 
 async fn workflow_client(o: &ClientOpts) -> anyhow::Result<WorkflowServiceClient<Channel>> {
-    Ok(WorkflowServiceClient::new(channel(&o.address).await?).max_decoding_message_size(128 << 20))
+    Ok(WorkflowServiceClient::new(channel(o, &o.address).await?)
+        .max_decoding_message_size(128 << 20))
 }
 
 /// An RPC error as the user should read it: what was not found, refused or unreachable.
@@ -297,6 +319,12 @@ fn explain(status: tonic::Status, o: &ClientOpts, target: Option<&Target>) -> an
         }
         (Code::NotFound, None) if message.contains("amespace") => {
             anyhow::anyhow!("namespace {} not found ({message})", o.namespace)
+        }
+        (Code::Unknown | Code::Unavailable, _) if message.contains("transport error") => {
+            anyhow::anyhow!(
+                "the connection to {} failed ({message}): if the cluster runs TLS, give --tls-ca, and --tls-cert / --tls-key when it requires client certificates",
+                o.address
+            )
         }
         (Code::Unavailable, _) => anyhow::anyhow!(
             "the cluster at {} is unavailable: {message} (a majority of nodes may be down)",
@@ -1028,11 +1056,11 @@ pub async fn namespace(o: &ClientOpts, cmd: NamespaceCmd) -> anyhow::Result<()> 
 /// An admin client of the leader (membership changes are made there), found through the
 /// node at `--address`.
 async fn leader_admin(o: &ClientOpts) -> anyhow::Result<AdminClient<Channel>> {
-    let mut admin = AdminClient::new(channel(&o.address).await?);
+    let mut admin = AdminClient::new(channel(o, &o.address).await?);
     let s = admin
         .cluster_status(admin::ClusterStatusRequest {})
         .await
-        .map_err(|e| anyhow::anyhow!("{:?}: {}", e.code(), e.message()))?
+        .map_err(|e| explain(e, o, None))?
         .into_inner();
     let leader = s.local.as_ref().map_or(0, |l| l.leader_id);
     let address = s
@@ -1042,12 +1070,12 @@ async fn leader_admin(o: &ClientOpts) -> anyhow::Result<AdminClient<Channel>> {
         .find(|m| m.node_id == leader)
         .map(|m| m.client_addr.clone())
         .ok_or_else(|| anyhow::anyhow!("the cluster has no leader now; try again shortly"))?;
-    Ok(AdminClient::new(channel(&address).await?))
+    Ok(AdminClient::new(channel(o, &address).await?))
 }
 
 pub async fn cluster(o: &ClientOpts, cmd: ClusterCmd) -> anyhow::Result<()> {
-    let mut admin = AdminClient::new(channel(&o.address).await?);
-    let status = |e: tonic::Status| anyhow::anyhow!("{:?}: {}", e.code(), e.message());
+    let mut admin = AdminClient::new(channel(o, &o.address).await?);
+    let status = |e: tonic::Status| explain(e, o, None);
     if matches!(
         cmd,
         ClusterCmd::AddLearner { .. } | ClusterCmd::Promote { .. } | ClusterCmd::Remove { .. }

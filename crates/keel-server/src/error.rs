@@ -15,6 +15,14 @@ pub enum Error {
     },
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(String),
+    #[error("reading {what} {path}: {source}")]
+    TlsFile {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
 }
 
 /// Result alias for this crate.

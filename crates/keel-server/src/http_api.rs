@@ -452,17 +452,28 @@ fn plain_error(status: StatusCode, code: tonic::Code, message: &str) -> http::Re
 }
 
 impl HttpApi {
-    /// `client` is this node's client address (a wildcard address is reached on loopback).
-    pub fn new(client: SocketAddr) -> HttpApi {
+    /// `client` is this node's client address (a wildcard address is reached on loopback),
+    /// `tls` how to reach it when it serves TLS.
+    pub fn new(
+        client: SocketAddr,
+        tls: Option<tonic::transport::ClientTlsConfig>,
+    ) -> crate::Result<HttpApi> {
         let target = if client.ip().is_unspecified() {
             SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), client.port())
         } else {
             client
         };
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
-            .expect("a valid loopback URI")
-            .connect_lazy();
-        HttpApi { channel }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{target}"))
+            .expect("a valid loopback URI");
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| crate::Error::Tls(e.to_string()))?;
+        }
+        Ok(HttpApi {
+            channel: endpoint.connect_lazy(),
+        })
     }
 
     async fn handle(&self, req: http::Request<Incoming>) -> http::Response<Body> {

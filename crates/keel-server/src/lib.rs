@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod node;
 pub mod protojson;
+pub mod tls_certs;
 pub mod unimplemented;
 pub mod web_ui;
 

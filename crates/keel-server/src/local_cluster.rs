@@ -202,6 +202,7 @@ impl LocalCluster {
             },
             rpc: RpcConfig::default(),
             runtime: Default::default(),
+            tls: Default::default(),
             testing: TestingConfig {
                 allow_clock_offset: true,
                 ..TestingConfig::default()

@@ -57,6 +57,10 @@ enum Cmd {
         /// Base data directory; node N uses BASE/nodeN (default: each config's data-dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Mutual TLS on the client ports: a local CA and certificates are made (once) under
+        /// the data directory, and the client settings to use are printed.
+        #[arg(long)]
+        tls: bool,
     },
     /// Workflow executions: start, list, count, describe, show, result, signal, query,
     /// cancel, terminate, reset.
@@ -168,7 +172,11 @@ pub fn main() -> anyhow::Result<()> {
 async fn run(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Server { .. } => unreachable!("`keel server` builds its own runtime"),
-        Cmd::Up { configs, data_dir } => {
+        Cmd::Up {
+            configs,
+            data_dir,
+            tls,
+        } => {
             keel_server::cli::up(keel_server::cli::UpOptions {
                 configs_dir: match configs {
                     Some(dir) => dir,
@@ -176,6 +184,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
                 },
                 data_dir,
                 leader_timeout: Duration::from_secs(30),
+                tls,
             })
             .await
         }

@@ -217,7 +217,13 @@ impl Node {
                 None => own,
             }
         };
-        let client = tonic::transport::Server::builder()
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = server_tls(&cfg.tls)? {
+            server = server
+                .tls_config(tls)
+                .map_err(|e| Error::Tls(e.to_string()))?;
+        }
+        let client = server
             .layer(crate::unimplemented::NameUnimplementedLayer)
             // Every service on the client port takes gzip: the Python SDK's check_health sends
             // it compressed.
@@ -232,7 +238,7 @@ impl Node {
                     .send_compressed(CompressionEncoding::Gzip),
             )
             .add_service(
-                AdminServer::new(AdminService::new(raft.clone()))
+                AdminServer::new(AdminService::new(raft.clone(), client_tls(&cfg.tls)?))
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip),
             )
@@ -267,7 +273,10 @@ impl Node {
             Some(l) => Some(addr(l, "network.http-addr")?),
             None => None,
         };
-        let api = std::sync::Arc::new(crate::http_api::HttpApi::new(client_addr));
+        let api = std::sync::Arc::new(crate::http_api::HttpApi::new(
+            client_addr,
+            client_tls(&cfg.tls)?,
+        )?);
         for l in [listeners.http, listeners.shared_http]
             .into_iter()
             .flatten()
@@ -387,6 +396,53 @@ impl Node {
         self.raft.shutdown().await;
         tracing::info!(node_id = self.raft.id(), "node crashed (in-process)");
     }
+}
+
+fn read_pem(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::TlsFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The client port's TLS (`None`: plain text), with client certificates required when asked.
+fn server_tls(t: &keel_config::TlsConfig) -> Result<Option<tonic::transport::ServerTlsConfig>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
+        return Ok(None);
+    };
+    let identity = Identity::from_pem(read_pem("tls.cert", cert)?, read_pem("tls.key", key)?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if t.require_client_cert {
+        let ca =
+            t.ca.as_ref()
+                .expect("validated: require-client-cert has a ca");
+        tls = tls.client_ca_root(Certificate::from_pem(read_pem("tls.ca", ca)?));
+    }
+    Ok(Some(tls))
+}
+
+/// How this node's HTTP port reaches its own TLS client port: trusting the cluster CA and,
+/// when client certificates are required, presenting the node's own.
+fn client_tls(t: &keel_config::TlsConfig) -> Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
+        return Ok(None);
+    };
+    let mut tls = ClientTlsConfig::new();
+    match &t.ca {
+        Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read_pem("tls.ca", ca)?)),
+        // Without a CA the node's own certificate is the trust anchor (self-signed).
+        None => tls = tls.ca_certificate(Certificate::from_pem(read_pem("tls.cert", cert)?)),
+    }
+    if t.require_client_cert {
+        tls = tls.identity(Identity::from_pem(
+            read_pem("tls.cert", cert)?,
+            read_pem("tls.key", key)?,
+        ));
+    }
+    Ok(Some(tls))
 }
 
 async fn signalled(mut rx: watch::Receiver<bool>) {
