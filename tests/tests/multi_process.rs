@@ -349,6 +349,18 @@ async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
     );
 }
 
+/// The pid of a running process with `arg` among its arguments.
+fn pid_with_arg(arg: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        cmdline
+            .split(|b| *b == 0)
+            .any(|a| a == arg.as_bytes())
+            .then_some(pid)
+    })
+}
+
 /// The value of an unlabelled metric in a `/metrics` body.
 fn metric(body: &str, name: &str) -> u64 {
     body.lines()
@@ -422,6 +434,24 @@ async fn keel_up_starts_three_nodes_reports_a_leader_and_stops_them_on_ctrl_c() 
     )
     .await;
     assert!((1..=3).contains(&leader));
+
+    phase!("a SIGKILLed node leaves the other two serving under keel up");
+    let victim = cfgs[0].1.display().to_string();
+    let pid = pid_with_arg(&victim).expect("node 1's process");
+    // SAFETY: signalling a process this test started (through keel up).
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+    let survivors: Vec<String> = cfgs[1..]
+        .iter()
+        .map(|(c, _)| c.network.client_addr.clone())
+        .collect();
+    agreed_leader(&survivors, Some(1)).await;
+    put(&survivors[0], "after-a-node-died").await;
+    assert!(
+        up.try_wait().expect("keel up's status").is_none(),
+        "keel up kept running"
+    );
 
     phase!("SIGINT stops every node and keel up itself");
     // SAFETY: signalling our own child process.

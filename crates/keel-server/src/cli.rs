@@ -199,12 +199,31 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
     };
     let exe = std::env::current_exe().context("locating the keel binary")?;
     let mut children: Vec<(u64, Child)> = Vec::new();
+    let mut restart_hints: Vec<(u64, String)> = Vec::new();
     for (file, cfg) in &configs {
         let data_dir = match &opts.data_dir {
             Some(base) => base.join(format!("node{}", cfg.node_id)),
             None => cfg.data_dir.clone(),
         };
+        restart_hints.push((
+            cfg.node_id,
+            format!(
+                "{} server --config {} --data-dir {}",
+                exe.display(),
+                file.display(),
+                data_dir.display()
+            ),
+        ));
         let mut cmd = Command::new(&exe);
+        // The nodes stop with `keel up`, also when it is killed outright.
+        // SAFETY: prctl in the forked child before exec; async-signal-safe, touches no memory
+        // of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         cmd.arg("server")
             .arg("--config")
             .arg(file)
@@ -310,10 +329,32 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
             return Err(e);
         }
     }
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => eprintln!("stopping all nodes"),
-        _ = term.recv() => eprintln!("SIGTERM: stopping all nodes"),
-        (id, code) = first_exit(&mut children) => eprintln!("node {id} exited unexpectedly ({code}); stopping the others"),
+    // A node that dies (killed to try a failover, say) leaves the others serving: the
+    // cluster stays available while a majority lives. `keel up` ends on Ctrl-C, SIGTERM,
+    // or when no node is left.
+    while !children.is_empty() {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopping all nodes");
+                break;
+            }
+            _ = term.recv() => {
+                eprintln!("SIGTERM: stopping all nodes");
+                break;
+            }
+            (id, code) = first_exit(&mut children) => {
+                children.retain(|(i, _)| *i != id);
+                let restart = restart_hints
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, h)| h.as_str())
+                    .unwrap_or_default();
+                eprintln!(
+                    "node {id} exited ({code}); the other {} keep serving while they are a majority. Restart it with: {restart}",
+                    children.len()
+                );
+            }
+        }
     }
     stop_all(&mut children).await;
     Ok(())
