@@ -320,7 +320,18 @@ fn explain(status: tonic::Status, o: &ClientOpts, target: Option<&Target>) -> an
         (Code::NotFound, None) if message.contains("amespace") => {
             anyhow::anyhow!("namespace {} not found ({message})", o.namespace)
         }
-        (Code::Unknown | Code::Unavailable, _) if message.contains("transport error") => {
+        // The connection itself failed or was cut (a refused TLS handshake shows up as any
+        // of these, depending on when the server's alert arrives).
+        (Code::Unknown | Code::Unavailable | Code::Cancelled, _)
+            if [
+                "transport error",
+                "operation was canceled",
+                "connect",
+                "h2 protocol error",
+            ]
+            .iter()
+            .any(|m| message.contains(m)) =>
+        {
             anyhow::anyhow!(
                 "the connection to {} failed ({message}): if the cluster runs TLS, give --tls-ca, and --tls-cert / --tls-key when it requires client certificates",
                 o.address
