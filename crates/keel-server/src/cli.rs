@@ -278,10 +278,14 @@ pub async fn up(opts: UpOptions) -> anyhow::Result<()> {
         },
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let all_exited = futures::future::join_all(children.iter_mut().map(|(_, c)| c.wait()));
     let status = tokio::select! {
         s = wait => s,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
         _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+        _ = all_exited => Err(anyhow::anyhow!(
+            "every node exited before a leader was elected (their errors are above)"
+        )),
     };
     match status {
         Ok(s) => {

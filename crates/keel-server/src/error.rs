@@ -23,6 +23,11 @@ pub enum Error {
     },
     #[error("TLS setup failed: {0}")]
     Tls(String),
+    #[error(
+        "network.shared-client-addr {addr} is already served by {by}; nodes of different \
+         clusters must not share one address (clients would reach either cluster)"
+    )]
+    SharedAddrTaken { addr: String, by: String },
 }
 
 /// Result alias for this crate.

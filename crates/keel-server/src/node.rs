@@ -70,10 +70,12 @@ impl Listeners {
                 None => None,
             },
             shared_client: match &cfg.network.shared_client_addr {
-                Some(a) => Some(bind_shared(a).map_err(|source| Error::Bind {
-                    what: "network.shared-client-addr",
-                    addr: a.clone(),
-                    source,
+                Some(a) => Some(check_shared_owner(cfg, a).await.and_then(|()| {
+                    bind_shared(a).map_err(|source| Error::Bind {
+                        what: "network.shared-client-addr",
+                        addr: a.clone(),
+                        source,
+                    })
                 })?),
                 None => None,
             },
@@ -90,6 +92,50 @@ impl Listeners {
                 None => None,
             },
         })
+    }
+}
+
+/// Refuses a shared client address already served by another cluster's nodes: with
+/// `SO_REUSEPORT` the kernel would spread clients over both clusters (two `keel up` on one
+/// machine). Nothing listening, or a node of this cluster, is fine.
+async fn check_shared_owner(cfg: &NodeConfig, addr: &str) -> Result<()> {
+    use keel_proto::admin::v1::admin_client::AdminClient;
+    use keel_proto::admin::v1::NodeStatusRequest;
+    let probe = Duration::from_millis(500);
+    match tokio::time::timeout(probe, tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => {}
+        _ => return Ok(()), // refused or silent: nobody serves it
+    }
+    let tls = client_tls(&cfg.tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let status = async {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))
+            .map_err(|e| e.to_string())?
+            .connect_timeout(probe)
+            .timeout(Duration::from_secs(2));
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+        AdminClient::new(channel)
+            .node_status(NodeStatusRequest {})
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| s.message().to_string())
+    }
+    .await;
+    match status {
+        Ok(s) if s.cluster_id == cfg.cluster_id => Ok(()),
+        Ok(s) => Err(Error::SharedAddrTaken {
+            addr: addr.to_string(),
+            by: format!("node {} of cluster {:?}", s.node_id, s.cluster_id),
+        }),
+        // No definite answer (a node of this cluster still starting, a TLS mismatch, another
+        // program): bind, but say so.
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "something already listens on the shared client address and did not say which cluster it serves");
+            Ok(())
+        }
     }
 }
 

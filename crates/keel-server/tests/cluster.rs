@@ -706,3 +706,33 @@ async fn t70_workflow_commands_give_identical_state_on_every_node_including_afte
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_may_not_join_a_shared_client_address() -> anyhow::Result<()> {
+    let c = LocalCluster::start_sharing_client_addr(1, |_| {}).await?;
+    c.wait_for_leader(Duration::from_secs(20)).await?;
+    let shared = c.shared_client_addr().expect("shared").to_string();
+    let mut other = c.config(1).clone();
+    other.cluster_id = "another-cluster".into();
+    other.network.peer_addr = "127.0.0.1:0".into();
+    other.network.client_addr = "127.0.0.1:0".into();
+    other.network.http_addr = None;
+    let e = match keel_server::node::Listeners::bind(&other).await {
+        Ok(_) => anyhow::bail!("a node of another cluster bound the shared address"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(&format!(
+            "{shared} is already served by node 1 of cluster \"keel-test\""
+        )),
+        "{e}"
+    );
+    // A node of the same cluster may (a restart binds it again while the others serve).
+    let mut same = c.config(1).clone();
+    same.network.peer_addr = "127.0.0.1:0".into();
+    same.network.client_addr = "127.0.0.1:0".into();
+    same.network.http_addr = None;
+    assert!(keel_server::node::Listeners::bind(&same).await.is_ok());
+    c.shutdown().await;
+    Ok(())
+}
