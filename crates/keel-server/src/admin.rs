@@ -16,12 +16,13 @@ const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct AdminService {
     node: RaftNode,
-    /// How to reach the other members' client ports when they serve TLS.
-    tls: Option<tonic::transport::ClientTlsConfig>,
+    /// How to reach the other members' client ports when they serve TLS (files read per
+    /// lookup, so reloaded certificates apply).
+    tls: keel_config::TlsConfig,
 }
 
 impl AdminService {
-    pub fn new(node: RaftNode, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+    pub fn new(node: RaftNode, tls: keel_config::TlsConfig) -> Self {
         AdminService { node, tls }
     }
 
@@ -70,12 +71,15 @@ impl Admin for AdminService {
         let local = self.node.status();
         let lookups = self.members().into_iter().map(|m| {
             let local = local.clone();
-            let tls = self.tls.clone();
+            let tls = crate::node::client_tls(&self.tls).map_err(|e| e.to_string());
             async move {
                 let result = if m.node_id == local.node_id {
                     Ok(local)
                 } else {
-                    member_status(&m, tls).await
+                    match tls {
+                        Ok(tls) => member_status(&m, tls).await,
+                        Err(e) => Err(e),
+                    }
                 };
                 match result {
                     Ok(status) => pb::MemberStatus {

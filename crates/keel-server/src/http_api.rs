@@ -420,9 +420,12 @@ fn error_body(status: &tonic::Status) -> Value {
     })
 }
 
-/// Serves the HTTP API and the UI on `listener`, calling this node's client port `client`.
+/// Serves the HTTP API and the UI, calling this node's client port.
 pub struct HttpApi {
-    channel: Channel,
+    target: SocketAddr,
+    tls: keel_config::TlsConfig,
+    /// The plain-text channel (TLS channels are made per call, with the files as they are).
+    plain: Channel,
 }
 
 type Body = Full<Bytes>;
@@ -453,27 +456,30 @@ fn plain_error(status: StatusCode, code: tonic::Code, message: &str) -> http::Re
 
 impl HttpApi {
     /// `client` is this node's client address (a wildcard address is reached on loopback),
-    /// `tls` how to reach it when it serves TLS.
-    pub fn new(
-        client: SocketAddr,
-        tls: Option<tonic::transport::ClientTlsConfig>,
-    ) -> crate::Result<HttpApi> {
+    /// `tls` the node's TLS settings, with which it reaches its own TLS client port.
+    pub fn new(client: SocketAddr, tls: keel_config::TlsConfig) -> HttpApi {
         let target = if client.ip().is_unspecified() {
             SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), client.port())
         } else {
             client
         };
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{target}"))
-            .expect("a valid loopback URI");
-        if let Some(tls) = tls {
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|e| crate::Error::Tls(e.to_string()))?;
-        }
-        Ok(HttpApi {
-            channel: endpoint.connect_lazy(),
-        })
+        let plain = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+            .expect("a valid loopback URI")
+            .connect_lazy();
+        HttpApi { target, tls, plain }
+    }
+
+    /// The channel to the client port: with TLS, built from the certificate files as they
+    /// are now (so a reload applies).
+    fn channel(&self) -> crate::Result<Channel> {
+        let Some(tls) = crate::node::client_tls(&self.tls)? else {
+            return Ok(self.plain.clone());
+        };
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{}", self.target))
+            .expect("a valid loopback URI")
+            .tls_config(tls)
+            .map_err(|e| crate::Error::Tls(e.to_string()))?;
+        Ok(endpoint.connect_lazy())
     }
 
     async fn handle(&self, req: http::Request<Incoming>) -> http::Response<Body> {
@@ -526,7 +532,17 @@ impl HttpApi {
             route.rpc.parent_service().full_name(),
             route.rpc.name()
         );
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let channel = match self.channel() {
+            Ok(c) => c,
+            Err(e) => {
+                return plain_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    tonic::Code::Internal,
+                    &format!("reaching this node's TLS client port: {e}"),
+                )
+            }
+        };
+        let mut grpc = tonic::client::Grpc::new(channel);
         if let Err(e) = grpc.ready().await {
             return plain_error(
                 StatusCode::SERVICE_UNAVAILABLE,

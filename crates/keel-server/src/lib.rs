@@ -28,6 +28,7 @@ pub mod namespaces;
 pub mod node;
 pub mod protojson;
 pub mod tls_certs;
+pub mod tls_server;
 pub mod unimplemented;
 pub mod web_ui;
 

@@ -257,9 +257,23 @@ async fn server(cfg: NodeConfig, config: PathBuf) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("starting the node of {}", config.display()))?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("SIGINT: shutting down");
+                break;
+            }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                break;
+            }
+            _ = hup.recv() => match node.reload_tls() {
+                Ok(true) => tracing::info!("SIGHUP: TLS certificates reloaded; new connections use them"),
+                Ok(false) => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; the current certificates stay"),
+            },
+        }
     }
     node.shutdown().await;
     Ok(())

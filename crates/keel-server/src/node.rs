@@ -191,6 +191,7 @@ pub struct Node {
     metrics_addr: Option<SocketAddr>,
     shared_client_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
+    tls: Option<std::sync::Arc<crate::tls_server::ReloadingTls>>,
 }
 
 impl Node {
@@ -263,13 +264,20 @@ impl Node {
                 None => own,
             }
         };
-        let mut server = tonic::transport::Server::builder();
-        if let Some(tls) = server_tls(&cfg.tls)? {
-            server = server
-                .tls_config(tls)
-                .map_err(|e| Error::Tls(e.to_string()))?;
-        }
-        let client = server
+        let tls = crate::tls_server::ReloadingTls::new(&cfg.tls)?;
+        let incoming = {
+            use crate::tls_server::ClientConn;
+            use futures::StreamExt;
+            match &tls {
+                Some(t) => t
+                    .clone()
+                    .incoming(incoming)
+                    .map(|c| c.map(|c| ClientConn::Tls(Box::new(c))))
+                    .boxed(),
+                None => incoming.map(|c| c.map(ClientConn::Plain)).boxed(),
+            }
+        };
+        let client = tonic::transport::Server::builder()
             .layer(crate::unimplemented::NameUnimplementedLayer)
             // Every service on the client port takes gzip: the Python SDK's check_health sends
             // it compressed.
@@ -284,7 +292,7 @@ impl Node {
                     .send_compressed(CompressionEncoding::Gzip),
             )
             .add_service(
-                AdminServer::new(AdminService::new(raft.clone(), client_tls(&cfg.tls)?))
+                AdminServer::new(AdminService::new(raft.clone(), cfg.tls.clone()))
                     .accept_compressed(CompressionEncoding::Gzip)
                     .send_compressed(CompressionEncoding::Gzip),
             )
@@ -319,10 +327,7 @@ impl Node {
             Some(l) => Some(addr(l, "network.http-addr")?),
             None => None,
         };
-        let api = std::sync::Arc::new(crate::http_api::HttpApi::new(
-            client_addr,
-            client_tls(&cfg.tls)?,
-        )?);
+        let api = std::sync::Arc::new(crate::http_api::HttpApi::new(client_addr, cfg.tls.clone()));
         for l in [listeners.http, listeners.shared_http]
             .into_iter()
             .flatten()
@@ -379,6 +384,7 @@ impl Node {
             metrics_addr,
             shared_client_addr,
             http_addr,
+            tls,
         })
     }
 
@@ -405,6 +411,15 @@ impl Node {
 
     pub fn shared_client_addr(&self) -> Option<SocketAddr> {
         self.shared_client_addr
+    }
+
+    /// Reads the client port's certificate, key and CA again (SIGHUP): new connections use
+    /// them, open ones keep theirs. An error leaves the current ones in place.
+    pub fn reload_tls(&self) -> Result<bool> {
+        match &self.tls {
+            Some(t) => t.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// The HTTP API and web UI address, if configured.
@@ -452,26 +467,11 @@ fn read_pem(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
     })
 }
 
-/// The client port's TLS (`None`: plain text), with client certificates required when asked.
-fn server_tls(t: &keel_config::TlsConfig) -> Result<Option<tonic::transport::ServerTlsConfig>> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
-        return Ok(None);
-    };
-    let identity = Identity::from_pem(read_pem("tls.cert", cert)?, read_pem("tls.key", key)?);
-    let mut tls = ServerTlsConfig::new().identity(identity);
-    if t.require_client_cert {
-        let ca =
-            t.ca.as_ref()
-                .expect("validated: require-client-cert has a ca");
-        tls = tls.client_ca_root(Certificate::from_pem(read_pem("tls.ca", ca)?));
-    }
-    Ok(Some(tls))
-}
-
 /// How this node's HTTP port reaches its own TLS client port: trusting the cluster CA and,
 /// when client certificates are required, presenting the node's own.
-fn client_tls(t: &keel_config::TlsConfig) -> Result<Option<tonic::transport::ClientTlsConfig>> {
+///
+/// Reads the files on every call, so a reload of the certificates reaches these clients too.
+pub fn client_tls(t: &keel_config::TlsConfig) -> Result<Option<tonic::transport::ClientTlsConfig>> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
         return Ok(None);

@@ -174,3 +174,89 @@ cert = "node.pem"
         .to_string();
     assert!(e.contains("tls: cert and key must both be set"), "{e}");
 }
+
+/// A node whose certificate files are replaced, then reloaded (what SIGHUP does).
+fn rotating_dir() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        install(&certs().1, dir.path());
+        dir
+    })
+    .path()
+}
+
+/// Copies a CA's node certificate, key and CA into `dir` under fixed names.
+fn install(c: &LocalCerts, dir: &std::path::Path) {
+    for (from, to) in [
+        (&c.node_cert, "node.pem"),
+        (&c.node_key, "node-key.pem"),
+        (&c.ca, "ca.pem"),
+    ] {
+        std::fs::copy(from, dir.join(to)).expect("copy a PEM file");
+    }
+}
+
+fn rotating_tls(cfg: &mut NodeConfig) {
+    let d = rotating_dir();
+    cfg.tls = TlsConfig {
+        cert: Some(d.join("node.pem")),
+        key: Some(d.join("node-key.pem")),
+        ca: Some(d.join("ca.pem")),
+        require_client_cert: true,
+    };
+}
+
+/// A client trusting `ca`'s CA and presenting its client certificate.
+async fn client_of(
+    addr: std::net::SocketAddr,
+    ca: &LocalCerts,
+) -> Result<WorkflowServiceClient<Channel>, tonic::transport::Error> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(pem(&ca.ca)))
+        .identity(Identity::from_pem(
+            pem(&ca.client_cert),
+            pem(&ca.client_key),
+        ));
+    let channel = Endpoint::from_shared(format!("https://{addr}"))?
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(Duration::from_secs(5))
+        .connect()
+        .await?;
+    Ok(WorkflowServiceClient::new(channel))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_are_reloaded_in_place() -> anyhow::Result<()> {
+    let c = LocalCluster::start(1, rotating_tls).await?;
+    c.wait_for_leader(WAIT).await?;
+    let addr = c.node(1).client_addr();
+    let (_, ours, theirs) = certs();
+    system_info(client_of(addr, ours).await)
+        .await
+        .map_err(|e| anyhow::anyhow!("before the rotation: {e}"))?;
+    // Rotate to another CA's files; nothing changes until the reload.
+    install(theirs, rotating_dir());
+    assert!(system_info(client_of(addr, theirs).await).await.is_err());
+    assert!(c.node(1).reload_tls()?, "TLS is configured");
+    system_info(client_of(addr, theirs).await)
+        .await
+        .map_err(|e| anyhow::anyhow!("after the reload: {e}"))?;
+    assert!(
+        system_info(client_of(addr, ours).await).await.is_err(),
+        "the old CA's clients are refused after the reload"
+    );
+    // The HTTP port reaches the TLS client port with the reloaded files too.
+    let http = c.node(1).http_addr().expect("an HTTP port");
+    let body = http_get(http, "/api/v1/keel/node").await;
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    // A broken file leaves the current certificates in place.
+    std::fs::write(rotating_dir().join("node.pem"), "not a certificate").unwrap();
+    assert!(c.node(1).reload_tls().is_err());
+    system_info(client_of(addr, theirs).await)
+        .await
+        .map_err(|e| anyhow::anyhow!("after a failed reload: {e}"))?;
+    c.shutdown().await;
+    Ok(())
+}
