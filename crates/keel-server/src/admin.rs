@@ -35,16 +35,10 @@ async fn member_status(
     member: &pb::Member,
     tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> Result<pb::NodeStatus, String> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint =
-        tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", member.client_addr))
-            .map_err(|e| e.to_string())?
-            .connect_timeout(MEMBER_STATUS_TIMEOUT)
-            .timeout(MEMBER_STATUS_TIMEOUT);
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
-    }
-    let channel = endpoint
+    let channel = crate::node::client_endpoint(&member.client_addr, tls)
+        .map_err(|e| e.to_string())?
+        .connect_timeout(MEMBER_STATUS_TIMEOUT)
+        .timeout(MEMBER_STATUS_TIMEOUT)
         .connect()
         .await
         .map_err(|e| format!("connect: {e}"))?;

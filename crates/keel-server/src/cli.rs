@@ -20,12 +20,7 @@ pub async fn admin_client(
     timeout: Duration,
     tls: Option<tonic::transport::ClientTlsConfig>,
 ) -> anyhow::Result<AdminClient<tonic::transport::Channel>> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))?;
-    if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls)?;
-    }
-    let channel = endpoint
+    let channel = crate::node::client_endpoint(addr, tls)?
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect()
@@ -137,13 +132,7 @@ fn with_local_tls(
 ) -> anyhow::Result<(Vec<(PathBuf, NodeConfig)>, crate::tls_certs::LocalCerts)> {
     let dir = std::path::absolute(base.join("tls"))?;
     let certs = if dir.join("ca.pem").exists() {
-        crate::tls_certs::LocalCerts {
-            ca: dir.join("ca.pem"),
-            node_cert: dir.join("node.pem"),
-            node_key: dir.join("node-key.pem"),
-            client_cert: dir.join("client.pem"),
-            client_key: dir.join("client-key.pem"),
-        }
+        crate::tls_certs::LocalCerts::in_dir(&dir)
     } else {
         let name = configs
             .first()

@@ -274,16 +274,17 @@ async fn channel(o: &ClientOpts, address: &str) -> anyhow::Result<Channel> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let read =
         |p: &std::path::Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
-    let scheme = if o.tls_ca.is_some() { "https" } else { "http" };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{address}"))?;
-    if let Some(ca) = &o.tls_ca {
-        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
-        if let (Some(cert), Some(key)) = (&o.tls_cert, &o.tls_key) {
-            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+    let tls = match &o.tls_ca {
+        Some(ca) => {
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+            if let (Some(cert), Some(key)) = (&o.tls_cert, &o.tls_key) {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            Some(tls)
         }
-        endpoint = endpoint.tls_config(tls)?;
-    }
-    endpoint
+        None => None,
+    };
+    crate::node::client_endpoint(address, tls)?
         .connect_timeout(Duration::from_secs(3))
         .connect()
         .await

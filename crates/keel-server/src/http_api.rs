@@ -10,7 +10,6 @@
 //! mapping a gRPC client meets — and the reply is printed as proto3 JSON. A gRPC error becomes
 //! the HTTP status grpc-gateway gives its code, with a `google.rpc.Status` JSON body.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -463,7 +462,7 @@ impl HttpApi {
         } else {
             client
         };
-        let plain = tonic::transport::Endpoint::from_shared(format!("http://{target}"))
+        let plain = crate::node::client_endpoint(&target.to_string(), None)
             .expect("a valid loopback URI")
             .connect_lazy();
         HttpApi { target, tls, plain }
@@ -475,9 +474,7 @@ impl HttpApi {
         let Some(tls) = crate::node::client_tls(&self.tls)? else {
             return Ok(self.plain.clone());
         };
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("https://{}", self.target))
-            .expect("a valid loopback URI")
-            .tls_config(tls)
+        let endpoint = crate::node::client_endpoint(&self.target.to_string(), Some(tls))
             .map_err(|e| crate::Error::Tls(e.to_string()))?;
         Ok(endpoint.connect_lazy())
     }
@@ -602,19 +599,6 @@ pub async fn serve(
             }
         });
     }
-}
-
-/// Routes by template, for the documentation and the route test.
-pub fn route_table() -> BTreeMap<String, String> {
-    routes()
-        .iter()
-        .map(|r| {
-            (
-                format!("{} {}", r.http_method, r.template()),
-                r.rpc.full_name().to_string(),
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]

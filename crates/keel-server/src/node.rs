@@ -107,16 +107,14 @@ async fn check_shared_owner(cfg: &NodeConfig, addr: &str) -> Result<()> {
         _ => return Ok(()), // refused or silent: nobody serves it
     }
     let tls = client_tls(&cfg.tls)?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let status = async {
-        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))
+        let channel = client_endpoint(addr, tls)
             .map_err(|e| e.to_string())?
             .connect_timeout(probe)
-            .timeout(Duration::from_secs(2));
-        if let Some(tls) = tls {
-            endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
-        }
-        let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+            .timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
         AdminClient::new(channel)
             .node_status(NodeStatusRequest {})
             .await
@@ -465,6 +463,19 @@ fn read_pem(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// An endpoint of the client port at `addr` (`host:port`): `https` with `tls`, else `http`.
+pub fn client_endpoint(
+    addr: &str,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+) -> std::result::Result<tonic::transport::Endpoint, tonic::transport::Error> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("{scheme}://{addr}"))?;
+    match tls {
+        Some(tls) => endpoint.tls_config(tls),
+        None => Ok(endpoint),
+    }
 }
 
 /// How this node's HTTP port reaches its own TLS client port: trusting the cluster CA and,

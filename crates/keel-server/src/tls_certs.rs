@@ -20,6 +20,19 @@ pub struct LocalCerts {
     pub client_key: PathBuf,
 }
 
+impl LocalCerts {
+    /// The files' places in `dir` (as [`generate`] writes them).
+    pub fn in_dir(dir: &Path) -> LocalCerts {
+        LocalCerts {
+            ca: dir.join("ca.pem"),
+            node_cert: dir.join("node.pem"),
+            node_key: dir.join("node-key.pem"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client-key.pem"),
+        }
+    }
+}
+
 /// Writes a new CA and its node and client certificates (PEM) into `dir`; `name` goes into
 /// the subjects (e.g. the cluster id).
 pub fn generate(dir: &Path, name: &str) -> anyhow::Result<LocalCerts> {
@@ -56,13 +69,7 @@ pub fn generate(dir: &Path, name: &str) -> anyhow::Result<LocalCerts> {
         vec!["keel-client".into()],
         vec![ExtendedKeyUsagePurpose::ClientAuth],
     )?;
-    let out = LocalCerts {
-        ca: dir.join("ca.pem"),
-        node_cert: dir.join("node.pem"),
-        node_key: dir.join("node-key.pem"),
-        client_cert: dir.join("client.pem"),
-        client_key: dir.join("client-key.pem"),
-    };
+    let out = LocalCerts::in_dir(dir);
     std::fs::write(&out.ca, ca_cert.pem())?;
     std::fs::write(&out.node_cert, node_pem)?;
     write_private(&out.node_key, &node_key)?;

@@ -46,7 +46,16 @@ async fn tls_client(
     addr: std::net::SocketAddr,
     identity: Option<&LocalCerts>,
 ) -> Result<WorkflowServiceClient<Channel>, tonic::transport::Error> {
-    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem(&certs().1.ca)));
+    connect(addr, &certs().1, identity).await
+}
+
+/// A client of `addr` over TLS trusting `ca`'s CA, presenting `identity`'s client certificate.
+async fn connect(
+    addr: std::net::SocketAddr,
+    ca: &LocalCerts,
+    identity: Option<&LocalCerts>,
+) -> Result<WorkflowServiceClient<Channel>, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem(&ca.ca)));
     if let Some(c) = identity {
         tls = tls.identity(Identity::from_pem(pem(&c.client_cert), pem(&c.client_key)));
     }
@@ -212,19 +221,7 @@ async fn client_of(
     addr: std::net::SocketAddr,
     ca: &LocalCerts,
 ) -> Result<WorkflowServiceClient<Channel>, tonic::transport::Error> {
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(pem(&ca.ca)))
-        .identity(Identity::from_pem(
-            pem(&ca.client_cert),
-            pem(&ca.client_key),
-        ));
-    let channel = Endpoint::from_shared(format!("https://{addr}"))?
-        .tls_config(tls)?
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(5))
-        .connect()
-        .await?;
-    Ok(WorkflowServiceClient::new(channel))
+    connect(addr, ca, Some(ca)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
