@@ -405,6 +405,20 @@ impl WorkflowService for Frontend {
         };
         let r = request.into_inner();
         self.require_namespace(&r.namespace)?;
+        // What this answer cannot honour is refused by name, never answered in another shape.
+        #[allow(deprecated)]
+        let unsupported = [
+            ("api_mode ENHANCED", r.api_mode != 0 && r.api_mode != 1),
+            ("versions", r.versions.is_some()),
+            ("task_queue_types", !r.task_queue_types.is_empty()),
+            ("report_task_reachability", r.report_task_reachability),
+            ("report_config", r.report_config),
+        ];
+        if let Some((field, _)) = unsupported.iter().find(|(_, set)| *set) {
+            return Err(Status::unimplemented(format!(
+                "DescribeTaskQueueRequest.{field} is not supported by this server yet"
+            )));
+        }
         let queue = r.task_queue.unwrap_or_default();
         crate::validate::task_queue(&queue.name)?;
         // Temporal's TASK_QUEUE_TYPE_WORKFLOW = 1, ACTIVITY = 2 (unspecified: workflow).

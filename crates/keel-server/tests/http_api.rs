@@ -190,6 +190,20 @@ async fn temporal_http_api_routes_through_a_follower() -> anyhow::Result<()> {
         q["stats"]["approximateBacklogCount"], "1",
         "web-1's first workflow task: {q}"
     );
+    let (code, e) = call(
+        http,
+        "GET",
+        &format!("{ns}/task-queues/web?reportTaskReachability=true"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, e["message"].clone()),
+        (
+            501,
+            json!("DescribeTaskQueueRequest.report_task_reachability is not supported by this server yet")
+        )
+    );
 
     // cancel, terminate; then errors
     let (code, _) = call(
