@@ -542,6 +542,12 @@ async fn keel_up_tls_serves_mutual_tls_and_the_cli_uses_it() {
         text.contains(&format!("KEEL_TLS_CA={}", tls.join("ca.pem").display())),
         "{text}"
     );
+    // The nodes elected that leader over mutual TLS on the peer port too.
+    for (_, file) in &cfgs {
+        let written = tls.join("configs").join(file.file_name().unwrap());
+        let toml = std::fs::read_to_string(&written).expect("a written config");
+        assert!(toml.contains("[peer-tls]"), "{}: {toml}", written.display());
+    }
 
     phase!(
         "the CLI with the printed settings is served; without a client certificate it is refused"

@@ -64,6 +64,9 @@ pub struct NodeConfig {
     /// TLS on the client port. Absent: plain text (the default for local runs).
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Mutual TLS on the peer port. Absent: plain text.
+    #[serde(default)]
+    pub peer_tls: PeerTlsConfig,
     /// Switches meant for tests only.
     #[serde(default)]
     pub testing: TestingConfig,
@@ -92,6 +95,31 @@ pub struct TlsConfig {
 }
 
 impl TlsConfig {
+    pub fn enabled(&self) -> bool {
+        self.cert.is_some()
+    }
+}
+
+/// Mutual TLS on the peer port: every connection between nodes, both ways, presents a
+/// certificate of the cluster's CA, and a dialled node's certificate must also name the host
+/// of its `peer-addr` (an IP address or DNS name in its subject alternative names). A node
+/// without such a certificate cannot join, vote or read. All three files or none; the
+/// certificate is used as server and client certificate (both extended key usages).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PeerTlsConfig {
+    /// The node's certificate chain. Default: absent.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The certificate's private key. Default: absent.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The cluster's CA, which peers' certificates must chain to. Default: absent.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+}
+
+impl PeerTlsConfig {
     pub fn enabled(&self) -> bool {
         self.cert.is_some()
     }
@@ -327,6 +355,17 @@ impl NodeConfig {
         }
         if (t.ca.is_some() || t.require_client_cert) && !t.enabled() {
             p.push("tls: ca and require-client-cert need cert and key (TLS on)".to_string());
+        }
+        let pt = &self.peer_tls;
+        let set = [&pt.cert, &pt.key, &pt.ca]
+            .iter()
+            .filter(|f| f.is_some())
+            .count();
+        if set != 0 && set != 3 {
+            p.push(
+                "peer-tls: cert, key and ca must all be set, or none (a half-configured TLS section)"
+                    .to_string(),
+            );
         }
         if self.network.peer_addr == self.network.client_addr {
             p.push("network.client-addr: must differ from network.peer-addr".to_string());

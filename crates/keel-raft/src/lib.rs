@@ -7,6 +7,7 @@
 //! - [`network`]: the peer RPC client (replication, snapshot streaming, forwarding);
 //! - [`service`]: the peer RPC server ([`service::serve_peers`] runs the peer port);
 //! - [`conn`]: accepted connections a node can cut at once (an in-process crash);
+//! - [`tls`]: mutual TLS on the peer port against the cluster's CA;
 //! - `wire`: the raw framed transport AppendEntries and Vote travel on.
 //!
 //! openraft types stay inside this crate: the public API speaks Keel's own types and
@@ -24,6 +25,7 @@ pub mod network;
 mod node;
 pub mod service;
 pub mod store;
+pub mod tls;
 mod typ;
 pub mod watch;
 mod wire;
@@ -32,4 +34,5 @@ pub use error::{Error, Result};
 pub use network::{PeerFilter, RpcSettings};
 pub use node::{Consistency, Proposed, RaftNode, RaftSettings, RegisterRead};
 pub use store::state_machine::{DirectApplier, StateDigest, StateReader};
+pub use tls::PeerTls;
 pub use typ::{KeelNode, NodeId};

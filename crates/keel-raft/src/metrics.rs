@@ -20,6 +20,7 @@ struct Metrics {
     applied_entries: Counter,
     snapshot_build_seconds: Histogram,
     peer_connections_opened: Counter,
+    peer_tls_refused: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -32,6 +33,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     applied_entries: Counter::default(),
     snapshot_build_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
     peer_connections_opened: Counter::default(),
+    peer_tls_refused: Counter::default(),
 });
 
 /// Registers this crate's metrics under the `raft` prefix: in a registry prefixed `keel`
@@ -86,6 +88,12 @@ pub fn register(registry: &mut Registry) {
          climb means calls are timing out or peers restarting",
         m.peer_connections_opened.clone(),
     );
+    r.register(
+        "peer_tls_refused",
+        "Peer connections whose TLS handshake failed, either side (a certificate of another \
+         CA or none, a host name the certificate does not carry, plain text on a TLS port)",
+        m.peer_tls_refused.clone(),
+    );
 }
 
 /// Raw peer-transport connections opened by this process so far.
@@ -95,6 +103,10 @@ pub fn peer_connections_opened() -> u64 {
 
 pub(crate) fn peer_connection_opened() {
     METRICS.peer_connections_opened.inc();
+}
+
+pub(crate) fn peer_tls_refused() {
+    METRICS.peer_tls_refused.inc();
 }
 
 pub(crate) fn log_append(d: Duration) {

@@ -30,6 +30,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::tls::{GrpcConnector, PeerStream, PeerTls};
 use crate::typ::{KeelNode, NodeId, Snapshot, TypeConfig, Vote};
 use crate::wire;
 
@@ -48,6 +49,8 @@ pub struct RpcSettings {
     pub snapshot_chunk_bytes: usize,
     /// Addresses to dial instead of a peer's membership address (fault-injection proxies).
     pub peer_routes: BTreeMap<NodeId, String>,
+    /// Mutual TLS on every peer connection (see [`crate::tls`]); `None`: plain text.
+    pub tls: Option<Arc<PeerTls>>,
 }
 
 impl RpcSettings {
@@ -85,7 +88,7 @@ pub struct PeerClients {
     /// Raw-transport connections no client is using, each between two calls (never
     /// half-read). openraft makes a fresh client per peer for every leadership check of a
     /// linearizable read; without this each of those would connect anew.
-    idle_raw: Mutex<BTreeMap<String, Vec<BufReader<TcpStream>>>>,
+    idle_raw: Mutex<BTreeMap<String, Vec<BufReader<PeerStream>>>>,
 }
 
 impl PeerClients {
@@ -99,7 +102,7 @@ impl PeerClients {
         }
     }
 
-    fn take_idle(&self, addr: &str) -> Option<BufReader<TcpStream>> {
+    fn take_idle(&self, addr: &str) -> Option<BufReader<PeerStream>> {
         self.idle_raw
             .lock()
             .expect("idle connection lock poisoned")
@@ -107,7 +110,7 @@ impl PeerClients {
             .pop()
     }
 
-    fn put_idle(&self, addr: &str, conn: BufReader<TcpStream>) {
+    fn put_idle(&self, addr: &str, conn: BufReader<PeerStream>) {
         let mut idle = self.idle_raw.lock().expect("idle connection lock poisoned");
         let list = idle.entry(addr.to_string()).or_default();
         if list.len() < IDLE_RAW_PER_PEER {
@@ -136,7 +139,14 @@ impl PeerClients {
             .keep_alive_timeout(self.settings.keepalive_timeout)
             .keep_alive_while_idle(true)
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = match &self.settings.tls {
+            Some(tls) => endpoint.connect_with_connector_lazy(GrpcConnector {
+                tls: tls.clone(),
+                addr: addr.to_string(),
+                connect_timeout: self.settings.connect_timeout,
+            }),
+            None => endpoint.connect_lazy(),
+        };
         channels.insert(addr.to_string(), channel.clone());
         Ok(RaftServiceClient::new(channel)
             .max_decoding_message_size(usize::MAX)
@@ -254,7 +264,7 @@ pub struct PeerNetwork {
     /// back when its response has been read, so a call abandoned half-way (openraft drops
     /// the future on timeout or shutdown) leaves no half-read connection behind. Returned to
     /// the pool in [`PeerClients`] when openraft drops this client.
-    conn: Option<BufReader<TcpStream>>,
+    conn: Option<BufReader<PeerStream>>,
 }
 
 impl PeerNetwork {
@@ -276,6 +286,7 @@ impl PeerNetwork {
             .take()
             .or_else(|| self.peers.take_idle(&self.addr));
         let connect_timeout = self.peers.settings.connect_timeout;
+        let tls = self.peers.settings.tls.clone();
         let addr = self.addr.clone();
         let exchange = async move {
             let mut reused = reused;
@@ -283,7 +294,7 @@ impl PeerNetwork {
                 let retry_allowed = reused.is_some();
                 let (mut conn, fresh) = match reused.take() {
                     Some(c) => (c, false),
-                    None => (connect(&addr, connect_timeout).await?, true),
+                    None => (connect(&addr, connect_timeout, tls.as_deref()).await?, true),
                 };
                 match exchange(&mut conn, fresh, &frame).await {
                     Ok((tag, body)) => return Ok::<_, std::io::Error>((conn, tag, body)),
@@ -320,7 +331,8 @@ impl Drop for PeerNetwork {
     }
 }
 
-async fn connect(addr: &str, timeout: Duration) -> std::io::Result<BufReader<TcpStream>> {
+/// A TCP connection to `addr` within `timeout`, Nagle off.
+pub(crate) async fn connect_tcp(addr: &str, timeout: Duration) -> std::io::Result<TcpStream> {
     let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| {
@@ -330,13 +342,39 @@ async fn connect(addr: &str, timeout: Duration) -> std::io::Result<BufReader<Tcp
             )
         })??;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A raw-transport connection to `addr`: TCP, then the TLS handshake if `tls` (within the
+/// same `timeout`).
+async fn connect(
+    addr: &str,
+    timeout: Duration,
+    tls: Option<&PeerTls>,
+) -> std::io::Result<BufReader<PeerStream>> {
+    let tcp = connect_tcp(addr, timeout).await?;
+    let stream = match tls {
+        None => PeerStream::Plain(tcp),
+        Some(tls) => {
+            let handshake = tls.connect(addr, tcp, false);
+            let s = tokio::time::timeout(timeout, handshake)
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("TLS handshake with {addr} timed out"),
+                    )
+                })??;
+            PeerStream::Tls(Box::new(s))
+        }
+    };
     crate::metrics::peer_connection_opened();
     Ok(BufReader::new(stream))
 }
 
 /// Writes one request frame (after the preface on a fresh connection) and reads its response.
 async fn exchange(
-    conn: &mut BufReader<TcpStream>,
+    conn: &mut BufReader<PeerStream>,
     fresh: bool,
     frame: &[u8],
 ) -> std::io::Result<(u8, Vec<u8>)> {

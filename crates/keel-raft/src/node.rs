@@ -202,6 +202,16 @@ impl RaftNode {
             .max_encoding_message_size(usize::MAX)
     }
 
+    /// The peer port's TLS, if on.
+    pub(crate) fn peer_tls(&self) -> Option<Arc<crate::tls::PeerTls>> {
+        self.inner.settings.rpc.tls.clone()
+    }
+
+    /// Peer TLS handshakes that failed on this node (0 without peer TLS).
+    pub fn peer_tls_refused(&self) -> u64 {
+        self.peer_tls().map_or(0, |t| t.refused())
+    }
+
     pub fn id(&self) -> NodeId {
         self.inner.settings.node_id
     }

@@ -9,12 +9,13 @@ use keel_proto::raft::v1 as pb;
 use keel_proto::raft::v1::raft_service_server::RaftService;
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
+use crate::conn::Conn;
 use crate::node::RaftNode;
 use crate::typ::{Snapshot, SnapshotFile};
 use crate::wire;
@@ -230,7 +231,7 @@ pub async fn serve_peers(
     mut shutdown: watch::Receiver<bool>,
     tracked: crate::conn::Connections,
 ) -> Result<(), tonic::transport::Error> {
-    let (grpc_tx, grpc_rx) = mpsc::channel::<std::io::Result<crate::conn::Tracked>>(64);
+    let (grpc_tx, grpc_rx) = mpsc::channel::<std::io::Result<Conn>>(64);
     let mut grpc_shutdown = shutdown.clone();
     let grpc = tonic::transport::Server::builder()
         .add_service(node.peer_service())
@@ -263,13 +264,16 @@ pub async fn serve_peers(
             let shutdown = shutdown.clone();
             let tracker = tracked.clone();
             conns.spawn(async move {
+                if let Some(tls) = node.peer_tls() {
+                    return serve_tls(node, tls, stream, grpc_tx, shutdown, tracker).await;
+                }
                 let mut first = [0u8; 1];
                 match tokio::time::timeout(SNIFF_TIMEOUT, stream.peek(&mut first)).await {
                     Ok(Ok(1)) if first[0] == wire::MAGIC[0] => {
                         serve_raw(node, stream, shutdown).await;
                     }
                     Ok(Ok(1)) => {
-                        let _ = grpc_tx.send(tracker.track(stream)).await;
+                        let _ = grpc_tx.send(tracker.track(stream).map(Conn::Plain)).await;
                     }
                     // Closed, failed or silent before saying anything.
                     _ => {}
@@ -285,6 +289,35 @@ pub async fn serve_peers(
     served
 }
 
+/// A peer connection under TLS: the handshake (a client certificate of the cluster's CA
+/// required), then the protocol the client named in ALPN.
+async fn serve_tls(
+    node: RaftNode,
+    tls: std::sync::Arc<crate::tls::PeerTls>,
+    stream: TcpStream,
+    grpc_tx: mpsc::Sender<std::io::Result<Conn>>,
+    shutdown: watch::Receiver<bool>,
+    tracker: crate::conn::Connections,
+) {
+    let peer = stream.peer_addr().ok();
+    let Ok(tracked) = tracker.track(stream) else {
+        return;
+    };
+    match tokio::time::timeout(SNIFF_TIMEOUT, tls.acceptor().accept(tracked)).await {
+        Ok(Ok(s)) if s.get_ref().1.alpn_protocol() == Some(crate::tls::ALPN_RAW) => {
+            serve_raw(node, s, shutdown).await;
+        }
+        Ok(Ok(s)) => {
+            let _ = grpc_tx.send(Ok(Conn::Tls(Box::new(s)))).await;
+        }
+        Ok(Err(e)) => {
+            tls.count_refused();
+            tracing::warn!(peer = ?peer, error = %e, "refused a peer connection: TLS handshake failed");
+        }
+        Err(_) => tracing::debug!(peer = ?peer, "a peer TLS handshake timed out"),
+    }
+}
+
 /// Resolves once `shutdown` turns true (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -292,7 +325,11 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 
 /// One raw-transport connection: read a request, answer it, repeat, until the peer closes
 /// the connection, sends something malformed, or the node shuts down.
-async fn serve_raw(node: RaftNode, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+async fn serve_raw<S: AsyncRead + AsyncWrite + Unpin>(
+    node: RaftNode,
+    stream: S,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut stream = tokio::io::BufReader::new(stream);
     let mut magic = [0u8; 4];
     if stream.read_exact(&mut magic).await.is_err() || &magic != wire::MAGIC {

@@ -119,11 +119,12 @@ pub struct UpOptions {
     pub configs_dir: PathBuf,
     pub data_dir: Option<PathBuf>,
     pub leader_timeout: Duration,
-    /// Mutual TLS on the client ports, with a local CA made (once) under the data directory.
+    /// Mutual TLS on the client and peer ports, with a local CA made (once) under the data
+    /// directory.
     pub tls: bool,
 }
 
-/// `keel up --tls`: the configs of `configs` with TLS on, written beside a local CA and its
+/// `keel up --tls`: the configs of `configs` with TLS on (client and peer ports), written beside a local CA and its
 /// certificates under `base` (made on the first `--tls` start, kept after, so clients'
 /// settings stay valid across restarts).
 fn with_local_tls(
@@ -148,6 +149,11 @@ fn with_local_tls(
             key: Some(certs.node_key.clone()),
             ca: Some(certs.ca.clone()),
             require_client_cert: true,
+        };
+        cfg.peer_tls = keel_config::PeerTlsConfig {
+            cert: Some(certs.node_cert.clone()),
+            key: Some(certs.node_key.clone()),
+            ca: Some(certs.ca.clone()),
         };
         let path = out_dir.join(file.file_name().unwrap_or_default());
         std::fs::write(&path, toml::to_string(&cfg)?)?;

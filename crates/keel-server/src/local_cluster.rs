@@ -203,6 +203,7 @@ impl LocalCluster {
             rpc: RpcConfig::default(),
             runtime: Default::default(),
             tls: Default::default(),
+            peer_tls: Default::default(),
             testing: TestingConfig {
                 allow_clock_offset: true,
                 ..TestingConfig::default()

@@ -172,6 +172,7 @@ pub fn raft_settings(cfg: &NodeConfig) -> RaftSettings {
                 .iter()
                 .map(|r| (r.node_id, r.peer_addr.clone()))
                 .collect(),
+            tls: None,
         },
         allow_clock_offset: cfg.testing.allow_clock_offset,
     }
@@ -190,6 +191,10 @@ pub struct Node {
     shared_client_addr: Option<SocketAddr>,
     http_addr: Option<SocketAddr>,
     tls: Option<std::sync::Arc<crate::tls_server::ReloadingTls>>,
+    peer_tls: Option<(
+        keel_config::PeerTlsConfig,
+        std::sync::Arc<keel_raft::PeerTls>,
+    )>,
 }
 
 impl Node {
@@ -197,9 +202,15 @@ impl Node {
     /// initializes the cluster's membership.
     pub async fn start(cfg: NodeConfig, listeners: Listeners) -> Result<Node> {
         let span = tracing::info_span!("node", node_id = cfg.node_id);
-        let raft = RaftNode::start(raft_settings(&cfg))
-            .instrument(span.clone())
-            .await?;
+        let peer_tls = if cfg.peer_tls.enabled() {
+            let (server, client) = crate::tls_server::peer_configs(&cfg.peer_tls)?;
+            Some(keel_raft::PeerTls::new(server, client))
+        } else {
+            None
+        };
+        let mut settings = raft_settings(&cfg);
+        settings.rpc.tls = peer_tls.clone();
+        let raft = RaftNode::start(settings).instrument(span.clone()).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let addr = |l: &TcpListener, what: &'static str| {
             l.local_addr().map_err(|source| Error::Bind {
@@ -264,15 +275,11 @@ impl Node {
         };
         let tls = crate::tls_server::ReloadingTls::new(&cfg.tls)?;
         let incoming = {
-            use crate::tls_server::ClientConn;
             use futures::StreamExt;
+            use keel_raft::conn::Conn;
             match &tls {
-                Some(t) => t
-                    .clone()
-                    .incoming(incoming)
-                    .map(|c| c.map(|c| ClientConn::Tls(Box::new(c))))
-                    .boxed(),
-                None => incoming.map(|c| c.map(ClientConn::Plain)).boxed(),
+                Some(t) => t.clone().incoming(incoming).boxed(),
+                None => incoming.map(|c| c.map(Conn::Plain)).boxed(),
             }
         };
         let client = tonic::transport::Server::builder()
@@ -383,6 +390,7 @@ impl Node {
             shared_client_addr,
             http_addr,
             tls,
+            peer_tls: peer_tls.map(|t| (cfg.peer_tls.clone(), t)),
         })
     }
 
@@ -411,13 +419,21 @@ impl Node {
         self.shared_client_addr
     }
 
-    /// Reads the client port's certificate, key and CA again (SIGHUP): new connections use
-    /// them, open ones keep theirs. An error leaves the current ones in place.
+    /// Reads the certificates, keys and CAs of the client port and the peer port again
+    /// (SIGHUP): new connections use them, open ones keep theirs. Returns whether any TLS is
+    /// on. An error leaves the current ones in place (both are read before either changes).
     pub fn reload_tls(&self) -> Result<bool> {
-        match &self.tls {
-            Some(t) => t.reload().map(|()| true),
-            None => Ok(false),
+        let peer = match &self.peer_tls {
+            Some((cfg, _)) => Some(crate::tls_server::peer_configs(cfg)?),
+            None => None,
+        };
+        if let Some(t) = &self.tls {
+            t.reload()?;
         }
+        if let (Some((_, live)), Some((server, client))) = (&self.peer_tls, peer) {
+            live.replace(server, client);
+        }
+        Ok(self.tls.is_some() || self.peer_tls.is_some())
     }
 
     /// The HTTP API and web UI address, if configured.

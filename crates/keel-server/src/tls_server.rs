@@ -3,17 +3,13 @@
 //! reload changes what new connections see and leaves open ones alone.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use keel_raft::conn::Tracked;
+use keel_raft::conn::{Conn, Tracked};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tonic::transport::server::{Connected, TcpConnectInfo};
 
 use crate::error::{Error, Result};
 
@@ -30,35 +26,48 @@ fn tls_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Tls(format!("{what}: {e}"))
 }
 
+fn read_certs(field: &str, path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    let what = || format!("{field} {}", path.display());
+    CertificateDer::pem_file_iter(path)
+        .map_err(|e| tls_err(&what(), e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| tls_err(&what(), e))
+}
+
+fn read_key(field: &str, path: &std::path::Path) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| tls_err(&format!("{field} {}", path.display()), e))
+}
+
+fn read_roots(field: &str, path: &std::path::Path) -> Result<Arc<rustls::RootCertStore>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in read_certs(field, path)? {
+        roots
+            .add(c)
+            .map_err(|e| tls_err(&format!("{field} {}", path.display()), e))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// Reads the PEM files of `cfg` into a server configuration (HTTP/2 only, as gRPC needs).
 fn build(cfg: &keel_config::TlsConfig) -> Result<Arc<rustls::ServerConfig>> {
     let (Some(cert), Some(key)) = (&cfg.cert, &cfg.key) else {
         return Err(Error::Tls("tls.cert and tls.key are not set".into()));
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| tls_err(&format!("tls.cert {}", cert.display()), e))?
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| tls_err(&format!("tls.cert {}", cert.display()), e))?;
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| tls_err(&format!("tls.key {}", key.display()), e))?;
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let certs = read_certs("tls.cert", cert)?;
+    let key = read_key("tls.key", key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| tls_err("protocol versions", e))?;
     let builder = match (&cfg.ca, cfg.require_client_cert) {
         (Some(ca), true) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| tls_err(&format!("tls.ca {}", ca.display()), e))?
-            {
-                let c = c.map_err(|e| tls_err(&format!("tls.ca {}", ca.display()), e))?;
-                roots
-                    .add(c)
-                    .map_err(|e| tls_err(&format!("tls.ca {}", ca.display()), e))?;
-            }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
+                read_roots("tls.ca", ca)?,
+                provider(),
             )
             .build()
             .map_err(|e| tls_err("client verifier", e))?;
@@ -71,6 +80,38 @@ fn build(cfg: &keel_config::TlsConfig) -> Result<Arc<rustls::ServerConfig>> {
         .map_err(|e| tls_err("certificate and key", e))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The peer port's server and client configurations from `[peer-tls]`: both present the
+/// node's certificate and accept only certificates of the cluster's CA.
+pub fn peer_configs(
+    cfg: &keel_config::PeerTlsConfig,
+) -> Result<(rustls::ServerConfig, rustls::ClientConfig)> {
+    let (Some(cert), Some(key), Some(ca)) = (&cfg.cert, &cfg.key, &cfg.ca) else {
+        return Err(Error::Tls(
+            "peer-tls: cert, key and ca are not all set".into(),
+        ));
+    };
+    let certs = read_certs("peer-tls.cert", cert)?;
+    let key = read_key("peer-tls.key", key)?;
+    let roots = read_roots("peer-tls.ca", ca)?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| tls_err("peer-tls client verifier", e))?;
+    let server = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err("protocol versions", e))?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs.clone(), key.clone_key())
+        .map_err(|e| tls_err("peer-tls certificate and key", e))?;
+    let client = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_err("protocol versions", e))?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)
+        .map_err(|e| tls_err("peer-tls certificate and key", e))?;
+    Ok((server, client))
 }
 
 impl ReloadingTls {
@@ -97,7 +138,7 @@ impl ReloadingTls {
     pub fn incoming(
         self: Arc<Self>,
         plain: impl Stream<Item = io::Result<Tracked>> + Send + 'static,
-    ) -> impl Stream<Item = io::Result<TlsConn>> + Send + 'static {
+    ) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
             let mut plain = Box::pin(plain);
@@ -122,7 +163,7 @@ impl ReloadingTls {
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
                         Ok(Ok(s)) => {
-                            let _ = tx.send(Ok(TlsConn(s))).await;
+                            let _ = tx.send(Ok(Conn::Tls(Box::new(s)))).await;
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, "a TLS handshake failed"),
                         Err(_) => tracing::debug!("a TLS handshake timed out"),
@@ -131,101 +172,5 @@ impl ReloadingTls {
             }
         });
         tokio_stream::wrappers::ReceiverStream::new(rx)
-    }
-}
-
-/// A client connection after its handshake.
-pub struct TlsConn(tokio_rustls::server::TlsStream<Tracked>);
-
-impl Connected for TlsConn {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.get_ref().0.connect_info()
-    }
-}
-
-impl AsyncRead for TlsConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for TlsConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-/// A client-port connection, plain or TLS (one type for the server either way).
-pub enum ClientConn {
-    Plain(Tracked),
-    Tls(Box<TlsConn>),
-}
-
-impl Connected for ClientConn {
-    type ConnectInfo = TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        match self {
-            ClientConn::Plain(c) => c.connect_info(),
-            ClientConn::Tls(c) => c.connect_info(),
-        }
-    }
-}
-
-impl AsyncRead for ClientConn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientConn::Plain(c) => Pin::new(c).poll_read(cx, buf),
-            ClientConn::Tls(c) => Pin::new(c.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientConn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientConn::Plain(c) => Pin::new(c).poll_write(cx, buf),
-            ClientConn::Tls(c) => Pin::new(c.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientConn::Plain(c) => Pin::new(c).poll_flush(cx),
-            ClientConn::Tls(c) => Pin::new(c.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientConn::Plain(c) => Pin::new(c).poll_shutdown(cx),
-            ClientConn::Tls(c) => Pin::new(c.as_mut()).poll_shutdown(cx),
-        }
     }
 }
