@@ -67,6 +67,10 @@ pub struct NodeConfig {
     /// Mutual TLS on the peer port. Absent: plain text.
     #[serde(default)]
     pub peer_tls: PeerTlsConfig,
+    /// API keys the client port requires (`authorization: Bearer <key>`), each scoped to
+    /// namespaces. Empty (the default): no key needed.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
     /// Switches meant for tests only.
     #[serde(default)]
     pub testing: TestingConfig,
@@ -117,6 +121,20 @@ pub struct PeerTlsConfig {
     /// The cluster's CA, which peers' certificates must chain to. Default: absent.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+}
+
+/// One API key of the client port. Only the key's SHA-256 is configured (`keel api-key
+/// create` prints a new key and its entry), so a leaked config file leaks no key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds the key (appears in refusals and logs). Required, unique.
+    pub name: String,
+    /// SHA-256 of the key, 64 lowercase hex digits. Required, unique.
+    pub sha256: String,
+    /// Namespaces the key may use; `"*"`: all, and the cluster-wide RPCs (listing or
+    /// registering namespaces, cluster administration). Required, not empty.
+    pub namespaces: Vec<String>,
 }
 
 impl PeerTlsConfig {
@@ -367,6 +385,7 @@ impl NodeConfig {
                     .to_string(),
             );
         }
+        self.validate_api_keys(&mut p);
         if self.network.peer_addr == self.network.client_addr {
             p.push("network.client-addr: must differ from network.peer-addr".to_string());
         }
@@ -417,6 +436,35 @@ impl NodeConfig {
                 path: origin.to_path_buf(),
                 problems: p,
             })
+        }
+    }
+
+    fn validate_api_keys(&self, p: &mut Vec<String>) {
+        let mut names = std::collections::BTreeSet::new();
+        let mut hashes = std::collections::BTreeSet::new();
+        for (i, k) in self.api_keys.iter().enumerate() {
+            let at = format!("api-keys[{i}]");
+            if k.name.trim().is_empty() {
+                p.push(format!("{at}.name: must not be empty"));
+            } else if !names.insert(k.name.as_str()) {
+                p.push(format!("{at}.name: {:?} is used twice", k.name));
+            }
+            let hex = k.sha256.len() == 64
+                && k.sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex {
+                p.push(format!(
+                    "{at}.sha256: must be the key's SHA-256 as 64 lowercase hex digits (keel api-key create prints it)"
+                ));
+            } else if !hashes.insert(k.sha256.as_str()) {
+                p.push(format!("{at}.sha256: the same key is configured twice"));
+            }
+            if k.namespaces.is_empty() || k.namespaces.iter().any(|n| n.trim().is_empty()) {
+                p.push(format!(
+                    "{at}.namespaces: list the namespaces the key may use, or \"*\" for all"
+                ));
+            }
         }
     }
 

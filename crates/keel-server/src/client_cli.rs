@@ -61,6 +61,36 @@ pub struct ClientOpts {
     /// TLS: the client certificate's key.
     #[arg(long, global = true, env = "KEEL_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// API key, sent as `authorization: Bearer <key>` (for nodes with `[[api-keys]]`).
+    #[arg(long, global = true, env = "KEEL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+/// A client connection: the channel, with the API key (if any) on every call.
+type Conn = tonic::service::interceptor::InterceptedService<Channel, ApiKey>;
+
+/// Adds `authorization: Bearer <key>` to every call when a key is given.
+#[derive(Clone)]
+pub struct ApiKey(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for ApiKey {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+fn api_key(o: &ClientOpts) -> anyhow::Result<ApiKey> {
+    Ok(ApiKey(match &o.api_key {
+        Some(k) => Some(
+            format!("Bearer {k}")
+                .parse()
+                .context("--api-key: not a valid header value")?,
+        ),
+        None => None,
+    }))
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,15 +325,20 @@ async fn channel(o: &ClientOpts, address: &str) -> anyhow::Result<Channel> {
         })
 }
 
-async fn workflow_client(o: &ClientOpts) -> anyhow::Result<WorkflowServiceClient<Channel>> {
-    Ok(WorkflowServiceClient::new(channel(o, &o.address).await?)
-        .max_decoding_message_size(128 << 20))
+async fn workflow_client(o: &ClientOpts) -> anyhow::Result<WorkflowServiceClient<Conn>> {
+    Ok(
+        WorkflowServiceClient::with_interceptor(channel(o, &o.address).await?, api_key(o)?)
+            .max_decoding_message_size(128 << 20),
+    )
 }
 
 /// An RPC error as the user should read it: what was not found, refused or unreachable.
 fn explain(status: tonic::Status, o: &ClientOpts, target: Option<&Target>) -> anyhow::Error {
     let message = status.message();
     match (status.code(), target) {
+        (Code::Unauthenticated, _) if o.api_key.is_none() => {
+            anyhow::anyhow!("{message} (pass --api-key or set KEEL_API_KEY)")
+        }
         (Code::NotFound, Some(t))
             if message.contains("not found") || message.contains("workflow") =>
         {
@@ -801,7 +836,7 @@ fn print_result(o: &ClientOpts, payloads: &Value) {
 /// The whole history of a run.
 async fn history(
     o: &ClientOpts,
-    client: &mut WorkflowServiceClient<Channel>,
+    client: &mut WorkflowServiceClient<Conn>,
     target: &Target,
 ) -> anyhow::Result<Vec<HistoryEvent>> {
     let mut events = Vec::new();
@@ -869,7 +904,7 @@ fn print_event(o: &ClientOpts, e: &HistoryEvent) -> anyhow::Result<()> {
 
 async fn show(
     o: &ClientOpts,
-    client: &mut WorkflowServiceClient<Channel>,
+    client: &mut WorkflowServiceClient<Conn>,
     target: &Target,
     follow: bool,
 ) -> anyhow::Result<()> {
@@ -913,7 +948,7 @@ async fn show(
 /// fails with the run's failure, cancellation, termination or timeout.
 async fn result(
     o: &ClientOpts,
-    client: &mut WorkflowServiceClient<Channel>,
+    client: &mut WorkflowServiceClient<Conn>,
     mut target: Target,
 ) -> anyhow::Result<()> {
     loop {
@@ -1067,8 +1102,8 @@ pub async fn namespace(o: &ClientOpts, cmd: NamespaceCmd) -> anyhow::Result<()> 
 
 /// An admin client of the leader (membership changes are made there), found through the
 /// node at `--address`.
-async fn leader_admin(o: &ClientOpts) -> anyhow::Result<AdminClient<Channel>> {
-    let mut admin = AdminClient::new(channel(o, &o.address).await?);
+async fn leader_admin(o: &ClientOpts) -> anyhow::Result<AdminClient<Conn>> {
+    let mut admin = AdminClient::with_interceptor(channel(o, &o.address).await?, api_key(o)?);
     let s = admin
         .cluster_status(admin::ClusterStatusRequest {})
         .await
@@ -1082,11 +1117,14 @@ async fn leader_admin(o: &ClientOpts) -> anyhow::Result<AdminClient<Channel>> {
         .find(|m| m.node_id == leader)
         .map(|m| m.client_addr.clone())
         .ok_or_else(|| anyhow::anyhow!("the cluster has no leader now; try again shortly"))?;
-    Ok(AdminClient::new(channel(o, &address).await?))
+    Ok(AdminClient::with_interceptor(
+        channel(o, &address).await?,
+        api_key(o)?,
+    ))
 }
 
 pub async fn cluster(o: &ClientOpts, cmd: ClusterCmd) -> anyhow::Result<()> {
-    let mut admin = AdminClient::new(channel(o, &o.address).await?);
+    let mut admin = AdminClient::with_interceptor(channel(o, &o.address).await?, api_key(o)?);
     let status = |e: tonic::Status| explain(e, o, None);
     if matches!(
         cmd,

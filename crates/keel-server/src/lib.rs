@@ -6,6 +6,8 @@
 //! - [`admin`], [`kv`]: the client-port gRPC services (errors map to gRPC codes in
 //!   `keel_frontend::status`);
 //! - [`http_api`]: Temporal's HTTP API and Keel's read routes; [`web_ui`]: the embedded UI;
+//! - [`api_keys`]: `authorization: Bearer` keys scoped to namespaces on the client port;
+//! - [`tls_server`], [`tls_certs`]: TLS of the client and peer ports, `keel up --tls`'s CA;
 //! - [`metrics`]: the Prometheus endpoint; [`namespaces`]: the `default` namespace;
 //! - [`local_cluster`]: an in-process cluster for tests and benchmarks;
 //! - [`cli`]: `keel up`, `keel bench raft`; [`client_cli`]: `keel workflow | namespace |
@@ -15,6 +17,7 @@
 //! `keel-raft` and `keel-engine`), and it never touches openraft types.
 
 pub mod admin;
+pub mod api_keys;
 pub mod bench;
 pub mod cli;
 pub mod client_cli;

@@ -204,6 +204,7 @@ impl LocalCluster {
             runtime: Default::default(),
             tls: Default::default(),
             peer_tls: Default::default(),
+            api_keys: Vec::new(),
             testing: TestingConfig {
                 allow_clock_offset: true,
                 ..TestingConfig::default()

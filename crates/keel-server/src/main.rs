@@ -84,6 +84,12 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ClusterCmd,
     },
+    /// Make a new API key for `[[api-keys]]`: prints the key (once; only its SHA-256 goes
+    /// into the config) and the config entry to add to every node.
+    ApiKey {
+        #[command(subcommand)]
+        cmd: ApiKeyCmd,
+    },
     /// Print a shell completion script (e.g. `keel completion bash > /etc/bash_completion.d/keel`).
     Completion {
         #[arg(value_enum)]
@@ -93,6 +99,19 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         cmd: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCmd {
+    /// A new random key.
+    Create {
+        /// Who holds the key (shown in refusals and logs).
+        #[arg(long)]
+        name: String,
+        /// A namespace the key may use (repeat for more; `*` for all and the cluster RPCs).
+        #[arg(long = "namespace", short = 'n', required = true)]
+        namespaces: Vec<String>,
     },
 }
 
@@ -193,6 +212,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             client(keel_server::client_cli::namespace(&opts, cmd).await)
         }
         Cmd::Cluster { opts, cmd } => client(keel_server::client_cli::cluster(&opts, cmd).await),
+        Cmd::ApiKey {
+            cmd: ApiKeyCmd::Create { name, namespaces },
+        } => {
+            print!("{}", keel_server::api_keys::create(&name, &namespaces)?);
+            Ok(())
+        }
         Cmd::Completion { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "keel", &mut std::io::stdout());

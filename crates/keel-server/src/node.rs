@@ -284,6 +284,9 @@ impl Node {
         };
         let client = tonic::transport::Server::builder()
             .layer(crate::unimplemented::NameUnimplementedLayer)
+            .layer(crate::api_keys::ApiKeyLayer {
+                keys: crate::api_keys::ApiKeys::new(&cfg.api_keys),
+            })
             // Every service on the client port takes gzip: the Python SDK's check_health sends
             // it compressed.
             .add_service(

@@ -13,8 +13,22 @@ function esc(v) {
   return String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 
-async function api(path, options) {
-  const res = await fetch(path, { headers: { "content-type": "application/json" }, ...options });
+// Nodes with API keys answer 401 without one: ask once, keep it for this tab only.
+async function api(path, options, asked) {
+  const headers = { "content-type": "application/json" };
+  const key = sessionStorage.getItem("keel.apiKey");
+  if (key) headers.authorization = `Bearer ${key}`;
+  const res = await fetch(path, { headers, ...options });
+  if (res.status === 401 && !asked) {
+    // Another request may have asked already.
+    const current = sessionStorage.getItem("keel.apiKey");
+    if (current && current !== key) return api(path, options, true);
+    const entered = prompt("This Keel cluster requires an API key:");
+    if (entered) {
+      sessionStorage.setItem("keel.apiKey", entered.trim());
+      return api(path, options, true);
+    }
+  }
   const text = await res.text();
   let body;
   try { body = text ? JSON.parse(text) : {}; } catch { body = { message: text }; }
