@@ -35,6 +35,8 @@ pub enum KeyKind {
     /// Runs of a namespace by execution status, u64 big-endian: (namespace, status). Status 0
     /// marks a namespace counted since its registration.
     VisibilityCount = 0x001A,
+    /// An update of a run: (namespace, workflow_id, run_id, update_id).
+    Update = 0x001B,
 }
 
 impl KeyKind {
@@ -59,6 +61,7 @@ impl KeyKind {
             [0x00, 0x18] => Some(KeyKind::VisibilityByStart),
             [0x00, 0x19] => Some(KeyKind::Query),
             [0x00, 0x1A] => Some(KeyKind::VisibilityCount),
+            [0x00, 0x1B] => Some(KeyKind::Update),
             _ => None,
         }
     }
@@ -171,6 +174,14 @@ pub fn query(namespace: &str, query_id: &str) -> Vec<u8> {
     let mut k = with_kind(KeyKind::Query);
     push_str(&mut k, namespace);
     push_str(&mut k, query_id);
+    k
+}
+
+/// Key of an update of a run.
+pub fn update(namespace: &str, workflow_id: &str, run_id: &str, update_id: &str) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::Update);
+    run_fields(&mut k, namespace, workflow_id, run_id);
+    push_str(&mut k, update_id);
     k
 }
 

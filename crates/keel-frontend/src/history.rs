@@ -658,6 +658,32 @@ fn attributes(a: &A, run: &wf::RunKey) -> (EventType, T) {
                 },
             ),
         ),
+        A::WorkflowExecutionUpdateAccepted(x) => (
+            EventType::WorkflowExecutionUpdateAccepted,
+            T::WorkflowExecutionUpdateAcceptedEventAttributes(
+                h::WorkflowExecutionUpdateAcceptedEventAttributes {
+                    protocol_instance_id: x.protocol_instance_id.clone(),
+                    accepted_request_message_id: x.accepted_request_message_id.clone(),
+                    accepted_request_sequencing_event_id: x.accepted_request_sequencing_event_id,
+                    accepted_request: decoded(&x.accepted_request),
+                },
+            ),
+        ),
+        A::WorkflowExecutionUpdateCompleted(x) => (
+            EventType::WorkflowExecutionUpdateCompleted,
+            T::WorkflowExecutionUpdateCompletedEventAttributes(
+                h::WorkflowExecutionUpdateCompletedEventAttributes {
+                    meta: Some(
+                        keel_proto::temporalio_protos::temporal::api::update::v1::Meta {
+                            update_id: x.update_id.clone(),
+                            identity: x.identity.clone(),
+                        },
+                    ),
+                    accepted_event_id: x.accepted_event_id,
+                    outcome: decoded(&x.outcome),
+                },
+            ),
+        ),
     }
 }
 

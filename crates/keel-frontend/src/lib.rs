@@ -17,6 +17,7 @@ mod query;
 pub mod service;
 pub mod status;
 mod tasks;
+mod update;
 mod validate;
 pub mod visibility;
 mod wake;

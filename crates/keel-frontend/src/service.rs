@@ -160,6 +160,12 @@ fn describe(ns: &wf::NamespaceRecord) -> api::DescribeNamespaceResponse {
                 memo_size_limit_error: MAX_REQUEST_BYTES as i64,
                 workflow_task_completion_size_limit_error: 0,
             }),
+            // Workflow updates, waited on synchronously (COMPLETED) or to ACCEPTED.
+            capabilities: Some(namespace_info::Capabilities {
+                sync_update: true,
+                async_update: true,
+                ..Default::default()
+            }),
             ..Default::default()
         }),
         config: Some(NamespaceConfig {
@@ -486,6 +492,7 @@ impl WorkflowService for Frontend {
             .unwrap_or_default();
         // Answers to the queries that went out with this task (the engine takes the run
         // from the completed task; each token only names its query).
+        let messages = crate::update::convert_messages(&r.messages)?;
         let query_results = r
             .query_results
             .iter()
@@ -511,6 +518,7 @@ impl WorkflowService for Frontend {
                 force_create_new_task: r.force_create_new_workflow_task,
                 return_new_task: r.return_new_workflow_task,
                 query_results,
+                messages,
             }))
             .await?;
         // Activities the worker asked to run eagerly, and the run's next workflow task if
@@ -691,6 +699,24 @@ impl WorkflowService for Frontend {
         let budget = long_poll_budget(&request);
         let r = within_limit(request.into_inner())?;
         Ok(reply(self.run_query(r, budget).await?))
+    }
+
+    async fn update_workflow_execution(
+        &self,
+        request: Request<api::UpdateWorkflowExecutionRequest>,
+    ) -> Result<Response<api::UpdateWorkflowExecutionResponse>, Status> {
+        let budget = long_poll_budget(&request);
+        let r = within_limit(request.into_inner())?;
+        Ok(reply(self.update_workflow(r, budget).await?))
+    }
+
+    async fn poll_workflow_execution_update(
+        &self,
+        request: Request<api::PollWorkflowExecutionUpdateRequest>,
+    ) -> Result<Response<api::PollWorkflowExecutionUpdateResponse>, Status> {
+        let budget = long_poll_budget(&request);
+        let r = within_limit(request.into_inner())?;
+        Ok(reply(self.poll_update(r, budget).await?))
     }
 
     async fn respond_query_task_completed(

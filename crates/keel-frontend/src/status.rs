@@ -76,6 +76,43 @@ pub fn query_failed(
     )
 }
 
+/// Causes of RESOURCE_EXHAUSTED that Temporal names in its detail (the SDKs back off on them).
+#[derive(Debug, Clone, Copy)]
+pub enum Cause {
+    ConcurrentLimit,
+    BusyWorkflow,
+}
+
+/// RESOURCE_EXHAUSTED with Temporal's ResourceExhaustedFailure (scope: namespace).
+pub fn resource_exhausted(cause: Cause, message: String) -> Status {
+    use keel_proto::temporalio_protos::temporal::api::enums::v1::{
+        ResourceExhaustedCause, ResourceExhaustedScope,
+    };
+    let cause = match cause {
+        Cause::ConcurrentLimit => ResourceExhaustedCause::ConcurrentLimit,
+        Cause::BusyWorkflow => ResourceExhaustedCause::BusyWorkflow,
+    };
+    with_detail(
+        Code::ResourceExhausted,
+        message,
+        "temporal.api.errordetails.v1.ResourceExhaustedFailure",
+        &details::ResourceExhaustedFailure {
+            cause: cause as i32,
+            scope: ResourceExhaustedScope::Namespace as i32,
+        },
+    )
+}
+
+/// FAILED_PRECONDITION with WorkflowNotReadyFailure (a run whose workflow task keeps failing).
+pub fn workflow_not_ready(message: String) -> Status {
+    with_detail(
+        Code::FailedPrecondition,
+        message,
+        "temporal.api.errordetails.v1.WorkflowNotReadyFailure",
+        &details::WorkflowNotReadyFailure {},
+    )
+}
+
 /// ALREADY_EXISTS for a namespace that is registered already.
 pub fn namespace_exists(message: String) -> Status {
     with_detail(

@@ -518,6 +518,7 @@ impl Frontend {
             started_time: Some(timestamp(times)),
             query,
             queries,
+            messages: crate::update::task_messages(&d.updates, d.started_event_id),
             ..Default::default()
         })
     }
@@ -951,6 +952,9 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
             Some(Cmd::ModifyProperties(wf::ModifyProperties {
                 upserted_memo: encoded(&a.upserted_memo),
             }))
+        }
+        Some(CA::ProtocolMessageCommandAttributes(a)) => {
+            Some(Cmd::ProtocolMessage(a.message_id.clone()))
         }
         Some(_) => Some(Cmd::Unsupported(
             c.command_type()

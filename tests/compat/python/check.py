@@ -15,6 +15,8 @@ from temporalio.client import (
     Client,
     WorkflowFailureError,
     WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
 )
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -315,6 +317,36 @@ class Forever:
         await asyncio.sleep(30 * 24 * 3600)
 
 
+@workflow.defn
+class Counter:
+    """Adds by updates (a validator refuses negative amounts) until `finish`."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = False
+
+    @workflow.run
+    async def run(self) -> int:
+        await workflow.wait_condition(lambda: self.done)
+        return self.total
+
+    @workflow.update
+    async def add(self, n: int) -> int:
+        await asyncio.sleep(0.05)  # a timer inside the handler
+        self.total += n
+        return self.total
+
+    @add.validator
+    def check_add(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"negative amount {n}")
+
+    @workflow.update
+    def finish(self) -> str:
+        self.done = True
+        return "finishing"
+
+
 # ---------------------------------------------------------------- the check
 
 async def failure_of(awaitable) -> BaseException:
@@ -338,7 +370,7 @@ async def main(worker_addr: str, client_addr: str) -> None:
         task_queue=queue,
         workflows=[Hello, Local, Retrying, Failing, Heartbeating, Cancelling, Waiter, ShortWait,
                    LongLocal, Forever, Chain, Parent, FailsTwice, Tagged,
-                   RetryingParent],
+                   RetryingParent, Counter],
         activities=[greet, flaky, fatal, slow_beat, until_cancelled, long_local],
     ):
         check(await client.service_client.check_health(), "the health check (gzip) says serving")
@@ -498,6 +530,29 @@ async def main(worker_addr: str, client_addr: str) -> None:
                 [SearchAttributePair(SearchAttributeKey.for_int("KeelPyNope"), 1)])))
         check(isinstance(e, RPCError) and e.status == RPCStatusCode.INVALID_ARGUMENT
               and "KeelPyNope" in str(e), f"an undeclared attribute is refused by name ({e})")
+
+        # Updates (after the list/count checks above, which count this queue's runs).
+        counter = await client.start_workflow(Counter.run, **wid("counter"))
+        check(await counter.execute_update(Counter.add, 5) == 5,
+              "an update is accepted and completes with its handler's result")
+        check(await counter.execute_update(Counter.add, 3, id="add-3") == 8, "a second update")
+        check(await counter.execute_update(Counter.add, 3, id="add-3") == 8,
+              "an update retried with its id gets the first outcome")
+        e = await failure_of(counter.execute_update(Counter.add, -1))
+        check(isinstance(e, WorkflowUpdateFailedError) and "negative amount" in str(e.cause),
+              f"a validator rejects an update ({e!r})")
+        accepted_update = await counter.start_update(
+            Counter.add, 2, wait_for_stage=WorkflowUpdateStage.ACCEPTED)
+        check(await accepted_update.result() == 10, "an update waited on to ACCEPTED, then polled")
+        check(await counter.execute_update(Counter.finish) == "finishing", "a synchronous handler")
+        check(await counter.result() == 10, "the workflow saw every update")
+        kinds = [ev.event_type async for ev in counter.fetch_history_events()]
+        check(kinds.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED) == 4
+              and kinds.count(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED) == 4,
+              "four updates accepted and completed; the rejected one wrote no event")
+        e = await failure_of(counter.execute_update(Counter.add, 1))
+        check(isinstance(e, RPCError) and e.status == RPCStatusCode.NOT_FOUND,
+              f"an update of a closed workflow is NOT_FOUND ({e!r})")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,9 @@ pub enum Effect {
         namespace: String,
         task_queue: String,
     },
+    /// An update moved on (admitted, sent, accepted, completed, rejected, aborted): wake
+    /// the frontends waiting for it.
+    UpdateChanged { run: RunKey, update_id: String },
 }
 
 impl Effect {
@@ -65,6 +68,9 @@ impl Effect {
                 namespace,
                 query_id,
             } => Some(keys::query(namespace, query_id)),
+            Effect::UpdateChanged { run, update_id } => {
+                Some(super::update::update_key(run, update_id))
+            }
             Effect::DeadlineArmed { .. } => None,
         }
     }
@@ -602,7 +608,8 @@ impl<S: StateStore> Ctx<'_, S> {
         ms.deadlines = kept;
     }
 
-    /// Closes the run: every pending deadline but query expiries is disarmed, retention
+    /// Closes the run: every pending deadline but query and update expiries is disarmed,
+    /// in-flight updates end (see `update::on_close`), retention
     /// armed, the current-run pointer updated; open task tokens turn stale.
     pub fn close(&mut self, ms: &mut MutableState, status: RunStatus) -> Result<()> {
         ms.status = status as i32;
@@ -610,7 +617,11 @@ impl<S: StateStore> Ctx<'_, S> {
         ms.workflow_task = None;
         ms.activities.clear();
         ms.timers.clear();
-        self.disarm(ms, |d| d.kind != DeadlineKind::QueryExpiry as i32);
+        self.disarm(ms, |d| {
+            d.kind != DeadlineKind::QueryExpiry as i32
+                && d.kind != DeadlineKind::UpdateExpiry as i32
+        });
+        super::update::on_close(self, ms)?;
         let run = ms.run.clone().expect("named run");
         let ckey = keys::current_run(&run.namespace, &run.workflow_id);
         if let Some(b) = self.store.get(&ckey)? {
@@ -687,6 +698,7 @@ impl<S: StateStore> Ctx<'_, S> {
                 self.store.delete(&keys::query(&run.namespace, &d.name));
             }
         }
+        super::update::delete_all(self, ms);
         self.disarm(ms, |_| true);
         for id in 1..ms.next_event_id {
             self.store.delete(&keys::history_event(
@@ -772,6 +784,7 @@ fn dispatch<S: StateStore>(
         Kind::UpdateSearchAttributes(c) => super::search::update_registry(ctx, c),
         Kind::ResetWorkflow(c) => super::reset::reset(ctx, c),
         Kind::SetNamespaceLimits(c) => start::set_namespace_limits(ctx, c),
+        Kind::AdmitUpdate(c) => super::update::admit(ctx, c),
         Kind::RegisterPut(_) | Kind::RegisterCas(_) | Kind::RegisterDelete(_) => {
             unreachable!("register commands are applied by the register module")
         }
@@ -816,6 +829,7 @@ fn fire_deadline<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &FireDeadline) -> Resul
         }
         DeadlineKind::FirstTaskBackoff => {}
         DeadlineKind::QueryExpiry => query::expired(ctx, &ms, &d),
+        DeadlineKind::UpdateExpiry => super::update::expired(ctx, &ms, &d),
         DeadlineKind::Retention => {
             ctx.delete_run(&mut ms)?;
             return Ok(accepted());

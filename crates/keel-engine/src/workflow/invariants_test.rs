@@ -237,6 +237,66 @@ impl World {
                         ..Default::default()
                     })
                     .collect();
+                // Update messages, now and then: for the run's in-flight updates in a valid
+                // order mostly (accept, then respond, or reject), sometimes any message for
+                // any id (which fails the task).
+                let mut messages = Vec::new();
+                if rng.below(3) == 0 {
+                    let flying: Vec<(String, i32)> = read_mutable_state(&self.store, &run)
+                        .unwrap()
+                        .map(|ms| {
+                            ms.updates
+                                .iter()
+                                .map(|u| (u.update_id.clone(), u.state))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let mut bodies: Vec<(String, update_message::Body)> = Vec::new();
+                    for (id, state) in flying {
+                        let respond = || {
+                            update_message::Body::Respond(UpdateResponse {
+                                outcome: vec![1],
+                                identity: "w".into(),
+                            })
+                        };
+                        let accept = || {
+                            update_message::Body::Accept(UpdateAcceptance {
+                                accepted_request_sequencing_event_id: 1,
+                            })
+                        };
+                        match (state == UpdateState::Accepted as i32, rng.below(3)) {
+                            (true, _) => bodies.push((id, respond())),
+                            (false, 0) => bodies.push((
+                                id,
+                                update_message::Body::Reject(UpdateRejection { outcome: vec![] }),
+                            )),
+                            (false, 1) => bodies.push((id, accept())),
+                            (false, _) => {
+                                bodies.push((id.clone(), accept()));
+                                bodies.push((id, respond()));
+                            }
+                        }
+                    }
+                    if rng.below(4) == 0 {
+                        bodies.push((
+                            format!("u{}", rng.below(4)),
+                            update_message::Body::Reject(UpdateRejection { outcome: vec![] }),
+                        ));
+                    }
+                    for (i, (update_id, body)) in bodies.into_iter().enumerate() {
+                        let message_id = format!("m{i}");
+                        if !matches!(body, update_message::Body::Reject(_)) {
+                            commands.push(WorkflowCommand {
+                                kind: Some(Cmd::ProtocolMessage(message_id.clone())),
+                            });
+                        }
+                        messages.push(UpdateMessage {
+                            message_id,
+                            update_id,
+                            body: Some(body),
+                        });
+                    }
+                }
                 let outcome = self.apply(Kind::CompleteWorkflowTask(CompleteWorkflowTask {
                     token: Some(t.clone()),
                     identity: "w".into(),
@@ -246,6 +306,7 @@ impl World {
                     force_create_new_task: rng.below(4) == 0,
                     return_new_task: rng.below(2) == 0,
                     query_results,
+                    messages,
                 }));
                 let completed = match outcome {
                     Outcome::CompletedWithTasks(e) => {
@@ -388,6 +449,22 @@ impl World {
                     failure: vec![],
                 }));
             }
+            10 if !self.runs.is_empty() && rng.below(3) == 0 => {
+                let run = self.runs[rng.below(self.runs.len())].clone();
+                self.apply(Kind::AdmitUpdate(AdmitUpdate {
+                    run: Some(RunKey {
+                        run_id: if rng.below(2) == 0 {
+                            String::new()
+                        } else {
+                            run.run_id.clone()
+                        },
+                        ..run
+                    }),
+                    first_execution_run_id: String::new(),
+                    update_id: format!("u{}", rng.below(4)),
+                    request: b"req".to_vec(),
+                }));
+            }
             10 if !self.runs.is_empty() => match rng.below(4) {
                 0 => {
                     let run = self.runs[rng.below(self.runs.len())].clone();
@@ -464,6 +541,44 @@ impl World {
                 continue;
             };
             let hist = read_history(&self.store, run, 1, ms.next_event_id).unwrap();
+            // An update is accepted at most once and completed at most once, after its
+            // acceptance, in every run; its record agrees with the events.
+            let mut accepted = std::collections::BTreeMap::<String, i64>::new();
+            let mut completed = std::collections::BTreeSet::<String>::new();
+            for e in &hist {
+                match &e.attributes {
+                    Some(Attributes::WorkflowExecutionUpdateAccepted(a)) => {
+                        let again = accepted.insert(a.protocol_instance_id.clone(), e.event_id);
+                        assert!(
+                            again.is_none(),
+                            "{run:?}: update {} accepted twice",
+                            a.protocol_instance_id
+                        );
+                    }
+                    Some(Attributes::WorkflowExecutionUpdateCompleted(c)) => {
+                        assert_eq!(
+                            accepted.get(&c.update_id),
+                            Some(&c.accepted_event_id),
+                            "{run:?}: update {} completed without its acceptance",
+                            c.update_id
+                        );
+                        assert!(
+                            completed.insert(c.update_id.clone()),
+                            "{run:?}: completed twice"
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            for u in &ms.updates {
+                let rec = crate::workflow::read_update(&self.store, run, &u.update_id)
+                    .unwrap()
+                    .expect("a listed update has its record");
+                assert_eq!(rec.state, u.state, "{run:?}: {}", u.update_id);
+                if u.state == UpdateState::Accepted as i32 {
+                    assert_eq!(accepted.get(&u.update_id), Some(&rec.accepted_event_id));
+                }
+            }
             // Contiguous ids, and nothing beyond next_event_id - 1.
             let ids: Vec<i64> = hist.iter().map(|e| e.event_id).collect();
             assert_eq!(
@@ -530,8 +645,9 @@ impl World {
                     ms.deadlines
                         .iter()
                         .all(|d| d.kind == DeadlineKind::Retention as i32
-                            || d.kind == DeadlineKind::QueryExpiry as i32),
-                    "{run:?}: a closed run keeps only its retention and query deadlines"
+                            || d.kind == DeadlineKind::QueryExpiry as i32
+                            || d.kind == DeadlineKind::UpdateExpiry as i32),
+                    "{run:?}: a closed run keeps only its retention, query and update deadlines"
                 );
             }
             // Every pending timer has its deadline, and every deadline its index entry.
@@ -731,6 +847,8 @@ fn random_command_sequences_keep_the_history_invariants() {
         "ExternalWorkflowExecutionCancelRequested",
         "UpsertWorkflowSearchAttributes",
         "reset",
+        "WorkflowExecutionUpdateAccepted",
+        "WorkflowExecutionUpdateCompleted",
     ] {
         assert!(
             seen.get(t).copied().unwrap_or(0) > 10,

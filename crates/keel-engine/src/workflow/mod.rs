@@ -12,7 +12,8 @@
 //! `children` (child workflows: start, close recorded in the parent, parent close policies),
 //! `external` (signals and cancel requests from one run to another), `cron` (schedules),
 //! `retry` (retry policy arithmetic), `search` (search attributes and memo: registry,
-//! validation, upserts), `reset` (a new run from a workflow task of an old one), `limits` (history count and size).
+//! validation, upserts), `reset` (a new run from a workflow task of an old one), `limits` (history count and size),
+//! `update` (workflow updates: admitted, sent with a task, accepted / rejected / completed).
 
 mod activity;
 mod apply;
@@ -28,6 +29,7 @@ mod retry;
 pub mod search;
 mod start;
 mod task;
+pub mod update;
 
 #[cfg(test)]
 mod invariants_test;
@@ -42,3 +44,4 @@ pub use apply::{
 pub use model::*;
 pub use query::{query_ready, read_query};
 pub use task::unsupported_command;
+pub use update::{read_update, update_key};

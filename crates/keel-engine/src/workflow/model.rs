@@ -251,6 +251,9 @@ pub struct CompleteWorkflowTask {
     /// names the query.
     #[prost(message, repeated, tag = "8")]
     pub query_results: Vec<AnswerQuery>,
+    /// The worker's update protocol messages (Temporal's `messages`).
+    #[prost(message, repeated, tag = "9")]
+    pub messages: Vec<UpdateMessage>,
 }
 
 /// RespondActivityTaskCompleted.
@@ -309,6 +312,9 @@ pub enum DeadlineKind {
     QueryExpiry = 10,
     /// The backoff before a run's first workflow task (continue-as-new with a backoff).
     FirstTaskBackoff = 11,
+    /// Removal of a rejected update's record (kept a while so its waiters and retries see
+    /// the rejection); `name` is the update id. Survives the run's close.
+    UpdateExpiry = 12,
 }
 
 /// One armed deadline of a run; each has exactly one timers-index entry.
@@ -549,7 +555,7 @@ pub struct TerminateWorkflow {
 pub struct WorkflowCommand {
     #[prost(
         oneof = "workflow_command::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17"
     )]
     pub kind: Option<workflow_command::Kind>,
 }
@@ -593,6 +599,10 @@ pub mod workflow_command {
         /// retry interval): it fails the workflow task with this cause and message.
         #[prost(message, tag = "16")]
         Invalid(super::InvalidCommand),
+        /// Temporal's ProtocolMessageCommand: process the completion's message with this id
+        /// here, in command order (an update's acceptance or response).
+        #[prost(string, tag = "17")]
+        ProtocolMessage(String),
     }
 }
 
@@ -860,7 +870,7 @@ pub struct CompleteWorkflow {
 pub struct WorkflowOutcome {
     #[prost(
         oneof = "workflow_outcome::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"
     )]
     pub kind: Option<workflow_outcome::Kind>,
 }
@@ -902,6 +912,12 @@ pub mod workflow_outcome {
         /// `Accepted`).
         #[prost(message, tag = "10")]
         CompletedWithTasks(super::CompletionTasks),
+        /// An update as admitted (or found: a retried update id).
+        #[prost(message, tag = "11")]
+        Update(super::UpdateRecord),
+        /// Refused for a reason with its own gRPC code (a limit, a workflow not ready).
+        #[prost(message, tag = "12")]
+        Refused(super::Refusal),
     }
 }
 
@@ -979,6 +995,9 @@ pub struct Dispatched {
     /// completion (Temporal's `queries`).
     #[prost(message, repeated, tag = "12")]
     pub queries: Vec<QueryRecord>,
+    /// Updates of the run that go out with this workflow task (Temporal's `messages`).
+    #[prost(message, repeated, tag = "13")]
+    pub updates: Vec<UpdateDelivery>,
 }
 
 // ---------------------------------------------------------------- history
@@ -992,7 +1011,7 @@ pub struct HistoryEvent {
     pub event_time_ms: u64,
     #[prost(
         oneof = "Attributes",
-        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50"
+        tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52"
     )]
     pub attributes: Option<Attributes>,
 }
@@ -1067,6 +1086,12 @@ impl HistoryEvent {
             }
             Some(Attributes::UpsertWorkflowSearchAttributes(_)) => "UpsertWorkflowSearchAttributes",
             Some(Attributes::WorkflowPropertiesModified(_)) => "WorkflowPropertiesModified",
+            Some(Attributes::WorkflowExecutionUpdateAccepted(_)) => {
+                "WorkflowExecutionUpdateAccepted"
+            }
+            Some(Attributes::WorkflowExecutionUpdateCompleted(_)) => {
+                "WorkflowExecutionUpdateCompleted"
+            }
         }
     }
 }
@@ -1158,6 +1183,10 @@ pub enum Attributes {
     UpsertWorkflowSearchAttributes(SearchAttributesUpserted),
     #[prost(message, tag = "50")]
     WorkflowPropertiesModified(PropertiesModified),
+    #[prost(message, tag = "51")]
+    WorkflowExecutionUpdateAccepted(UpdateAccepted),
+    #[prost(message, tag = "52")]
+    WorkflowExecutionUpdateCompleted(UpdateCompleted),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -1655,6 +1684,7 @@ pub enum WorkflowTaskFailedCause {
     BadModifyWorkflowPropertiesAttributes = 25,
     ForceCloseCommand = 17,
     ResetWorkflow = 20,
+    BadUpdateWorkflowExecutionMessage = 30,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -1867,6 +1897,10 @@ pub struct MutableState {
     pub suggest_continue_as_new_events: u64,
     #[prost(uint64, tag = "40")]
     pub suggest_continue_as_new_bytes: u64,
+    /// The run's updates in admission order: in flight (admitted, sent, accepted) and
+    /// completed (rejected ones live on as records until their expiry, not here).
+    #[prost(message, repeated, tag = "41")]
+    pub updates: Vec<UpdateInfo>,
 }
 
 /// A child a run started that has not closed yet.
@@ -2046,4 +2080,216 @@ pub struct QueueCursor {
     pub head: u64,
     #[prost(uint64, tag = "2")]
     pub tail: u64,
+}
+
+// ---------------------------------------------------------------- updates
+
+/// Where an update is in its life (see `super::update`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum UpdateState {
+    Unspecified = 0,
+    /// Replicated, waiting for a workflow task to carry it.
+    Admitted = 1,
+    /// Handed to a worker with a workflow task, not yet accepted or rejected.
+    Sent = 2,
+    /// The workflow accepted it (WorkflowExecutionUpdateAccepted written).
+    Accepted = 3,
+    /// It has an outcome: the worker's response, or a server-made failure.
+    Completed = 4,
+    /// The workflow's validator (or the server, for an update the worker ignored) rejected
+    /// it; no event.
+    Rejected = 5,
+    /// It ended before acceptance with an error for its waiters (the run closed).
+    Aborted = 6,
+}
+
+/// A server-made outcome of an update (the frontend writes Temporal's failure for it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum UpdateServerOutcome {
+    None = 0,
+    /// Rejected: the worker completed the task carrying it without answering it.
+    UnprocessedUpdate = 1,
+    /// Accepted, and the run closed before the update completed.
+    AcceptedUpdateCompletedWorkflow = 2,
+}
+
+/// Why an update ended without an outcome (its waiters get an error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum UpdateAbort {
+    None = 0,
+    /// The run closed for good: NOT_FOUND, not retryable.
+    ClosingWorkflow = 1,
+    /// The run continued as a new one (continue-as-new, retry, cron): RESOURCE_EXHAUSTED
+    /// (busy workflow), which the SDKs retry and which then reaches the new run.
+    Continuing = 2,
+}
+
+/// An update in a run's mutable state.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateInfo {
+    #[prost(string, tag = "1")]
+    pub update_id: String,
+    #[prost(enumeration = "UpdateState", tag = "2")]
+    pub state: i32,
+    /// Bytes of its request (the in-flight payload limit).
+    #[prost(uint64, tag = "3")]
+    pub request_bytes: u64,
+}
+
+/// One update, stored under `keys::update`: what its waiters read.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateRecord {
+    #[prost(string, tag = "1")]
+    pub update_id: String,
+    /// The run it belongs to (run id always set).
+    #[prost(message, optional, tag = "2")]
+    pub run: Option<RunKey>,
+    #[prost(enumeration = "UpdateState", tag = "3")]
+    pub state: i32,
+    /// Encoded Temporal `update.v1.Request`, as the client sent it.
+    #[prost(bytes = "vec", tag = "4")]
+    pub request: Vec<u8>,
+    #[prost(uint64, tag = "5")]
+    pub admitted_time_ms: u64,
+    /// The workflow task that carried it last (scheduled id, attempt).
+    #[prost(int64, tag = "6")]
+    pub sent_scheduled_event_id: i64,
+    #[prost(int32, tag = "7")]
+    pub sent_attempt: i32,
+    #[prost(int64, tag = "8")]
+    pub accepted_event_id: i64,
+    #[prost(int64, tag = "9")]
+    pub completed_event_id: i64,
+    /// Encoded Temporal `update.v1.Outcome` (the response's, or the rejection's failure).
+    #[prost(bytes = "vec", tag = "10")]
+    pub outcome: Vec<u8>,
+    #[prost(enumeration = "UpdateServerOutcome", tag = "11")]
+    pub server_outcome: i32,
+    #[prost(enumeration = "UpdateAbort", tag = "12")]
+    pub abort: i32,
+}
+
+/// UpdateWorkflowExecution: admit an update into a run.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AdmitUpdate {
+    /// Empty run id: the workflow id's current run.
+    #[prost(message, optional, tag = "1")]
+    pub run: Option<RunKey>,
+    #[prost(string, tag = "2")]
+    pub first_execution_run_id: String,
+    #[prost(string, tag = "3")]
+    pub update_id: String,
+    /// Encoded Temporal `update.v1.Request`.
+    #[prost(bytes = "vec", tag = "4")]
+    pub request: Vec<u8>,
+}
+
+/// An update sent with a workflow task.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateDelivery {
+    #[prost(string, tag = "1")]
+    pub update_id: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub request: Vec<u8>,
+}
+
+/// One protocol message of a workflow task completion.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateMessage {
+    #[prost(string, tag = "1")]
+    pub message_id: String,
+    /// The update (the message's protocol instance).
+    #[prost(string, tag = "2")]
+    pub update_id: String,
+    #[prost(oneof = "update_message::Body", tags = "3, 4, 5")]
+    pub body: Option<update_message::Body>,
+}
+
+pub mod update_message {
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub enum Body {
+        #[prost(message, tag = "3")]
+        Accept(super::UpdateAcceptance),
+        #[prost(message, tag = "4")]
+        Reject(super::UpdateRejection),
+        #[prost(message, tag = "5")]
+        Respond(super::UpdateResponse),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateAcceptance {
+    #[prost(int64, tag = "1")]
+    pub accepted_request_sequencing_event_id: i64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateRejection {
+    /// Encoded Temporal `update.v1.Outcome` carrying the rejection's failure.
+    #[prost(bytes = "vec", tag = "1")]
+    pub outcome: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateResponse {
+    /// Encoded Temporal `update.v1.Outcome`.
+    #[prost(bytes = "vec", tag = "1")]
+    pub outcome: Vec<u8>,
+    /// The response meta's identity.
+    #[prost(string, tag = "2")]
+    pub identity: String,
+}
+
+/// WorkflowExecutionUpdateAccepted.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateAccepted {
+    #[prost(string, tag = "1")]
+    pub protocol_instance_id: String,
+    #[prost(string, tag = "2")]
+    pub accepted_request_message_id: String,
+    #[prost(int64, tag = "3")]
+    pub accepted_request_sequencing_event_id: i64,
+    /// Encoded Temporal `update.v1.Request`.
+    #[prost(bytes = "vec", tag = "4")]
+    pub accepted_request: Vec<u8>,
+}
+
+/// WorkflowExecutionUpdateCompleted.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UpdateCompleted {
+    #[prost(string, tag = "1")]
+    pub update_id: String,
+    #[prost(string, tag = "2")]
+    pub identity: String,
+    #[prost(int64, tag = "3")]
+    pub accepted_event_id: i64,
+    /// Encoded Temporal `update.v1.Outcome`.
+    #[prost(bytes = "vec", tag = "4")]
+    pub outcome: Vec<u8>,
+}
+
+/// A refusal with its own gRPC code.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Refusal {
+    #[prost(enumeration = "RefusalCode", tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum RefusalCode {
+    Unspecified = 0,
+    /// RESOURCE_EXHAUSTED, cause CONCURRENT_LIMIT (a per-run limit of in-flight work).
+    ConcurrentLimit = 1,
+    /// RESOURCE_EXHAUSTED, cause BUSY_WORKFLOW.
+    BusyWorkflow = 2,
+    /// FAILED_PRECONDITION.
+    FailedPrecondition = 3,
+    /// FAILED_PRECONDITION with WorkflowNotReadyFailure.
+    WorkflowNotReady = 4,
 }

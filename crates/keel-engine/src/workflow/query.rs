@@ -249,6 +249,7 @@ pub(super) fn dispatch<S: StateStore>(
                     // A query runs on the written history only.
                     transient_events: Vec::new(),
                     queries: Vec::new(),
+                    updates: Vec::new(),
                 })));
             }
         }

@@ -345,7 +345,7 @@ pub(super) fn record_signal<S: StateStore>(
 
 /// NOT_FOUND's message for a run that is not there at all (Temporal's wording; a closed run
 /// answers "workflow execution already completed").
-fn never_existed(run: &Option<RunKey>) -> String {
+pub(super) fn never_existed(run: &Option<RunKey>) -> String {
     match run {
         Some(r) if !r.run_id.is_empty() => format!(
             "workflow execution not found for ID: {} and run ID: {}",

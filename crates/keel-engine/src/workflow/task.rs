@@ -91,6 +91,7 @@ fn start_workflow_task<S: StateStore>(
         return Ok(None);
     }
     let queries = super::query::attach_to_task(ctx, ms, task.scheduled_event_id, task.attempt)?;
+    let updates = super::update::attach(ctx, ms, task.scheduled_event_id, task.attempt)?;
     let (started, transient_events) = if task.transient {
         // Nothing is written: the worker gets the two events under the ids they will have.
         let started = WorkflowTaskInfo {
@@ -145,6 +146,7 @@ fn start_workflow_task<S: StateStore>(
         transient_events,
         task_queue: ms.task_queue.clone(),
         queries,
+        updates,
         ..Default::default()
     }))))
 }
@@ -414,7 +416,9 @@ fn validate(
             Cmd::CompleteWorkflow(_)
             | Cmd::FailWorkflow(_)
             | Cmd::CancelWorkflow(_)
-            | Cmd::RecordMarker(_) => {}
+            | Cmd::RecordMarker(_)
+            // Checked against the completion's messages by `update::validate`.
+            | Cmd::ProtocolMessage(_) => {}
         }
         out.push(kind.clone());
     }
@@ -447,7 +451,17 @@ pub(super) fn complete_workflow_task<S: StateStore>(
         super::limits::terminate_for_command(ctx, &mut ms, &task, cause, &x.message, &c.identity)?;
         return Ok(rejected(x.message.clone()));
     }
-    let commands = match validate(&ms, &registry, &c.commands) {
+    let checked =
+        validate(&ms, &registry, &c.commands).and_then(|v| {
+            match super::update::validate(&ms, &c.commands, &c.messages) {
+                None => Ok(v),
+                Some(m) => Err((
+                    WorkflowTaskFailedCause::BadUpdateWorkflowExecutionMessage,
+                    m,
+                )),
+            }
+        });
+    let commands = match checked {
         Ok(v) => v,
         // A retry that sends invalid commands again is left to time out, as in Temporal: an
         // SDK that replays and resends at once would otherwise loop without pause.
@@ -490,6 +504,7 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     ms.sticky_queue = c.sticky_queue.clone();
     let mut needs_task = false;
     let mut eager = Vec::new();
+    let mut processed: Vec<&str> = Vec::new();
     for cmd in commands {
         if !is_running(&ms) {
             break; // nothing follows a close command
@@ -498,8 +513,22 @@ pub(super) fn complete_workflow_task<S: StateStore>(
             eager.extend(activity::schedule(ctx, &mut ms, n, wtc)?);
             continue;
         }
+        if let Cmd::ProtocolMessage(id) = &cmd {
+            if let Some(m) = c.messages.iter().find(|m| &m.message_id == id) {
+                super::update::process(ctx, &mut ms, m)?;
+                processed.push(&m.message_id);
+            }
+            continue;
+        }
         needs_task |= apply_command(ctx, &mut ms, cmd, wtc, &c.identity)?;
     }
+    // Messages no command placed (rejections, above all) come after every command.
+    for m in &c.messages {
+        if is_running(&ms) && !processed.contains(&m.message_id.as_str()) {
+            super::update::process(ctx, &mut ms, m)?;
+        }
+    }
+    needs_task |= super::update::after_completion(ctx, &mut ms, &task, c.force_create_new_task)?;
     needs_task |= ctx.flush_buffered(&mut ms);
     // A heartbeat (force_create) asks for a task with no new event: the SDK keeps working on
     // the run (a long local activity) and must not let the task time out.
@@ -575,6 +604,8 @@ fn apply_command<S: StateStore>(
     match cmd {
         // Validation fails the task on an unsupported or invalid command: none reaches here.
         Cmd::Unsupported(_) | Cmd::Invalid(_) => Ok(false),
+        // Processed by the completion loop, which has the messages.
+        Cmd::ProtocolMessage(_) => Ok(false),
         Cmd::ContinueAsNew(n) => super::chain::continue_as_new(ctx, ms, n, wtc).map(|_| false),
         Cmd::StartChildWorkflow(c) => super::children::start_child(ctx, ms, c, wtc),
         Cmd::SignalExternal(x) => super::external::signal(ctx, ms, x, wtc),

@@ -14,6 +14,7 @@ mod limits;
 mod reset;
 mod retry;
 mod search;
+mod update;
 
 const NS: &str = "default";
 const TQ: &str = "tq";
@@ -170,6 +171,7 @@ impl Harness {
             force_create_new_task,
             return_new_task,
             query_results: Vec::new(),
+            messages: Vec::new(),
         }))
     }
 
