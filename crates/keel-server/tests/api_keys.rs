@@ -264,3 +264,36 @@ namespaces = []
     assert!(e.contains("api-keys[0].sha256"), "{e}");
     assert!(e.contains("api-keys[0].namespaces"), "{e}");
 }
+
+#[test]
+fn keel_api_key_create_prints_a_key_and_the_entry_holding_its_hash() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args([
+            "api-key", "create", "--name", "ci", "-n", "orders", "-n", "default",
+        ])
+        .output()
+        .expect("run keel");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text
+        .lines()
+        .find_map(|l| l.trim_start_matches('#').trim().strip_prefix("keel_"))
+        .map(|k| format!("keel_{k}"))
+        .unwrap_or_else(|| panic!("no key printed: {text}"));
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(rename = "api-keys")]
+        api_keys: Vec<ApiKeyConfig>,
+    }
+    let doc: Doc = toml::from_str(&text).expect("the printed entry is valid config");
+    assert_eq!(doc.api_keys.len(), 1);
+    let entry = &doc.api_keys[0];
+    assert_eq!(entry.name, "ci");
+    assert_eq!(entry.namespaces, ["orders", "default"]);
+    assert_eq!(
+        entry.sha256,
+        sha256_hex(&key),
+        "the entry holds the key's hash, not the key"
+    );
+    assert!(!text.contains(&format!("sha256 = \"{key}")));
+}
