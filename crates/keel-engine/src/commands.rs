@@ -19,7 +19,7 @@ pub struct Proposal {
 pub struct Command {
     #[prost(
         oneof = "command::Kind",
-        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31"
+        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32"
     )]
     pub kind: Option<command::Kind>,
 }
@@ -78,6 +78,8 @@ pub mod command {
         SetNamespaceLimits(crate::workflow::SetNamespaceLimits),
         #[prost(message, tag = "31")]
         AdmitUpdate(crate::workflow::AdmitUpdate),
+        #[prost(message, tag = "32")]
+        StartWithUpdate(crate::workflow::StartWithUpdate),
     }
 }
 

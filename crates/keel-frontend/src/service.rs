@@ -177,7 +177,9 @@ fn describe(ns: &wf::NamespaceRecord) -> api::DescribeNamespaceResponse {
 }
 
 /// Validates a start request and builds its engine command (with a fresh run id).
-fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWorkflow, Status> {
+pub(crate) fn start_command(
+    r: &api::StartWorkflowExecutionRequest,
+) -> Result<wf::StartWorkflow, Status> {
     let workflow_type = r
         .workflow_type
         .as_ref()
@@ -215,6 +217,12 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
             ));
         }
     }
+    // FAIL (the default) and USE_EXISTING; terminating the running run is not built.
+    if r.workflow_id_conflict_policy == 3 {
+        return Err(Status::invalid_argument(
+            "workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING is not supported by this server yet",
+        ));
+    }
     if r.workflow_start_delay
         .as_ref()
         .is_some_and(|d| d.seconds < 0 || d.nanos < 0)
@@ -248,6 +256,7 @@ fn start_command(r: &api::StartWorkflowExecutionRequest) -> Result<wf::StartWork
         cron_schedule: r.cron_schedule.clone(),
         // Validated against the namespace's registry (and typed) at apply.
         search_attributes: encoded(&r.search_attributes),
+        conflict_policy: r.workflow_id_conflict_policy,
     })
 }
 
@@ -708,6 +717,15 @@ impl WorkflowService for Frontend {
         let budget = long_poll_budget(&request);
         let r = within_limit(request.into_inner())?;
         Ok(reply(self.update_workflow(r, budget).await?))
+    }
+
+    async fn execute_multi_operation(
+        &self,
+        request: Request<api::ExecuteMultiOperationRequest>,
+    ) -> Result<Response<api::ExecuteMultiOperationResponse>, Status> {
+        let budget = long_poll_budget(&request);
+        let r = within_limit(request.into_inner())?;
+        Ok(reply(self.update_with_start(r, budget).await?))
     }
 
     async fn poll_workflow_execution_update(

@@ -202,65 +202,125 @@ impl Frontend {
     ) -> Result<api::UpdateWorkflowExecutionResponse, Status> {
         self.require_namespace(&r.namespace)?;
         let run = run_key(&r.namespace, &r.workflow_execution)?;
-        let mut request = r
-            .request
-            .ok_or_else(|| Status::invalid_argument("Update request is not set on request."))?;
-        let mut meta = request
-            .meta
-            .take()
-            .ok_or_else(|| Status::invalid_argument("Update meta is not set on request."))?;
-        if meta.update_id.len() > crate::validate::MAX_ID_LENGTH {
-            return Err(Status::invalid_argument("UpdateId length exceeds limit."));
-        }
-        if meta.update_id.is_empty() {
-            meta.update_id = new_uuid();
-        }
-        let input = request
-            .input
-            .as_ref()
-            .ok_or_else(|| Status::invalid_argument("Update input is not set on request."))?;
-        if input.name.is_empty() {
-            return Err(Status::invalid_argument(
-                "Update name is not set on request.",
-            ));
-        }
-        if !request.completion_callbacks.is_empty() {
-            return Err(Status::invalid_argument(
-                "request.completion_callbacks is not supported by this server",
-            ));
-        }
-        let wanted = match Stage::try_from(r.wait_policy.map_or(0, |w| w.lifecycle_stage)) {
-            Ok(Stage::Unspecified) | Err(_) => Stage::Completed,
-            Ok(Stage::Admitted) => {
-                return Err(Status::permission_denied(
-                    "UpdateWorkflowExecution issued asynchronously and waiting on update admitted is not supported.",
-                ))
-            }
-            Ok(s) => s,
-        };
-        crate::validate::blob(&request.input.as_ref().and_then(|i| i.args.clone()))?;
-        let update_id = meta.update_id.clone();
-        request.meta = Some(meta);
+        let p = prepare(r.request, r.wait_policy)?;
         let deadline = Instant::now() + budget.min(SOFT_TIMEOUT);
         let (outcome, log_index) = self
             .propose_at(Kind::AdmitUpdate(wf::AdmitUpdate {
                 run: Some(run),
                 first_execution_run_id: r.first_execution_run_id,
-                update_id: update_id.clone(),
-                request: request.encode_to_vec(),
+                update_id: p.update_id.clone(),
+                request: p.request,
             }))
             .await?;
         let rec = admitted(outcome)?;
+        self.answer(rec, log_index, p.wanted, deadline).await
+    }
+
+    /// Waits for the admitted update `rec` (admitted by the entry at `log_index`) to reach
+    /// `wanted`, and answers as UpdateWorkflowExecution does.
+    async fn answer(
+        &self,
+        rec: wf::UpdateRecord,
+        log_index: u64,
+        wanted: Stage,
+        deadline: Instant,
+    ) -> Result<api::UpdateWorkflowExecutionResponse, Status> {
         self.node()
             .wait_applied_beyond(log_index.saturating_sub(1), Duration::from_secs(5))
             .await;
         let run = rec.run.clone().expect("an update names its run");
-        let (stage, outcome) = self.await_stage(&run, &update_id, wanted, deadline).await?;
+        let (stage, outcome) = self
+            .await_stage(&run, &rec.update_id, wanted, deadline)
+            .await?;
         Ok(api::UpdateWorkflowExecutionResponse {
-            update_ref: Some(update_ref(&run, &update_id)),
+            update_ref: Some(update_ref(&run, &rec.update_id)),
             outcome,
             stage: stage as i32,
             ..Default::default()
+        })
+    }
+
+    /// ExecuteMultiOperation: exactly [start, update] on one workflow id (update-with-start).
+    pub(crate) async fn update_with_start(
+        &self,
+        r: api::ExecuteMultiOperationRequest,
+        budget: Duration,
+    ) -> Result<api::ExecuteMultiOperationResponse, Status> {
+        use api::execute_multi_operation_request::operation::Operation as Op;
+        use api::execute_multi_operation_response::{response::Response as Reply, Response};
+        self.require_namespace(&r.namespace)?;
+        let ops: Vec<Option<Op>> = r.operations.into_iter().map(|o| o.operation).collect();
+        let (start, update) = match <[Option<Op>; 2]>::try_from(ops) {
+            Ok([Some(Op::StartWorkflow(s)), Some(Op::UpdateWorkflow(u))]) => (s, u),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "Operations have to be exactly [Start, Update].",
+                ))
+            }
+        };
+        let start_checked = check_start_op(&r.namespace, &start);
+        let update_checked = check_update_op(&r.namespace, &start, &update);
+        let (start_cmd, p) = match (start_checked, update_checked) {
+            (Ok(s), Ok(p)) => (s, p),
+            (s, p) => return Err(multi_op_failure(s.err().map(|e| *e), p.err().map(|e| *e))),
+        };
+        let deadline = Instant::now() + budget.min(SOFT_TIMEOUT);
+        let (outcome, log_index) = self
+            .propose_at(Kind::StartWithUpdate(wf::StartWithUpdate {
+                start: Some(start_cmd),
+                update: Some(wf::AdmitUpdate {
+                    run: None,
+                    first_execution_run_id: String::new(),
+                    update_id: p.update_id.clone(),
+                    request: p.request,
+                }),
+            }))
+            .await?;
+        use wf::workflow_outcome::Kind as O;
+        let both = match outcome {
+            O::StartedWithUpdate(b) => b,
+            O::AlreadyStarted(a) => {
+                return Err(multi_op_failure(
+                    Some(crate::status::already_started(a.start_request_id, a.run_id)),
+                    None,
+                ))
+            }
+            O::InvalidArgument(m) => {
+                return Err(multi_op_failure(Some(Status::invalid_argument(m)), None))
+            }
+            O::NotFound(m) => {
+                return Err(multi_op_failure(
+                    Some(crate::status::run_not_found(m)),
+                    None,
+                ))
+            }
+            other => return Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        };
+        let started = both.started.unwrap_or_default();
+        let admission = both
+            .update
+            .and_then(|o| o.kind)
+            .ok_or_else(|| Status::internal("update-with-start without an update outcome"))?;
+        let rec = admitted(admission).map_err(|e| multi_op_failure(None, Some(e)))?;
+        let updated = self
+            .answer(rec, log_index, p.wanted, deadline)
+            .await
+            .map_err(|e| multi_op_failure(None, Some(e)))?;
+        Ok(api::ExecuteMultiOperationResponse {
+            responses: vec![
+                Response {
+                    response: Some(Reply::StartWorkflow(api::StartWorkflowExecutionResponse {
+                        run_id: started.run_id,
+                        started: started.started,
+                        status: keel_proto::temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Running
+                            as i32,
+                        ..Default::default()
+                    })),
+                },
+                Response {
+                    response: Some(Reply::UpdateWorkflow(updated)),
+                },
+            ],
         })
     }
 
@@ -320,6 +380,165 @@ impl Frontend {
     }
 }
 
+/// An update request checked as Temporal's frontend does, its id filled in if empty.
+struct Prepared {
+    update_id: String,
+    wanted: Stage,
+    /// Encoded `update.v1.Request`.
+    request: Vec<u8>,
+}
+
+fn prepare(
+    request: Option<upd::Request>,
+    wait_policy: Option<upd::WaitPolicy>,
+) -> Result<Prepared, Status> {
+    let mut request =
+        request.ok_or_else(|| Status::invalid_argument("Update request is not set on request."))?;
+    let mut meta = request
+        .meta
+        .take()
+        .ok_or_else(|| Status::invalid_argument("Update meta is not set on request."))?;
+    if meta.update_id.len() > crate::validate::MAX_ID_LENGTH {
+        return Err(Status::invalid_argument("UpdateId length exceeds limit."));
+    }
+    if meta.update_id.is_empty() {
+        meta.update_id = new_uuid();
+    }
+    let input = request
+        .input
+        .as_ref()
+        .ok_or_else(|| Status::invalid_argument("Update input is not set on request."))?;
+    if input.name.is_empty() {
+        return Err(Status::invalid_argument(
+            "Update name is not set on request.",
+        ));
+    }
+    crate::validate::blob(&input.args)?;
+    if !request.completion_callbacks.is_empty() {
+        return Err(Status::invalid_argument(
+            "request.completion_callbacks is not supported by this server",
+        ));
+    }
+    let wanted = match Stage::try_from(wait_policy.map_or(0, |w| w.lifecycle_stage)) {
+        Ok(Stage::Unspecified) | Err(_) => Stage::Completed,
+        Ok(Stage::Admitted) => {
+            return Err(Status::permission_denied(
+                "UpdateWorkflowExecution issued asynchronously and waiting on update admitted is not supported.",
+            ))
+        }
+        Ok(s) => s,
+    };
+    let update_id = meta.update_id.clone();
+    request.meta = Some(meta);
+    Ok(Prepared {
+        update_id,
+        wanted,
+        request: request.encode_to_vec(),
+    })
+}
+
+/// The start of an update-with-start, checked: a plain start's checks and Temporal's extra
+/// refusals.
+fn check_start_op(
+    namespace: &str,
+    s: &api::StartWorkflowExecutionRequest,
+) -> Result<wf::StartWorkflow, Box<Status>> {
+    let refuse = |m: &str| Err(Box::new(Status::invalid_argument(m)));
+    if !s.namespace.is_empty() && s.namespace != namespace {
+        return refuse("Operation namespace did not match request's namespace.");
+    }
+    if !s.cron_schedule.is_empty() {
+        return refuse("CronSchedule is not allowed.");
+    }
+    if s.request_eager_execution {
+        return refuse("RequestEagerExecution is not supported.");
+    }
+    if s.workflow_start_delay
+        .as_ref()
+        .is_some_and(|d| d.seconds != 0 || d.nanos != 0)
+    {
+        return refuse("WorkflowStartDelay is not supported.");
+    }
+    let mut s = s.clone();
+    s.namespace = namespace.to_string();
+    crate::service::start_command(&s).map_err(Box::new)
+}
+
+fn check_update_op(
+    namespace: &str,
+    start: &api::StartWorkflowExecutionRequest,
+    u: &api::UpdateWorkflowExecutionRequest,
+) -> Result<Prepared, Box<Status>> {
+    let refuse = |m: &str| Err(Box::new(Status::invalid_argument(m)));
+    if !u.namespace.is_empty() && u.namespace != namespace {
+        return refuse("Operation namespace did not match request's namespace.");
+    }
+    let execution = u.workflow_execution.clone().unwrap_or_default();
+    if execution.workflow_id != start.workflow_id {
+        return refuse("WorkflowId is not consistent with previous operation(s).");
+    }
+    if !execution.run_id.is_empty() {
+        return refuse("RunId is not allowed.");
+    }
+    if !u.first_execution_run_id.is_empty() {
+        return refuse("FirstExecutionRunId is not allowed.");
+    }
+    prepare(u.request.clone(), u.wait_policy).map_err(Box::new)
+}
+
+/// Temporal's error for a failed update-with-start: `Update-with-Start could not be
+/// executed.` with one status per operation; an operation without an error of its own was
+/// aborted.
+fn multi_op_failure(start: Option<Status>, update: Option<Status>) -> Status {
+    use keel_proto::temporalio_protos::google::rpc::Status as RpcStatus;
+    use keel_proto::temporalio_protos::temporal::api::errordetails::v1::{
+        multi_operation_execution_failure::OperationStatus, MultiOperationExecutionFailure,
+    };
+    let status_of = |s: &Option<Status>| -> OperationStatus {
+        match s {
+            Some(s) => {
+                let details = RpcStatus::decode(s.details())
+                    .map(|d| d.details)
+                    .unwrap_or_default();
+                OperationStatus {
+                    code: s.code() as i32,
+                    message: s.message().to_string(),
+                    details,
+                }
+            }
+            None => OperationStatus {
+                code: tonic::Code::Aborted as i32,
+                message: "Operation was aborted.".into(),
+                details: vec![Any {
+                    type_url:
+                        "type.googleapis.com/temporal.api.failure.v1.MultiOperationExecutionAborted"
+                            .into(),
+                    value: vec![],
+                }],
+            },
+        }
+    };
+    let code = start
+        .as_ref()
+        .or(update.as_ref())
+        .map_or(tonic::Code::Aborted, |s| s.code());
+    let message = "Update-with-Start could not be executed.".to_string();
+    let detail = MultiOperationExecutionFailure {
+        statuses: vec![status_of(&start), status_of(&update)],
+    };
+    let rpc = RpcStatus {
+        code: code as i32,
+        message: message.clone(),
+        details: vec![Any {
+            type_url:
+                "type.googleapis.com/temporal.api.errordetails.v1.MultiOperationExecutionFailure"
+                    .into(),
+            value: detail.encode_to_vec(),
+        }],
+    };
+    Status::with_details(code, message, rpc.encode_to_vec().into())
+}
+
 fn update_ref(run: &wf::RunKey, update_id: &str) -> upd::UpdateRef {
     upd::UpdateRef {
         workflow_execution: Some(WorkflowExecution {
@@ -348,5 +567,84 @@ fn admitted(o: wf::workflow_outcome::Kind) -> Result<wf::UpdateRecord, Status> {
             _ => Status::failed_precondition(r.message),
         }),
         other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_proto::temporalio_protos::google::rpc::Status as RpcStatus;
+    use keel_proto::temporalio_protos::temporal::api::errordetails::v1::MultiOperationExecutionFailure;
+
+    fn start(id: &str) -> api::StartWorkflowExecutionRequest {
+        api::StartWorkflowExecutionRequest {
+            workflow_id: id.into(),
+            workflow_type: Some(Default::default()),
+            task_queue: Some(Default::default()),
+            ..Default::default()
+        }
+    }
+
+    fn update(id: &str) -> api::UpdateWorkflowExecutionRequest {
+        api::UpdateWorkflowExecutionRequest {
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: id.into(),
+                run_id: String::new(),
+            }),
+            request: Some(upd::Request {
+                meta: Some(upd::Meta::default()),
+                input: Some(upd::Input {
+                    name: "add".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn update_with_start_operations_are_checked_with_temporals_messages() {
+        let msg = |r: Result<Prepared, Box<Status>>| r.err().map(|e| e.message().to_string());
+        assert_eq!(
+            msg(check_update_op("ns", &start("a"), &update("b"))).as_deref(),
+            Some("WorkflowId is not consistent with previous operation(s).")
+        );
+        let mut u = update("a");
+        u.first_execution_run_id = "r".into();
+        assert_eq!(
+            msg(check_update_op("ns", &start("a"), &u)).as_deref(),
+            Some("FirstExecutionRunId is not allowed.")
+        );
+        let p = check_update_op("ns", &start("a"), &update("a"))
+            .ok()
+            .unwrap();
+        assert!(!p.update_id.is_empty(), "an empty update id is filled in");
+        assert_eq!(p.wanted, Stage::Completed);
+        let mut s = start("a");
+        s.cron_schedule = "* * * * *".into();
+        assert_eq!(
+            check_start_op("ns", &s).err().unwrap().message(),
+            "CronSchedule is not allowed."
+        );
+    }
+
+    #[test]
+    fn a_failed_update_with_start_names_each_operations_status() {
+        let s = multi_op_failure(Some(Status::already_exists("running")), None);
+        assert_eq!(s.code(), tonic::Code::AlreadyExists);
+        assert_eq!(s.message(), "Update-with-Start could not be executed.");
+        let rpc = RpcStatus::decode(s.details()).unwrap();
+        let failure =
+            MultiOperationExecutionFailure::decode(rpc.details[0].value.as_slice()).unwrap();
+        let codes: Vec<i32> = failure.statuses.iter().map(|x| x.code).collect();
+        assert_eq!(
+            codes,
+            [
+                tonic::Code::AlreadyExists as i32,
+                tonic::Code::Aborted as i32
+            ]
+        );
+        assert_eq!(failure.statuses[1].message, "Operation was aborted.");
     }
 }

@@ -15,6 +15,7 @@ from temporalio.client import (
     Client,
     WorkflowFailureError,
     WorkflowQueryFailedError,
+    WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
     WorkflowUpdateStage,
 )
@@ -25,6 +26,7 @@ from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
 )
 from temporalio.exceptions import (
     ActivityError,
@@ -553,6 +555,21 @@ async def main(worker_addr: str, client_addr: str) -> None:
         e = await failure_of(counter.execute_update(Counter.add, 1))
         check(isinstance(e, RPCError) and e.status == RPCStatusCode.NOT_FOUND,
               f"an update of a closed workflow is NOT_FOUND ({e!r})")
+
+        def cart_op() -> WithStartWorkflowOperation:
+            return WithStartWorkflowOperation(
+                Counter.run, id=f"cart-{queue}", task_queue=queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        check(await client.execute_update_with_start_workflow(
+            Counter.add, 4, start_workflow_operation=cart_op()) == 4,
+              "update-with-start starts the workflow and runs the update")
+        second = cart_op()
+        check(await client.execute_update_with_start_workflow(
+            Counter.add, 6, start_workflow_operation=second) == 10,
+              "update-with-start on the running workflow (USE_EXISTING)")
+        cart = await second.workflow_handle()
+        await cart.execute_update(Counter.finish)
+        check(await cart.result() == 10, "one run took both updates")
 
 
 if __name__ == "__main__":

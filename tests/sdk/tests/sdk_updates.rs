@@ -1,14 +1,16 @@
 //! Workflow updates with the official Rust SDK: accepted and completed with the handler's
 //! result, a retried update id answered with the first outcome, a validator's rejection
 //! (no update event in history), an update sent while no worker runs (delivered once one
-//! starts), and an update admitted before the leader crashes, completed after.
+//! starts), an update admitted before the leader crashes, completed after, and
+//! update-with-start both ways (starting the workflow, and using the running one).
 
 use keel_engine::workflow::{resolve_run, RunKey};
 use keel_sdk_tests::{client_for, cluster, run_with_worker, WAIT};
 use keel_server::local_cluster::wait_for;
 use temporalio_client::errors::WorkflowUpdateError;
 use temporalio_client::{
-    WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowStartOptions,
+    WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowIdConflictPolicy,
+    WorkflowStartOptions, WorkflowUpdateWithStartOptions,
 };
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use temporalio_macros::{workflow, workflow_methods};
@@ -213,6 +215,59 @@ async fn an_update_admitted_before_a_leader_crash_completes_after_it() -> anyhow
         anyhow::Ok(survived)
     };
     assert_eq!(run_with_worker(&mut worker, scenario).await?, 11);
+    c.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_with_start_starts_the_workflow_or_updates_the_running_one() -> anyhow::Result<()> {
+    let (c, leader, followers) = cluster().await?;
+    let runtime = Runtime::from_current_tokio(Default::default())?;
+    let mut worker = Worker::new(
+        &runtime,
+        client_for(c.node(followers[0]).client_addr()).await?,
+        worker_options()?,
+    )?;
+    let client = client_for(c.node(leader).client_addr()).await?;
+    let options = |update_id: &str| {
+        WorkflowUpdateWithStartOptions::new(
+            "updates",
+            "cart-1",
+            WorkflowIdConflictPolicy::UseExisting,
+        )
+        .update_id(update_id.to_string())
+        .build()
+    };
+    let scenario = async {
+        // No such workflow: one atomic operation starts it and runs the update first.
+        let first = client
+            .execute_update_with_start_workflow(Counter::run, (), Counter::add, 4, options("first"))
+            .await?;
+        // Running: the same call (another update) lands on the running run.
+        let second = client
+            .execute_update_with_start_workflow(
+                Counter::run,
+                (),
+                Counter::add,
+                6,
+                options("second"),
+            )
+            .await?;
+        let h = client.get_workflow_handle::<Counter>("cart-1");
+        h.execute_update(Counter::finish, (), with_id("finish"))
+            .await?;
+        let result =
+            tokio::time::timeout(WAIT, h.get_result(WorkflowGetResultOptions::default())).await??;
+        anyhow::Ok((first, second, result))
+    };
+    assert_eq!(run_with_worker(&mut worker, scenario).await?, (4, 10, 10));
+    // One run did all of it.
+    let events = keel_sdk_tests::history_of(&client, "cart-1").await?.events;
+    let starts = events
+        .iter()
+        .filter(|e| e.event_type == EventType::WorkflowExecutionStarted as i32)
+        .count();
+    assert_eq!(starts, 1);
     c.shutdown().await;
     Ok(())
 }

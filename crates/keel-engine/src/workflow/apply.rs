@@ -785,6 +785,7 @@ fn dispatch<S: StateStore>(
         Kind::ResetWorkflow(c) => super::reset::reset(ctx, c),
         Kind::SetNamespaceLimits(c) => start::set_namespace_limits(ctx, c),
         Kind::AdmitUpdate(c) => super::update::admit(ctx, c),
+        Kind::StartWithUpdate(c) => super::update::start_with_update(ctx, c),
         Kind::RegisterPut(_) | Kind::RegisterCas(_) | Kind::RegisterDelete(_) => {
             unreachable!("register commands are applied by the register module")
         }

@@ -61,6 +61,13 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
                 started: false,
             }))));
         }
+        if current.status == RunStatus::Running as i32 && c.conflict_policy == CONFLICT_USE_EXISTING
+        {
+            return Ok(Begin::Answer(outcome(Outcome::Started(Started {
+                run_id: current.run_id,
+                started: false,
+            }))));
+        }
         if reuse_refused(&current, c.id_reuse_policy) {
             return Ok(Begin::Answer(outcome(Outcome::AlreadyStarted(
                 AlreadyStarted {

@@ -172,6 +172,65 @@ pub(super) fn admit<S: StateStore>(
     Ok(outcome(Outcome::Update(rec)))
 }
 
+/// Update-with-start, atomically: an update already known to the workflow id's current run
+/// answers as it is; a running current run that this start names (its request id) or the
+/// conflict policy USE_EXISTING takes the update; otherwise the start runs (FAIL: the
+/// running run answers ALREADY_EXISTS) and the new run takes the update before its first
+/// workflow task, which then carries it.
+pub(super) fn start_with_update<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    c: &StartWithUpdate,
+) -> Result<WorkflowOutcome> {
+    let (Some(start), Some(update)) = (&c.start, &c.update) else {
+        return Ok(rejected("update-with-start needs a start and an update"));
+    };
+    let Some(run) = &start.run else {
+        return Ok(rejected("start: missing run"));
+    };
+    let both = |run_id: String, started: bool, update: WorkflowOutcome| {
+        outcome(Outcome::StartedWithUpdate(StartedWithUpdate {
+            started: Some(Started { run_id, started }),
+            update: Some(Box::new(update)),
+        }))
+    };
+    let current = RunKey {
+        run_id: String::new(),
+        ..run.clone()
+    };
+    if let Some(ms) = ctx.resolve(&Some(current))? {
+        let cur = ms.run.clone().expect("named run");
+        if let Some(rec) = read_update(ctx.store, &cur, &update.update_id)? {
+            return Ok(both(cur.run_id, false, outcome(Outcome::Update(rec))));
+        }
+        let same_request = !start.request_id.is_empty() && start.request_id == ms.start_request_id;
+        if is_running(&ms) && (same_request || start.conflict_policy == CONFLICT_USE_EXISTING) {
+            let admitted = admit(
+                ctx,
+                &AdmitUpdate {
+                    run: Some(cur.clone()),
+                    ..update.clone()
+                },
+            )?;
+            return Ok(both(cur.run_id, false, admitted));
+        }
+    }
+    let started = match super::start::start_workflow(ctx, start)?.kind {
+        Some(Outcome::Started(s)) => s,
+        other => return Ok(WorkflowOutcome { kind: other }),
+    };
+    let admitted = admit(
+        ctx,
+        &AdmitUpdate {
+            run: Some(RunKey {
+                run_id: started.run_id.clone(),
+                ..run.clone()
+            }),
+            ..update.clone()
+        },
+    )?;
+    Ok(both(started.run_id, started.started, admitted))
+}
+
 /// The updates that go out with a workflow task starting now: every admitted one and every
 /// one sent before and not answered (its task failed or timed out), in admission order.
 pub(super) fn attach<S: StateStore>(

@@ -318,3 +318,65 @@ fn a_bad_update_message_fails_the_task_with_its_cause() {
         "{out:?}"
     );
 }
+
+fn start_with_update(h: &mut Harness, run: &str, update_id: &str, policy: i32) -> Outcome {
+    h.apply(Kind::StartWithUpdate(StartWithUpdate {
+        start: Some(StartWorkflow {
+            run: Some(run_key("wf", run)),
+            workflow_type: "hello".into(),
+            task_queue: TQ.into(),
+            request_id: format!("req-{run}"),
+            conflict_policy: policy,
+            ..Default::default()
+        }),
+        update: Some(AdmitUpdate {
+            run: None,
+            first_execution_run_id: String::new(),
+            update_id: update_id.into(),
+            request: b"req".to_vec(),
+        }),
+    }))
+}
+
+fn parts(o: &Outcome) -> (String, bool, Option<UpdateState>) {
+    match o {
+        Outcome::StartedWithUpdate(s) => {
+            let st = s.started.clone().expect("started");
+            let u = match s.update.as_deref().and_then(|u| u.kind.clone()) {
+                Some(Outcome::Update(r)) => Some(state(&r)),
+                _ => None,
+            };
+            (st.run_id, st.started, u)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn update_with_start_starts_and_admits_atomically_or_uses_the_running_run() {
+    let mut h = Harness::new();
+    let first = start_with_update(&mut h, "r1", "u1", 0);
+    assert_eq!(
+        parts(&first),
+        ("r1".into(), true, Some(UpdateState::Admitted))
+    );
+    // The first workflow task carries the update.
+    let wft = h.poll(TaskKind::Workflow);
+    assert_eq!(wft.as_ref().unwrap().updates[0].update_id, "u1");
+    // The same update id again: answered from the running run, nothing started.
+    let again = start_with_update(&mut h, "r2", "u1", 0);
+    assert_eq!(parts(&again), ("r1".into(), false, Some(UpdateState::Sent)));
+    // Another update, conflict policy FAIL: the running run refuses the start.
+    let fail = start_with_update(&mut h, "r3", "u2", 0);
+    assert!(
+        matches!(fail, Outcome::AlreadyStarted(ref a) if a.run_id == "r1"),
+        "{fail:?}"
+    );
+    assert!(h.update("u2").is_none(), "a failed start admits nothing");
+    // USE_EXISTING: the update goes to the running run.
+    let existing = start_with_update(&mut h, "r4", "u2", CONFLICT_USE_EXISTING);
+    assert_eq!(
+        parts(&existing),
+        ("r1".into(), false, Some(UpdateState::Admitted))
+    );
+}
