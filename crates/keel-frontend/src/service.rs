@@ -257,6 +257,7 @@ pub(crate) fn start_command(
         // Validated against the namespace's registry (and typed) at apply.
         search_attributes: encoded(&r.search_attributes),
         conflict_policy: r.workflow_id_conflict_policy,
+        eager: r.request_eager_execution,
     })
 }
 
@@ -941,6 +942,8 @@ impl WorkflowService for Frontend {
                 // ExecutionStatus (docs/tier3.md).
                 upsert_memo: true,
                 count_group_by_execution_status: true,
+                // request_eager_execution on StartWorkflowExecution (docs/temporal-api.md).
+                eager_workflow_start: true,
                 ..Default::default()
             }),
         }))
@@ -1011,15 +1014,27 @@ impl WorkflowService for Frontend {
         self.require_namespace(&r.namespace)?;
         let start = start_command(&r)?;
         let queue = start.task_queue.clone();
-        // A workflow-task poll parked here gets the first task in the start's own entry.
-        let outcome = self
-            .propose_with_handoff(Kind::StartWorkflow(start), &r.namespace, &queue)
-            .await?;
+        // Eager start: the first task comes back in this response, started for the caller's
+        // worker (best effort, as in Temporal: none when the first task is not due at once).
+        let (outcome, log_index) = if start.eager {
+            self.propose_at(Kind::StartWorkflow(start)).await?
+        } else {
+            // A workflow-task poll parked here gets the first task in the start's own entry.
+            let outcome = self
+                .propose_with_handoff(Kind::StartWorkflow(start), &r.namespace, &queue)
+                .await?;
+            (outcome, 0)
+        };
         let started = started(outcome, &r.namespace)?;
+        let eager_workflow_task = match started.eager_task {
+            Some(d) => Some(self.workflow_task_response(*d, log_index, None).await?),
+            None => None,
+        };
         Ok(reply(api::StartWorkflowExecutionResponse {
             run_id: started.run_id,
             started: started.started,
             status: WorkflowExecutionStatus::Running as i32,
+            eager_workflow_task,
             ..Default::default()
         }))
     }

@@ -127,6 +127,10 @@ pub struct StartWorkflow {
     /// ALREADY_EXISTS, USE_EXISTING (2) answers that run (started = false).
     #[prost(int32, tag = "17")]
     pub conflict_policy: i32,
+    /// Temporal's `request_eager_execution`: start the first workflow task for the caller
+    /// (identity `identity`) in the same entry and return it, when that task is due at once.
+    #[prost(bool, tag = "18")]
+    pub eager: bool,
 }
 
 /// WorkflowIdConflictPolicy USE_EXISTING.
@@ -959,6 +963,9 @@ pub struct Started {
     /// False when the request was a retry of the one that started the run.
     #[prost(bool, tag = "2")]
     pub started: bool,
+    /// Eager start: the run's first workflow task, started for the caller in the same entry.
+    #[prost(message, optional, boxed, tag = "3")]
+    pub eager_task: Option<Box<Dispatched>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

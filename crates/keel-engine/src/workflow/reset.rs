@@ -154,6 +154,7 @@ pub(super) fn reset<S: StateStore>(
             return Ok(outcome(Outcome::Started(Started {
                 run_id: cur.run_id.clone(),
                 started: false,
+                eager_task: None,
             })));
         }
     }
@@ -289,6 +290,7 @@ pub(super) fn reset<S: StateStore>(
     Ok(outcome(Outcome::Started(Started {
         run_id: new_run.run_id,
         started: true,
+        eager_task: None,
     })))
 }
 

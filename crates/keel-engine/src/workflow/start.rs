@@ -59,6 +59,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             return Ok(Begin::Answer(outcome(Outcome::Started(Started {
                 run_id: current.run_id,
                 started: false,
+                eager_task: None,
             }))));
         }
         if current.status == RunStatus::Running as i32 && c.conflict_policy == CONFLICT_USE_EXISTING
@@ -66,6 +67,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             return Ok(Begin::Answer(outcome(Outcome::Started(Started {
                 run_id: current.run_id,
                 started: false,
+                eager_task: None,
             }))));
         }
         if reuse_refused(&current, c.id_reuse_policy) {
@@ -298,6 +300,16 @@ pub(super) fn start_workflow<S: StateStore>(
     } else if c.start_delay_ms > 0 {
         let at = ctx.now_ms.saturating_add(c.start_delay_ms);
         ctx.arm(&mut ms, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
+    } else if c.eager {
+        // The first task skips the backlog: it is started for the caller right here.
+        ctx.schedule_workflow_task_queued(&mut ms, 1, false)?;
+        let eager_task = super::task::start_for(ctx, &mut ms, &c.identity, "eager-start")?;
+        ctx.save(&ms);
+        return Ok(outcome(Outcome::Started(Started {
+            run_id: ms.run.expect("named run").run_id,
+            started: true,
+            eager_task: eager_task.map(Box::new),
+        })));
     } else {
         ctx.schedule_workflow_task(&mut ms, 1)?;
     }
@@ -305,6 +317,7 @@ pub(super) fn start_workflow<S: StateStore>(
     Ok(outcome(Outcome::Started(Started {
         run_id: ms.run.expect("named run").run_id,
         started: true,
+        eager_task: None,
     })))
 }
 
@@ -403,6 +416,7 @@ pub(super) fn signal_with_start<S: StateStore>(
         return Ok(outcome(Outcome::Started(Started {
             run_id: ms.run.expect("named run").run_id,
             started: false,
+            eager_task: None,
         })));
     }
     let mut ms = match begin(ctx, start)? {
@@ -416,6 +430,7 @@ pub(super) fn signal_with_start<S: StateStore>(
     Ok(outcome(Outcome::Started(Started {
         run_id: ms.run.expect("named run").run_id,
         started: true,
+        eager_task: None,
     })))
 }
 

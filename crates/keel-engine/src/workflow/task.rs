@@ -78,6 +78,38 @@ fn dispatch_from<S: StateStore>(
     Ok(found)
 }
 
+/// Starts the run's scheduled (unqueued) workflow task for `identity` in this entry: the
+/// task an eager start or a completion asking for the next task returns.
+pub(super) fn start_for<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    identity: &str,
+    request_id: &str,
+) -> Result<Option<Dispatched>> {
+    let Some(next) = ms.workflow_task.clone() else {
+        return Ok(None);
+    };
+    let run = ms.run.clone().expect("named run");
+    let entry = TaskRef {
+        run: Some(run.clone()),
+        scheduled_event_id: next.scheduled_event_id,
+        query_id: String::new(),
+    };
+    let dispatch = DispatchTask {
+        namespace: run.namespace.clone(),
+        task_queue: ms.task_queue.clone(),
+        kind: TaskKind::Workflow as i32,
+        identity: identity.to_string(),
+        request_id: request_id.to_string(),
+    };
+    Ok(
+        match start_workflow_task(ctx, ms, &entry, &dispatch)?.and_then(|o| o.kind) {
+            Some(Outcome::Dispatched(d)) => Some(d),
+            _ => None,
+        },
+    )
+}
+
 fn start_workflow_task<S: StateStore>(
     ctx: &mut Ctx<'_, S>,
     ms: &mut MutableState,

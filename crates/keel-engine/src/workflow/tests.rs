@@ -2304,3 +2304,52 @@ fn a_workflow_that_never_existed_is_not_found_by_its_id_and_a_closed_one_is_comp
         }
     }
 }
+
+#[test]
+fn an_eager_start_returns_the_first_task_started_for_the_caller_and_queues_nothing() {
+    let mut h = Harness::new();
+    let out = h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(run_key("wf", "r1")),
+        workflow_type: "hello".into(),
+        task_queue: TQ.into(),
+        identity: "starter-worker".into(),
+        request_id: "req".into(),
+        eager: true,
+        ..Default::default()
+    }));
+    let Outcome::Started(s) = out else {
+        panic!("{out:?}")
+    };
+    let d = s.eager_task.expect("the first task");
+    assert_eq!((d.started_event_id, d.attempt), (3, 1));
+    assert_eq!(
+        h.types("wf", "r1"),
+        [
+            "WorkflowExecutionStarted",
+            "WorkflowTaskScheduled",
+            "WorkflowTaskStarted"
+        ]
+    );
+    let Some(Attributes::WorkflowTaskStarted(st)) = &h.history("wf", "r1")[2].attributes else {
+        panic!()
+    };
+    assert_eq!(st.identity, "starter-worker");
+    assert!(h.poll(TaskKind::Workflow).is_none(), "nothing was queued");
+    // The token completes the task like a polled one.
+    let token = d.token.clone().expect("token");
+    assert!(matches!(
+        h.complete_wft(&token, vec![complete(b"done")]),
+        Outcome::Accepted(_)
+    ));
+    // A start with a delay is not eager: its first task is not due yet.
+    let delayed = h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(run_key("wf2", "r1")),
+        workflow_type: "hello".into(),
+        task_queue: TQ.into(),
+        request_id: "req2".into(),
+        start_delay_ms: 1_000,
+        eager: true,
+        ..Default::default()
+    }));
+    assert!(matches!(delayed, Outcome::Started(ref s) if s.eager_task.is_none()));
+}

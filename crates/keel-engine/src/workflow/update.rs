@@ -189,7 +189,11 @@ pub(super) fn start_with_update<S: StateStore>(
     };
     let both = |run_id: String, started: bool, update: WorkflowOutcome| {
         outcome(Outcome::StartedWithUpdate(StartedWithUpdate {
-            started: Some(Started { run_id, started }),
+            started: Some(Started {
+                run_id,
+                started,
+                eager_task: None,
+            }),
             update: Some(Box::new(update)),
         }))
     };
