@@ -7,6 +7,9 @@ import {
   WorkflowExecutionAlreadyStartedError,
   WorkflowFailedError,
   WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateStage,
+  WithStartWorkflowOperation,
 } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker } from '@temporalio/worker';
@@ -163,6 +166,35 @@ async function main(): Promise<void> {
   const sum = grouped.groups.reduce((n, g) => n + g.count, 0);
   check(sum === grouped.count && grouped.groups.some((g) => JSON.stringify(g.groupValues).includes('Completed')),
     `count groups by status (${JSON.stringify(grouped.groups)})`);
+
+  // Updates (after the list/count checks above, which count this queue's runs).
+  const counter = await client.workflow.start(wfs.counter, opts('counter'));
+  check((await counter.executeUpdate(wfs.addUpdate, { args: [5] })) === 5,
+    'an update is accepted and completes with its handler\'s result');
+  check((await counter.executeUpdate(wfs.addUpdate, { args: [3], updateId: 'add-3' })) === 8, 'a second update');
+  check((await counter.executeUpdate(wfs.addUpdate, { args: [3], updateId: 'add-3' })) === 8,
+    'an update retried with its id gets the first outcome');
+  const rejected = await failureOf(counter.executeUpdate(wfs.addUpdate, { args: [-1] }));
+  check(rejected instanceof WorkflowUpdateFailedError && String(rejected.cause?.message).includes('negative amount'),
+    `a validator rejects an update (${rejected})`);
+  const accepted = await counter.startUpdate(wfs.addUpdate, { args: [2], waitForStage: WorkflowUpdateStage.ACCEPTED });
+  check((await accepted.result()) === 10, 'an update waited on to ACCEPTED, then polled');
+  check((await counter.executeUpdate(wfs.finish)) === 'finishing', 'a synchronous handler');
+  check((await counter.result()) === 10, 'the workflow saw every update');
+  const startOp = () =>
+    new WithStartWorkflowOperation(wfs.counter, {
+      workflowId: `cart-${queue}`,
+      taskQueue: queue,
+      workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+  check((await client.workflow.executeUpdateWithStart(wfs.addUpdate, { args: [4], startWorkflowOperation: startOp() })) === 4,
+    'update-with-start starts the workflow and runs the update');
+  const second = startOp();
+  check((await client.workflow.executeUpdateWithStart(wfs.addUpdate, { args: [6], startWorkflowOperation: second })) === 10,
+    'update-with-start on the running workflow (USE_EXISTING)');
+  const cart = await second.workflowHandle();
+  await cart.executeUpdate(wfs.finish);
+  check((await cart.result()) === 10, 'one run took both updates');
 
   worker.shutdown();
   await running;

@@ -9,6 +9,7 @@ import {
   defineQuery,
   executeChild,
   defineSignal,
+  defineUpdate,
   isCancellation,
   proxyActivities,
   proxyLocalActivities,
@@ -163,4 +164,32 @@ export async function longLocal(ms: number): Promise<string> {
   const done = await slowLocal.longLocal(ms);
   current = 'done';
   return done;
+}
+
+// Updates: `addUpdate` adds (its validator refuses negative amounts) until `finish`.
+export const addUpdate = defineUpdate<number, [number]>('add');
+export const finish = defineUpdate<string>('finish');
+
+export async function counter(): Promise<number> {
+  let total = 0;
+  let done = false;
+  setHandler(
+    addUpdate,
+    async (n: number) => {
+      await sleep(50); // a timer inside the handler
+      total += n;
+      return total;
+    },
+    {
+      validator: (n: number) => {
+        if (n < 0) throw new Error(`negative amount ${n}`);
+      },
+    },
+  );
+  setHandler(finish, () => {
+    done = true;
+    return 'finishing';
+  });
+  await condition(() => done);
+  return total;
 }
