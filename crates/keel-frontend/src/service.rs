@@ -217,6 +217,23 @@ pub(crate) fn start_command(
             ));
         }
     }
+    // What would change the start's behaviour and is not built is refused by name.
+    let priority_set = r.priority.as_ref().is_some_and(|p| {
+        p != &keel_proto::temporalio_protos::temporal::api::common::v1::Priority::default()
+    });
+    for (set, field) in [
+        (!r.completion_callbacks.is_empty(), "completion_callbacks"),
+        (r.versioning_override.is_some(), "versioning_override"),
+        (r.on_conflict_options.is_some(), "on_conflict_options"),
+        (r.time_skipping_config.is_some(), "time_skipping_config"),
+        (priority_set, "priority"),
+    ] {
+        if set {
+            return Err(Status::invalid_argument(format!(
+                "{field} is not supported by this server yet"
+            )));
+        }
+    }
     // FAIL (the default) and USE_EXISTING; terminating the running run is not built.
     if r.workflow_id_conflict_policy == 3 {
         return Err(Status::invalid_argument(
@@ -754,6 +771,21 @@ impl WorkflowService for Frontend {
         self.require_namespace(&r.namespace)?;
         crate::validate::signal_name(&r.signal_name)?;
         crate::validate::blob(&r.signal_input)?;
+        // A running run is signalled (USE_EXISTING, the default); FAIL is not a valid choice
+        // for signal-with-start in Temporal, and TERMINATE_EXISTING is not built.
+        match r.workflow_id_conflict_policy {
+            0 | 2 => {}
+            1 => {
+                return Err(Status::invalid_argument(
+                    "workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_FAIL is not a valid option for SignalWithStartWorkflowExecution",
+                ))
+            }
+            _ => {
+                return Err(Status::invalid_argument(
+                    "workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING is not supported by this server yet",
+                ))
+            }
+        }
         let start = start_command(&api::StartWorkflowExecutionRequest {
             namespace: r.namespace.clone(),
             workflow_id: r.workflow_id.clone(),
@@ -1235,6 +1267,47 @@ impl WorkflowService for Frontend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_start_asking_for_what_is_not_built_is_refused_by_name() {
+        use keel_proto::temporalio_protos::temporal::api::common::v1::Priority;
+        let base = api::StartWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_id: "w".into(),
+            workflow_type: Some(Default::default()),
+            task_queue: Some(Default::default()),
+            ..Default::default()
+        };
+        let mut named_type = base.clone();
+        named_type.workflow_type.as_mut().unwrap().name = "t".into();
+        named_type.task_queue.as_mut().unwrap().name = "q".into();
+        let refused = |f: &dyn Fn(&mut api::StartWorkflowExecutionRequest)| {
+            let mut r = named_type.clone();
+            f(&mut r);
+            start_command(&r).err().map(|e| e.message().to_string())
+        };
+        assert_eq!(
+            refused(&|r| r.priority = Some(Priority {
+                priority_key: 2,
+                ..Default::default()
+            }))
+            .as_deref(),
+            Some("priority is not supported by this server yet")
+        );
+        assert_eq!(refused(&|r| r.priority = Some(Priority::default())), None);
+        assert_eq!(
+            refused(&|r| r.workflow_id_conflict_policy = 3).as_deref(),
+            Some("workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING is not supported by this server yet")
+        );
+        let ok = start_command(&{
+            let mut r = named_type.clone();
+            r.workflow_id_conflict_policy = 2;
+            r.request_eager_execution = true;
+            r
+        })
+        .expect("USE_EXISTING and eager are served");
+        assert_eq!((ok.conflict_policy, ok.eager), (2, true));
+    }
 
     #[test]
     fn grpc_timeouts_parse_and_long_polls_end_a_second_early() {
