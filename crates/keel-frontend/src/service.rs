@@ -520,6 +520,7 @@ impl WorkflowService for Frontend {
         // Answers to the queries that went out with this task (the engine takes the run
         // from the completed task; each token only names its query).
         let messages = crate::update::convert_messages(&r.messages)?;
+        let worker_key = r.worker_instance_key.clone();
         let query_results = r
             .query_results
             .iter()
@@ -546,6 +547,7 @@ impl WorkflowService for Frontend {
                 return_new_task: r.return_new_workflow_task,
                 query_results,
                 messages,
+                worker_key: worker_key.clone(),
             }))
             .await?;
         // Activities the worker asked to run eagerly, and the run's next workflow task if
@@ -565,8 +567,11 @@ impl WorkflowService for Frontend {
         let workflow_task = match tasks.workflow_task {
             // The worker's sticky queue, if it has one, holds the run: only new events.
             Some(d) => {
-                let sticky = Some(sticky_queue.as_str()).filter(|s| !s.is_empty());
-                match self.workflow_task_response(d, log_index, sticky).await {
+                let poller = crate::tasks::Poller {
+                    sticky_queue: Some(sticky_queue.as_str()).filter(|s| !s.is_empty()),
+                    worker_key: &worker_key,
+                };
+                match self.workflow_task_response(d, log_index, poller).await {
                     Ok(task) => Some(task),
                     // The completion is committed: report it, not this. The new task, started
                     // but never delivered, times out and is retried like a lost response.
@@ -1059,7 +1064,10 @@ impl WorkflowService for Frontend {
         };
         let started = started(outcome, &r.namespace)?;
         let eager_workflow_task = match started.eager_task {
-            Some(d) => Some(self.workflow_task_response(*d, log_index, None).await?),
+            Some(d) => Some(
+                self.workflow_task_response(*d, log_index, Default::default())
+                    .await?,
+            ),
             None => None,
         };
         Ok(reply(api::StartWorkflowExecutionResponse {

@@ -446,18 +446,20 @@ impl Frontend {
         else {
             return Ok(api::PollWorkflowTaskQueueResponse::default());
         };
-        self.workflow_task_response(d, log_index, sticky_name.as_deref())
-            .await
+        let poller = Poller {
+            sticky_queue: sticky_name.as_deref(),
+            worker_key: &r.worker_instance_key,
+        };
+        self.workflow_task_response(d, log_index, poller).await
     }
 
     /// The poll response for a started workflow task (or a legacy query task) `d` that the
-    /// entry at `log_index` handed out, to a poll from `sticky` (a worker's sticky queue) or
-    /// from the normal queue.
+    /// entry at `log_index` handed out to `poller`.
     pub(crate) async fn workflow_task_response(
         &self,
         d: wf::Dispatched,
         log_index: u64,
-        sticky: Option<&str>,
+        poller: Poller<'_>,
     ) -> Result<api::PollWorkflowTaskQueueResponse, Status> {
         // The dispatch may have committed through the leader: read history once applied here.
         self.node()
@@ -465,14 +467,16 @@ impl Frontend {
             .await;
         let token = d.token.clone().expect("dispatch returns a token");
         let run = token.run.clone().expect("token names a run");
-        // Only the new events when this poll comes from the sticky queue of the worker that
-        // completed the run's last task (it has the run cached; should it have evicted it,
-        // the SDK fetches the full history). Everyone else gets the full history.
-        let first = match (sticky, d.query.is_none()) {
-            (Some(s), true) if s == d.sticky_queue && d.previous_started_event_id > 0 => {
-                d.previous_started_event_id + 1
-            }
-            _ => 1,
+        // Only the new events for the worker that completed the run's last task (it has the
+        // run cached; should it have evicted it, the SDK fetches the full history): its sticky
+        // queue's polls, and its normal-queue polls too, known by `worker_instance_key`.
+        // Everyone else gets the full history.
+        let owner = poller.sticky_queue.is_some_and(|s| s == d.sticky_queue)
+            || (!poller.worker_key.is_empty() && poller.worker_key == d.sticky_worker_key);
+        let first = if owner && d.query.is_none() && d.previous_started_event_id > 0 {
+            d.previous_started_event_id + 1
+        } else {
+            1
         };
         // A retried task's Scheduled and Started events are not written yet: they end the
         // history as the engine handed them out.
@@ -826,6 +830,14 @@ pub(crate) fn retry_policy_from_temporal(p: &RetryPolicy) -> wf::RetryPolicy {
         maximum_attempts: p.maximum_attempts,
         non_retryable_error_types: p.non_retryable_error_types.clone(),
     }
+}
+
+/// Who a workflow task goes to: a poll of a worker's sticky queue (its name), and the
+/// worker's `worker_instance_key` (empty when the SDK sends none).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Poller<'a> {
+    pub sticky_queue: Option<&'a str>,
+    pub worker_key: &'a str,
 }
 
 /// One Temporal command as an engine command. A kind Keel does not implement becomes

@@ -1223,6 +1223,48 @@ async fn t86_sticky_polls_get_new_events_only_from_the_worker_that_has_the_run(
     let events = &third.history.as_ref().unwrap().events;
     assert_eq!(events[0].event_id, 1);
     assert_eq!(events.last().unwrap().event_id, third.started_event_id);
+
+    // A worker known by its worker_instance_key: its normal-queue polls get only new events
+    // too; another worker's normal poll gets everything.
+    let mut done = api::RespondWorkflowTaskCompletedRequest {
+        task_token: third.task_token,
+        namespace: "default".into(),
+        worker_instance_key: "key-b".into(),
+        ..Default::default()
+    };
+    client.respond_workflow_task_completed(done.clone()).await?;
+    let normal_poll = |mut client: WorkflowServiceClient<Channel>, key: &str| {
+        let req = api::PollWorkflowTaskQueueRequest {
+            namespace: "default".into(),
+            task_queue: Some(TaskQueue {
+                name: "tq".into(),
+                kind: 1,
+                ..Default::default()
+            }),
+            identity: "worker".into(),
+            worker_instance_key: key.into(),
+            ..Default::default()
+        };
+        async move {
+            client
+                .poll_workflow_task_queue(req)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    signal(client.clone(), "sig-3").await?;
+    let fourth = normal_poll(client.clone(), "key-b").await?;
+    let first_id = fourth.history.as_ref().unwrap().events[0].event_id;
+    assert_eq!(
+        first_id,
+        fourth.previous_started_event_id + 1,
+        "only new events"
+    );
+    done.task_token = fourth.task_token;
+    client.respond_workflow_task_completed(done).await?;
+    signal(client.clone(), "sig-4").await?;
+    let fifth = normal_poll(client.clone(), "key-c").await?;
+    assert_eq!(fifth.history.as_ref().unwrap().events[0].event_id, 1);
     c.shutdown().await;
     Ok(())
 }

@@ -307,6 +307,7 @@ impl World {
                     return_new_task: rng.below(2) == 0,
                     query_results,
                     messages,
+                    worker_key: String::new(),
                 }));
                 let completed = match outcome {
                     Outcome::CompletedWithTasks(e) => {

@@ -265,6 +265,9 @@ pub struct CompleteWorkflowTask {
     /// The worker's update protocol messages (Temporal's `messages`).
     #[prost(message, repeated, tag = "9")]
     pub messages: Vec<UpdateMessage>,
+    /// The completing worker's `worker_instance_key` (it now caches the run).
+    #[prost(string, tag = "10")]
+    pub worker_key: String,
 }
 
 /// RespondActivityTaskCompleted.
@@ -1015,6 +1018,9 @@ pub struct Dispatched {
     /// Updates of the run that go out with this workflow task (Temporal's `messages`).
     #[prost(message, repeated, tag = "13")]
     pub updates: Vec<UpdateDelivery>,
+    /// Workflow tasks: the run's `sticky_worker_key` when dispatched.
+    #[prost(string, tag = "14")]
+    pub sticky_worker_key: String,
 }
 
 // ---------------------------------------------------------------- history
@@ -1918,6 +1924,11 @@ pub struct MutableState {
     /// completed (rejected ones live on as records until their expiry, not here).
     #[prost(message, repeated, tag = "41")]
     pub updates: Vec<UpdateInfo>,
+    /// `worker_instance_key` of the worker that completed the last workflow task (it caches
+    /// the run): any of its polls, sticky or normal, may get only new events. Cleared with
+    /// `sticky_queue`.
+    #[prost(string, tag = "42")]
+    pub sticky_worker_key: String,
 }
 
 /// A child a run started that has not closed yet.

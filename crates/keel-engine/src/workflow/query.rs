@@ -250,6 +250,7 @@ pub(super) fn dispatch<S: StateStore>(
                     transient_events: Vec::new(),
                     queries: Vec::new(),
                     updates: Vec::new(),
+                    sticky_worker_key: String::new(),
                 })));
             }
         }

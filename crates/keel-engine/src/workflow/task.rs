@@ -175,6 +175,7 @@ fn start_workflow_task<S: StateStore>(
         attempt: task.attempt,
         last_event_id: started,
         sticky_queue: ms.sticky_queue.clone(),
+        sticky_worker_key: ms.sticky_worker_key.clone(),
         transient_events,
         task_queue: ms.task_queue.clone(),
         queries,
@@ -534,6 +535,7 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     ms.workflow_task = None;
     ms.previous_started_event_id = task.started_event_id;
     ms.sticky_queue = c.sticky_queue.clone();
+    ms.sticky_worker_key = c.worker_key.clone();
     let mut needs_task = false;
     let mut eager = Vec::new();
     let mut processed: Vec<&str> = Vec::new();
@@ -778,6 +780,7 @@ fn fail_started_task<S: StateStore>(
         // that outcome is written, after the attempt's own events).
         ctx.drop_transient_task(ms);
         ms.sticky_queue.clear();
+        ms.sticky_worker_key.clear();
         ctx.flush_buffered(ms);
         return ctx.schedule_workflow_task(ms, task.attempt + 1);
     }
@@ -845,6 +848,7 @@ pub(super) fn workflow_task_timed_out<S: StateStore>(
         // A retry timing out again writes nothing.
         ctx.drop_transient_task(ms);
         ms.sticky_queue.clear();
+        ms.sticky_worker_key.clear();
         ctx.flush_buffered(ms);
         return ctx.schedule_workflow_task(ms, task.attempt + 1);
     }

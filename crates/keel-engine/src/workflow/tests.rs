@@ -172,6 +172,7 @@ impl Harness {
             return_new_task,
             query_results: Vec::new(),
             messages: Vec::new(),
+            worker_key: String::new(),
         }))
     }
 
