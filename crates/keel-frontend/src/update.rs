@@ -297,6 +297,7 @@ impl Frontend {
             other => return Err(Status::internal(format!("unexpected outcome {other:?}"))),
         };
         let started = both.started.unwrap_or_default();
+        let run_status = both.run_status;
         let admission = both
             .update
             .and_then(|o| o.kind)
@@ -312,8 +313,8 @@ impl Frontend {
                     response: Some(Reply::StartWorkflow(api::StartWorkflowExecutionResponse {
                         run_id: started.run_id,
                         started: started.started,
-                        status: keel_proto::temporalio_protos::temporal::api::enums::v1::WorkflowExecutionStatus::Running
-                            as i32,
+                        // Keel's run statuses use Temporal's numbering.
+                        status: run_status,
                         ..Default::default()
                     })),
                 },

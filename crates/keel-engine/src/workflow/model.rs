@@ -2232,6 +2232,9 @@ pub struct StartedWithUpdate {
     /// The update's admission: `Update`, or why it was refused.
     #[prost(message, optional, boxed, tag = "2")]
     pub update: Option<Box<WorkflowOutcome>>,
+    /// The status of the run the update went to (Temporal's numbering).
+    #[prost(enumeration = "RunStatus", tag = "3")]
+    pub run_status: i32,
 }
 
 /// An update sent with a workflow task.

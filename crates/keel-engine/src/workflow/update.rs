@@ -10,8 +10,9 @@
 //!
 //! Each update is a record under `keys::update`, which its waiters watch; the run's mutable
 //! state lists its updates (ids, states) for the limits and for deletion with the run.
-//! Rejected records are removed by an `UpdateExpiry` deadline; until then a retry of the
-//! same id gets the same rejection.
+//! A rejected update's record stays until its `UpdateExpiry` deadline so its waiters can read
+//! the rejection; as in Temporal (which keeps no rejection) its id is free again at once: an
+//! update with that id is admitted as new.
 //!
 //! Deliberately not done: Temporal's speculative workflow tasks. An update's task is an
 //! ordinary one, so a rejected update leaves WorkflowTaskScheduled/Started/Completed events
@@ -107,9 +108,16 @@ pub(super) fn admit<S: StateStore>(
         }
     }
     let run = ms.run.clone().expect("named run");
-    // A known id answers with what it became, before any limit (retries are never refused).
-    if let Some(rec) = read_update(ctx.store, &run, &c.update_id)? {
-        return Ok(outcome(Outcome::Update(rec)));
+    // A known id answers with what it became, before any limit (retries are never refused);
+    // a rejected one is forgotten, as Temporal keeps no rejection: the id is new again.
+    match read_update(ctx.store, &run, &c.update_id)? {
+        Some(rec) if rec.state == UpdateState::Rejected as i32 && is_running(&ms) => {
+            ctx.disarm(&mut ms, |d| {
+                d.kind == DeadlineKind::UpdateExpiry as i32 && d.name == c.update_id
+            });
+        }
+        Some(rec) => return Ok(outcome(Outcome::Update(rec))),
+        None => {}
     }
     if !is_running(&ms) {
         return Ok(not_found("workflow execution already completed"));
@@ -187,7 +195,7 @@ pub(super) fn start_with_update<S: StateStore>(
     let Some(run) = &start.run else {
         return Ok(rejected("start: missing run"));
     };
-    let both = |run_id: String, started: bool, update: WorkflowOutcome| {
+    let both = |run_id: String, started: bool, status: RunStatus, update: WorkflowOutcome| {
         outcome(Outcome::StartedWithUpdate(StartedWithUpdate {
             started: Some(Started {
                 run_id,
@@ -195,6 +203,7 @@ pub(super) fn start_with_update<S: StateStore>(
                 eager_task: None,
             }),
             update: Some(Box::new(update)),
+            run_status: status as i32,
         }))
     };
     let current = RunKey {
@@ -203,11 +212,26 @@ pub(super) fn start_with_update<S: StateStore>(
     };
     if let Some(ms) = ctx.resolve(&Some(current))? {
         let cur = ms.run.clone().expect("named run");
-        if let Some(rec) = read_update(ctx.store, &cur, &update.update_id)? {
-            return Ok(both(cur.run_id, false, outcome(Outcome::Update(rec))));
+        let status = RunStatus::try_from(ms.status).unwrap_or(RunStatus::Unspecified);
+        let known = read_update(ctx.store, &cur, &update.update_id)?;
+        // An update the workflow completed answers as it is, running run or closed; one the
+        // server ended (the run closed under it) does not: the start decides, as if new.
+        if let Some(rec) = known.as_ref().filter(|r| {
+            r.state == UpdateState::Completed as i32
+                && r.server_outcome == UpdateServerOutcome::None as i32
+        }) {
+            return Ok(both(
+                cur.run_id,
+                false,
+                status,
+                outcome(Outcome::Update(rec.clone())),
+            ));
         }
+        let in_flight = known.as_ref().is_some_and(|r| in_flight(r.state));
         let same_request = !start.request_id.is_empty() && start.request_id == ms.start_request_id;
-        if is_running(&ms) && (same_request || start.conflict_policy == CONFLICT_USE_EXISTING) {
+        if is_running(&ms)
+            && (in_flight || same_request || start.conflict_policy == CONFLICT_USE_EXISTING)
+        {
             let admitted = admit(
                 ctx,
                 &AdmitUpdate {
@@ -215,24 +239,28 @@ pub(super) fn start_with_update<S: StateStore>(
                     ..update.clone()
                 },
             )?;
-            return Ok(both(cur.run_id, false, admitted));
+            return Ok(both(cur.run_id, false, status, admitted));
         }
     }
     let started = match super::start::start_workflow(ctx, start)?.kind {
         Some(Outcome::Started(s)) => s,
         other => return Ok(WorkflowOutcome { kind: other }),
     };
+    let target = RunKey {
+        run_id: started.run_id.clone(),
+        ..run.clone()
+    };
+    let status = super::read_mutable_state(ctx.store, &target)?
+        .and_then(|m| RunStatus::try_from(m.status).ok())
+        .unwrap_or(RunStatus::Running);
     let admitted = admit(
         ctx,
         &AdmitUpdate {
-            run: Some(RunKey {
-                run_id: started.run_id.clone(),
-                ..run.clone()
-            }),
+            run: Some(target),
             ..update.clone()
         },
     )?;
-    Ok(both(started.run_id, started.started, admitted))
+    Ok(both(started.run_id, started.started, status, admitted))
 }
 
 /// The updates that go out with a workflow task starting now: every admitted one and every

@@ -156,14 +156,26 @@ fn a_rejected_update_writes_no_update_event_and_its_record_expires() {
         h.state("wf", "r1").updates.is_empty(),
         "a rejection counts toward no limit"
     );
-    // A retry within the expiry sees the rejection; after it the record is gone.
-    assert!(
-        matches!(admit(&mut h, "u1"), Outcome::Update(ref r) if state(r) == UpdateState::Rejected)
-    );
+    // The record expires; the id is free at once (Temporal keeps no rejection).
     let before = h.now_ms;
     h.fire("wf", "r1", DeadlineKind::UpdateExpiry);
     assert_eq!(h.now_ms, before + REJECTED_UPDATE_TTL_MS);
     assert!(h.update("u1").is_none());
+    admit(&mut h, "u2");
+    let wft = h.poll(TaskKind::Workflow);
+    h.complete_with(&wft, vec![], vec![reject("u2")]);
+    let again = admit(&mut h, "u2");
+    assert!(
+        matches!(again, Outcome::Update(ref r) if state(r) == UpdateState::Admitted),
+        "{again:?}"
+    );
+    assert!(
+        !h.state("wf", "r1")
+            .deadlines
+            .iter()
+            .any(|d| d.kind == DeadlineKind::UpdateExpiry as i32),
+        "the old rejection's expiry no longer applies"
+    );
 }
 
 #[test]
@@ -378,5 +390,24 @@ fn update_with_start_starts_and_admits_atomically_or_uses_the_running_run() {
     assert_eq!(
         parts(&existing),
         ("r1".into(), false, Some(UpdateState::Admitted))
+    );
+}
+
+#[test]
+fn update_with_start_does_not_attach_to_an_update_its_closed_run_never_completed() {
+    let mut h = Harness::new();
+    start_with_update(&mut h, "r1", "u1", 0);
+    let wft = h.poll(TaskKind::Workflow);
+    let a = accept("u1");
+    h.complete_with(&wft, vec![protocol(&a), complete(b"done")], vec![a]);
+    assert_eq!(
+        h.update("u1").unwrap().server_outcome,
+        UpdateServerOutcome::AcceptedUpdateCompletedWorkflow as i32
+    );
+    // The run is closed and u1 has no outcome of the workflow's: a new run takes it.
+    let out = start_with_update(&mut h, "r2", "u1", 0);
+    assert_eq!(
+        parts(&out),
+        ("r2".into(), true, Some(UpdateState::Admitted))
     );
 }
