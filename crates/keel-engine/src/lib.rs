@@ -12,6 +12,8 @@
 //! - [`Response`]: per-command result; domain rejections are values, not errors;
 //! - [`keys`]: the one module that lays out every state-machine key.
 //!
+//! Schedules' time computation lives in [`schedule`].
+//!
 //! Commands: a key-value register (put / compare-and-set / delete, for tests and the
 //! fault-injection workload) and the [`workflow`] state machine (Temporal's model).
 //!
@@ -22,6 +24,7 @@ mod commands;
 pub mod conformance;
 mod error;
 pub mod keys;
+pub mod schedule;
 mod store;
 pub mod workflow;
 
