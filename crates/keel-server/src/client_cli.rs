@@ -178,6 +178,19 @@ pub enum WorkflowCmd {
         #[arg(long, short = 'i')]
         input: Vec<String>,
     },
+    /// Send an update and wait for its result (a validator's rejection is an error).
+    Update {
+        #[command(flatten)]
+        target: Target,
+        /// Update name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, short = 'i')]
+        input: Vec<String>,
+        /// Update id (a retry with the same id gets the first outcome). Default: a new UUID.
+        #[arg(long)]
+        update_id: Option<String>,
+    },
     /// Run a query on the workflow's worker.
     Query {
         #[command(flatten)]
@@ -695,6 +708,56 @@ pub async fn workflow(o: &ClientOpts, cmd: WorkflowCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| explain(e, o, Some(&target)))?;
             done(o, &format!("signal {name} sent to {}", target.workflow_id));
+        }
+        WorkflowCmd::Update {
+            target,
+            name,
+            input,
+            update_id,
+        } => {
+            use temporalio_protos::temporal::api::update::v1 as upd;
+            let request = api::UpdateWorkflowExecutionRequest {
+                namespace: ns.clone(),
+                workflow_execution: execution(&target),
+                wait_policy: Some(upd::WaitPolicy {
+                    lifecycle_stage: 3, // COMPLETED
+                }),
+                request: Some(upd::Request {
+                    meta: Some(upd::Meta {
+                        update_id: update_id.unwrap_or_else(uuid),
+                        identity: identity(),
+                    }),
+                    input: Some(upd::Input {
+                        name: name.clone(),
+                        args: payloads(&input)?,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            // The server answers with the stage reached after its long-poll interval; ask
+            // again (same update id: the same update) until it has an outcome.
+            let outcome = loop {
+                let r = client
+                    .update_workflow_execution(request.clone())
+                    .await
+                    .map_err(|e| explain(e, o, Some(&target)))?
+                    .into_inner();
+                if let Some(outcome) = r.outcome {
+                    break outcome;
+                }
+            };
+            match outcome.value {
+                Some(upd::outcome::Value::Success(p)) => {
+                    let v = json(o, "temporal.api.common.v1.Payloads", &p)?;
+                    print_result(o, &v);
+                }
+                Some(upd::outcome::Value::Failure(f)) => {
+                    anyhow::bail!("update {name} failed: {}", f.message)
+                }
+                None => anyhow::bail!("update {name}: the server sent no outcome"),
+            }
         }
         WorkflowCmd::Query {
             target,

@@ -49,6 +49,24 @@ impl Order {
     pub fn status(&self, _ctx: &WorkflowContextView) -> String {
         self.status.clone()
     }
+
+    #[update(name = "tip")]
+    pub fn tip(&mut self, _ctx: &mut SyncWorkflowContext<Self>, amount: u32) -> String {
+        self.status = format!("{} + tip {amount}", self.status);
+        self.status.clone()
+    }
+
+    #[update_validator(tip)]
+    pub fn check_tip(
+        &self,
+        _ctx: &WorkflowContextView,
+        amount: &u32,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if *amount > 100 {
+            return Err("a tip over 100".into());
+        }
+        Ok(())
+    }
 }
 
 pub struct Shop;
@@ -167,6 +185,25 @@ async fn every_cli_verb_against_a_cluster_with_an_sdk_worker() -> anyhow::Result
         assert!(out.contains("Status             Running"), "{out}");
         assert!(out.contains("Task queue         cli"), "{out}");
 
+        // update: the handler's result; a validator's rejection exits 1 naming it
+        let out = ok(
+            a,
+            &[
+                "workflow", "update", "-w", "order-42", "--name", "tip", "-i", "5",
+            ],
+        )
+        .await;
+        assert_eq!(out.trim(), "\"charged for pizza + tip 5\"");
+        let (o, _, err) = keel(
+            a,
+            &[
+                "workflow", "update", "-w", "order-42", "--name", "tip", "-i", "500",
+            ],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(1));
+        assert!(err.contains("update tip failed: a tip over 100"), "{err}");
+
         // show --follow streams until the close; signal; result
         let follow = tokio::process::Command::new(keel_bin())
             .args([
@@ -204,6 +241,7 @@ async fn every_cli_verb_against_a_cluster_with_an_sdk_worker() -> anyhow::Result
             "WorkflowExecutionStarted",
             "ActivityTaskCompleted",
             "WorkflowExecutionSignaled",
+            "WorkflowExecutionUpdateCompleted",
             "WorkflowExecutionCompleted",
         ] {
             assert!(
