@@ -129,11 +129,17 @@ impl Frontend {
     }
 }
 
-/// A random version-4 UUID string (run ids, namespace ids), made by the proposer.
+/// A new UUID string (run ids, namespace ids, update ids), made by the proposer.
 pub fn new_uuid() -> String {
+    // UUIDv7 (RFC 9562), as Temporal makes run ids: 48 bits of Unix ms, then random bits;
+    // ids made later sort later.
     let mut b = [0u8; 16];
     rand::rng().fill_bytes(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    b[6] = (b[6] & 0x0f) | 0x70;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     format!(
@@ -1275,6 +1281,30 @@ impl WorkflowService for Frontend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_ids_are_version_7_uuids_carrying_their_time() {
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64
+        };
+        let before = now();
+        let id = new_uuid();
+        let after = now();
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(&id[14..15], "7", "version 7: {id}");
+        assert!(
+            matches!(&id[19..20], "8" | "9" | "a" | "b"),
+            "RFC variant: {id}"
+        );
+        let ms = u64::from_str_radix(&id[..13].replace('-', ""), 16).unwrap();
+        assert!(
+            (before..=after).contains(&ms),
+            "{ms} not in {before}..={after}"
+        );
+    }
 
     #[test]
     fn a_start_asking_for_what_is_not_built_is_refused_by_name() {

@@ -891,6 +891,18 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
                 header: encoded(&a.header),
             }))
         }
+        Some(CA::StartTimerCommandAttributes(t))
+            if t.start_to_fire_timeout
+                .as_ref()
+                .is_some_and(|d| d.seconds < 0 || d.nanos < 0) =>
+        {
+            Some(Cmd::Invalid(wf::InvalidCommand {
+                cause: wf::WorkflowTaskFailedCause::BadStartTimerAttributes as i32,
+                message: "An invalid StartToFireTimeout is set on StartTimerCommand: negative."
+                    .into(),
+                terminate: false,
+            }))
+        }
         Some(CA::StartTimerCommandAttributes(t)) => Some(Cmd::StartTimer(wf::StartTimer {
             timer_id: t.timer_id.clone(),
             start_to_fire_timeout_ms: duration_ms(&t.start_to_fire_timeout),

@@ -55,12 +55,12 @@ pub async fn ensure_default(raft: RaftNode, mut shutdown: watch::Receiver<bool>)
 #[cfg(test)]
 mod tests {
     #[test]
-    fn uuids_are_version_4_and_distinct() {
+    fn uuids_are_version_7_and_distinct() {
         let a = super::new_uuid();
         let b = super::new_uuid();
         assert_ne!(a, b);
         assert_eq!(a.len(), 36);
-        assert_eq!(&a[14..15], "4");
+        assert_eq!(&a[14..15], "7");
         assert!("89ab".contains(&a[19..20]));
     }
 }

@@ -14,7 +14,7 @@
 
 use prost::Message;
 
-use super::apply::{accepted, decode, is_running, not_found, outcome, rejected, task_started, Ctx};
+use super::apply::{accepted, decode, is_running, not_found, outcome, rejected, Ctx};
 use super::model::workflow_outcome::Kind as Outcome;
 use super::model::*;
 use crate::keys;
@@ -124,9 +124,17 @@ fn head(store: &impl ReadState, namespace: &str, entry: &TaskRef) -> Result<Head
     let Some(ms) = super::read_mutable_state(store, &run)? else {
         return Ok(Head::Skip);
     };
-    // Also a query out with the started task waits: should that task end unanswered, the
+    // A run with a workflow task scheduled or started answers with that task (Temporal
+    // holds the query for it too: the worker then sees the query after the task's events,
+    // never against a history it is about to extend) — unless the task is a retry of a
+    // failed or timed-out one, which may never succeed: then the query goes on its own. A
+    // query out with the started task waits as well: should that task end unanswered, the
     // entry hands it out.
-    if is_running(&ms) && task_started(&ms) {
+    let held = ms
+        .workflow_task
+        .as_ref()
+        .is_some_and(|t| t.started_event_id != 0 || !t.transient);
+    if is_running(&ms) && held {
         return Ok(Head::Wait);
     }
     if !awaiting(&record, &ms) {

@@ -158,21 +158,26 @@ pub(super) fn reset<S: StateStore>(
             })));
         }
     }
-    let point = c.workflow_task_finish_event_id;
     let history = super::apply::read_history(ctx.store, &base_run, 1, base.next_event_id - 1)?;
-    let ends_task = history
-        .iter()
-        .find(|e| e.event_id == point)
-        .is_some_and(|e| {
-            matches!(
-                e.attributes,
-                Some(
-                    Attributes::WorkflowTaskCompleted(_)
-                        | Attributes::WorkflowTaskFailed(_)
-                        | Attributes::WorkflowTaskTimedOut(_)
-                )
+    // A WorkflowTaskStarted event names the point right after it, as in Temporal (which
+    // takes any id from the task's scheduled event + 1 to its started event + 1).
+    let at = |id: i64| history.iter().find(|e| e.event_id == id);
+    let point = match at(c.workflow_task_finish_event_id).and_then(|e| e.attributes.as_ref()) {
+        Some(Attributes::WorkflowTaskStarted(_)) => c.workflow_task_finish_event_id + 1,
+        _ => c.workflow_task_finish_event_id,
+    };
+    // The task's end, or nothing yet: its Started event is the last one (still running).
+    let ends_task = match at(point) {
+        Some(e) => matches!(
+            e.attributes,
+            Some(
+                Attributes::WorkflowTaskCompleted(_)
+                    | Attributes::WorkflowTaskFailed(_)
+                    | Attributes::WorkflowTaskTimedOut(_)
             )
-        });
+        ),
+        None => point == base.next_event_id,
+    };
     let started = history
         .iter()
         .find(|e| e.event_id == point - 1)

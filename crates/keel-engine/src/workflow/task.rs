@@ -322,10 +322,12 @@ fn validate(
                 continue;
             }
             Cmd::StartTimer(t) => {
-                if t.timer_id.is_empty() || t.start_to_fire_timeout_ms == 0 {
+                // A zero timeout is a timer due at once, as in Temporal (the SDKs send it for
+                // `sleep(0)`); negative ones are refused by the frontend.
+                if t.timer_id.is_empty() {
                     return Err((
                         WorkflowTaskFailedCause::BadStartTimerAttributes,
-                        "StartTimer needs timer_id and a positive start_to_fire_timeout".into(),
+                        "TimerId is not set on StartTimerCommand.".into(),
                     ));
                 }
                 let live = ms.timers.iter().any(|x| x.timer_id == t.timer_id)

@@ -1981,12 +1981,12 @@ fn a_query_sent_with_a_task_that_ends_unanswered_is_handed_out_again() {
     let mut h = Harness::new();
     h.start("wf", "r1", "req", IdReusePolicy::Unspecified);
     assert!(matches!(h.query("wf", "q1"), Outcome::Accepted(_)));
-    let wft = h.poll(TaskKind::Workflow).expect("task");
-    assert_eq!(
-        wft.queries.len(),
-        1,
-        "the task starting first takes the query"
+    assert!(
+        !h.query_ready(),
+        "a run whose task is scheduled answers with that task, not a query task"
     );
+    let wft = h.poll(TaskKind::Workflow).expect("task");
+    assert_eq!(wft.queries.len(), 1, "the task takes the query");
     h.fire("wf", "r1", DeadlineKind::WorkflowTaskStartToClose);
     assert!(
         h.query_ready(),
@@ -2353,4 +2353,22 @@ fn an_eager_start_returns_the_first_task_started_for_the_caller_and_queues_nothi
         ..Default::default()
     }));
     assert!(matches!(delayed, Outcome::Started(ref s) if s.eager_task.is_none()));
+}
+
+#[test]
+fn a_zero_duration_timer_is_started_and_fires_at_once() {
+    let mut h = Harness::new();
+    h.started_with(vec![timer("t0", 0)]);
+    let ms = h.state("wf", "r1");
+    let d = ms
+        .deadlines
+        .iter()
+        .find(|d| d.kind == DeadlineKind::UserTimer as i32)
+        .expect("armed");
+    assert_eq!(d.fire_at_ms, h.now_ms, "due at once");
+    assert!(matches!(
+        h.fire("wf", "r1", DeadlineKind::UserTimer),
+        Outcome::Accepted(_)
+    ));
+    assert!(h.types("wf", "r1").contains(&"TimerFired"));
 }

@@ -231,3 +231,16 @@ fn pending_timers_are_rearmed_and_pending_activities_scheduled_again() {
     assert!(h.types("wf", "r2").contains(&"TimerFired"));
     assert!(h.now_ms >= fire_at);
 }
+
+#[test]
+fn a_workflow_task_started_event_names_the_point_right_after_it() {
+    let new_run = |point: i64| {
+        let mut h = Harness::new();
+        run_with_history(&mut h);
+        let out = h.apply(reset_to(point, "r2", "reset-1", true));
+        assert!(matches!(out, Outcome::Started(_)), "{point}: {out:?}");
+        h.types("wf", "r2")
+    };
+    // Event 3 is the first task's WorkflowTaskStarted, 4 its WorkflowTaskCompleted.
+    assert_eq!(new_run(3), new_run(4));
+}
