@@ -189,11 +189,6 @@ fn stage_of(rec: &wf::UpdateRecord) -> Result<(Stage, Option<upd::Outcome>), Sta
     })
 }
 
-/// Lifecycle stages in order, for "reached".
-fn rank(s: Stage) -> i32 {
-    s as i32
-}
-
 impl Frontend {
     pub(crate) async fn update_workflow(
         &self,
@@ -373,7 +368,7 @@ impl Frontend {
                 .map_err(|e| Status::internal(e.to_string()))?
                 .ok_or_else(|| Status::unavailable("update not yet applied on this node; retry"))?;
             let (stage, outcome) = stage_of(&rec)?;
-            if rank(stage) >= rank(wanted) || Instant::now() >= deadline {
+            if stage as i32 >= wanted as i32 || Instant::now() >= deadline {
                 return Ok((stage, outcome));
             }
             armed.wait(deadline).await;

@@ -1955,6 +1955,16 @@ pub const SUGGEST_CONTINUE_AS_NEW_EVENTS: i64 = 4 * 1024;
 pub const SUGGEST_CONTINUE_AS_NEW_BYTES: u64 = 4 * 1024 * 1024;
 
 impl MutableState {
+    /// The first run of this run's chain (continue-as-new, retries): Temporal's
+    /// `first_execution_run_id`, which requests may name to stay within one chain.
+    pub fn chain_first_run_id(&self) -> &str {
+        if self.first_execution_run_id.is_empty() {
+            self.run.as_ref().map_or("", |r| r.run_id.as_str())
+        } else {
+            &self.first_execution_run_id
+        }
+    }
+
     fn suggest_events(&self) -> i64 {
         match self.suggest_continue_as_new_events {
             0 => SUGGEST_CONTINUE_AS_NEW_EVENTS,

@@ -453,15 +453,7 @@ fn target_run<S: StateStore>(
         Some(_) => return Ok(Err(not_found("workflow execution already completed"))),
         None => return Ok(Err(not_found(never_existed(&run)))),
     };
-    let chain = if ms.first_execution_run_id.is_empty() {
-        ms.run
-            .as_ref()
-            .map(|r| r.run_id.clone())
-            .unwrap_or_default()
-    } else {
-        ms.first_execution_run_id.clone()
-    };
-    if !first_execution_run_id.is_empty() && chain != first_execution_run_id {
+    if !first_execution_run_id.is_empty() && ms.chain_first_run_id() != first_execution_run_id {
         return Ok(Err(not_found("workflow execution not found")));
     }
     Ok(Ok(ms))

@@ -94,18 +94,8 @@ pub(super) fn admit<S: StateStore>(
     let Some(mut ms) = ctx.resolve(&c.run)? else {
         return Ok(not_found(super::start::never_existed(&c.run)));
     };
-    if !c.first_execution_run_id.is_empty() {
-        let chain = if ms.first_execution_run_id.is_empty() {
-            ms.run
-                .as_ref()
-                .map(|r| r.run_id.clone())
-                .unwrap_or_default()
-        } else {
-            ms.first_execution_run_id.clone()
-        };
-        if chain != c.first_execution_run_id {
-            return Ok(not_found("workflow execution not found"));
-        }
+    if !c.first_execution_run_id.is_empty() && ms.chain_first_run_id() != c.first_execution_run_id {
+        return Ok(not_found("workflow execution not found"));
     }
     let run = ms.run.clone().expect("named run");
     // A known id answers with what it became, before any limit (retries are never refused);
