@@ -19,7 +19,7 @@ pub struct Proposal {
 pub struct Command {
     #[prost(
         oneof = "command::Kind",
-        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32"
+        tags = "1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36"
     )]
     pub kind: Option<command::Kind>,
 }
@@ -80,6 +80,14 @@ pub mod command {
         AdmitUpdate(crate::workflow::AdmitUpdate),
         #[prost(message, tag = "32")]
         StartWithUpdate(crate::workflow::StartWithUpdate),
+        #[prost(message, tag = "33")]
+        CreateSchedule(crate::workflow::scheduler::CreateSchedule),
+        #[prost(message, tag = "34")]
+        UpdateSchedule(crate::workflow::scheduler::UpdateSchedule),
+        #[prost(message, tag = "35")]
+        PatchSchedule(crate::workflow::scheduler::PatchSchedule),
+        #[prost(message, tag = "36")]
+        DeleteSchedule(crate::workflow::scheduler::DeleteSchedule),
     }
 }
 

@@ -37,6 +37,8 @@ pub enum KeyKind {
     VisibilityCount = 0x001A,
     /// An update of a run: (namespace, workflow_id, run_id, update_id).
     Update = 0x001B,
+    /// A schedule: (namespace, schedule_id).
+    Schedule = 0x001C,
 }
 
 impl KeyKind {
@@ -62,6 +64,7 @@ impl KeyKind {
             [0x00, 0x19] => Some(KeyKind::Query),
             [0x00, 0x1A] => Some(KeyKind::VisibilityCount),
             [0x00, 0x1B] => Some(KeyKind::Update),
+            [0x00, 0x1C] => Some(KeyKind::Schedule),
             _ => None,
         }
     }
@@ -182,6 +185,20 @@ pub fn update(namespace: &str, workflow_id: &str, run_id: &str, update_id: &str)
     let mut k = with_kind(KeyKind::Update);
     run_fields(&mut k, namespace, workflow_id, run_id);
     push_str(&mut k, update_id);
+    k
+}
+
+/// Key of a schedule.
+pub fn schedule(namespace: &str, schedule_id: &str) -> Vec<u8> {
+    let mut k = schedule_prefix(namespace);
+    push_str(&mut k, schedule_id);
+    k
+}
+
+/// Prefix of every schedule key of `namespace` (in schedule id order within a length).
+pub fn schedule_prefix(namespace: &str) -> Vec<u8> {
+    let mut k = with_kind(KeyKind::Schedule);
+    push_str(&mut k, namespace);
     k
 }
 

@@ -1,5 +1,5 @@
-//! Temporal schedules (in progress, issue 17): for now, when a schedule acts ([`spec`]).
-//! The replicated schedule state, its actions and policies, driven by the leader's timer
-//! driver, come next behind the same apply seam.
+//! Temporal schedules' time arithmetic: when a schedule acts ([`spec`]), pure. The
+//! replicated schedule records, their actions and policies live in
+//! [`crate::workflow::scheduler`], behind the same apply seam as every workflow command.
 
 pub mod spec;

@@ -639,7 +639,8 @@ impl<S: StateStore> Ctx<'_, S> {
         self.count_status(&run, status as i32, 1)?;
         self.put_visibility(ms);
         self.effects.push(Effect::RunClosed { run });
-        super::children::on_close(self, ms, status)
+        super::children::on_close(self, ms, status)?;
+        super::scheduler::on_run_closed(self, ms, status)
     }
 
     /// Adds `delta` to the namespace's count of runs in `status` (see [`read_status_counts`]).
@@ -786,6 +787,10 @@ fn dispatch<S: StateStore>(
         Kind::SetNamespaceLimits(c) => start::set_namespace_limits(ctx, c),
         Kind::AdmitUpdate(c) => super::update::admit(ctx, c),
         Kind::StartWithUpdate(c) => super::update::start_with_update(ctx, c),
+        Kind::CreateSchedule(c) => super::scheduler::create(ctx, c),
+        Kind::UpdateSchedule(c) => super::scheduler::update(ctx, c),
+        Kind::PatchSchedule(c) => super::scheduler::patch(ctx, c),
+        Kind::DeleteSchedule(c) => super::scheduler::delete(ctx, c),
         Kind::RegisterPut(_) | Kind::RegisterCas(_) | Kind::RegisterDelete(_) => {
             unreachable!("register commands are applied by the register module")
         }
@@ -793,6 +798,9 @@ fn dispatch<S: StateStore>(
 }
 
 fn fire_deadline<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &FireDeadline) -> Result<WorkflowOutcome> {
+    if c.kind == DeadlineKind::ScheduleAction as i32 {
+        return super::scheduler::fire(ctx, c);
+    }
     let Some(run) = c.run.clone() else {
         return Ok(rejected("fire deadline: missing run"));
     };
@@ -835,7 +843,9 @@ fn fire_deadline<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &FireDeadline) -> Resul
             ctx.delete_run(&mut ms)?;
             return Ok(accepted());
         }
-        DeadlineKind::Unspecified => return Ok(rejected("deadline of unknown kind")),
+        DeadlineKind::Unspecified | DeadlineKind::ScheduleAction => {
+            return Ok(rejected("deadline of unknown kind"))
+        }
     }
     ctx.save(&ms);
     Ok(accepted())

@@ -108,6 +108,7 @@ pub(super) fn continue_as_new<S: StateStore>(
             } else {
                 n.cron_schedule
             },
+            scheduled_by: ms.scheduled_by.clone(),
         },
     )?;
     if n.backoff_start_ms > 0 {
@@ -350,6 +351,7 @@ fn next_run<S: StateStore>(ctx: &mut Ctx<'_, S>, ms: &MutableState, n: NextRun) 
             retry_policy: ms.retry_policy.clone(),
             attempt: n.attempt,
             cron_schedule: ms.cron_schedule.clone(),
+            scheduled_by: ms.scheduled_by.clone(),
         },
     )?;
     let at = ctx.now_ms.saturating_add(n.backoff_ms);

@@ -109,6 +109,7 @@ pub(super) fn start_child<S: StateStore>(
             retry_policy: c.retry_policy.clone(),
             attempt: 1,
             cron_schedule: c.cron_schedule.clone(),
+            scheduled_by: String::new(),
         },
     )?;
     if let Some(at) = cron_first {

@@ -13,7 +13,8 @@
 //! `external` (signals and cancel requests from one run to another), `cron` (schedules),
 //! `retry` (retry policy arithmetic), `search` (search attributes and memo: registry,
 //! validation, upserts), `reset` (a new run from a workflow task of an old one), `limits` (history count and size),
-//! `update` (workflow updates: admitted, sent with a task, accepted / rejected / completed).
+//! `update` (workflow updates: admitted, sent with a task, accepted / rejected / completed),
+//! `scheduler` (schedules: replicated records whose actions the timer driver fires).
 
 mod activity;
 mod apply;
@@ -26,6 +27,7 @@ pub mod model;
 mod query;
 pub mod reset;
 mod retry;
+pub mod scheduler;
 pub mod search;
 mod start;
 mod task;

@@ -131,6 +131,9 @@ pub struct StartWorkflow {
     /// (identity `identity`) in the same entry and return it, when that task is due at once.
     #[prost(bool, tag = "18")]
     pub eager: bool,
+    /// Set by a schedule's action: the schedule id, recorded on the run (and its chain).
+    #[prost(string, tag = "19")]
+    pub scheduled_by: String,
 }
 
 /// WorkflowIdConflictPolicy USE_EXISTING.
@@ -329,6 +332,9 @@ pub enum DeadlineKind {
     /// Removal of a rejected update's record (kept a while so its waiters and retries see
     /// the rejection); `name` is the update id. Survives the run's close.
     UpdateExpiry = 12,
+    /// A schedule's next action (see `scheduler`): armed under the pseudo-run
+    /// (namespace, schedule id, empty run id); `event_id` is the arming's generation.
+    ScheduleAction = 13,
 }
 
 /// One armed deadline of a run; each has exactly one timers-index entry.
@@ -884,7 +890,7 @@ pub struct CompleteWorkflow {
 pub struct WorkflowOutcome {
     #[prost(
         oneof = "workflow_outcome::Kind",
-        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13"
+        tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"
     )]
     pub kind: Option<workflow_outcome::Kind>,
 }
@@ -935,6 +941,9 @@ pub mod workflow_outcome {
         /// Update-with-start: the run the start found or made, and the update's admission.
         #[prost(message, tag = "13")]
         StartedWithUpdate(super::StartedWithUpdate),
+        /// A schedule as a create, update or patch left it.
+        #[prost(message, tag = "14")]
+        Schedule(super::super::scheduler::ScheduleRecord),
     }
 }
 
@@ -1929,6 +1938,9 @@ pub struct MutableState {
     /// `sticky_queue`.
     #[prost(string, tag = "42")]
     pub sticky_worker_key: String,
+    /// The schedule that started this run's chain (notified when the chain closes).
+    #[prost(string, tag = "43")]
+    pub scheduled_by: String,
 }
 
 /// A child a run started that has not closed yet.

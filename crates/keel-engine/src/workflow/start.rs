@@ -120,6 +120,7 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             retry_policy: c.retry_policy.clone(),
             attempt: 1,
             cron_schedule: c.cron_schedule.clone(),
+            scheduled_by: c.scheduled_by.clone(),
         },
     )?;
     Ok(Begin::Created(ms))
@@ -171,6 +172,8 @@ pub(super) struct NewRun {
     pub(super) parent: Option<RunKey>,
     pub(super) parent_initiated_event_id: i64,
     pub(super) root: Option<RunKey>,
+    /// The schedule that started the chain (empty: none).
+    pub(super) scheduled_by: String,
 }
 
 /// Writes a new run's WorkflowExecutionStarted, arms its run timeout (its own, capped by
@@ -212,6 +215,7 @@ pub(super) fn create_run<S: StateStore>(ctx: &mut Ctx<'_, S>, n: NewRun) -> Resu
         retry_policy: n.retry_policy.clone(),
         attempt: n.attempt.max(1),
         cron_schedule: n.cron_schedule.clone(),
+        scheduled_by: n.scheduled_by.clone(),
         ..Default::default()
     };
     ctx.append(

@@ -13,6 +13,7 @@ mod external;
 mod limits;
 mod reset;
 mod retry;
+mod schedule;
 mod search;
 mod update;
 
