@@ -14,6 +14,7 @@ pub mod history;
 pub mod operator;
 mod pollers;
 mod query;
+mod schedule;
 pub mod service;
 pub mod status;
 mod tasks;

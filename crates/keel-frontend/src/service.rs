@@ -172,6 +172,8 @@ fn describe(ns: &wf::NamespaceRecord) -> api::DescribeNamespaceResponse {
                 async_update: true,
                 ..Default::default()
             }),
+            // The schedule RPCs.
+            supports_schedules: true,
             ..Default::default()
         }),
         config: Some(NamespaceConfig {
@@ -281,6 +283,7 @@ pub(crate) fn start_command(
         search_attributes: encoded(&r.search_attributes),
         conflict_policy: r.workflow_id_conflict_policy,
         eager: r.request_eager_execution,
+        scheduled_by: String::new(),
     })
 }
 
@@ -739,6 +742,66 @@ impl WorkflowService for Frontend {
         Ok(reply(self.run_query(r, budget).await?))
     }
 
+    async fn create_schedule(
+        &self,
+        request: Request<api::CreateScheduleRequest>,
+    ) -> Result<Response<api::CreateScheduleResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        Ok(reply(Frontend::create_schedule(self, r).await?))
+    }
+
+    async fn describe_schedule(
+        &self,
+        request: Request<api::DescribeScheduleRequest>,
+    ) -> Result<Response<api::DescribeScheduleResponse>, Status> {
+        Ok(reply(
+            Frontend::describe_schedule(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn update_schedule(
+        &self,
+        request: Request<api::UpdateScheduleRequest>,
+    ) -> Result<Response<api::UpdateScheduleResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        Ok(reply(Frontend::update_schedule(self, r).await?))
+    }
+
+    async fn patch_schedule(
+        &self,
+        request: Request<api::PatchScheduleRequest>,
+    ) -> Result<Response<api::PatchScheduleResponse>, Status> {
+        let r = within_limit(request.into_inner())?;
+        Ok(reply(Frontend::patch_schedule(self, r).await?))
+    }
+
+    async fn delete_schedule(
+        &self,
+        request: Request<api::DeleteScheduleRequest>,
+    ) -> Result<Response<api::DeleteScheduleResponse>, Status> {
+        Ok(reply(
+            Frontend::delete_schedule(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_schedules(
+        &self,
+        request: Request<api::ListSchedulesRequest>,
+    ) -> Result<Response<api::ListSchedulesResponse>, Status> {
+        Ok(reply(
+            Frontend::list_schedules(self, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_schedule_matching_times(
+        &self,
+        request: Request<api::ListScheduleMatchingTimesRequest>,
+    ) -> Result<Response<api::ListScheduleMatchingTimesResponse>, Status> {
+        Ok(reply(
+            Frontend::list_schedule_matching_times(self, request.into_inner()).await?,
+        ))
+    }
+
     async fn update_workflow_execution(
         &self,
         request: Request<api::UpdateWorkflowExecutionRequest>,
@@ -987,6 +1050,8 @@ impl WorkflowService for Frontend {
                 count_group_by_execution_status: true,
                 // request_eager_execution on StartWorkflowExecution (docs/temporal-api.md).
                 eager_workflow_start: true,
+                // The schedule RPCs (docs/temporal-api.md).
+                supports_schedules: true,
                 ..Default::default()
             }),
         }))

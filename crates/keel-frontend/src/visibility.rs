@@ -221,7 +221,7 @@ impl Expr {
 }
 
 impl Filter {
-    fn matches(&self, row: &wf::VisibilityRecord) -> bool {
+    pub(crate) fn matches(&self, row: &wf::VisibilityRecord) -> bool {
         let Some(expr) = &self.expr else {
             return true;
         };

@@ -152,6 +152,9 @@ pub struct UpdateSchedule {
     /// When set, replaces the schedule's search attributes.
     #[prost(bytes = "vec", optional, tag = "5")]
     pub search_attributes: Option<Vec<u8>>,
+    /// When set, replaces the schedule's memo.
+    #[prost(bytes = "vec", optional, tag = "6")]
+    pub memo: Option<Vec<u8>>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -406,6 +409,9 @@ pub(super) fn update<S: StateStore>(
                 Ok(typed) => super::search::initial(&typed),
                 Err(e) => return Ok(rejected(e)),
             };
+    }
+    if let Some(memo) = &c.memo {
+        rec.memo = memo.clone();
     }
     rec.def = c.def.clone();
     rec.conflict_token += 1;

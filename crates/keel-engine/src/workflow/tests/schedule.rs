@@ -433,6 +433,7 @@ fn updates_need_the_current_conflict_token_and_create_is_idempotent_by_request_i
             def: Some(def(2 * MIN, 0)),
             conflict_token: token,
             search_attributes: None,
+            memo: None,
         })
     };
     let Outcome::Schedule(after) = h.apply(update(Some(rec.conflict_token))) else {
