@@ -201,7 +201,11 @@ fn compile_spec(sp: &s::ScheduleSpec) -> Result<(s::ScheduleSpec, Spec), Status>
 }
 
 /// The engine's definition of a `Schedule`, and the `Schedule` as Describe returns it.
-fn definition(namespace: &str, schedule: &Option<s::Schedule>) -> Result<ScheduleDef, Status> {
+fn definition(
+    ns: &wf::NamespaceRecord,
+    schedule: &Option<s::Schedule>,
+) -> Result<ScheduleDef, Status> {
+    let namespace = ns.name.as_str();
     let Some(schedule) = schedule else {
         return Err(invalid("schedule is required"));
     };
@@ -231,6 +235,14 @@ fn definition(namespace: &str, schedule: &Option<s::Schedule>) -> Result<Schedul
         if duration_ms(&p.maximum_interval) == 0 {
             p.maximum_interval = Some(duration(100 * duration_ms(&p.initial_interval)));
         }
+    }
+    // Typed as Temporal stores them (each value's `type` metadata), so Describe shows the
+    // types even of attributes the client sent untyped.
+    if let Some(sa) = &info.search_attributes {
+        let typed =
+            wf::search::validate(&ns.search_attributes, &sa.encode_to_vec(), namespace)
+                .map_err(invalid)?;
+        info.search_attributes = decoded::<SearchAttributes>(&typed);
     }
     norm.action = Some(s::ScheduleAction {
         action: Some(s::schedule_action::Action::StartWorkflow(info.clone())),
@@ -357,7 +369,7 @@ fn not_found() -> Status {
 fn saved(o: Outcome) -> Result<ScheduleRecord, Status> {
     match o {
         Outcome::Schedule(rec) => Ok(rec),
-        Outcome::AlreadyExists(m) => Err(Status::already_exists(m)),
+        Outcome::AlreadyExists(m) => Err(crate::status::schedule_exists(m)),
         Outcome::NotFound(m) if m.starts_with("namespace") => Err(Status::not_found(m)),
         Outcome::NotFound(_) => Err(not_found()),
         Outcome::InvalidArgument(m) => Err(invalid(m)),
@@ -454,9 +466,9 @@ impl Frontend {
         r: api::CreateScheduleRequest,
     ) -> Result<api::CreateScheduleResponse, Status> {
         check_id(&r.namespace, &r.schedule_id)?;
-        self.require_namespace(&r.namespace)?;
+        let ns = self.require_namespace(&r.namespace)?;
         crate::validate::request_id(&r.request_id)?;
-        let def = definition(&r.namespace, &r.schedule)?;
+        let def = definition(&ns, &r.schedule)?;
         let rec = saved(
             self.propose(Kind::CreateSchedule(sch::CreateSchedule {
                 namespace: r.namespace.clone(),
@@ -521,8 +533,8 @@ impl Frontend {
         r: api::UpdateScheduleRequest,
     ) -> Result<api::UpdateScheduleResponse, Status> {
         check_id(&r.namespace, &r.schedule_id)?;
-        self.require_namespace(&r.namespace)?;
-        let def = definition(&r.namespace, &r.schedule)?;
+        let ns = self.require_namespace(&r.namespace)?;
+        let def = definition(&ns, &r.schedule)?;
         let conflict_token = match r.conflict_token.len() {
             0 => None,
             8 => Some(i64::from_be_bytes(

@@ -284,6 +284,8 @@ pub(crate) fn start_command(
         conflict_policy: r.workflow_id_conflict_policy,
         eager: r.request_eager_execution,
         scheduled_by: String::new(),
+        last_completion_result: Vec::new(),
+        continued_failure: Vec::new(),
     })
 }
 

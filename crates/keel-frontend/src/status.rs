@@ -63,6 +63,17 @@ pub fn already_started(start_request_id: String, run_id: String) -> Status {
     )
 }
 
+/// ALREADY_EXISTS for a schedule id in use, with the detail the SDKs read it by (a schedule
+/// is a workflow in Temporal, hence WorkflowExecutionAlreadyStartedFailure).
+pub fn schedule_exists(message: String) -> Status {
+    with_detail(
+        Code::AlreadyExists,
+        message,
+        "temporal.api.errordetails.v1.WorkflowExecutionAlreadyStartedFailure",
+        &details::WorkflowExecutionAlreadyStartedFailure::default(),
+    )
+}
+
 /// INVALID_ARGUMENT for a query the workflow failed; SDKs read the failure from the detail.
 pub fn query_failed(
     message: String,

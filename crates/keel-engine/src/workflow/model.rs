@@ -134,6 +134,12 @@ pub struct StartWorkflow {
     /// Set by a schedule's action: the schedule id, recorded on the run (and its chain).
     #[prost(string, tag = "19")]
     pub scheduled_by: String,
+    /// Set by a schedule's action: the last completed action's result and the failure of an
+    /// action that failed since (Temporal hands both to the next scheduled run).
+    #[prost(bytes = "vec", tag = "20")]
+    pub last_completion_result: Vec<u8>,
+    #[prost(bytes = "vec", tag = "21")]
+    pub continued_failure: Vec<u8>,
 }
 
 /// WorkflowIdConflictPolicy USE_EXISTING.

@@ -269,6 +269,12 @@ pub struct ScheduleRecord {
     /// Starts attempted so far (seeds the started runs' ids).
     #[prost(uint64, tag = "20")]
     pub starts: u64,
+    /// The last completed action's result, and the failure of the last failed action since
+    /// (cleared by a completion): handed to every start, as Temporal does.
+    #[prost(bytes = "vec", tag = "21")]
+    pub last_completion_result: Vec<u8>,
+    #[prost(bytes = "vec", tag = "22")]
+    pub continued_failure: Vec<u8>,
 }
 
 impl ScheduleRecord {
@@ -494,6 +500,16 @@ pub(super) fn on_run_closed<S: StateStore>(
         return Ok(()); // deleted since
     };
     let first = ms.chain_first_run_id().to_string();
+    // The close event is the run's last.
+    let last = super::apply::read_history(ctx.store, run, ms.next_event_id - 1, ms.next_event_id - 1)?;
+    match last.into_iter().next().and_then(|e| e.attributes) {
+        Some(Attributes::WorkflowExecutionCompleted(c)) => {
+            rec.last_completion_result = c.result;
+            rec.continued_failure.clear();
+        }
+        Some(Attributes::WorkflowExecutionFailed(f)) => rec.continued_failure = f.failure,
+        _ => {}
+    }
     for r in rec.recent.iter_mut() {
         if r.workflow_id == run.workflow_id && r.run_id == first {
             r.status = status as i32;
@@ -893,6 +909,8 @@ fn start_action<S: StateStore>(
     cmd.conflict_policy = 0;
     cmd.eager = false;
     cmd.scheduled_by = rec.schedule_id.clone();
+    cmd.last_completion_result = rec.last_completion_result.clone();
+    cmd.continued_failure = rec.continued_failure.clone();
     let out = super::start::start_workflow(ctx, &cmd)?;
     let Some(Outcome::Started(s)) = out.kind else {
         return Ok(());

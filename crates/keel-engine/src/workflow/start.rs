@@ -110,8 +110,8 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
                 super::cron::next_after(&c.cron_schedule, ctx.now_ms)
                     .map_or(0, |at| at.saturating_sub(ctx.now_ms))
             },
-            last_completion_result: Vec::new(),
-            continued_failure: Vec::new(),
+            last_completion_result: c.last_completion_result.clone(),
+            continued_failure: c.continued_failure.clone(),
             initiator: 0,
             retention_ms: namespace.retention_ms,
             parent: None,
