@@ -44,8 +44,9 @@ fn invalid(m: impl Into<String>) -> Status {
 }
 
 fn ts_ms(t: &Option<Timestamp>) -> u64 {
-    t.as_ref()
-        .map_or(0, |t| (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000)
+    t.as_ref().map_or(0, |t| {
+        (t.seconds.max(0) as u64) * 1000 + (t.nanos.max(0) as u64) / 1_000_000
+    })
 }
 
 fn to_range(r: &s::Range) -> spec::Range {
@@ -132,7 +133,8 @@ fn compile_spec(sp: &s::ScheduleSpec) -> Result<(s::ScheduleSpec, Spec), Status>
         norm.structured_calendar.push(calendar_from_text(c)?);
     }
     for c in &sp.exclude_calendar {
-        norm.exclude_structured_calendar.push(calendar_from_text(c)?);
+        norm.exclude_structured_calendar
+            .push(calendar_from_text(c)?);
     }
     for c in &sp.cron_string {
         let parsed = text::parse_cron(c).map_err(invalid)?;
@@ -169,11 +171,17 @@ fn compile_spec(sp: &s::ScheduleSpec) -> Result<(s::ScheduleSpec, Spec), Status>
         }
         let phase_ms = duration_ms(&i.phase);
         if phase_ms >= every_ms {
-            return Err(invalid("schedule interval phase must be less than the interval"));
+            return Err(invalid(
+                "schedule interval phase must be less than the interval",
+            ));
         }
         intervals.push(spec::Interval { every_ms, phase_ms });
     }
-    if sp.jitter.as_ref().is_some_and(|d| d.seconds < 0 || d.nanos < 0) {
+    if sp
+        .jitter
+        .as_ref()
+        .is_some_and(|d| d.seconds < 0 || d.nanos < 0)
+    {
         return Err(invalid("schedule jitter must not be negative"));
     }
     let engine = Spec {
@@ -212,10 +220,8 @@ fn definition(
     let mut norm = schedule.clone();
     let (norm_spec, engine_spec) = compile_spec(&schedule.spec.clone().unwrap_or_default())?;
     norm.spec = Some(norm_spec);
-    let Some(s::schedule_action::Action::StartWorkflow(mut info)) = schedule
-        .action
-        .as_ref()
-        .and_then(|a| a.action.clone())
+    let Some(s::schedule_action::Action::StartWorkflow(mut info)) =
+        schedule.action.as_ref().and_then(|a| a.action.clone())
     else {
         return Err(invalid("schedule action is required (start_workflow)"));
     };
@@ -239,9 +245,8 @@ fn definition(
     // Typed as Temporal stores them (each value's `type` metadata), so Describe shows the
     // types even of attributes the client sent untyped.
     if let Some(sa) = &info.search_attributes {
-        let typed =
-            wf::search::validate(&ns.search_attributes, &sa.encode_to_vec(), namespace)
-                .map_err(invalid)?;
+        let typed = wf::search::validate(&ns.search_attributes, &sa.encode_to_vec(), namespace)
+            .map_err(invalid)?;
         info.search_attributes = decoded::<SearchAttributes>(&typed);
     }
     norm.action = Some(s::ScheduleAction {
@@ -393,7 +398,9 @@ fn action_result(a: &sch::ActionResult) -> s::ScheduleActionResult {
 /// The schedule's next action times from `now_ms` (at most [`FUTURE_TIMES`], fewer when its
 /// remaining actions are fewer).
 fn future_times(rec: &ScheduleRecord, now_ms: u64) -> Vec<Timestamp> {
-    let Some(def) = &rec.def else { return Vec::new() };
+    let Some(def) = &rec.def else {
+        return Vec::new();
+    };
     let mut n = FUTURE_TIMES;
     if def.limited_actions {
         n = n.min(def.remaining_actions.max(0) as usize);

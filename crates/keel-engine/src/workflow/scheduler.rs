@@ -501,7 +501,8 @@ pub(super) fn on_run_closed<S: StateStore>(
     };
     let first = ms.chain_first_run_id().to_string();
     // The close event is the run's last.
-    let last = super::apply::read_history(ctx.store, run, ms.next_event_id - 1, ms.next_event_id - 1)?;
+    let last =
+        super::apply::read_history(ctx.store, run, ms.next_event_id - 1, ms.next_event_id - 1)?;
     match last.into_iter().next().and_then(|e| e.attributes) {
         Some(Attributes::WorkflowExecutionCompleted(c)) => {
             rec.last_completion_result = c.result;
