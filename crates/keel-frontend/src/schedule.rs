@@ -273,7 +273,7 @@ fn definition(
         ..Default::default()
     };
     let action = crate::service::start_command(&start)?;
-    let policies = schedule.policies.clone().unwrap_or_default();
+    let policies = schedule.policies.unwrap_or_default();
     if !(0..=6).contains(&policies.overlap_policy) {
         return Err(invalid(format!(
             "unknown schedule overlap policy {}",
