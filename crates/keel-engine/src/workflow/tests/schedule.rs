@@ -466,3 +466,171 @@ fn delete_removes_the_schedule_and_its_deadline_and_leaves_its_runs_alone() {
     h.complete_next_run();
     assert_eq!(h.state(&at(1), &run_id).status, RunStatus::Completed as i32);
 }
+
+/// xorshift64*: a seeded walk that replays exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Property: whatever order firings (stale and duplicate ones included), time jumps past the
+/// catch-up window, triggers and run completions or failures come in, a schedule starts at
+/// most one run per nominal time, keeps exactly one armed timer, and accounts for every spec
+/// time it passed exactly once: started, skipped, dropped, still buffered or missed.
+#[test]
+fn a_schedule_never_starts_two_runs_for_one_time_nor_loses_one() {
+    let policies = [
+        overlap::SKIP,
+        overlap::BUFFER_ONE,
+        overlap::BUFFER_ALL,
+        overlap::CANCEL_OTHER,
+        overlap::TERMINATE_OTHER,
+        overlap::ALLOW_ALL,
+    ];
+    // What the walks exercised, summed: each must have happened for the test to mean much.
+    let (mut stale, mut missed, mut skipped, mut started) = (0, 0, 0, 0);
+    for seed in 1..=60u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut h = Harness::new();
+        let policy = policies[(seed % policies.len() as u64) as usize];
+        let mut d = def(MIN, policy);
+        d.catchup_window_ms = 5 * MIN;
+        let created_at = h.now_ms;
+        h.create_schedule("p", d);
+        let mut fired: Vec<Deadline> = Vec::new();
+        let mut triggers = 0i64;
+        for step in 0..120 {
+            match rng.below(10) {
+                0..=2 => {
+                    // Time passes (sometimes beyond the catch-up window), then the timer
+                    // driver fires whatever is armed.
+                    h.now_ms += rng.below(8 * MIN);
+                    if let Some(d) = h.schedule("p").deadline {
+                        if d.fire_at_ms <= h.now_ms {
+                            let out = h.fire_with("p", &d);
+                            assert!(matches!(out, Outcome::Accepted(_)), "seed {seed}: {out:?}");
+                            fired.push(d);
+                        }
+                    }
+                }
+                3 if !fired.is_empty() => {
+                    // A stale or duplicate FireDeadline (a new leader re-proposing one).
+                    let d = fired[rng.below(fired.len() as u64) as usize].clone();
+                    let out = h.fire_with("p", &d);
+                    assert!(matches!(out, Outcome::NotFound(_)), "seed {seed}: {out:?}");
+                    stale += 1;
+                }
+                4 => {
+                    // A manual trigger at a time no spec time shares (half past a minute).
+                    triggers += 1;
+                    let at = (h.now_ms / MIN) * MIN + MIN / 2 + triggers as u64 * 1000;
+                    h.patch_schedule(
+                        "p",
+                        SchedulePatch {
+                            trigger: Some(TriggerNow {
+                                overlap_policy: overlap::ALLOW_ALL,
+                                scheduled_time_ms: at,
+                            }),
+                            ..Default::default()
+                        },
+                    );
+                }
+                _ => {
+                    // A worker finishes (or fails) the oldest queued workflow task.
+                    if let Some(task) = h.poll(TaskKind::Workflow) {
+                        let cmd = if rng.below(4) == 0 {
+                            WorkflowCommand {
+                                kind: Some(Cmd::FailWorkflow(FailWorkflow {
+                                    failure: b"boom".to_vec(),
+                                    ..Default::default()
+                                })),
+                            }
+                        } else {
+                            complete(b"done")
+                        };
+                        h.complete_wft(&token(&Some(task)), vec![cmd]);
+                    }
+                }
+            }
+            let rec = h.schedule("p");
+            let ctx = format!("seed {seed} step {step} policy {policy}");
+            // One run per workflow id, i.e. per nominal time.
+            let mut ids: Vec<&String> = rec.recent.iter().map(|r| &r.workflow_id).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), rec.recent.len(), "{ctx}: {:?}", rec.recent);
+            for r in &rec.recent {
+                let ckey = crate::keys::current_run(NS, &r.workflow_id);
+                let current: CurrentRun = prost::Message::decode(
+                    crate::ReadState::get(&h.store, &ckey)
+                        .unwrap()
+                        .unwrap()
+                        .as_slice(),
+                )
+                .unwrap();
+                assert_eq!(
+                    current.run_id, r.run_id,
+                    "{ctx}: a second run of {}",
+                    r.workflow_id
+                );
+            }
+            // Exactly the armed deadline is in the timers index.
+            assert_eq!(
+                h.schedule_timer_keys("p"),
+                usize::from(rec.deadline.is_some()),
+                "{ctx}"
+            );
+            // Every spec time passed is accounted for once.
+            let spec = rec.def.as_ref().unwrap().spec.clone().unwrap();
+            let passed = crate::schedule::spec::times_between(
+                &spec,
+                "p",
+                created_at,
+                rec.processed_until_ms,
+                usize::MAX,
+            )
+            .unwrap()
+            .len() as i64;
+            let manual_waiting = rec.buffered.iter().filter(|b| b.manual).count() as i64;
+            let scheduled_started = rec.action_count - (triggers - manual_waiting);
+            let accounted = scheduled_started
+                + rec.overlap_skipped
+                + rec.buffer_dropped
+                + (rec.buffered.len() as i64 - manual_waiting)
+                + rec.missed_catchup_window;
+            assert_eq!(accounted, passed, "{ctx}: {rec:?}");
+        }
+        let rec = h.schedule("p");
+        missed += rec.missed_catchup_window;
+        skipped += rec.overlap_skipped + rec.buffer_dropped;
+        started += rec.action_count;
+    }
+    assert!(
+        stale > 0 && missed > 0 && skipped > 0 && started > 0,
+        "stale {stale}, missed {missed}, skipped {skipped}, started {started}"
+    );
+}
+
+#[test]
+fn the_next_action_gets_the_last_completion_result() {
+    let mut h = Harness::new();
+    h.create_schedule("s", def(MIN, overlap::SKIP));
+    h.fire_schedule("s");
+    h.complete_next_run(); // completes with "done"
+    h.fire_schedule("s");
+    let second = h.schedule("s").recent[1].clone();
+    let started = h.history(&second.workflow_id, &second.run_id);
+    let Some(Attributes::WorkflowExecutionStarted(s)) = &started[0].attributes else {
+        panic!("{:?}", started[0])
+    };
+    assert_eq!(s.last_completion_result, b"done");
+}
