@@ -306,7 +306,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(n * ms))
 }
 
-fn proto_duration(d: Duration) -> keel_proto::prost_wkt_types::Duration {
+pub(crate) fn proto_duration(d: Duration) -> keel_proto::prost_wkt_types::Duration {
     keel_proto::prost_wkt_types::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
@@ -338,7 +338,7 @@ async fn channel(o: &ClientOpts, address: &str) -> anyhow::Result<Channel> {
         })
 }
 
-async fn workflow_client(o: &ClientOpts) -> anyhow::Result<WorkflowServiceClient<Conn>> {
+pub(crate) async fn workflow_client(o: &ClientOpts) -> anyhow::Result<WorkflowServiceClient<Conn>> {
     Ok(
         WorkflowServiceClient::with_interceptor(channel(o, &o.address).await?, api_key(o)?)
             .max_decoding_message_size(128 << 20),
@@ -346,7 +346,11 @@ async fn workflow_client(o: &ClientOpts) -> anyhow::Result<WorkflowServiceClient
 }
 
 /// An RPC error as the user should read it: what was not found, refused or unreachable.
-fn explain(status: tonic::Status, o: &ClientOpts, target: Option<&Target>) -> anyhow::Error {
+pub(crate) fn explain(
+    status: tonic::Status,
+    o: &ClientOpts,
+    target: Option<&Target>,
+) -> anyhow::Error {
     let message = status.message();
     match (status.code(), target) {
         (Code::Unauthenticated, _) if o.api_key.is_none() => {
@@ -394,7 +398,7 @@ fn explain(status: tonic::Status, o: &ClientOpts, target: Option<&Target>) -> an
     }
 }
 
-fn payloads(inputs: &[String]) -> anyhow::Result<Option<Payloads>> {
+pub(crate) fn payloads(inputs: &[String]) -> anyhow::Result<Option<Payloads>> {
     if inputs.is_empty() {
         return Ok(None);
     }
@@ -417,7 +421,11 @@ fn execution(t: &Target) -> Option<WorkflowExecution> {
 }
 
 /// A message as JSON, payloads decoded unless `--raw`.
-fn json<M: prost::Message>(o: &ClientOpts, full_name: &str, m: &M) -> anyhow::Result<Value> {
+pub(crate) fn json<M: prost::Message>(
+    o: &ClientOpts,
+    full_name: &str,
+    m: &M,
+) -> anyhow::Result<Value> {
     let mut v = protojson::to_json(full_name, m)?;
     if !o.raw {
         protojson::decode_payloads(&mut v);
@@ -425,7 +433,7 @@ fn json<M: prost::Message>(o: &ClientOpts, full_name: &str, m: &M) -> anyhow::Re
     Ok(v)
 }
 
-fn print_json(o: &ClientOpts, v: &Value) {
+pub(crate) fn print_json(o: &ClientOpts, v: &Value) {
     if o.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(v).expect("JSON prints"));
     } else {
@@ -434,7 +442,7 @@ fn print_json(o: &ClientOpts, v: &Value) {
 }
 
 /// Aligned columns; the last column is not padded.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -465,7 +473,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-fn s(v: &Value) -> String {
+pub(crate) fn s(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
@@ -474,7 +482,7 @@ fn s(v: &Value) -> String {
 }
 
 /// `WORKFLOW_EXECUTION_STATUS_RUNNING` → `Running`.
-fn status_name(v: &Value) -> String {
+pub(crate) fn status_name(v: &Value) -> String {
     let raw = s(v);
     let tail = raw
         .strip_prefix("WORKFLOW_EXECUTION_STATUS_")
@@ -876,7 +884,7 @@ pub async fn workflow(o: &ClientOpts, cmd: WorkflowCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn done(o: &ClientOpts, message: &str) {
+pub(crate) fn done(o: &ClientOpts, message: &str) {
     match o.output {
         Output::Table => println!("{message}"),
         _ => print_json(o, &serde_json::json!({"ok": true, "message": message})),
@@ -1319,7 +1327,7 @@ fn membership(o: &ClientOpts, message: &str, r: &admin::MembershipResponse) -> a
 }
 
 /// Who this CLI is in the histories it writes.
-fn identity() -> String {
+pub(crate) fn identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod node;
 pub mod protojson;
+pub mod schedule_cli;
 pub mod tls_certs;
 pub mod tls_server;
 pub mod unimplemented;

@@ -77,6 +77,13 @@ enum Cmd {
         #[command(subcommand)]
         cmd: NamespaceCmd,
     },
+    /// Schedules: create, list, describe, trigger, toggle (pause / unpause), backfill, delete.
+    Schedule {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: keel_server::schedule_cli::ScheduleCmd,
+    },
     /// Cluster operations: status, add-learner, promote, remove, snapshot, digest.
     Cluster {
         #[command(flatten)]
@@ -212,6 +219,9 @@ async fn run(cmd: Cmd) -> anyhow::Result<()> {
             client(keel_server::client_cli::namespace(&opts, cmd).await)
         }
         Cmd::Cluster { opts, cmd } => client(keel_server::client_cli::cluster(&opts, cmd).await),
+        Cmd::Schedule { opts, cmd } => {
+            client(keel_server::schedule_cli::schedule(&opts, cmd).await)
+        }
         Cmd::ApiKey {
             cmd: ApiKeyCmd::Create { name, namespaces },
         } => {

@@ -278,6 +278,14 @@ async fn temporal_http_api_routes_through_a_follower() -> anyhow::Result<()> {
     assert_eq!(code, 404);
     let (code, _) = call(http, "DELETE", &format!("{ns}/workflows/web-1"), None).await;
     assert_eq!(code, 405);
+    // Worker versioning is not built.
+    let (code, e) = call(http, "GET", &format!("{ns}/worker-deployments/d-1"), None).await;
+    assert_eq!(
+        (code, e["code"].clone()),
+        (501, json!(12)),
+        "an RPC Keel has not built: {e}"
+    );
+    // Schedules are routed too: a create without its schedule is Temporal's INVALID_ARGUMENT.
     let (code, e) = call(
         http,
         "POST",
@@ -286,9 +294,8 @@ async fn temporal_http_api_routes_through_a_follower() -> anyhow::Result<()> {
     )
     .await;
     assert_eq!(
-        (code, e["code"].clone()),
-        (501, json!(12)),
-        "an RPC Keel has not built: {e}"
+        (code, e["message"].clone()),
+        (400, json!("schedule is required"))
     );
 
     // Keel's cluster routes

@@ -1,4 +1,4 @@
-//! Every verb of the `keel` CLI (`workflow`, `namespace`, `cluster`, `completion`,
+//! Every verb of the `keel` CLI (`workflow`, `namespace`, `schedule`, `cluster`, `completion`,
 //! `--version`), run as the real binary against a 3-node in-process cluster whose workflows run
 //! on an official-SDK worker: the output names what it shows, JSON output parses, payloads are
 //! decoded (raw with `--raw`), and errors exit 1 naming the problem.
@@ -376,6 +376,123 @@ async fn every_cli_verb_against_a_cluster_with_an_sdk_worker() -> anyhow::Result
     assert_eq!(err.trim(), "keel: namespace nowhere not found");
     let err = fails(a, &["workflow", "list", "-n", "nowhere"]).await;
     assert!(err.contains("namespace nowhere not found"), "{err}");
+
+    // schedule
+    let out = ok(
+        a,
+        &[
+            "schedule",
+            "create",
+            "-s",
+            "cli-sched",
+            "--interval",
+            "1h",
+            "--type",
+            "order",
+            "-t",
+            "cli",
+            "-w",
+            "cli-sched-wf",
+            "-i",
+            "\"book\"",
+            "--paused",
+        ],
+    )
+    .await;
+    assert_eq!(out.trim(), "schedule cli-sched created");
+    let err = fails(
+        a,
+        &[
+            "schedule",
+            "create",
+            "-s",
+            "cli-sched",
+            "--cron",
+            "@daily",
+            "--type",
+            "order",
+            "-t",
+            "cli",
+            "-w",
+            "x",
+        ],
+    )
+    .await;
+    assert!(err.contains("already registered"), "{err}");
+    let err = fails(
+        a,
+        &[
+            "schedule",
+            "create",
+            "-s",
+            "bad",
+            "--cron",
+            "61 * * * *",
+            "--type",
+            "order",
+            "-t",
+            "cli",
+            "-w",
+            "x",
+        ],
+    )
+    .await;
+    assert!(err.contains("minute value 61 is out of range"), "{err}");
+    let out = ok(a, &["schedule", "list"]).await;
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("cli-sched") && l.contains("order") && l.contains("true")),
+        "{out}"
+    );
+    let out = ok(a, &["schedule", "trigger", "-s", "cli-sched"]).await;
+    assert_eq!(out.trim(), "schedule cli-sched triggered");
+    let out = ok(
+        a,
+        &[
+            "schedule",
+            "toggle",
+            "-s",
+            "cli-sched",
+            "--unpause",
+            "--reason",
+            "go",
+        ],
+    )
+    .await;
+    assert_eq!(out.trim(), "schedule cli-sched unpaused");
+    let out = ok(
+        a,
+        &[
+            "schedule",
+            "backfill",
+            "-s",
+            "cli-sched",
+            "--start-time",
+            "2020-01-01T00:00:00Z",
+            "--end-time",
+            "2020-01-01T02:00:00Z",
+            "--overlap-policy",
+            "allow-all",
+        ],
+    )
+    .await;
+    assert_eq!(out.trim(), "schedule cli-sched backfilled");
+    let described: Value = serde_json::from_str(
+        &ok(
+            a,
+            &["schedule", "describe", "-s", "cli-sched", "-o", "json"],
+        )
+        .await,
+    )?;
+    assert_eq!(described["info"]["actionCount"], "4", "{described}");
+    assert_eq!(described["schedule"]["state"]["notes"], "go");
+    let out = ok(a, &["schedule", "describe", "-s", "cli-sched"]).await;
+    assert!(out.contains("paused      false (go)"), "{out}");
+    assert!(out.contains("cli-sched-wf-2020-01-01T01:00:00Z"), "{out}");
+    let out = ok(a, &["schedule", "delete", "-s", "cli-sched"]).await;
+    assert_eq!(out.trim(), "schedule cli-sched deleted");
+    let err = fails(a, &["schedule", "describe", "-s", "cli-sched"]).await;
+    assert!(err.contains("schedule not found"), "{err}");
 
     // cluster
     let out = ok(a, &["cluster", "status"]).await;
