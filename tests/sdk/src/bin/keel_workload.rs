@@ -5,6 +5,9 @@
 //!
 //! - **W1**: a workflow running 10 activities one after another; closed loop with C clients
 //!   (C = 1, 16, 64), warm-up then a measured window; workflows/s and start→result latency.
+//! - **W1L**: W1 with 10 **local** activities (Temporal's analogue of an inline durable step,
+//!   the shape of the peer's `ctx.run` steps): the worker runs them inside the workflow task
+//!   and records each as a marker, so a workflow costs one or two workflow tasks.
 //! - **W2**: N workflows that each sleep durably 1 s, started as fast as possible; time until
 //!   all completed (from the first start to the last close) and timer lateness
 //!   (workflow time after the sleep − workflow time before − 1 s).
@@ -44,7 +47,8 @@ use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::runtime::PollerBehavior;
 use temporalio_sdk::{
-    ActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext, WorkflowResult,
+    ActivityOptions, LocalActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext,
+    WorkflowResult,
 };
 
 const QUEUE: &str = "bench";
@@ -58,6 +62,10 @@ struct Args {
     /// W1 concurrencies.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
+    /// Closed-loop workloads to run at each concurrency: `w1` (activities), `w1l` (local
+    /// activities).
+    #[arg(long, value_delimiter = ',', default_value = "w1,w1l")]
+    workloads: Vec<String>,
     /// Repetitions of every measurement (the table shows the median and [min..max]).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -106,6 +114,30 @@ impl BenchTen {
                     BenchSteps::step,
                     v,
                     ActivityOptions::start_to_close_timeout(Duration::from_secs(30)),
+                )
+                .await?;
+        }
+        Ok(v)
+    }
+}
+
+#[workflow]
+#[derive(Default)]
+pub struct BenchTenLocal;
+
+#[workflow_methods]
+impl BenchTenLocal {
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>, start: u32) -> WorkflowResult<u32> {
+        let mut v = start;
+        for _ in 0..10 {
+            v = ctx
+                .execute_local_activity(
+                    BenchSteps::step,
+                    v,
+                    LocalActivityOptions::builder()
+                        .start_to_close_timeout(Duration::from_secs(30))
+                        .build(),
                 )
                 .await?;
         }
@@ -419,6 +451,7 @@ impl RssSampler {
 
 #[derive(Serialize, Clone, Debug)]
 struct W1Result {
+    /// `W1` or `W1L`.
     workload: &'static str,
     nodes: usize,
     concurrency: usize,
@@ -463,6 +496,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 async fn w1(
     clients: &[Client],
     servers: &Servers,
+    local: bool,
     concurrency: usize,
     warmup: Duration,
     window: Duration,
@@ -481,16 +515,20 @@ async fn w1(
             while Instant::now() < end {
                 let id = format!("w1-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
                 let began = Instant::now();
-                let handle = client
-                    .start_workflow(
-                        BenchTen::run,
-                        0,
-                        WorkflowStartOptions::new(QUEUE, &id).build(),
-                    )
-                    .await?;
-                let v = handle
-                    .get_result(WorkflowGetResultOptions::default())
-                    .await?;
+                let options = WorkflowStartOptions::new(QUEUE, &id).build();
+                let v = if local {
+                    client
+                        .start_workflow(BenchTenLocal::run, 0, options)
+                        .await?
+                        .get_result(WorkflowGetResultOptions::default())
+                        .await?
+                } else {
+                    client
+                        .start_workflow(BenchTen::run, 0, options)
+                        .await?
+                        .get_result(WorkflowGetResultOptions::default())
+                        .await?
+                };
                 anyhow::ensure!(v == 10, "workflow {id} returned {v}");
                 let done = Instant::now();
                 finished.fetch_add(1, Ordering::Relaxed);
@@ -701,13 +739,17 @@ fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -> String {
     let mut out = String::from(
-        "| W1 | C | workflows/s | p50 ms | p99 ms | server RSS MiB (sum) | CPU ms/wf server + SDK | commit ms (cmds/entry) |\n|---|---|---|---|---|---|---|---|\n",
+        "| workload | C | workflows/s | p50 ms | p99 ms | server RSS MiB (sum) | CPU ms/wf server + SDK | commit ms (cmds/entry) |\n|---|---|---|---|---|---|---|---|\n",
     );
-    for &n in nodes {
-        for &c in cs {
+    for (w, &n, &c) in ["W1", "W1L"].iter().flat_map(|w| {
+        nodes
+            .iter()
+            .flat_map(move |n| cs.iter().map(move |c| (*w, n, c)))
+    }) {
+        {
             let rows: Vec<&W1Result> = w1s
                 .iter()
-                .filter(|r| r.nodes == n && r.concurrency == c)
+                .filter(|r| r.workload == w && r.nodes == n && r.concurrency == c)
                 .collect();
             if rows.is_empty() {
                 continue;
@@ -721,7 +763,7 @@ fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -
             let (commit, _, _) = median_range(rows.iter().map(|r| r.mean_commit_ms).collect());
             let (cpe, _, _) = median_range(rows.iter().map(|r| r.commands_per_entry).collect());
             out.push_str(&format!(
-                "| {n} node{} | {c} | {tput:.1} [{lo:.0}..{hi:.0}] | {p50:.1} | {p99:.1} | {rss:.0} | {scpu:.1} + {wcpu:.1} | {commit:.2} ({cpe:.1}) |\n",
+                "| {w} {n} node{} | {c} | {tput:.1} [{lo:.0}..{hi:.0}] | {p50:.1} | {p99:.1} | {rss:.0} | {scpu:.1} + {wcpu:.1} | {commit:.2} ({cpe:.1}) |\n",
                 if n == 1 { "" } else { "s" }
             ));
         }
@@ -762,6 +804,17 @@ async fn main() -> anyhow::Result<()> {
         "none" => GrpcCompression::None,
         other => anyhow::bail!("--grpc-compression must be gzip or none, not {other:?}"),
     };
+    let workloads: Vec<&'static str> = args
+        .workloads
+        .iter()
+        .map(|w| match w.as_str() {
+            "w1" => Ok("W1"),
+            "w1l" => Ok("W1L"),
+            other => Err(anyhow::anyhow!(
+                "--workloads takes w1 and w1l, not {other:?}"
+            )),
+        })
+        .collect::<anyhow::Result<_>>()?;
     let mut json = std::fs::File::create(&args.json)
         .with_context(|| format!("creating {}", args.json.display()))?;
     let mut w1s = Vec::new();
@@ -774,6 +827,7 @@ async fn main() -> anyhow::Result<()> {
         let runtime = Runtime::from_current_tokio(Default::default())?;
         let options = WorkerOptions::new(QUEUE)
             .register_workflow::<BenchTen>()?
+            .register_workflow::<BenchTenLocal>()?
             .register_workflow::<BenchSleep>()?
             .register_activities(BenchSteps)
             // W2 keeps 10,000 runs open at once: cache them all (the default, 1,000, would
@@ -790,17 +844,21 @@ async fn main() -> anyhow::Result<()> {
                 trace_one(&clients[0]).await?;
             }
             for run in 1..=args.runs {
-                for &c in &args.concurrency {
+                for (workload, &c) in workloads
+                    .iter()
+                    .flat_map(|w| args.concurrency.iter().map(move |c| (*w, c)))
+                {
                     let (completed, tput, p50, p99, rss, costs) = w1(
                         &clients,
                         &servers,
+                        workload == "W1L",
                         c,
                         Duration::from_secs(args.warmup_secs),
                         Duration::from_secs(args.window_secs),
                     )
                     .await?;
                     let r = W1Result {
-                        workload: "W1",
+                        workload,
                         nodes,
                         concurrency: c,
                         run,
