@@ -12,7 +12,7 @@
 # root. Raw JSON lines and the table go to tests/sdk/results/same-run-<date>/.
 #
 # Knobs: ROUNDS=2, NODES=3 (1 or 3), CONCURRENCIES="1 16 64", DURATION=20, WARMUP=3,
-# W2_N=10000, RESTATE_DIR=<repo>/../shared/bench/restate, BENCH_ROOT=/tmp/restate-bench.
+# W2_N=10000, RESTATE_DIR=<repo>/../shared/bench/restate, BENCH_ROOT=/var/tmp/restate-bench.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 root=$(pwd)
@@ -23,7 +23,7 @@ DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
 W2_N=${W2_N:-10000}
 RESTATE_DIR=${RESTATE_DIR:-$root/../shared/bench/restate}
-export BENCH_ROOT=${BENCH_ROOT:-/tmp/restate-bench}
+export BENCH_ROOT=${BENCH_ROOT:-/var/tmp/restate-bench}
 out="$root/tests/sdk/results/same-run-$(date +%F)"
 mkdir -p "$out"
 case "$NODES" in 1) topo=single ;; 3) topo=cluster ;; *) echo "NODES must be 1 or 3" >&2; exit 2 ;; esac
@@ -51,6 +51,7 @@ for round in $(seq 1 "$ROUNDS"); do
       REPS=1 DURATION=$DURATION WARMUP=$WARMUP CONCURRENCIES=$CONCURRENCIES \
         W1_TOPOLOGIES=$topo W2_TOPOLOGIES=$topo W2_N=$W2_N RESULTS_DIR="$out/restate-r$round" \
         bash "$RESTATE_DIR/run_bench.sh" > "$out/restate-r$round.log" 2>&1
+      rm -f "$out/restate-r$round"/*-n1.log   # the server logs: not results
     fi
   done
 done
