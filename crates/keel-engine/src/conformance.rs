@@ -124,12 +124,14 @@ pub fn run_workflow_scenario(
                 start_to_close_timeout_ms: 5_000,
                 ..Default::default()
             })),
+            user_metadata: Vec::new(),
         },
         WorkflowCommand {
             kind: Some(Cmd::StartTimer(StartTimer {
                 timer_id: "t".into(),
                 start_to_fire_timeout_ms: 100,
             })),
+            user_metadata: Vec::new(),
         },
     ];
     step(
@@ -223,6 +225,7 @@ pub fn run_workflow_scenario(
                         result: b"done".to_vec(),
                         next_run_id: String::new(),
                     })),
+                    user_metadata: Vec::new(),
                 }],
                 sdk_metadata: vec![],
                 sticky_queue: String::new(),

@@ -63,6 +63,7 @@ pub fn describe_execution(ms: &wf::MutableState) -> api::DescribeWorkflowExecuti
             }),
             workflow_run_timeout: (ms.run_timeout_ms > 0).then(|| duration(ms.run_timeout_ms)),
             default_workflow_task_timeout: Some(duration(ms.workflow_task_timeout_ms)),
+            user_metadata: decoded(&ms.user_metadata),
             ..Default::default()
         }),
         workflow_execution_info: Some(WorkflowExecutionInfo {

@@ -101,6 +101,7 @@ pub fn to_temporal(e: &wf::HistoryEvent, run: &wf::RunKey) -> h::HistoryEvent {
         event_time: Some(timestamp(e.event_time_ms)),
         event_type: event_type as i32,
         attributes,
+        user_metadata: decoded(&e.user_metadata),
         ..Default::default()
     }
 }
@@ -763,6 +764,7 @@ mod tests {
                 attempt: 1,
                 ..Default::default()
             })),
+            user_metadata: Vec::new(),
         };
         let t = to_temporal(
             &e,

@@ -286,6 +286,7 @@ pub(crate) fn start_command(
         scheduled_by: String::new(),
         last_completion_result: Vec::new(),
         continued_failure: Vec::new(),
+        user_metadata: encoded(&r.user_metadata),
     })
 }
 

@@ -856,7 +856,10 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
             attributes = ?attributes_type(a),
             "a command's attributes belong to another command type"
         );
-        return wf::WorkflowCommand { kind: None };
+        return wf::WorkflowCommand {
+            kind: None,
+            user_metadata: Vec::new(),
+        };
     }
     if let Some((cause, message)) = c.attributes.as_ref().and_then(oversized) {
         return wf::WorkflowCommand {
@@ -865,6 +868,7 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
                 message: message.to_string(),
                 terminate: true,
             })),
+            user_metadata: Vec::new(),
         };
     }
     let kind = match &c.attributes {
@@ -988,7 +992,10 @@ pub fn convert_command(c: &Command) -> wf::WorkflowCommand {
         )),
         None => None,
     };
-    wf::WorkflowCommand { kind }
+    wf::WorkflowCommand {
+        kind,
+        user_metadata: encoded(&c.user_metadata),
+    }
 }
 
 /// ContinueAsNewWorkflowExecution with a fresh run id for the next run.

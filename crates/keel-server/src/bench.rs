@@ -247,7 +247,10 @@ impl Driver {
                 Kind::CompleteWorkflowTask(wf::CompleteWorkflowTask {
                     token: self.token.clone(),
                     identity: "bench".into(),
-                    commands: vec![wf::WorkflowCommand { kind: Some(cmd) }],
+                    commands: vec![wf::WorkflowCommand {
+                        kind: Some(cmd),
+                        user_metadata: Vec::new(),
+                    }],
                     sdk_metadata: vec![],
                     sticky_queue: String::new(),
                     ..Default::default()

@@ -629,7 +629,10 @@ async fn run_workflow_through(
         let out = one(Kind::CompleteWorkflowTask(w::CompleteWorkflowTask {
             token: Some(wft),
             identity: "test".into(),
-            commands: vec![w::WorkflowCommand { kind: Some(cmd) }],
+            commands: vec![w::WorkflowCommand {
+                kind: Some(cmd),
+                user_metadata: Vec::new(),
+            }],
             sdk_metadata: vec![],
             sticky_queue: String::new(),
             ..Default::default()

@@ -156,6 +156,9 @@ pub(super) struct Ctx<'a, S: StateStore> {
     pub store: &'a mut S,
     pub now_ms: u64,
     pub effects: &'a mut Vec<Effect>,
+    /// `UserMetadata` for the next event [`Ctx::append`] writes (a start's or a command's;
+    /// set just before it is applied, cleared after).
+    pub next_user_metadata: Vec<u8>,
 }
 
 pub(super) fn decode<M: Message + Default>(key: &[u8], bytes: &[u8]) -> Result<M> {
@@ -282,6 +285,7 @@ pub(super) fn transient_events(ms: &MutableState, task: &WorkflowTaskInfo) -> Ve
             start_to_close_timeout_ms: ms.workflow_task_timeout_ms,
             attempt: task.attempt,
         })),
+        user_metadata: Vec::new(),
     }];
     if task.started_event_id != 0 {
         events.push(HistoryEvent {
@@ -292,6 +296,7 @@ pub(super) fn transient_events(ms: &MutableState, task: &WorkflowTaskInfo) -> Ve
                 &task.started_identity,
                 &task.started_request_id,
             ))),
+            user_metadata: Vec::new(),
         });
     }
     events
@@ -326,8 +331,9 @@ impl<S: StateStore> Ctx<'_, S> {
     /// Appends an event to history now (no buffering); returns its id. A transient workflow
     /// task's events are written first, so the ids handed out with it stay true.
     pub fn append(&mut self, ms: &mut MutableState, attributes: Attributes) -> i64 {
+        let user_metadata = std::mem::take(&mut self.next_user_metadata);
         self.write_transient_task(ms);
-        self.append_at(ms, attributes, self.now_ms)
+        self.append_at(ms, attributes, self.now_ms, user_metadata)
     }
 
     /// Ends a transient attempt that failed or timed out: nothing is written (held-back
@@ -354,17 +360,25 @@ impl<S: StateStore> Ctx<'_, S> {
                 ms,
                 event.attributes.expect("transient events have attributes"),
                 event.event_time_ms,
+                Vec::new(),
             );
             debug_assert_eq!(id, event.event_id, "a transient task's ids are kept");
         }
     }
 
-    fn append_at(&mut self, ms: &mut MutableState, attributes: Attributes, time_ms: u64) -> i64 {
+    fn append_at(
+        &mut self,
+        ms: &mut MutableState,
+        attributes: Attributes,
+        time_ms: u64,
+        user_metadata: Vec<u8>,
+    ) -> i64 {
         let run = ms.run.clone().expect("mutable state names its run");
         let event = HistoryEvent {
             event_id: ms.next_event_id,
             event_time_ms: time_ms,
             attributes: Some(attributes),
+            user_metadata,
         };
         let key = keys::history_event(
             &run.namespace,
@@ -406,6 +420,7 @@ impl<S: StateStore> Ctx<'_, S> {
                 event_id: 0,
                 event_time_ms: self.now_ms,
                 attributes: Some(attributes),
+                user_metadata: Vec::new(),
             });
         } else {
             self.append(ms, attributes);
@@ -748,6 +763,7 @@ pub fn apply(
         store,
         now_ms,
         effects,
+        next_user_metadata: Vec::new(),
     };
     let effects_from = ctx.effects.len();
     let out = dispatch(&mut ctx, cmd)?;

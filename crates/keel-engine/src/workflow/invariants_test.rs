@@ -184,7 +184,10 @@ impl World {
                             ..Default::default()
                         }),
                     };
-                    commands.push(WorkflowCommand { kind: Some(cmd) });
+                    commands.push(WorkflowCommand {
+                        kind: Some(cmd),
+                        user_metadata: Vec::new(),
+                    });
                 }
                 // Some tasks also upsert a predefined search attribute (no registry needed)
                 // or, failing the task, nothing.
@@ -197,6 +200,7 @@ impl World {
                                 change_version(rng.below(3))
                             },
                         })),
+                        user_metadata: Vec::new(),
                     });
                 }
                 // Answers for most queries that went out with this task, and for a random
@@ -288,6 +292,7 @@ impl World {
                         if !matches!(body, update_message::Body::Reject(_)) {
                             commands.push(WorkflowCommand {
                                 kind: Some(Cmd::ProtocolMessage(message_id.clone())),
+                                user_metadata: Vec::new(),
                             });
                         }
                         messages.push(UpdateMessage {

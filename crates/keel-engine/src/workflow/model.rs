@@ -140,6 +140,9 @@ pub struct StartWorkflow {
     pub last_completion_result: Vec<u8>,
     #[prost(bytes = "vec", tag = "21")]
     pub continued_failure: Vec<u8>,
+    /// Encoded Temporal `UserMetadata` (static summary and details) of the start.
+    #[prost(bytes = "vec", tag = "22")]
+    pub user_metadata: Vec<u8>,
 }
 
 /// WorkflowIdConflictPolicy USE_EXISTING.
@@ -584,6 +587,10 @@ pub struct WorkflowCommand {
         tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17"
     )]
     pub kind: Option<workflow_command::Kind>,
+    /// Encoded Temporal `UserMetadata` of the command: stored on the first event it writes.
+    /// (Tag 100: the oneof's tags grow from 1.)
+    #[prost(bytes = "vec", tag = "100")]
+    pub user_metadata: Vec<u8>,
 }
 
 pub mod workflow_command {
@@ -1047,6 +1054,10 @@ pub struct HistoryEvent {
     pub event_id: i64,
     #[prost(uint64, tag = "2")]
     pub event_time_ms: u64,
+    /// Encoded Temporal `UserMetadata` (summary, details) of the start or command that wrote
+    /// the event; empty when none.
+    #[prost(bytes = "vec", tag = "3")]
+    pub user_metadata: Vec<u8>,
     #[prost(
         oneof = "Attributes",
         tags = "10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 52"
@@ -1947,6 +1958,9 @@ pub struct MutableState {
     /// The schedule that started this run's chain (notified when the chain closes).
     #[prost(string, tag = "43")]
     pub scheduled_by: String,
+    /// Encoded Temporal `UserMetadata` of the start (Describe's static summary and details).
+    #[prost(bytes = "vec", tag = "44")]
+    pub user_metadata: Vec<u8>,
 }
 
 /// A child a run started that has not closed yet.

@@ -85,7 +85,9 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             run.run_id
         ))));
     }
-    let ms = create_run(
+    // The start's metadata goes on WorkflowExecutionStarted, create_run's first event.
+    ctx.next_user_metadata.clone_from(&c.user_metadata);
+    let created = create_run(
         ctx,
         NewRun {
             first_execution_run_id: run.run_id.clone(),
@@ -122,7 +124,10 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
             cron_schedule: c.cron_schedule.clone(),
             scheduled_by: c.scheduled_by.clone(),
         },
-    )?;
+    );
+    ctx.next_user_metadata.clear();
+    let mut ms = created?;
+    ms.user_metadata.clone_from(&c.user_metadata);
     Ok(Begin::Created(ms))
 }
 

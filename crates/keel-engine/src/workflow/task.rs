@@ -541,22 +541,18 @@ pub(super) fn complete_workflow_task<S: StateStore>(
     let mut needs_task = false;
     let mut eager = Vec::new();
     let mut processed: Vec<&str> = Vec::new();
-    for cmd in commands {
+    for (cmd, user_metadata) in commands
+        .into_iter()
+        .zip(c.commands.iter().map(|c| &c.user_metadata))
+    {
         if !is_running(&ms) {
             break; // nothing follows a close command
         }
-        if let Cmd::ScheduleActivity(n) = cmd {
-            eager.extend(activity::schedule(ctx, &mut ms, n, wtc)?);
-            continue;
-        }
-        if let Cmd::ProtocolMessage(id) = &cmd {
-            if let Some(m) = c.messages.iter().find(|m| &m.message_id == id) {
-                super::update::process(ctx, &mut ms, m)?;
-                processed.push(&m.message_id);
-            }
-            continue;
-        }
-        needs_task |= apply_command(ctx, &mut ms, cmd, wtc, &c.identity)?;
+        // The command's first event carries its metadata; nothing else may.
+        ctx.next_user_metadata.clone_from(user_metadata);
+        let applied = apply_one(ctx, &mut ms, cmd, wtc, c, &mut eager, &mut processed);
+        ctx.next_user_metadata.clear();
+        needs_task |= applied?;
     }
     // Messages no command placed (rejections, above all) come after every command.
     for m in &c.messages {
@@ -627,6 +623,34 @@ pub(super) fn complete_workflow_task<S: StateStore>(
         activities: started,
         workflow_task,
     })))
+}
+
+/// One command of a completion: activities (which may start eagerly) and protocol messages
+/// (processed in command order) here, the rest by [`apply_command`]. Returns whether the run
+/// needs a new workflow task.
+fn apply_one<'c, S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    ms: &mut MutableState,
+    cmd: Cmd,
+    wtc: i64,
+    c: &'c CompleteWorkflowTask,
+    eager: &mut Vec<i64>,
+    processed: &mut Vec<&'c str>,
+) -> Result<bool> {
+    match cmd {
+        Cmd::ScheduleActivity(n) => {
+            eager.extend(activity::schedule(ctx, ms, n, wtc)?);
+            Ok(false)
+        }
+        Cmd::ProtocolMessage(id) => {
+            if let Some(m) = c.messages.iter().find(|m| m.message_id == id) {
+                super::update::process(ctx, ms, m)?;
+                processed.push(&m.message_id);
+            }
+            Ok(false)
+        }
+        cmd => apply_command(ctx, ms, cmd, wtc, &c.identity),
+    }
 }
 
 /// Writes one validated command's event(s); returns whether a new workflow task is needed.

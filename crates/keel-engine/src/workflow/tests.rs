@@ -43,6 +43,7 @@ fn activity(id: &str) -> WorkflowCommand {
             start_to_close_timeout_ms: 5_000,
             ..Default::default()
         })),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -52,6 +53,7 @@ fn timer(id: &str, ms: u64) -> WorkflowCommand {
             timer_id: id.into(),
             start_to_fire_timeout_ms: ms,
         })),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -61,6 +63,7 @@ fn complete(result: &[u8]) -> WorkflowCommand {
             result: result.to_vec(),
             next_run_id: String::new(),
         })),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -700,6 +703,7 @@ fn an_activity_without_timeouts_fails_the_task_with_bad_attributes() {
             activity_type: "t".into(),
             ..Default::default()
         })),
+        user_metadata: Vec::new(),
     };
     assert!(matches!(
         h.complete_wft(&token(&wft), vec![bad]),
@@ -728,6 +732,7 @@ fn an_unsupported_command_fails_the_task_naming_it_and_applies_nothing() {
         kind: Some(Cmd::Unsupported(
             "CONTINUE_AS_NEW_WORKFLOW_EXECUTION".into(),
         )),
+        user_metadata: Vec::new(),
     };
     match h.complete_wft(&token(&wft), vec![activity("a1"), unsupported]) {
         Outcome::InvalidArgument(m) => assert_eq!(
@@ -868,6 +873,7 @@ fn every_event_kind_survives_encoding_even_with_default_fields() {
             event_id: 0,
             event_time_ms: 0,
             attributes: Some(a.clone()),
+            user_metadata: Vec::new(),
         };
         let back = HistoryEvent::decode(e.encode_to_vec().as_slice()).unwrap();
         assert_eq!(back.attributes, Some(a));
@@ -932,6 +938,7 @@ fn every_command_kind_survives_encoding_even_with_default_fields() {
     ] {
         let c = WorkflowCommand {
             kind: Some(k.clone()),
+            user_metadata: Vec::new(),
         };
         assert_eq!(
             WorkflowCommand::decode(c.encode_to_vec().as_slice())
@@ -1012,6 +1019,7 @@ fn activity_with(id: &str, f: impl FnOnce(&mut ScheduleActivity)) -> WorkflowCom
     f(&mut a);
     WorkflowCommand {
         kind: Some(Cmd::ScheduleActivity(a)),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -1220,6 +1228,7 @@ fn heartbeats_keep_details_across_a_retry_and_carry_cancel_requests() {
         kind: Some(Cmd::RequestCancelActivity(RequestCancelActivity {
             scheduled_event_id: 6,
         })),
+        user_metadata: Vec::new(),
     };
     assert!(matches!(
         h.complete_wft(&token(&wft), vec![cancel_b]),
@@ -1272,6 +1281,7 @@ fn canceling_an_activity_that_never_started_cancels_it_at_once() {
         kind: Some(Cmd::RequestCancelActivity(RequestCancelActivity {
             scheduled_event_id: 5,
         })),
+        user_metadata: Vec::new(),
     };
     h.complete_wft(&token(&wft), vec![cancel]);
     assert_eq!(
@@ -1374,6 +1384,7 @@ fn a_cancel_request_leads_to_canceled_and_is_idempotent() {
         kind: Some(Cmd::CancelWorkflow(CancelWorkflow {
             details: b"d".to_vec(),
         })),
+        user_metadata: Vec::new(),
     };
     h.complete_wft(&token(&wft), vec![cw]);
     assert_eq!(
@@ -1698,6 +1709,7 @@ fn a_timer_can_be_canceled() {
     let pending = h.state("wf", "r1").timers[0].timer_id.clone();
     let cancel = WorkflowCommand {
         kind: Some(Cmd::CancelTimer(CancelTimer { timer_id: pending })),
+        user_metadata: Vec::new(),
     };
     assert!(matches!(
         h.complete_wft(&token(&wft), vec![cancel]),
@@ -2372,4 +2384,38 @@ fn a_zero_duration_timer_is_started_and_fires_at_once() {
         Outcome::Accepted(_)
     ));
     assert!(h.types("wf", "r1").contains(&"TimerFired"));
+}
+
+#[test]
+fn user_metadata_of_the_start_and_of_each_command_lands_on_its_first_event_only() {
+    let mut h = Harness::new();
+    h.apply(Kind::StartWorkflow(StartWorkflow {
+        run: Some(run_key("wf", "r1")),
+        workflow_type: "hello".into(),
+        task_queue: TQ.into(),
+        user_metadata: b"start-summary".to_vec(),
+        ..Default::default()
+    }));
+    let d = h.poll(TaskKind::Workflow);
+    let mut with_summary = timer("t1", 1_000);
+    with_summary.user_metadata = b"timer-summary".to_vec();
+    // An activity without metadata after it: nothing of the timer's leaks onto it.
+    h.complete_wft(&token(&d), vec![with_summary, activity("a1")]);
+    let history = h.history("wf", "r1");
+    let meta: Vec<(&str, &[u8])> = history
+        .iter()
+        .map(|e| (e.event_type(), e.user_metadata.as_slice()))
+        .collect();
+    assert_eq!(
+        meta,
+        vec![
+            ("WorkflowExecutionStarted", &b"start-summary"[..]),
+            ("WorkflowTaskScheduled", &b""[..]),
+            ("WorkflowTaskStarted", &b""[..]),
+            ("WorkflowTaskCompleted", &b""[..]),
+            ("TimerStarted", &b"timer-summary"[..]),
+            ("ActivityTaskScheduled", &b""[..]),
+        ]
+    );
+    assert_eq!(h.state("wf", "r1").user_metadata, b"start-summary");
 }

@@ -15,6 +15,7 @@ fn start_child(wf: &str, run: &str, policy: ParentClosePolicy) -> WorkflowComman
             new_run_id: run.into(),
             ..Default::default()
         })),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -151,6 +152,7 @@ fn a_failed_child_is_recorded_as_failed_and_a_canceled_one_as_canceled() {
             failure: b"boom".to_vec(),
             ..Default::default()
         })),
+        user_metadata: Vec::new(),
     };
     h.complete_wft(&token(&c), vec![fail]);
     h.apply(Kind::TerminateWorkflow(TerminateWorkflow {
@@ -242,6 +244,7 @@ fn child_with(wf: &str, run: &str, f: impl FnOnce(&mut StartChildWorkflow)) -> W
     f(&mut c);
     WorkflowCommand {
         kind: Some(Cmd::StartChildWorkflow(c)),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -273,6 +276,7 @@ fn a_child_with_a_retry_policy_is_retried_and_its_parent_sees_only_the_last_atte
                 non_retryable: false,
                 next_run_id: "c2".into(),
             })),
+            user_metadata: Vec::new(),
         }],
     );
     assert!(matches!(out, Outcome::Accepted(_)), "{out:?}");
@@ -336,6 +340,7 @@ fn a_cron_child_waits_for_its_schedule_and_a_bad_schedule_fails_the_parent_task(
                     message: "MaximumAttempts cannot be negative on retry policy.".into(),
                     terminate: false,
                 })),
+                user_metadata: Vec::new(),
             },
             WorkflowTaskFailedCause::BadStartChildExecutionAttributes,
             "MaximumAttempts cannot be negative on retry policy.",

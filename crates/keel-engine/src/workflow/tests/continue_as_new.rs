@@ -11,6 +11,7 @@ fn continue_as(run: &str, f: impl FnOnce(&mut ContinueAsNew)) -> WorkflowCommand
     f(&mut c);
     WorkflowCommand {
         kind: Some(Cmd::ContinueAsNew(c)),
+        user_metadata: Vec::new(),
     }
 }
 

@@ -10,6 +10,7 @@ fn signal_external(wf: &str, name: &str) -> WorkflowCommand {
             input: b"hi".to_vec(),
             ..Default::default()
         })),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -20,6 +21,7 @@ fn cancel_external(wf: &str) -> WorkflowCommand {
             reason: "enough".into(),
             ..Default::default()
         })),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -107,6 +109,7 @@ fn a_cancel_request_reaches_the_target_and_child_only_spares_a_stranger() {
             child_workflow_only: true,
             ..Default::default()
         })),
+        user_metadata: Vec::new(),
     };
     h.send(vec![cancel_external("target"), only_children]);
     let types = h.types("src", "s1");

@@ -91,6 +91,7 @@ fn a_command_past_the_blob_limit_fails_its_task_and_terminates_the_run() {
                     message: message.into(),
                     terminate: true,
                 })),
+                user_metadata: Vec::new(),
             },
         ],
     );

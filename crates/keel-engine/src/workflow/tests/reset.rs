@@ -137,6 +137,7 @@ fn a_point_that_is_not_a_finished_task_or_leaves_a_child_running_is_refused_by_n
                 new_run_id: "kid-1".into(),
                 ..Default::default()
             })),
+            user_metadata: Vec::new(),
         }],
     );
     h.signal("sig-3");

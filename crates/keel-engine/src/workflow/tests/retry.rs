@@ -10,6 +10,7 @@ fn fail(next: &str, failure_type: &str) -> WorkflowCommand {
             non_retryable: false,
             next_run_id: next.into(),
         })),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -240,6 +241,7 @@ fn a_cron_workflow_runs_at_each_scheduled_time_and_carries_its_last_result() {
                 result: b"first".to_vec(),
                 next_run_id: "r2".into(),
             })),
+            user_metadata: Vec::new(),
         }],
     );
     let Attributes::WorkflowExecutionCompleted(c) = h.close_event("r1") else {

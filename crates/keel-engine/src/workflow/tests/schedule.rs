@@ -395,6 +395,7 @@ fn a_failed_run_pauses_a_schedule_that_asks_for_it() {
                 failure: b"boom".to_vec(),
                 ..Default::default()
             })),
+            user_metadata: Vec::new(),
         }],
     );
     let rec = h.schedule("s");
@@ -553,6 +554,7 @@ fn a_schedule_never_starts_two_runs_for_one_time_nor_loses_one() {
                                     failure: b"boom".to_vec(),
                                     ..Default::default()
                                 })),
+                                user_metadata: Vec::new(),
                             }
                         } else {
                             complete(b"done")

@@ -75,6 +75,7 @@ fn upsert(sa: Vec<u8>) -> WorkflowCommand {
         kind: Some(Cmd::UpsertSearchAttributes(UpsertSearchAttributes {
             search_attributes: sa,
         })),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -193,6 +194,7 @@ fn upserts_and_memo_changes_write_events_state_and_the_visibility_row() {
                 kind: Some(Cmd::ModifyProperties(ModifyProperties {
                     upserted_memo: map(&[("note", null()), ("next", json("2"))]),
                 })),
+                user_metadata: Vec::new(),
             },
         ],
     );
@@ -231,6 +233,7 @@ fn upserts_and_memo_changes_write_events_state_and_the_visibility_row() {
                 new_run_id: "r2".into(),
                 ..Default::default()
             })),
+            user_metadata: Vec::new(),
         }],
     );
     let next = h.state("wf", "r2");

@@ -48,6 +48,7 @@ fn reject(id: &str) -> UpdateMessage {
 fn protocol(m: &UpdateMessage) -> WorkflowCommand {
     WorkflowCommand {
         kind: Some(Cmd::ProtocolMessage(m.message_id.clone())),
+        user_metadata: Vec::new(),
     }
 }
 
@@ -322,6 +323,7 @@ fn a_bad_update_message_fails_the_task_with_its_cause() {
         &retry,
         vec![WorkflowCommand {
             kind: Some(Cmd::ProtocolMessage("nope".into())),
+            user_metadata: Vec::new(),
         }],
         vec![],
     );
