@@ -242,11 +242,11 @@ pub(crate) fn start_command(
             )));
         }
     }
-    // FAIL (the default) and USE_EXISTING; terminating the running run is not built.
-    if r.workflow_id_conflict_policy == 3 {
-        return Err(Status::invalid_argument(
-            "workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING is not supported by this server yet",
-        ));
+    if !(0..=3).contains(&r.workflow_id_conflict_policy) {
+        return Err(Status::invalid_argument(format!(
+            "unknown workflow_id_conflict_policy {}",
+            r.workflow_id_conflict_policy
+        )));
     }
     if r.workflow_start_delay
         .as_ref()
@@ -849,7 +849,13 @@ impl WorkflowService for Frontend {
         crate::validate::signal_name(&r.signal_name)?;
         crate::validate::blob(&r.signal_input)?;
         // A running run is signalled (USE_EXISTING, the default); FAIL is not a valid choice
-        // for signal-with-start in Temporal, and TERMINATE_EXISTING is not built.
+        // for signal-with-start in Temporal, and terminating the running run (conflict policy
+        // TERMINATE_EXISTING, reuse policy TERMINATE_IF_RUNNING) is not built for it.
+        if r.workflow_id_reuse_policy == 4 {
+            return Err(Status::invalid_argument(
+                "workflow_id_reuse_policy WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING is not supported by SignalWithStartWorkflowExecution on this server yet",
+            ));
+        }
         match r.workflow_id_conflict_policy {
             0 | 2 => {}
             1 => {
@@ -859,7 +865,7 @@ impl WorkflowService for Frontend {
             }
             _ => {
                 return Err(Status::invalid_argument(
-                    "workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING is not supported by this server yet",
+                    "workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING is not supported by SignalWithStartWorkflowExecution on this server yet",
                 ))
             }
         }
@@ -1401,9 +1407,11 @@ mod tests {
             Some("priority is not supported by this server yet")
         );
         assert_eq!(refused(&|r| r.priority = Some(Priority::default())), None);
+        // TERMINATE_EXISTING is built; an unknown policy is refused.
+        assert_eq!(refused(&|r| r.workflow_id_conflict_policy = 3), None);
         assert_eq!(
-            refused(&|r| r.workflow_id_conflict_policy = 3).as_deref(),
-            Some("workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING is not supported by this server yet")
+            refused(&|r| r.workflow_id_conflict_policy = 9).as_deref(),
+            Some("unknown workflow_id_conflict_policy 9")
         );
         let ok = start_command(&{
             let mut r = named_type.clone();

@@ -70,7 +70,13 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
                 eager_task: None,
             }))));
         }
-        if reuse_refused(&current, c.id_reuse_policy) {
+        let terminate_existing = c.conflict_policy == CONFLICT_TERMINATE_EXISTING
+            || c.id_reuse_policy == IdReusePolicy::TerminateIfRunning as i32;
+        // (Never for a run id in use: that start is refused below, terminating nothing.)
+        let fresh = crate::workflow::read_mutable_state(ctx.store, &run)?.is_none();
+        if current.status == RunStatus::Running as i32 && terminate_existing && fresh {
+            terminate_for_new_run(ctx, &run, &current.run_id)?;
+        } else if reuse_refused(&current, c.id_reuse_policy) {
             return Ok(Begin::Answer(outcome(Outcome::AlreadyStarted(
                 AlreadyStarted {
                     run_id: current.run_id,
@@ -129,6 +135,45 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
     let mut ms = created?;
     ms.user_metadata.clone_from(&c.user_metadata);
     Ok(Begin::Created(ms))
+}
+
+/// Temporal's `Payloads` with one JSON string, for the details of a termination.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StringPayloads {
+    #[prost(message, repeated, tag = "1")]
+    payloads: Vec<super::search::Payload>,
+}
+
+/// Terminates the running run `current_run_id` of `run`'s workflow id for the start of
+/// `run` (conflict policy TERMINATE_EXISTING, reuse policy TERMINATE_IF_RUNNING), with
+/// Temporal's reason, details and identity.
+fn terminate_for_new_run<S: StateStore>(
+    ctx: &mut Ctx<'_, S>,
+    run: &RunKey,
+    current_run_id: &str,
+) -> Result<()> {
+    let details = StringPayloads {
+        payloads: vec![super::search::Payload {
+            metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+            data: serde_json::Value::String(format!("terminated by new runID: {}", run.run_id))
+                .to_string()
+                .into_bytes(),
+        }],
+    };
+    terminate(
+        ctx,
+        &TerminateWorkflow {
+            run: Some(RunKey {
+                run_id: current_run_id.to_string(),
+                ..run.clone()
+            }),
+            identity: "history-service".into(),
+            reason: "TerminateIfRunning WorkflowIdReusePolicy".into(),
+            details: details.encode_to_vec(),
+            first_execution_run_id: String::new(),
+        },
+    )?;
+    Ok(())
 }
 
 /// Whether a new run of a workflow id whose current run is `current` is refused: the

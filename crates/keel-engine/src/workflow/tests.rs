@@ -2419,3 +2419,52 @@ fn user_metadata_of_the_start_and_of_each_command_lands_on_its_first_event_only(
     );
     assert_eq!(h.state("wf", "r1").user_metadata, b"start-summary");
 }
+
+#[test]
+fn terminate_existing_and_terminate_if_running_replace_the_running_run_in_one_apply() {
+    let mut h = Harness::new();
+    let start = |run: &str, request: &str, conflict: i32, reuse: IdReusePolicy| {
+        Kind::StartWorkflow(StartWorkflow {
+            run: Some(run_key("wf", run)),
+            workflow_type: "hello".into(),
+            task_queue: TQ.into(),
+            request_id: request.into(),
+            conflict_policy: conflict,
+            id_reuse_policy: reuse as i32,
+            ..Default::default()
+        })
+    };
+    h.apply(start("r1", "q1", 0, IdReusePolicy::AllowDuplicate));
+    // FAIL (the default) refuses; TERMINATE_EXISTING replaces.
+    let refused = h.apply(start("r2", "q2", 0, IdReusePolicy::AllowDuplicate));
+    assert!(matches!(refused, Outcome::AlreadyStarted(_)), "{refused:?}");
+    let out = h.apply(start(
+        "r2",
+        "q2",
+        CONFLICT_TERMINATE_EXISTING,
+        IdReusePolicy::AllowDuplicate,
+    ));
+    assert!(
+        matches!(out, Outcome::Started(Started { started: true, .. })),
+        "{out:?}"
+    );
+    assert_eq!(h.state("wf", "r1").status, RunStatus::Terminated as i32);
+    let Some(Attributes::WorkflowExecutionTerminated(t)) = h
+        .history("wf", "r1")
+        .last()
+        .and_then(|e| e.attributes.clone())
+    else {
+        panic!("r1 ends terminated")
+    };
+    assert_eq!(t.reason, "TerminateIfRunning WorkflowIdReusePolicy");
+    assert!(String::from_utf8_lossy(&t.details).contains("terminated by new runID: r2"));
+    assert_eq!(h.state("wf", "r2").status, RunStatus::Running as i32);
+    // The reuse policy TERMINATE_IF_RUNNING does the same.
+    let out = h.apply(start("r3", "q3", 0, IdReusePolicy::TerminateIfRunning));
+    assert!(
+        matches!(out, Outcome::Started(Started { started: true, .. })),
+        "{out:?}"
+    );
+    assert_eq!(h.state("wf", "r2").status, RunStatus::Terminated as i32);
+    assert_eq!(h.state("wf", "r3").status, RunStatus::Running as i32);
+}
