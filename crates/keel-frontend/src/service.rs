@@ -848,26 +848,13 @@ impl WorkflowService for Frontend {
         self.require_namespace(&r.namespace)?;
         crate::validate::signal_name(&r.signal_name)?;
         crate::validate::blob(&r.signal_input)?;
-        // A running run is signalled (USE_EXISTING, the default); FAIL is not a valid choice
-        // for signal-with-start in Temporal, and terminating the running run (conflict policy
-        // TERMINATE_EXISTING, reuse policy TERMINATE_IF_RUNNING) is not built for it.
-        if r.workflow_id_reuse_policy == 4 {
+        // A running run is signalled (USE_EXISTING, the default) or, under TERMINATE_EXISTING
+        // (or the reuse policy TERMINATE_IF_RUNNING), terminated and replaced by a new run that
+        // gets the signal; FAIL is not a valid choice for signal-with-start in Temporal.
+        if r.workflow_id_conflict_policy == 1 {
             return Err(Status::invalid_argument(
-                "workflow_id_reuse_policy WORKFLOW_ID_REUSE_POLICY_TERMINATE_IF_RUNNING is not supported by SignalWithStartWorkflowExecution on this server yet",
+                "workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_FAIL is not a valid option for SignalWithStartWorkflowExecution",
             ));
-        }
-        match r.workflow_id_conflict_policy {
-            0 | 2 => {}
-            1 => {
-                return Err(Status::invalid_argument(
-                    "workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_FAIL is not a valid option for SignalWithStartWorkflowExecution",
-                ))
-            }
-            _ => {
-                return Err(Status::invalid_argument(
-                    "workflow_id_conflict_policy WORKFLOW_ID_CONFLICT_POLICY_TERMINATE_EXISTING is not supported by SignalWithStartWorkflowExecution on this server yet",
-                ))
-            }
         }
         let start = start_command(&api::StartWorkflowExecutionRequest {
             namespace: r.namespace.clone(),
@@ -887,6 +874,11 @@ impl WorkflowService for Frontend {
             cron_schedule: r.cron_schedule.clone(),
             search_attributes: r.search_attributes.clone(),
             workflow_start_delay: r.workflow_start_delay,
+            workflow_id_conflict_policy: r.workflow_id_conflict_policy,
+            // Checked (and refused by name when not built) like a start's.
+            user_metadata: r.user_metadata.clone(),
+            versioning_override: r.versioning_override.clone(),
+            priority: r.priority,
             ..Default::default()
         })?;
         let namespace = r.namespace.clone();

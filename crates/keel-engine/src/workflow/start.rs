@@ -464,7 +464,16 @@ pub(super) fn signal_with_start<S: StateStore>(
         run_id: String::new(),
         ..run.clone()
     };
-    if let Some(mut ms) = ctx.resolve(&Some(current))?.filter(is_running) {
+    // Under TERMINATE_EXISTING / TERMINATE_IF_RUNNING the running run is replaced (in
+    // `begin`) and the new one gets the signal; otherwise the running run is signalled.
+    let replaces = start.conflict_policy == CONFLICT_TERMINATE_EXISTING
+        || start.id_reuse_policy == IdReusePolicy::TerminateIfRunning as i32;
+    let running = if replaces {
+        None
+    } else {
+        ctx.resolve(&Some(current))?.filter(is_running)
+    };
+    if let Some(mut ms) = running {
         add_signal(ctx, &mut ms, sig, None)?;
         ctx.save(&ms);
         return Ok(outcome(Outcome::Started(Started {

@@ -2468,3 +2468,41 @@ fn terminate_existing_and_terminate_if_running_replace_the_running_run_in_one_ap
     assert_eq!(h.state("wf", "r2").status, RunStatus::Terminated as i32);
     assert_eq!(h.state("wf", "r3").status, RunStatus::Running as i32);
 }
+
+#[test]
+fn signal_with_start_under_terminate_existing_replaces_the_running_run() {
+    let mut h = Harness::new();
+    let sws = |h: &mut Harness, run: &str, conflict: i32| {
+        h.apply(Kind::SignalWithStart(SignalWithStart {
+            start: Some(StartWorkflow {
+                run: Some(run_key("wf", run)),
+                workflow_type: "hello".into(),
+                task_queue: TQ.into(),
+                request_id: format!("req-{run}"),
+                conflict_policy: conflict,
+                ..Default::default()
+            }),
+            signal: Some(SignalWorkflow {
+                run: Some(run_key("wf", "")),
+                signal_name: "go".into(),
+                request_id: format!("sig-{run}"),
+                ..Default::default()
+            }),
+        }))
+    };
+    sws(&mut h, "r1", 0);
+    match sws(&mut h, "r2", CONFLICT_TERMINATE_EXISTING) {
+        Outcome::Started(s) => assert_eq!((s.run_id.as_str(), s.started), ("r2", true)),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.state("wf", "r1").status, RunStatus::Terminated as i32);
+    assert_eq!(
+        h.types("wf", "r2"),
+        [
+            "WorkflowExecutionStarted",
+            "WorkflowExecutionSignaled",
+            "WorkflowTaskScheduled"
+        ],
+        "the new run gets the signal"
+    );
+}
