@@ -235,6 +235,7 @@ pub(crate) fn start_command(
         (r.on_conflict_options.is_some(), "on_conflict_options"),
         (r.time_skipping_config.is_some(), "time_skipping_config"),
         (priority_set, "priority"),
+        (!r.links.is_empty(), "links"),
     ] {
         if set {
             return Err(Status::invalid_argument(format!(
@@ -879,6 +880,7 @@ impl WorkflowService for Frontend {
             user_metadata: r.user_metadata.clone(),
             versioning_override: r.versioning_override.clone(),
             priority: r.priority,
+            links: r.links.clone(),
             ..Default::default()
         })?;
         let namespace = r.namespace.clone();
@@ -1399,6 +1401,10 @@ mod tests {
             Some("priority is not supported by this server yet")
         );
         assert_eq!(refused(&|r| r.priority = Some(Priority::default())), None);
+        assert_eq!(
+            refused(&|r| r.links = vec![Default::default()]).as_deref(),
+            Some("links is not supported by this server yet")
+        );
         // TERMINATE_EXISTING is built; an unknown policy is refused.
         assert_eq!(refused(&|r| r.workflow_id_conflict_policy = 3), None);
         assert_eq!(

@@ -20,6 +20,8 @@ pub(super) fn start_child<S: StateStore>(
     wtc: i64,
 ) -> Result<bool> {
     let parent_run = parent.run.clone().expect("named run");
+    // The command's metadata goes on the parent's Initiated event and on the child's start.
+    let user_metadata = ctx.next_user_metadata.clone();
     let task_queue = if c.task_queue.is_empty() {
         parent.task_queue.clone()
     } else {
@@ -80,7 +82,8 @@ pub(super) fn start_child<S: StateStore>(
     let cron_first = (!c.cron_schedule.is_empty())
         .then(|| super::cron::next_after(&c.cron_schedule, ctx.now_ms).ok())
         .flatten();
-    let mut child = create_run(
+    ctx.next_user_metadata.clone_from(&user_metadata);
+    let created = create_run(
         ctx,
         NewRun {
             first_execution_run_id: child_run.run_id.clone(),
@@ -111,7 +114,10 @@ pub(super) fn start_child<S: StateStore>(
             cron_schedule: c.cron_schedule.clone(),
             scheduled_by: String::new(),
         },
-    )?;
+    );
+    ctx.next_user_metadata.clear();
+    let mut child = created?;
+    child.user_metadata = user_metadata;
     if let Some(at) = cron_first {
         ctx.arm(&mut child, DeadlineKind::FirstTaskBackoff, 0, 0, "", at);
         child.pending_backoff = true;

@@ -363,3 +363,32 @@ fn a_cron_child_waits_for_its_schedule_and_a_bad_schedule_fails_the_parent_task(
         }));
     }
 }
+
+#[test]
+fn a_child_commands_user_metadata_is_on_the_initiated_event_and_the_childs_start() {
+    let mut h = Harness::new();
+    let mut cmd = start_child("c", "c1", ParentClosePolicy::Abandon);
+    cmd.user_metadata = b"child-summary".to_vec();
+    h.parent_with(vec![cmd]);
+    let initiated = h
+        .history("p", "r1")
+        .into_iter()
+        .find(|e| e.event_type() == "StartChildWorkflowExecutionInitiated")
+        .expect("initiated");
+    assert_eq!(initiated.user_metadata, b"child-summary");
+    let child = h.history("c", "c1");
+    assert_eq!(child[0].event_type(), "WorkflowExecutionStarted");
+    assert_eq!(child[0].user_metadata, b"child-summary");
+    assert!(child[1..].iter().all(|e| e.user_metadata.is_empty()));
+    assert_eq!(h.state("c", "c1").user_metadata, b"child-summary");
+    // The parent's events after the Initiated one carry none.
+    let after: Vec<_> = h
+        .history("p", "r1")
+        .into_iter()
+        .filter(|e| e.event_id > initiated.event_id)
+        .collect();
+    assert!(
+        after.iter().all(|e| e.user_metadata.is_empty()),
+        "{after:?}"
+    );
+}
