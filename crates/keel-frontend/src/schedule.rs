@@ -274,12 +274,7 @@ fn definition(
     };
     let action = crate::service::start_command(&start)?;
     let policies = schedule.policies.unwrap_or_default();
-    if !(0..=6).contains(&policies.overlap_policy) {
-        return Err(invalid(format!(
-            "unknown schedule overlap policy {}",
-            policies.overlap_policy
-        )));
-    }
+    overlap_ok(policies.overlap_policy)?;
     if policies.keep_original_workflow_id {
         return Err(invalid(
             "schedule policy keep_original_workflow_id is not supported by this server yet",
@@ -440,11 +435,7 @@ fn as_row(rec: &ScheduleRecord) -> wf::VisibilityRecord {
     let mut sa = wf::search::decode_map(&rec.search_attributes).unwrap_or_default();
     sa.fields.insert(
         "TemporalSchedulePaused".into(),
-        wf::search::Payload {
-            metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
-            data: def.paused.to_string().into_bytes(),
-        }
-        .encode_to_vec(),
+        wf::search::json_payload(&serde_json::Value::Bool(def.paused)).encode_to_vec(),
     );
     wf::VisibilityRecord {
         workflow_id: rec.schedule_id.clone(),

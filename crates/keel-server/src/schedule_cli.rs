@@ -164,10 +164,6 @@ fn patch_request(o: &ClientOpts, id: String, patch: s::SchedulePatch) -> api::Pa
     }
 }
 
-fn time_of(v: &Value) -> String {
-    text(v)
-}
-
 pub async fn schedule(o: &ClientOpts, cmd: ScheduleCmd) -> anyhow::Result<()> {
     let mut client = workflow_client(o).await?;
     let ns = o.namespace.clone();
@@ -284,7 +280,7 @@ pub async fn schedule(o: &ClientOpts, cmd: ScheduleCmd) -> anyhow::Result<()> {
                                 text(&r["info"]["workflowType"]["name"]),
                                 r["info"]["paused"].as_bool().unwrap_or(false).to_string(),
                                 text(&r["info"]["notes"]),
-                                time_of(&r["info"]["futureActionTimes"][0]),
+                                text(&r["info"]["futureActionTimes"][0]),
                             ])
                             .collect::<Vec<_>>()
                     )
@@ -337,7 +333,7 @@ pub async fn schedule(o: &ClientOpts, cmd: ScheduleCmd) -> anyhow::Result<()> {
                             a.iter()
                                 .map(|x| {
                                     vec![
-                                        time_of(&x["scheduleTime"]),
+                                        text(&x["scheduleTime"]),
                                         text(&x["startWorkflowResult"]["workflowId"]),
                                         crate::client_cli::status_name(&x["startWorkflowStatus"]),
                                     ]
@@ -352,7 +348,7 @@ pub async fn schedule(o: &ClientOpts, cmd: ScheduleCmd) -> anyhow::Result<()> {
                         );
                     }
                     if let Some(next) = info["futureActionTimes"].as_array() {
-                        let next: Vec<String> = next.iter().map(time_of).collect();
+                        let next: Vec<String> = next.iter().map(text).collect();
                         println!("next        {}", next.join(", "));
                     }
                 }

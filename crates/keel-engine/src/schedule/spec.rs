@@ -195,7 +195,7 @@ fn interval_next(i: &Interval, after_ms: u64) -> Option<u64> {
 }
 
 /// FNV-1a: a stable hash for the deterministic jitter.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for b in *p {

@@ -25,7 +25,7 @@ use prost::Message;
 use super::apply::{deadline_key, decode, not_found, outcome, rejected, Ctx};
 use super::model::workflow_outcome::Kind as Outcome;
 use super::model::*;
-use super::search::{Payload, PayloadMap};
+use super::search::{json_payload, PayloadMap};
 use crate::schedule::spec::{self, Spec};
 use crate::{keys, ReadState, Result, StateStore};
 
@@ -618,12 +618,12 @@ fn step<S: StateStore>(ctx: &mut Ctx<'_, S>, rec: &mut ScheduleRecord) -> Result
 /// Moves every spec time whose moment has come into the buffer (or counts it missed);
 /// returns whether times are left for another firing.
 fn take_due_times<S: StateStore>(ctx: &mut Ctx<'_, S>, rec: &mut ScheduleRecord) -> bool {
-    let def = rec.def().clone();
+    let def = rec.def();
     if def.paused {
         rec.processed_until_ms = rec.processed_until_ms.max(ctx.now_ms);
         return false;
     }
-    let spec = def.spec.unwrap_or_default();
+    let (spec, limited) = (def.spec.clone().unwrap_or_default(), def.limited_actions);
     let window = match def.catchup_window_ms {
         0 => DEFAULT_CATCHUP_WINDOW_MS,
         w => w,
@@ -640,7 +640,7 @@ fn take_due_times<S: StateStore>(ctx: &mut Ctx<'_, S>, rec: &mut ScheduleRecord)
             rec.missed_catchup_window += 1;
             continue;
         }
-        if def.limited_actions {
+        if limited {
             let def = rec.def_mut();
             if def.remaining_actions <= 0 {
                 continue;
@@ -831,22 +831,14 @@ pub fn id_time(ms: u64) -> String {
 /// bits), the rest a hash of the schedule and `n` — deterministic, as apply must be, and
 /// unique per schedule.
 fn run_id(now_ms: u64, rec: &ScheduleRecord, n: u64) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut g: u64 = 0x8422_2325_cbf2_9ce4;
-    for part in [
+    let parts: [&[u8]; 4] = [
         rec.namespace.as_bytes(),
         rec.schedule_id.as_bytes(),
         &rec.create_time_ms.to_be_bytes(),
         &n.to_be_bytes(),
-    ] {
-        for b in part.iter().chain([0xffu8].iter()) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-            g = (g ^ u64::from(*b))
-                .wrapping_mul(0x0000_0100_0000_01b3)
-                .rotate_left(17);
-        }
-    }
+    ];
+    let h = spec::fnv1a(&parts);
+    let g = spec::fnv1a(&[&h.to_be_bytes(), parts[0], parts[1], parts[2], parts[3]]);
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&now_ms.to_be_bytes()[2..]);
     bytes[6..14].copy_from_slice(&h.to_be_bytes());
@@ -862,14 +854,6 @@ fn run_id(now_ms: u64, rec: &ScheduleRecord, n: u64) -> String {
         &hex[16..20],
         &hex[20..]
     )
-}
-
-fn json_payload(json: String) -> Vec<u8> {
-    Payload {
-        metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
-        data: json.into_bytes(),
-    }
-    .encode_to_vec()
 }
 
 /// Starts one action: the template with the time-stamped workflow id, a derived run id
@@ -890,14 +874,14 @@ fn start_action<S: StateStore>(
     let mut sa = super::search::decode_map(&cmd.search_attributes).unwrap_or_default();
     sa.fields.insert(
         "TemporalScheduledById".into(),
-        json_payload(serde_json::Value::String(rec.schedule_id.clone()).to_string()),
+        json_payload(&serde_json::Value::String(rec.schedule_id.clone())).encode_to_vec(),
     );
     let start_time = chrono::DateTime::from_timestamp_millis(b.nominal_ms as i64)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
     sa.fields.insert(
         "TemporalScheduledStartTime".into(),
-        json_payload(serde_json::Value::String(start_time).to_string()),
+        json_payload(&serde_json::Value::String(start_time)).encode_to_vec(),
     );
     cmd.search_attributes = PayloadMap { fields: sa.fields }.encode_to_vec();
     cmd.run = Some(RunKey {

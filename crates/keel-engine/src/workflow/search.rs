@@ -135,6 +135,14 @@ pub struct Payload {
     pub data: Vec<u8>,
 }
 
+/// A `json/plain` payload holding `value`, as the SDKs' default data converter writes it.
+pub fn json_payload(value: &serde_json::Value) -> Payload {
+    Payload {
+        metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
+        data: value.to_string().into_bytes(),
+    }
+}
+
 /// Temporal's `Memo` and `SearchAttributes` (both a map of payloads at field 1), with each
 /// payload kept as its encoded bytes.
 #[derive(Clone, PartialEq, prost::Message)]

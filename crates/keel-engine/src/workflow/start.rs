@@ -73,8 +73,10 @@ fn begin<S: StateStore>(ctx: &mut Ctx<'_, S>, c: &StartWorkflow) -> Result<Begin
         let terminate_existing = c.conflict_policy == CONFLICT_TERMINATE_EXISTING
             || c.id_reuse_policy == IdReusePolicy::TerminateIfRunning as i32;
         // (Never for a run id in use: that start is refused below, terminating nothing.)
-        let fresh = crate::workflow::read_mutable_state(ctx.store, &run)?.is_none();
-        if current.status == RunStatus::Running as i32 && terminate_existing && fresh {
+        if current.status == RunStatus::Running as i32
+            && terminate_existing
+            && crate::workflow::read_mutable_state(ctx.store, &run)?.is_none()
+        {
             terminate_for_new_run(ctx, &run, &current.run_id)?;
         } else if reuse_refused(&current, c.id_reuse_policy) {
             return Ok(Begin::Answer(outcome(Outcome::AlreadyStarted(
@@ -153,12 +155,9 @@ fn terminate_for_new_run<S: StateStore>(
     current_run_id: &str,
 ) -> Result<()> {
     let details = StringPayloads {
-        payloads: vec![super::search::Payload {
-            metadata: [("encoding".to_string(), b"json/plain".to_vec())].into(),
-            data: serde_json::Value::String(format!("terminated by new runID: {}", run.run_id))
-                .to_string()
-                .into_bytes(),
-        }],
+        payloads: vec![super::search::json_payload(&serde_json::Value::String(
+            format!("terminated by new runID: {}", run.run_id),
+        ))],
     };
     terminate(
         ctx,

@@ -746,27 +746,25 @@ fn markdown(w1s: &[W1Result], w2s: &[W2Result], nodes: &[usize], cs: &[usize]) -
             .iter()
             .flat_map(move |n| cs.iter().map(move |c| (*w, n, c)))
     }) {
-        {
-            let rows: Vec<&W1Result> = w1s
-                .iter()
-                .filter(|r| r.workload == w && r.nodes == n && r.concurrency == c)
-                .collect();
-            if rows.is_empty() {
-                continue;
-            }
-            let (tput, lo, hi) = median_range(rows.iter().map(|r| r.workflows_per_sec).collect());
-            let (p50, _, _) = median_range(rows.iter().map(|r| r.p50_ms).collect());
-            let (p99, _, _) = median_range(rows.iter().map(|r| r.p99_ms).collect());
-            let (rss, _, _) = median_range(rows.iter().map(|r| r.server_rss_mib).collect());
-            let (scpu, _, _) = median_range(rows.iter().map(|r| r.server_cpu_ms_per_wf).collect());
-            let (wcpu, _, _) = median_range(rows.iter().map(|r| r.sdk_cpu_ms_per_wf).collect());
-            let (commit, _, _) = median_range(rows.iter().map(|r| r.mean_commit_ms).collect());
-            let (cpe, _, _) = median_range(rows.iter().map(|r| r.commands_per_entry).collect());
-            out.push_str(&format!(
-                "| {w} {n} node{} | {c} | {tput:.1} [{lo:.0}..{hi:.0}] | {p50:.1} | {p99:.1} | {rss:.0} | {scpu:.1} + {wcpu:.1} | {commit:.2} ({cpe:.1}) |\n",
-                if n == 1 { "" } else { "s" }
-            ));
+        let rows: Vec<&W1Result> = w1s
+            .iter()
+            .filter(|r| r.workload == w && r.nodes == n && r.concurrency == c)
+            .collect();
+        if rows.is_empty() {
+            continue;
         }
+        let (tput, lo, hi) = median_range(rows.iter().map(|r| r.workflows_per_sec).collect());
+        let (p50, _, _) = median_range(rows.iter().map(|r| r.p50_ms).collect());
+        let (p99, _, _) = median_range(rows.iter().map(|r| r.p99_ms).collect());
+        let (rss, _, _) = median_range(rows.iter().map(|r| r.server_rss_mib).collect());
+        let (scpu, _, _) = median_range(rows.iter().map(|r| r.server_cpu_ms_per_wf).collect());
+        let (wcpu, _, _) = median_range(rows.iter().map(|r| r.sdk_cpu_ms_per_wf).collect());
+        let (commit, _, _) = median_range(rows.iter().map(|r| r.mean_commit_ms).collect());
+        let (cpe, _, _) = median_range(rows.iter().map(|r| r.commands_per_entry).collect());
+        out.push_str(&format!(
+            "| {w} {n} node{} | {c} | {tput:.1} [{lo:.0}..{hi:.0}] | {p50:.1} | {p99:.1} | {rss:.0} | {scpu:.1} + {wcpu:.1} | {commit:.2} ({cpe:.1}) |\n",
+            if n == 1 { "" } else { "s" }
+        ));
     }
     if !w2s.is_empty() {
         out.push_str(

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::schedule::spec::{Interval, Spec};
+use crate::workflow::invariants_test::Rng;
 use crate::workflow::scheduler::*;
 
 const MIN: u64 = 60_000;
@@ -468,21 +469,6 @@ fn delete_removes_the_schedule_and_its_deadline_and_leaves_its_runs_alone() {
     assert_eq!(h.state(&at(1), &run_id).status, RunStatus::Completed as i32);
 }
 
-/// xorshift64*: a seeded walk that replays exactly.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Property: whatever order firings (stale and duplicate ones included), time jumps past the
 /// catch-up window, triggers and run completions or failures come in, a schedule starts at
 /// most one run per nominal time, keeps exactly one armed timer, and accounts for every spec
@@ -514,7 +500,7 @@ fn a_schedule_never_starts_two_runs_for_one_time_nor_loses_one() {
                 0..=2 => {
                     // Time passes (sometimes beyond the catch-up window), then the timer
                     // driver fires whatever is armed.
-                    h.now_ms += rng.below(8 * MIN);
+                    h.now_ms += rng.below(8 * MIN as usize) as u64;
                     if let Some(d) = h.schedule("p").deadline {
                         if d.fire_at_ms <= h.now_ms {
                             let out = h.fire_with("p", &d);
@@ -525,7 +511,7 @@ fn a_schedule_never_starts_two_runs_for_one_time_nor_loses_one() {
                 }
                 3 if !fired.is_empty() => {
                     // A stale or duplicate FireDeadline (a new leader re-proposing one).
-                    let d = fired[rng.below(fired.len() as u64) as usize].clone();
+                    let d = fired[rng.below(fired.len())].clone();
                     let out = h.fire_with("p", &d);
                     assert!(matches!(out, Outcome::NotFound(_)), "seed {seed}: {out:?}");
                     stale += 1;
