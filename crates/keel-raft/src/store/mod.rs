@@ -31,6 +31,8 @@ pub(crate) const CF_SM: &str = "sm";
 pub(crate) const KEY_VOTE: &[u8] = b"vote";
 pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
 pub(crate) const KEY_PURGED: &[u8] = b"purged";
+/// Names the snapshot file whose install into the state machine began and has not finished.
+pub(crate) const KEY_INSTALLING: &[u8] = b"installing_snapshot";
 const KEY_CLUSTER_ID: &[u8] = b"cluster_id";
 const KEY_NODE_ID: &[u8] = b"node_id";
 

@@ -132,11 +132,13 @@ fn read_u32(r: &mut impl Read) -> std::io::Result<u32> {
     Ok(u32::from_be_bytes(b))
 }
 
-/// Reads and verifies a whole snapshot, handing every record to `visit` in order. The
-/// caller must not commit what it built from the records unless this returns `Ok`.
+/// Reads and verifies a whole snapshot, handing every record to `visit` in order (an error
+/// from `visit` stops the read and is returned). The records are handed out before the
+/// trailer is checked: a caller must not commit what it built from them unless this returns
+/// `Ok` (or must have verified the file with a first pass).
 pub fn read_verified(
     path: &Path,
-    mut visit: impl FnMut(&[u8], &[u8]),
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<()>,
 ) -> Result<(SnapshotMeta, u64, [u8; 32])> {
     let file =
         File::open(path).map_err(Error::io(format!("opening snapshot {}", path.display())))?;
@@ -155,7 +157,7 @@ pub fn read_verified(
         let mut v = vec![0u8; vlen as usize];
         r.read_exact(&mut v).map_err(|_| bad("truncated value"))?;
         hasher.add(&k, &v);
-        visit(&k, &v);
+        visit(&k, &v)?;
     }
     let mut count = [0u8; 8];
     let mut sha = [0u8; 32];
@@ -199,8 +201,11 @@ mod tests {
         let path = dir.path().join("s");
         let (n, sha) = write(&path, &meta(), recs(10)).unwrap();
         let mut seen = Vec::new();
-        let (m, n2, sha2) =
-            read_verified(&path, |k, v| seen.push((k.to_vec(), v.to_vec()))).unwrap();
+        let (m, n2, sha2) = read_verified(&path, |k, v| {
+            seen.push((k.to_vec(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
         assert_eq!((m, n2, sha2), (meta(), n, sha));
         assert_eq!(seen.len(), 10);
         assert_eq!(seen[3], (vec![3], vec![3, 3, 3]));
@@ -216,7 +221,7 @@ mod tests {
         let i = bytes.len() - 60;
         bytes[i] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
-        let err = read_verified(&path, |_, _| {}).unwrap_err();
+        let err = read_verified(&path, |_, _| Ok(())).unwrap_err();
         assert!(
             err.to_string().contains("corrupt") || err.to_string().contains("truncated"),
             "{err}"

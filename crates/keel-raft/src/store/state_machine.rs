@@ -2,7 +2,7 @@
 //! builds / installs snapshots.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,7 +15,7 @@ use prost::Message;
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
 use super::snapshot::{self, hex, StateHasher};
-use super::{cf, sto_io, CF_SM};
+use super::{cf, sto_io, CF_RAFT, CF_SM, KEY_INSTALLING};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::metrics;
@@ -143,8 +143,67 @@ fn read_meta_membership(
         .unwrap_or_default())
 }
 
+/// Bytes of records per RocksDB write batch while a snapshot is installed: an install holds
+/// about this much in memory, whatever the snapshot's size.
+const INSTALL_BATCH_BYTES: usize = 16 << 20;
+
+/// Replaces the whole state with the records of a verified snapshot file, in write batches of
+/// [`INSTALL_BATCH_BYTES`]; returns the record count. Crash-safe without one atomic batch: a
+/// marker naming the file is synced in the raft column family before the state is touched,
+/// and removed by the last batch (synced, so every earlier unsynced batch in the shared WAL is
+/// durable with it). [`StateMachine::open`] finishes an install the marker says was cut short,
+/// before anything reads the state. Readers gated on the applied index (every linearizable
+/// read) see the new state only when openraft reports the install done. Returns the record
+/// and write-batch counts.
+fn install_from_file(db: &DB, path: &Path) -> Result<(u64, u64)> {
+    let (raft, sm) = (cf(db, CF_RAFT), cf(db, CF_SM));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    db.put_cf_opt(raft, KEY_INSTALLING, name.as_bytes(), &synced)
+        .map_err(Error::rocks("marking a snapshot install as begun"))?;
+    let unsynced = WriteOptions::default();
+    let mut batch = WriteBatch::default();
+    let mut batches = 1;
+    // Every key sorts between these bounds.
+    batch.delete_range_cf(sm, &[][..], &[0xffu8; 32][..]);
+    let (_, count, _) = snapshot::read_verified(path, |k, v| {
+        batch.put_cf(sm, k, v);
+        if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
+            db.write_opt(std::mem::take(&mut batch), &unsynced)
+                .map_err(Error::rocks("installing a snapshot batch"))?;
+            batches += 1;
+        }
+        Ok(())
+    })?;
+    batch.delete_cf(raft, KEY_INSTALLING);
+    db.write_opt(batch, &synced)
+        .map_err(Error::rocks("finishing a snapshot install"))?;
+    Ok((count, batches))
+}
+
 impl StateMachine {
     pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<Self> {
+        let interrupted = db
+            .get_cf(cf(&db, CF_RAFT), KEY_INSTALLING)
+            .map_err(Error::rocks("reading the snapshot install marker"))?;
+        if let Some(name) = interrupted {
+            let path = snapshot_dir.join(String::from_utf8_lossy(&name).as_ref());
+            tracing::warn!(snapshot = %path.display(), "finishing a snapshot install interrupted by a stop");
+            if !path.exists() {
+                return Err(Error::Corrupted {
+                    data_dir: snapshot_dir.display().to_string(),
+                    detail: format!(
+                        "a snapshot install was interrupted and its file {} is gone",
+                        path.display()
+                    ),
+                });
+            }
+            install_from_file(&db, &path)?;
+        }
         let current = latest_snapshot(&snapshot_dir)?;
         Ok(StateMachine {
             db,
@@ -519,28 +578,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> std::result::Result<(), StorageError> {
         let started = Instant::now();
         let sig = Some(meta.signature());
-        let sm = cf(&self.db, CF_SM);
-        let mut batch = WriteBatch::default();
-        // Replace the whole state: every key sorts between these bounds.
-        batch.delete_range_cf(sm, &[][..], &[0xffu8; 32][..]);
-        let (file_meta, count, _) =
-            snapshot::read_verified(&snapshot.path, |k, v| batch.put_cf(sm, k, v))
-                .map_err(|e| StorageIOError::read_snapshot(sig.clone(), sto_io(e)))?;
+        let read_err = |e: Error| StorageIOError::read_snapshot(sig.clone(), sto_io(e));
+        let write_err = |e: Error| StorageIOError::write_snapshot(sig.clone(), sto_io(e));
+        // Verify the whole file before touching the state; the install below writes it in
+        // bounded batches, so a bad trailer found at its end would come too late.
+        let (file_meta, _, _) =
+            snapshot::read_verified(&snapshot.path, |_, _| Ok(())).map_err(read_err)?;
         if file_meta.last_log_id != meta.last_log_id {
-            return Err(StorageIOError::read_snapshot(
-                sig,
-                sto_io(format!(
-                    "snapshot file covers {:?} but its metadata says {:?}",
-                    file_meta.last_log_id, meta.last_log_id
-                )),
-            )
+            return Err(read_err(Error::Decode(format!(
+                "snapshot file covers {:?} but its metadata says {:?}",
+                file_meta.last_log_id, meta.last_log_id
+            )))
             .into());
         }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        self.db
-            .write_opt(batch, &wo)
-            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), sto_io(e)))?;
+        // Keep the file under its final name first: an interrupted install is finished
+        // from it when the node restarts.
         let path = self.snapshot_dir.join(snapshot_file_name(meta));
         if snapshot.path != path {
             if snapshot.path.starts_with(&self.snapshot_dir) {
@@ -548,8 +600,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             } else {
                 std::fs::copy(&snapshot.path, &path).map(|_| ())
             }
+            .and_then(|()| std::fs::File::open(&path)?.sync_all())
+            .and_then(|()| std::fs::File::open(&self.snapshot_dir)?.sync_all())
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), sto_io(e)))?;
         }
+        let (count, _) = install_from_file(&self.db, &path).map_err(write_err)?;
         tracing::info!(snapshot_id = %meta.snapshot_id, records = count, elapsed_ms = started.elapsed().as_millis() as u64, "installed snapshot");
         *self.current.lock().expect("snapshot lock poisoned") = Some(CurrentSnapshot {
             meta: meta.clone(),
@@ -676,5 +731,147 @@ mod conformance_test {
             mem.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
         assert!(memory.len() > 20, "the scenario wrote state");
         assert_eq!(rocks, memory, "contents");
+    }
+}
+
+#[cfg(test)]
+mod install_test {
+    //! Snapshot installs in bounded batches, and their completion after a stop.
+
+    use openraft::storage::RaftStateMachine;
+    use openraft::RaftSnapshotBuilder;
+
+    use super::*;
+
+    /// Enough state that an install takes several write batches.
+    const RECORDS: usize = 24_000;
+    const VALUE_BYTES: usize = 2_048;
+
+    fn open(dir: &Path) -> StateMachine {
+        crate::store::open(dir, "install", 1).unwrap().1
+    }
+
+    fn put(sm: &StateMachine, key: &[u8], value: &[u8]) {
+        sm.db.put_cf(cf(&sm.db, CF_SM), key, value).unwrap();
+    }
+
+    fn marker(sm: &StateMachine) -> Option<Vec<u8>> {
+        sm.db.get_cf(cf(&sm.db, CF_RAFT), KEY_INSTALLING).unwrap()
+    }
+
+    /// A source state machine with [`RECORDS`] records and its snapshot.
+    async fn source(dir: &Path) -> (StateMachine, Snapshot) {
+        let mut sm = open(dir);
+        for i in 0..RECORDS {
+            let value = vec![(i % 251) as u8; VALUE_BYTES];
+            put(&sm, format!("rec-{i:08}").as_bytes(), &value);
+        }
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        (sm, snap)
+    }
+
+    #[tokio::test]
+    async fn an_install_replaces_the_state_in_bounded_batches() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (src, snap) = source(a.path()).await;
+        let total = (RECORDS * VALUE_BYTES) as f64;
+        assert!(
+            total > 2.5 * INSTALL_BATCH_BYTES as f64,
+            "the state spans several install batches"
+        );
+        let mut dst = open(b.path());
+        put(&dst, b"stale-key", b"from before the snapshot");
+        // Hand the snapshot over the way a receiving node does: a file of its own.
+        let incoming = dst.begin_receiving_snapshot().await.unwrap();
+        std::fs::copy(&snap.snapshot.path, &incoming.path).unwrap();
+        dst.install_snapshot(&snap.meta, incoming).await.unwrap();
+        assert_eq!(
+            dst.reader().digest().unwrap(),
+            src.reader().digest().unwrap(),
+            "the installed state is the source's, key for key (the stale key is gone)"
+        );
+        assert_eq!(marker(&dst), None, "a finished install leaves no marker");
+        let current = dst.get_current_snapshot().await.unwrap().expect("kept");
+        assert_eq!(current.meta, snap.meta);
+        // The same install again, counted: many batches, none above the bound by more than
+        // one record.
+        let (records, batches) = install_from_file(&dst.db, &current.snapshot.path).unwrap();
+        assert_eq!(records as usize, RECORDS);
+        assert!(
+            batches as f64 >= total / (INSTALL_BATCH_BYTES + VALUE_BYTES + 64) as f64,
+            "{batches} batches for {total} bytes"
+        );
+        assert_eq!(
+            dst.reader().digest().unwrap(),
+            src.reader().digest().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_install_cut_short_is_finished_when_the_node_opens() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (src, snap) = source(a.path()).await;
+        let name = snapshot_file_name(&snap.meta);
+        {
+            // The state a stop leaves mid-install: the marker synced, the file under its
+            // final name, the old state partly replaced.
+            let dst = open(b.path());
+            std::fs::copy(&snap.snapshot.path, dst.snapshot_dir.join(&name)).unwrap();
+            put(&dst, b"stale-key", b"old");
+            put(&dst, b"rec-00000007", b"half-written");
+            dst.db
+                .put_cf(cf(&dst.db, CF_RAFT), KEY_INSTALLING, name.as_bytes())
+                .unwrap();
+        }
+        let dst = open(b.path());
+        assert_eq!(
+            dst.reader().digest().unwrap(),
+            src.reader().digest().unwrap(),
+            "opening finished the install"
+        );
+        assert_eq!(marker(&dst), None);
+        drop(dst);
+
+        // Without its file the install cannot be finished: refuse to start on half a state.
+        {
+            let dst = open(b.path());
+            dst.db
+                .put_cf(cf(&dst.db, CF_RAFT), KEY_INSTALLING, b"gone.snap")
+                .unwrap();
+        }
+        let err = crate::store::open(b.path(), "install", 1)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(err, Error::Corrupted { .. }) && err.to_string().contains("gone.snap"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_file_is_refused_before_the_state_is_touched() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (_src, snap) = source(a.path()).await;
+        let mut dst = open(b.path());
+        put(&dst, b"kept", b"v");
+        let before = dst.reader().digest().unwrap();
+        let incoming = dst.begin_receiving_snapshot().await.unwrap();
+        let mut bytes = std::fs::read(&snap.snapshot.path).unwrap();
+        // A flipped byte in the last record: found only by the trailer's digest.
+        let near_end = bytes.len() - 100;
+        bytes[near_end] ^= 0x01;
+        std::fs::write(&incoming.path, bytes).unwrap();
+        let err = dst
+            .install_snapshot(&snap.meta, incoming)
+            .await
+            .expect_err("corrupt");
+        assert!(err.to_string().contains("corrupt"), "{err}");
+        assert_eq!(dst.reader().digest().unwrap(), before, "state untouched");
+        assert_eq!(marker(&dst), None);
     }
 }
