@@ -46,6 +46,8 @@ use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNames
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use temporalio_sdk::runtime::PollerBehavior;
+mod w3;
+
 use temporalio_sdk::{
     ActivityOptions, LocalActivityOptions, Runtime, Worker, WorkerOptions, WorkflowContext,
     WorkflowResult,
@@ -95,6 +97,8 @@ struct Args {
     /// Where the JSON lines go.
     #[arg(long, default_value = "keel-workload.json")]
     json: PathBuf,
+    #[command(flatten)]
+    w3: w3::W3Args,
 }
 
 // ------------------------------------------------------------------ workflows
@@ -182,7 +186,8 @@ struct Servers {
     children: Vec<Child>,
     client_addrs: Vec<String>,
     metrics_addrs: Vec<String>,
-    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Servers {
@@ -240,7 +245,6 @@ impl Servers {
         // context switches.
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
         let workers = (cores / n).max(1);
-        let mut children = Vec::new();
         for (i, ((peer, client), metrics)) in peers.iter().zip(&metrics_addrs).enumerate() {
             let id = i + 1;
             let config = format!(
@@ -252,27 +256,55 @@ impl Servers {
                  keep-entries-after-snapshot = 5000\n\n[runtime]\nworker-threads = {workers}\n{members}",
                 dir.path().join(format!("node{id}")).display()
             );
-            let path = dir.path().join(format!("node{id}.toml"));
-            std::fs::write(&path, config)?;
-            let log = std::fs::File::create(dir.path().join(format!("node{id}.log")))?;
-            children.push(
-                Command::new(bin)
-                    .arg("server")
-                    .arg("--config")
-                    .arg(&path)
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::from(log.try_clone()?))
-                    .stderr(Stdio::from(log))
-                    .spawn()
-                    .with_context(|| format!("spawning {}", bin.display()))?,
-            );
+            std::fs::write(dir.path().join(format!("node{id}.toml")), config)?;
         }
-        Ok(Servers {
-            children,
+        let mut servers = Servers {
+            children: Vec::new(),
             client_addrs: peers.into_iter().map(|(_, c)| c).collect(),
             metrics_addrs,
-            _dir: dir,
-        })
+            bin: bin.to_path_buf(),
+            dir,
+        };
+        for i in 0..n {
+            let child = servers.launch(i)?;
+            servers.children.push(child);
+        }
+        Ok(servers)
+    }
+
+    /// Starts node `i + 1`'s process on its config and data dir (its log appended to).
+    fn launch(&self, i: usize) -> anyhow::Result<Child> {
+        let id = i + 1;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("node{id}.log")))?;
+        Command::new(&self.bin)
+            .arg("server")
+            .arg("--config")
+            .arg(self.dir.path().join(format!("node{id}.toml")))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("spawning {}", self.bin.display()))
+    }
+
+    /// Kills node `i + 1` (SIGKILL: a crash, nothing flushed on the way out).
+    fn kill(&mut self, i: usize) {
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
+    }
+
+    /// Starts node `i + 1` again after [`Servers::kill`].
+    fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.children[i] = self.launch(i)?;
+        Ok(())
+    }
+
+    /// Node `i + 1`'s data dir.
+    fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{}", i + 1))
     }
 
     /// Summed CPU time (user + system) the server processes have used so far, ms.
@@ -815,6 +847,13 @@ async fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     let mut json = std::fs::File::create(&args.json)
         .with_context(|| format!("creating {}", args.json.display()))?;
+    if args.w3.workflows > 0 {
+        let r = w3::run(&args.w3, &bin, compression, args.pollers).await?;
+        use std::io::Write;
+        writeln!(json, "{}", serde_json::to_string(&r)?)?;
+        println!("{}", w3::markdown(&r));
+        return Ok(());
+    }
     let mut w1s = Vec::new();
     let mut w2s = Vec::new();
     for &nodes in &args.nodes {
