@@ -2,7 +2,7 @@
 //! cluster; what it costs to hold them and whether the cluster stays serviceable.
 //!
 //! 1. Starts `--w3-workflows` sleepers through the two nodes that stay up (64 in flight),
-//!    and kills one follower (SIGKILL) once `--w3-follower-down-at` of them are started.
+//!    and kills one follower (SIGKILL) once `--w3-follower-down-at` of them are armed.
 //!    The start rate counts until every sleeper's first workflow task is done (its timer
 //!    armed), so it is the rate the whole system sustains, not the client's.
 //! 2. Starts `--w3-probes` probe sleepers whose timers come due one after another, 10 ms
@@ -66,8 +66,8 @@ pub struct W3Args {
     /// How long each sleeper sleeps, s.
     #[arg(long = "w3-sleep-secs", default_value_t = 3_600)]
     pub sleep_secs: u64,
-    /// Fraction of the sleepers started when a follower is killed (it is restarted after
-    /// the snapshot, to catch up from it).
+    /// Fraction of the sleepers armed (first task done) when a follower is killed (it is
+    /// restarted after the snapshot, to catch up from it).
     #[arg(long = "w3-follower-down-at", default_value_t = 0.9)]
     pub follower_down_at: f64,
     /// Probe sleepers, whose timers fire after the restarts, 10 ms apart.
@@ -188,13 +188,13 @@ async fn backlog(client: &Client) -> anyhow::Result<i64> {
     Ok(r.stats.map_or(0, |s| s.approximate_backlog_count))
 }
 
-/// Prints progress every 30 s; returns once `until` sleepers are started (never if `None`).
-async fn progress(servers: &Servers, started: &AtomicUsize, began: Instant, until: Option<usize>) {
+/// Prints progress every 30 s; returns once `until` sleepers are armed.
+async fn progress(servers: &Servers, started: &AtomicUsize, began: Instant, until: usize) {
     let mut last = (Instant::now(), 0);
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let s = started.load(Ordering::Relaxed);
-        if until.is_some_and(|u| s >= u) {
+        if FIRST_TASKS.load(Ordering::Relaxed) as usize >= until {
             return;
         }
         if last.0.elapsed() >= Duration::from_secs(30) {
@@ -299,23 +299,17 @@ pub async fn run(
             (0..n).map(|i| (format!("w3-{i}"), fire_at)),
             &started,
         );
-        tokio::pin!(starts);
-        let reached = tokio::select! {
-            r = &mut starts => { r?; false }
-            () = progress(servers, &started, began, Some(kill_at)) => true,
+        let kill_watch = async {
+            progress(servers, &started, began, kill_at).await;
+            anyhow::Ok(())
         };
+        tokio::try_join!(starts, kill_watch)?;
         eprintln!(
-            "   {} started: killing node {}",
-            started.load(Ordering::Relaxed),
+            "   {} armed: killing node {}",
+            FIRST_TASKS.load(Ordering::Relaxed),
             victim + 1
         );
         servers.kill(victim);
-        if reached {
-            tokio::select! {
-                r = &mut starts => r?,
-                () = progress(servers, &started, began, None) => {}
-            }
-        }
         let armed_reason = format!("all {n} sleepers ran their first workflow task");
         wait_for(Duration::from_secs(600), &armed_reason, || async {
             (FIRST_TASKS.load(Ordering::Relaxed) as usize >= n
