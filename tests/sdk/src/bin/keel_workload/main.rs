@@ -188,6 +188,8 @@ struct Servers {
     metrics_addrs: Vec<String>,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// CPU time of processes killed by [`Servers::kill`], ms (counted in [`Servers::cpu_ms`]).
+    retired_cpu_ms: f64,
 }
 
 impl Drop for Servers {
@@ -264,6 +266,7 @@ impl Servers {
             metrics_addrs,
             bin: bin.to_path_buf(),
             dir,
+            retired_cpu_ms: 0.0,
         };
         for i in 0..n {
             let child = servers.launch(i)?;
@@ -292,6 +295,7 @@ impl Servers {
 
     /// Kills node `i + 1` (SIGKILL: a crash, nothing flushed on the way out).
     fn kill(&mut self, i: usize) {
+        self.retired_cpu_ms += cpu_ms(self.children[i].id()).unwrap_or(0.0);
         let _ = self.children[i].kill();
         let _ = self.children[i].wait();
     }
@@ -309,7 +313,12 @@ impl Servers {
 
     /// Summed CPU time (user + system) the server processes have used so far, ms.
     fn cpu_ms(&self) -> f64 {
-        self.children.iter().filter_map(|c| cpu_ms(c.id())).sum()
+        self.retired_cpu_ms
+            + self
+                .children
+                .iter()
+                .filter_map(|c| cpu_ms(c.id()))
+                .sum::<f64>()
     }
 
     /// Summed resident set of the server processes, MiB.
