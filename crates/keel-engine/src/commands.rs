@@ -14,6 +14,18 @@ pub struct Proposal {
     pub commands: Vec<Command>,
 }
 
+/// A short summary for logs (openraft prints entries' payloads).
+impl std::fmt::Display for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "proposal at {} ms with {} command(s)",
+            self.proposed_at_ms,
+            self.commands.len()
+        )
+    }
+}
+
 /// One replicated command.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct Command {

@@ -10,7 +10,9 @@ use openraft::EntryPayload;
 use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::typ::{Entry, KeelNode, LogId, Membership, SnapshotMeta, StoredMembership, Vote};
+use crate::typ::{
+    Entry, KeelNode, LeaderId, LogId, Membership, SnapshotMeta, StoredMembership, Vote,
+};
 
 pub fn vote_to_pb(v: &Vote) -> pb::Vote {
     pb::Vote {
@@ -35,7 +37,13 @@ pub fn log_id_to_pb(l: &LogId) -> pb::LogId {
 }
 
 pub fn log_id_from_pb(l: &pb::LogId) -> LogId {
-    LogId::new(openraft::CommittedLeaderId::new(l.term, l.node_id), l.index)
+    LogId::new(
+        LeaderId {
+            term: l.term,
+            node_id: l.node_id,
+        },
+        l.index,
+    )
 }
 
 pub fn opt_log_id_to_pb(l: &Option<LogId>) -> Option<pb::LogId> {
@@ -73,7 +81,7 @@ pub fn membership_to_pb(m: &Membership) -> pb::Membership {
     }
 }
 
-pub fn membership_from_pb(m: &pb::Membership) -> Membership {
+pub fn membership_from_pb(m: &pb::Membership) -> Result<Membership> {
     let configs: Vec<BTreeSet<u64>> = m
         .configs
         .iter()
@@ -84,7 +92,7 @@ pub fn membership_from_pb(m: &pb::Membership) -> Membership {
         .iter()
         .map(|(id, n)| (*id, node_from_pb(n)))
         .collect();
-    Membership::new(configs, nodes)
+    Membership::new(configs, nodes).map_err(|e| Error::Decode(format!("membership: {e}")))
 }
 
 pub fn stored_membership_to_pb(m: &StoredMembership) -> pb::StoredMembership {
@@ -94,14 +102,15 @@ pub fn stored_membership_to_pb(m: &StoredMembership) -> pb::StoredMembership {
     }
 }
 
-pub fn stored_membership_from_pb(m: &pb::StoredMembership) -> StoredMembership {
-    StoredMembership::new(
+pub fn stored_membership_from_pb(m: &pb::StoredMembership) -> Result<StoredMembership> {
+    Ok(StoredMembership::new(
         opt_log_id_from_pb(&m.log_id),
         m.membership
             .as_ref()
             .map(membership_from_pb)
+            .transpose()?
             .unwrap_or_default(),
-    )
+    ))
 }
 
 pub fn entry_to_pb(e: &Entry) -> pb::Entry {
@@ -128,7 +137,7 @@ pub fn entry_from_pb(e: &pb::Entry) -> Result<Entry> {
                 |err| Error::Decode(format!("proposal at index {}: {err}", log_id.index)),
             )?)
         }
-        Some(pb::entry::Payload::Membership(m)) => EntryPayload::Membership(membership_from_pb(m)),
+        Some(pb::entry::Payload::Membership(m)) => EntryPayload::Membership(membership_from_pb(m)?),
         None => {
             return Err(Error::Decode(format!(
                 "entry {} without payload",
@@ -151,33 +160,55 @@ pub fn decode_entry(bytes: &[u8]) -> Result<Entry> {
     entry_from_pb(&pb)
 }
 
+/// A snapshot's name: the log position it covers (snapshots at one position hold the same
+/// state, which apply derives from the log alone).
+pub fn snapshot_id(m: &SnapshotMeta) -> String {
+    match &m.last_log_id {
+        Some(l) => format!(
+            "{:020}-{}-{}",
+            l.index, l.leader_id.term, l.leader_id.node_id
+        ),
+        None => format!("{:020}-0-0", 0),
+    }
+}
+
+/// A vote from the wire; a missing one is the initial vote (term 0).
+pub fn opt_vote_from_pb(v: &Option<pb::Vote>) -> Vote {
+    v.as_ref()
+        .map(vote_from_pb)
+        .unwrap_or_else(|| Vote::new(0, 0))
+}
+
 pub fn snapshot_meta_to_pb(m: &SnapshotMeta) -> pb::SnapshotMeta {
     pb::SnapshotMeta {
         last_log_id: opt_log_id_to_pb(&m.last_log_id),
         last_membership: Some(stored_membership_to_pb(&m.last_membership)),
-        snapshot_id: m.snapshot_id.clone(),
+        snapshot_id: snapshot_id(m),
     }
 }
 
-pub fn snapshot_meta_from_pb(m: &pb::SnapshotMeta) -> SnapshotMeta {
-    SnapshotMeta {
+pub fn snapshot_meta_from_pb(m: &pb::SnapshotMeta) -> Result<SnapshotMeta> {
+    Ok(SnapshotMeta {
         last_log_id: opt_log_id_from_pb(&m.last_log_id),
         last_membership: m
             .last_membership
             .as_ref()
             .map(stored_membership_from_pb)
+            .transpose()?
             .unwrap_or_default(),
-        snapshot_id: m.snapshot_id.clone(),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::CommittedLeaderId;
 
     fn lid(term: u64, node: u64, index: u64) -> LogId {
-        LogId::new(CommittedLeaderId::new(term, node), index)
+        log_id_from_pb(&pb::LogId {
+            term,
+            node_id: node,
+            index,
+        })
     }
 
     #[test]
@@ -196,7 +227,8 @@ mod tests {
         let membership = Membership::new(
             vec![BTreeSet::from([1, 2]), BTreeSet::from([1, 2, 3])],
             nodes,
-        );
+        )
+        .unwrap();
         let entries = vec![
             Entry {
                 log_id: lid(1, 1, 1),

@@ -16,10 +16,8 @@ use std::time::Duration;
 
 use keel_proto::raft::v1 as pb;
 use keel_proto::raft::v1::raft_service_client::RaftServiceClient;
-use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
-};
-use openraft::network::{Backoff, RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
@@ -31,7 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::tls::{GrpcConnector, PeerStream, PeerTls};
-use crate::typ::{KeelNode, NodeId, Snapshot, TypeConfig, Vote};
+use crate::typ::{KeelNode, NodeId, Snapshot, SnapshotFile, TypeConfig, Vote};
 use crate::wire;
 
 /// Message of the UNAVAILABLE status a node returns to a forwarded request when it is not
@@ -391,9 +389,9 @@ async fn exchange(
     })
 }
 
-type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, KeelNode, RaftError<NodeId, E>>;
+type RpcErr = RPCError<TypeConfig>;
 
-fn rpc_err<E: std::error::Error>(s: tonic::Status) -> RpcErr<E> {
+fn rpc_err(s: tonic::Status) -> RpcErr {
     match s.code() {
         // Connection refused / reset / blocked: back off briefly (see `backoff`).
         tonic::Code::Unavailable => RPCError::Unreachable(Unreachable::new(&s)),
@@ -401,12 +399,14 @@ fn rpc_err<E: std::error::Error>(s: tonic::Status) -> RpcErr<E> {
     }
 }
 
-impl RaftNetwork<TypeConfig> for PeerNetwork {
+impl RaftNetworkV2<TypeConfig> for PeerNetwork {
+    type SnapshotData = SnapshotFile;
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> std::result::Result<AppendEntriesResponse<NodeId>, RpcErr> {
+    ) -> std::result::Result<AppendEntriesResponse<TypeConfig>, RpcErr> {
         let req = pb::AppendEntriesRequest {
             cluster_id: self.peers.cluster_id.clone(),
             vote: Some(codec::vote_to_pb(&rpc.vote)),
@@ -444,9 +444,9 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
 
     async fn vote(
         &mut self,
-        rpc: VoteRequest<NodeId>,
+        rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
-    ) -> std::result::Result<VoteResponse<NodeId>, RpcErr> {
+    ) -> std::result::Result<VoteResponse<TypeConfig>, RpcErr> {
         let req = pb::VoteRequest {
             cluster_id: self.peers.cluster_id.clone(),
             vote: Some(codec::vote_to_pb(&rpc.vote)),
@@ -462,11 +462,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         let resp = pb::VoteResponse::decode(raw.as_slice())
             .map_err(|e| rpc_err(tonic::Status::internal(format!("vote response: {e}"))))?;
         Ok(VoteResponse {
-            vote: resp
-                .vote
-                .as_ref()
-                .map(codec::vote_from_pb)
-                .unwrap_or_default(),
+            vote: codec::opt_vote_from_pb(&resp.vote),
             vote_granted: resp.vote_granted,
             last_log_id: codec::opt_log_id_from_pb(&resp.last_log_id),
         })
@@ -478,8 +474,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         snapshot: Snapshot,
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
-    ) -> std::result::Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>>
-    {
+    ) -> std::result::Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let net_err = |e: &dyn std::fmt::Display| {
             StreamingError::Network(NetworkError::new(&tonic::Status::unavailable(
                 e.to_string(),
@@ -496,20 +491,20 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
             meta: Some(codec::snapshot_meta_to_pb(&snapshot.meta)),
         };
         let chunk_bytes = self.peers.settings.snapshot_chunk_bytes;
-        tracing::info!(target_node = self.target, snapshot_id = %snapshot.meta.snapshot_id, "streaming snapshot");
+        tracing::info!(target_node = self.target, snapshot_id = %codec::snapshot_id(&snapshot.meta), "streaming snapshot");
         let chunks = snapshot_chunks(file, header, chunk_bytes);
         let send = client.install_snapshot(chunks);
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
             resp = send => {
                 let resp = resp.map_err(|s| net_err(&s))?.into_inner();
-                Ok(SnapshotResponse { vote: resp.vote.as_ref().map(codec::vote_from_pb).unwrap_or_default() })
+                Ok(SnapshotResponse { vote: codec::opt_vote_from_pb(&resp.vote) })
             }
         }
     }
 
-    fn backoff(&self) -> Backoff {
-        Backoff::new(std::iter::repeat(Duration::from_millis(100)))
+    fn backoff(&self) -> Option<Backoff> {
+        Some(Backoff::new(std::iter::repeat(Duration::from_millis(100))))
     }
 }
 

@@ -15,9 +15,11 @@ use std::time::{Duration, Instant};
 use keel_engine::{Command, Proposal, ProposalResponse, Response};
 use keel_proto::admin::v1 as admin;
 use keel_proto::raft::v1::raft_service_server::RaftServiceServer;
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{
-    CheckIsLeaderError, ClientWriteError, ForwardToLeader, InitializeError, RaftError,
+    ClientWriteError, ForwardToLeader, InitializeError, LinearizableReadError, RaftError,
 };
+use openraft::raft::ReadPolicy;
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -27,7 +29,7 @@ use crate::network::{NetworkFactory, PeerClients, PeerFilter, RpcSettings};
 use crate::service::PeerService;
 use crate::store::state_machine::{StateDigest, StateReader};
 use crate::store::{self};
-use crate::typ::{KeelNode, LogId, NodeId, Raft, RaftMetrics};
+use crate::typ::{KeelNode, LogId, NodeId, Raft, RaftMetrics, TypeConfig};
 
 /// Most scheduler yields the batcher spends waiting for a batch to fill.
 const MAX_LINGER_YIELDS: usize = 16;
@@ -128,6 +130,8 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_entries),
             max_in_snapshot_log_to_keep: settings.keep_entries_after_snapshot,
             purge_batch_size: settings.purge_batch_size,
+            // The peer protocol carries no pre-vote RPC; elections are as in openraft 0.9.
+            enable_pre_vote: Some(false),
             ..Default::default()
         }
         .validate()
@@ -247,7 +251,7 @@ impl RaftNode {
     }
 
     fn metrics(&self) -> RaftMetrics {
-        self.inner.raft.metrics().borrow().clone()
+        self.inner.raft.metrics().borrow_watched().clone()
     }
 
     /// A member's addresses from the current membership.
@@ -397,7 +401,7 @@ impl RaftNode {
         let wait_ms = self.inner.settings.leader_wait_ms;
         match tokio::time::timeout(
             Duration::from_millis(wait_ms),
-            self.inner.raft.ensure_linearizable(),
+            self.inner.raft.ensure_linearizable(ReadPolicy::ReadIndex),
         )
         .await
         {
@@ -405,11 +409,11 @@ impl RaftNode {
                 what: "confirming leadership with a quorum".into(),
                 waited_ms: wait_ms,
             }),
-            Ok(Ok(read_log_id)) => Ok(read_log_id.map_or(0, |l| l.index)),
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Ok(Ok(read_log_id)) => Ok(read_log_id.index()),
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
                 Err(self.forward_error(f))
             }
-            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
                 Err(Error::Timeout {
                     what: format!("confirming leadership: {q}"),
                     waited_ms: wait_ms,
@@ -419,7 +423,7 @@ impl RaftNode {
         }
     }
 
-    fn forward_error(&self, f: ForwardToLeader<NodeId, KeelNode>) -> Error {
+    fn forward_error(&self, f: ForwardToLeader<TypeConfig>) -> Error {
         Error::NotLeader {
             leader_id: f.leader_id,
             leader_client_addr: f.leader_node.map(|n| n.client_addr),
@@ -511,11 +515,20 @@ impl RaftNode {
         Ok(resp.log_id.index)
     }
 
-    fn write_error(&self, e: RaftError<NodeId, ClientWriteError<NodeId, KeelNode>>) -> Error {
+    fn write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Error {
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => self.forward_error(f),
+            // Appended, then dropped for another leader's log: it may still commit there.
+            RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => Error::LeaderUnreachable {
+                leader_id: f.leader_id.unwrap_or(0),
+                message: "the write's log entry was replaced by a new leader's log; it may or may not have been committed".into(),
+            },
             RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
                 Error::InvalidRequest(c.to_string())
+            }
+            // Keel proposes no preconditions.
+            RaftError::APIError(e @ ClientWriteError::PreconditionFailed(_)) => {
+                Error::Raft(e.to_string())
             }
             RaftError::Fatal(f) => Error::Raft(f.to_string()),
         }
@@ -613,7 +626,9 @@ impl RaftNode {
             })
             .unwrap_or_default();
         let last_leader_contact_ms_ago = if m.state == ServerState::Leader {
-            m.millis_since_quorum_ack
+            m.last_quorum_acked
+                .as_ref()
+                .map(|t| openraft::Instant::elapsed(&**t).as_millis() as u64)
         } else {
             self.inner
                 .last_leader_contact
@@ -642,7 +657,7 @@ impl RaftNode {
     pub fn wait(
         &self,
         timeout: Duration,
-    ) -> openraft::metrics::Wait<NodeId, KeelNode, openraft::TokioRuntime> {
+    ) -> openraft::metrics::Wait<TypeConfig> {
         self.inner.raft.wait(Some(timeout))
     }
 

@@ -94,22 +94,19 @@ impl RaftService for PeerService {
             .meta
             .as_ref()
             .map(codec::snapshot_meta_from_pb)
-            .ok_or_else(|| Status::invalid_argument("snapshot header has no meta"))?;
-        let vote = header
-            .vote
-            .as_ref()
-            .map(codec::vote_from_pb)
-            .unwrap_or_default();
-        let path = self.node.incoming_snapshot_path(&meta.snapshot_id);
+            .ok_or_else(|| Status::invalid_argument("snapshot header has no meta"))?
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let vote = codec::opt_vote_from_pb(&header.vote);
+        let path = self.node.incoming_snapshot_path(&codec::snapshot_id(&meta));
         let receive = receive_snapshot_file(&path, first, &mut stream).await;
         if let Err(e) = receive {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(e);
         }
-        tracing::info!(snapshot_id = %meta.snapshot_id, "received snapshot; installing");
+        tracing::info!(snapshot_id = %codec::snapshot_id(&meta), "received snapshot; installing");
         let snapshot = Snapshot {
             meta,
-            snapshot: Box::new(SnapshotFile { path: path.clone() }),
+            snapshot: SnapshotFile { path: path.clone() },
         };
         let resp = self.node.raft().install_full_snapshot(vote, snapshot).await;
         let _ = tokio::fs::remove_file(&path).await; // moved away on success
@@ -168,11 +165,7 @@ async fn append_entries(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
     let rpc = AppendEntriesRequest {
-        vote: req
-            .vote
-            .as_ref()
-            .map(codec::vote_from_pb)
-            .unwrap_or_default(),
+        vote: codec::opt_vote_from_pb(&req.vote),
         prev_log_id: codec::opt_log_id_from_pb(&req.prev_log_id),
         leader_commit: codec::opt_log_id_from_pb(&req.leader_commit),
         entries,
@@ -201,12 +194,10 @@ async fn append_entries(
 async fn vote(node: &RaftNode, req: pb::VoteRequest) -> Result<pb::VoteResponse, Status> {
     admit(node, &req.cluster_id)?;
     let rpc = VoteRequest {
-        vote: req
-            .vote
-            .as_ref()
-            .map(codec::vote_from_pb)
-            .unwrap_or_default(),
+        vote: codec::opt_vote_from_pb(&req.vote),
         last_log_id: codec::opt_log_id_from_pb(&req.last_log_id),
+        // Keel does not transfer leadership, so no vote request is part of one.
+        leadership_transfer: false,
     };
     let resp = node.raft().vote(rpc).await.map_err(raft_status)?;
     Ok(pb::VoteResponse {

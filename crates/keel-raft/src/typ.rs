@@ -1,8 +1,9 @@
 //! openraft type configuration and aliases. openraft types never leave this crate.
 
 use std::fmt;
-use std::io::Cursor;
 use std::path::PathBuf;
+
+use openraft::type_config::alias;
 
 openraft::declare_raft_types!(
     /// Keel's openraft type configuration.
@@ -11,14 +12,8 @@ openraft::declare_raft_types!(
         R = keel_engine::ProposalResponse,
         NodeId = u64,
         Node = KeelNode,
-        Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = SnapshotFile,
         AsyncRuntime = openraft::TokioRuntime,
 );
-
-// `declare_raft_types!` refers to `Cursor` in its defaults.
-#[allow(dead_code)]
-type _UsesCursor = Cursor<Vec<u8>>;
 
 /// A cluster member's addresses, stored in the replicated membership.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,13 +37,13 @@ pub struct SnapshotFile {
 }
 
 pub type NodeId = u64;
-pub type LogId = openraft::LogId<NodeId>;
-pub type Vote = openraft::Vote<NodeId>;
-pub type Entry = openraft::Entry<TypeConfig>;
+pub type LeaderId = alias::CommittedLeaderIdOf<TypeConfig>;
+pub type LogId = alias::LogIdOf<TypeConfig>;
+pub type Vote = alias::VoteOf<TypeConfig>;
+pub type Entry = alias::EntryOf<TypeConfig>;
 pub type Membership = openraft::Membership<NodeId, KeelNode>;
-pub type StoredMembership = openraft::StoredMembership<NodeId, KeelNode>;
-pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, KeelNode>;
-pub type Snapshot = openraft::Snapshot<TypeConfig>;
-pub type StorageError = openraft::StorageError<NodeId>;
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type RaftMetrics = openraft::RaftMetrics<NodeId, KeelNode>;
+pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
+pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
+pub type Snapshot = alias::SnapshotOf<TypeConfig, SnapshotFile>;
+pub type Raft = openraft::Raft<TypeConfig, crate::store::StateMachine>;
+pub type RaftMetrics = openraft::RaftMetrics<TypeConfig>;

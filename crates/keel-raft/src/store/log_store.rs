@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use keel_proto::raft::v1 as pb;
-use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::{LogState, OptionalSend, RaftLogReader};
 use prost::Message;
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
@@ -22,7 +22,7 @@ use super::{cf, sto_io, CF_LOG, CF_RAFT, KEY_COMMITTED, KEY_PURGED, KEY_VOTE};
 use crate::codec;
 use crate::error::Result;
 use crate::metrics;
-use crate::typ::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::typ::{Entry, LogId, TypeConfig, Vote};
 
 /// Bound on appends waiting for the syncer; openraft keeps far fewer in flight.
 const SYNC_QUEUE_CAPACITY: usize = 65_536;
@@ -35,7 +35,7 @@ pub struct LogStore {
     committed_index: Arc<AtomicU64>,
 }
 
-type FlushRequest = (LogFlushed<TypeConfig>, Instant);
+type FlushRequest = (IOFlushed<TypeConfig>, Instant);
 
 /// The WAL-sync thread and its queue. Dropped with the last `LogStore` clone: the queue is
 /// closed and the thread joined, so the database handle it holds is released by then.
@@ -109,27 +109,27 @@ impl LogStore {
         self.committed_index.clone()
     }
 
-    fn read_log_id(&self, key: &[u8]) -> std::result::Result<Option<LogId>, StorageError> {
+    fn read_log_id(&self, key: &[u8]) -> std::io::Result<Option<LogId>> {
         let raw = self
             .db
             .get_cf(cf(&self.db, CF_RAFT), key)
-            .map_err(|e| StorageIOError::read(sto_io(e)))?;
+            .map_err(sto_io)?;
         raw.map(|b| {
             pb::LogId::decode(b.as_slice())
                 .map(|l| codec::log_id_from_pb(&l))
-                .map_err(|e| StorageIOError::read(sto_io(e)).into())
+                .map_err(sto_io)
         })
         .transpose()
     }
 
-    fn last_log_id(&self) -> std::result::Result<Option<LogId>, StorageError> {
+    fn last_log_id(&self) -> std::io::Result<Option<LogId>> {
         let mut it = self.db.iterator_cf(cf(&self.db, CF_LOG), IteratorMode::End);
         match it.next() {
             None => Ok(None),
-            Some(Err(e)) => Err(StorageIOError::read_logs(sto_io(e)).into()),
+            Some(Err(e)) => Err(sto_io(e)),
             Some(Ok((_, v))) => {
                 let e =
-                    codec::decode_entry(&v).map_err(|e| StorageIOError::read_logs(sto_io(e)))?;
+                    codec::decode_entry(&v).map_err(sto_io)?;
                 Ok(Some(e.log_id))
             }
         }
@@ -146,15 +146,23 @@ fn run_syncer(db: Arc<DB>, rx: mpsc::Receiver<FlushRequest>) {
         let started = Instant::now();
         let result = db.flush_wal(true);
         metrics::wal_fsync(started.elapsed(), waiting.len());
-        for (callback, appended_at) in waiting {
+        // openraft's flush notifications are a watermark (the newest flushed IO wins): only
+        // the last one of this fsync needs sending, and one send wakes the core once.
+        let last_notify = waiting
+            .iter()
+            .rposition(|(c, _)| matches!(c, IOFlushed::Notify(_)));
+        for (i, (callback, appended_at)) in waiting.into_iter().enumerate() {
             metrics::log_append(appended_at.elapsed());
+            if matches!(callback, IOFlushed::Notify(_)) && Some(i) != last_notify {
+                continue;
+            }
             let r = match &result {
                 Ok(()) => Ok(()),
                 Err(e) => Err(std::io::Error::other(format!(
                     "fsync of the raft log failed: {e}"
                 ))),
             };
-            callback.log_io_completed(r);
+            callback.io_completed(r);
         }
         if let Err(e) = result {
             tracing::error!(error = %e, "fsync of the raft log failed; the node cannot make progress");
@@ -166,7 +174,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
-    ) -> std::result::Result<Vec<Entry>, StorageError> {
+    ) -> std::io::Result<Vec<Entry>> {
         let start = match range.start_bound() {
             Bound::Included(i) => *i,
             Bound::Excluded(i) => i + 1,
@@ -178,28 +186,41 @@ impl RaftLogReader<TypeConfig> for LogStore {
             IteratorMode::From(&index_key(start), rocksdb::Direction::Forward),
         );
         for item in it {
-            let (k, v) = item.map_err(|e| StorageIOError::read_logs(sto_io(e)))?;
+            let (k, v) = item.map_err(sto_io)?;
             let index = u64::from_be_bytes(
                 k.as_ref()
                     .try_into()
-                    .map_err(|_| StorageIOError::read_logs(sto_io("log key is not 8 bytes")))?,
+                    .map_err(|_| sto_io("log key is not 8 bytes"))?,
             );
             if !range.contains(&index) {
                 break;
             }
             out.push(
                 codec::decode_entry(&v)
-                    .map_err(|e| StorageIOError::read_log_at_index(index, sto_io(e)))?,
+                    .map_err(sto_io)?,
             );
         }
         Ok(out)
+    }
+
+    async fn read_vote(&mut self) -> std::io::Result<Option<Vote>> {
+        let raw = self
+            .db
+            .get_cf(cf(&self.db, CF_RAFT), KEY_VOTE)
+            .map_err(sto_io)?;
+        raw.map(|b| {
+            pb::Vote::decode(b.as_slice())
+                .map(|v| codec::vote_from_pb(&v))
+                .map_err(sto_io)
+        })
+        .transpose()
     }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
-    async fn get_log_state(&mut self) -> std::result::Result<LogState<TypeConfig>, StorageError> {
+    async fn get_log_state(&mut self) -> std::io::Result<LogState<TypeConfig>> {
         let last_purged_log_id = self.read_log_id(KEY_PURGED)?;
         let last_log_id = self.last_log_id()?.or(last_purged_log_id);
         Ok(LogState {
@@ -212,7 +233,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.clone()
     }
 
-    async fn save_vote(&mut self, vote: &Vote) -> std::result::Result<(), StorageError> {
+    async fn save_vote(&mut self, vote: &Vote) -> std::io::Result<()> {
         self.db
             .put_cf_opt(
                 cf(&self.db, CF_RAFT),
@@ -220,26 +241,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 codec::vote_to_pb(vote).encode_to_vec(),
                 &sync(),
             )
-            .map_err(|e| StorageIOError::write_vote(sto_io(e)).into())
-    }
-
-    async fn read_vote(&mut self) -> std::result::Result<Option<Vote>, StorageError> {
-        let raw = self
-            .db
-            .get_cf(cf(&self.db, CF_RAFT), KEY_VOTE)
-            .map_err(|e| StorageIOError::read_vote(sto_io(e)))?;
-        raw.map(|b| {
-            pb::Vote::decode(b.as_slice())
-                .map(|v| codec::vote_from_pb(&v))
-                .map_err(|e| StorageIOError::read_vote(sto_io(e)).into())
-        })
-        .transpose()
+            .map_err(sto_io)
     }
 
     async fn save_committed(
         &mut self,
         committed: Option<LogId>,
-    ) -> std::result::Result<(), StorageError> {
+    ) -> std::io::Result<()> {
         let Some(c) = committed else { return Ok(()) };
         // Not synced: losing it only means re-learning the commit index from the leader.
         self.db
@@ -249,20 +257,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 codec::log_id_to_pb(&c).encode_to_vec(),
                 &no_sync(),
             )
-            .map_err(|e| StorageIOError::write(sto_io(e)))?;
+            .map_err(sto_io)?;
         self.committed_index.store(c.index, Ordering::Relaxed);
         Ok(())
     }
 
-    async fn read_committed(&mut self) -> std::result::Result<Option<LogId>, StorageError> {
+    async fn read_committed(&mut self) -> std::io::Result<Option<LogId>> {
         self.read_log_id(KEY_COMMITTED)
     }
 
     async fn append<I>(
         &mut self,
         entries: I,
-        callback: LogFlushed<TypeConfig>,
-    ) -> std::result::Result<(), StorageError>
+        callback: IOFlushed<TypeConfig>,
+    ) -> std::io::Result<()>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -274,30 +282,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         self.db
             .write_opt(batch, &no_sync())
-            .map_err(|e| StorageIOError::write_logs(sto_io(e)))?;
+            .map_err(sto_io)?;
         self.syncer
             .send((callback, Instant::now()))
-            .map_err(|_| StorageIOError::write_logs(sto_io("the WAL syncer thread has stopped")))?;
+            .map_err(|_| sto_io("the WAL syncer thread has stopped"))?;
         Ok(())
     }
 
-    async fn truncate(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {
-        tracing::debug!(
-            log_index = log_id.index,
-            "truncating conflicting log suffix"
-        );
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> std::io::Result<()> {
+        // Everything after `last_log_id` goes (everything when `None`).
+        let from = last_log_id.map_or(0, |l| l.index + 1);
+        tracing::debug!(from_index = from, "truncating conflicting log suffix");
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(
-            cf(&self.db, CF_LOG),
-            index_key(log_id.index),
-            index_key(u64::MAX),
-        );
+        batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(from), index_key(u64::MAX));
         self.db
             .write_opt(batch, &sync())
-            .map_err(|e| StorageIOError::write_logs(sto_io(e)).into())
+            .map_err(sto_io)
     }
 
-    async fn purge(&mut self, log_id: LogId) -> std::result::Result<(), StorageError> {
+    async fn purge(&mut self, log_id: LogId) -> std::io::Result<()> {
         tracing::debug!(log_index = log_id.index, "purging log prefix");
         let mut batch = WriteBatch::default();
         batch.put_cf(
@@ -314,6 +317,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // so the state is never behind a purged log.
         self.db
             .write_opt(batch, &sync())
-            .map_err(|e| StorageIOError::write_logs(sto_io(e)).into())
+            .map_err(sto_io)
     }
 }

@@ -171,8 +171,9 @@ pub fn snapshot_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("snapshots")
 }
 
-pub(crate) fn sto_io(e: impl std::fmt::Display) -> openraft::AnyError {
-    openraft::AnyError::error(e.to_string())
+/// A storage failure as the `io::Error` openraft's storage traits return.
+pub(crate) fn sto_io(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }
 
 #[cfg(test)]
@@ -222,7 +223,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_corrupted_wal_is_refused_never_silently_truncated() {
-        use openraft::storage::RaftLogStorage;
+        use openraft::storage::{RaftLogReader, RaftLogStorage};
         let dir = tempfile::tempdir().unwrap();
         {
             let (mut log, _sm) = open(dir.path(), "alpha", 1).unwrap();

@@ -123,7 +123,7 @@ fn read_header(r: &mut impl Read, path: &Path) -> Result<SnapshotMeta> {
         .map_err(|_| bad("truncated metadata"))?;
     let meta =
         pb::SnapshotMeta::decode(meta.as_slice()).map_err(|e| bad(&format!("metadata: {e}")))?;
-    Ok(codec::snapshot_meta_from_pb(&meta))
+    codec::snapshot_meta_from_pb(&meta).map_err(|e| bad(&e.to_string()))
 }
 
 fn read_u32(r: &mut impl Read) -> std::io::Result<u32> {
@@ -180,7 +180,6 @@ mod tests {
         SnapshotMeta {
             last_log_id: None,
             last_membership: Default::default(),
-            snapshot_id: "t-1".into(),
         }
     }
 

@@ -9,8 +9,9 @@ use std::time::Instant;
 use keel_engine::keys::{self, MetaKey};
 use keel_engine::{ProposalResponse, ReadState, StateStore};
 use keel_proto::raft::v1 as pb;
-use openraft::storage::RaftStateMachine;
-use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError};
+use futures::TryStreamExt;
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use prost::Message;
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
@@ -19,9 +20,7 @@ use super::{cf, sto_io, CF_RAFT, CF_SM, KEY_INSTALLING};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::typ::{
-    Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
-};
+use crate::typ::{Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// The latest snapshot this node holds.
 #[derive(Debug, Clone)]
@@ -136,8 +135,8 @@ fn read_meta_membership(
     Ok(get(&keys::meta(MetaKey::LastMembership))?
         .map(|b| {
             pb::StoredMembership::decode(b.as_slice())
-                .map(|m| codec::stored_membership_from_pb(&m))
                 .map_err(|e| Error::Decode(format!("last membership: {e}")))
+                .and_then(|m| codec::stored_membership_from_pb(&m))
         })
         .transpose()?
         .unwrap_or_default())
@@ -270,7 +269,7 @@ fn prune_snapshots(dir: &std::path::Path, keep: &std::path::Path) {
 }
 
 fn snapshot_file_name(meta: &SnapshotMeta) -> String {
-    format!("{}.snap", meta.snapshot_id)
+    format!("{}.snap", codec::snapshot_id(meta))
 }
 
 impl StateReader {
@@ -399,22 +398,23 @@ pub struct SnapshotBuilder {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    async fn build_snapshot(&mut self) -> std::result::Result<Snapshot, StorageError> {
-        let rx = self.result.take().ok_or_else(|| {
-            StorageIOError::write_snapshot(None, sto_io("snapshot builder used twice"))
-        })?;
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> std::io::Result<Snapshot> {
+        let rx = self
+            .result
+            .take()
+            .ok_or_else(|| sto_io("snapshot builder used twice"))?;
         let built = rx
             .await
-            .map_err(|_| {
-                StorageIOError::write_snapshot(None, sto_io("snapshot build thread died"))
-            })?
-            .map_err(|e| StorageIOError::write_snapshot(None, sto_io(e)))?;
-        tracing::info!(snapshot_id = %built.meta.snapshot_id, log_index = ?built.meta.last_log_id.map(|l| l.index), "built snapshot");
+            .map_err(|_| sto_io("snapshot build thread died"))?
+            .map_err(sto_io)?;
+        tracing::info!(snapshot_id = %codec::snapshot_id(&built.meta), log_index = ?built.meta.last_log_id.map(|l| l.index), "built snapshot");
         *self.current.lock().expect("snapshot lock poisoned") = Some(built.clone());
         prune_snapshots(&self.snapshot_dir, &built.path);
         Ok(Snapshot {
             meta: built.meta,
-            snapshot: Box::new(SnapshotFile { path: built.path }),
+            snapshot: SnapshotFile { path: built.path },
         })
     }
 }
@@ -435,22 +435,11 @@ fn build_from_db(
     };
     let last_log_id = read_meta_log_id(get)?;
     let last_membership = read_meta_membership(get)?;
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
     let meta = SnapshotMeta {
-        snapshot_id: match &last_log_id {
-            Some(l) => format!(
-                "{:020}-{}-{}-{stamp}",
-                l.index, l.leader_id.term, l.leader_id.node_id
-            ),
-            None => format!("{:020}-0-0-{stamp}", 0),
-        },
         last_log_id,
         last_membership,
     };
-    let tmp = snapshot_dir.join(format!("{}.tmp", meta.snapshot_id));
+    let tmp = snapshot_dir.join(format!("{}.tmp", codec::snapshot_id(&meta)));
     let records = snap
         .iterator_cf(sm, IteratorMode::Start)
         .map(|r| r.map_err(Error::rocks("iterating the state machine")));
@@ -461,29 +450,10 @@ fn build_from_db(
     Ok(CurrentSnapshot { meta, path })
 }
 
-impl RaftStateMachine<TypeConfig> for StateMachine {
-    type SnapshotBuilder = SnapshotBuilder;
-
-    async fn applied_state(
-        &mut self,
-    ) -> std::result::Result<(Option<LogId>, StoredMembership), StorageError> {
-        let reader = self.reader();
-        let get = |k: &[u8]| reader.get(k);
-        let last =
-            read_meta_log_id(get).map_err(|e| StorageIOError::read_state_machine(sto_io(e)))?;
-        let membership =
-            read_meta_membership(get).map_err(|e| StorageIOError::read_state_machine(sto_io(e)))?;
-        Ok((last, membership))
-    }
-
-    async fn apply<I>(
-        &mut self,
-        entries: I,
-    ) -> std::result::Result<Vec<ProposalResponse>, StorageError>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
+impl StateMachine {
+    /// Applies committed entries through the engine in one RocksDB write batch; one response
+    /// per entry, in order.
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> std::io::Result<Vec<ProposalResponse>> {
         let started = Instant::now();
         without_perf_counters();
         let mut store = BatchStore {
@@ -505,7 +475,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => responses.push(ProposalResponse::default()),
                 EntryPayload::Normal(p) => {
                     let (r, meta) = keel_engine::apply_proposal(p, &mut store)
-                        .map_err(|err| StorageIOError::apply(e.log_id, sto_io(err)))?;
+                        .map_err(|err| sto_io(format!("applying entry {}: {err}", e.log_id)))?;
                     woken.extend(meta.effects.iter().filter_map(|e| e.watch_key()));
                     responses.push(r);
                 }
@@ -531,13 +501,45 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         store
             .commit()
-            .map_err(|e| StorageIOError::apply(last, sto_io(e)))?;
+            .map_err(|e| sto_io(format!("writing entries up to {last}: {e}")))?;
         // Readable now: wake whoever waits on what changed.
         for key in &woken {
             self.watchers.notify(key);
         }
         metrics::apply_batch(started.elapsed(), responses.len());
         Ok(responses)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> std::io::Result<(Option<LogId>, StoredMembership)> {
+        let reader = self.reader();
+        let get = |k: &[u8]| reader.get(k);
+        let last = read_meta_log_id(get).map_err(sto_io)?;
+        let membership = read_meta_membership(get).map_err(sto_io)?;
+        Ok((last, membership))
+    }
+
+    async fn apply<Strm>(&mut self, entries: Strm) -> std::io::Result<()>
+    where
+        Strm: futures::Stream<Item = std::io::Result<EntryResponder<TypeConfig>>>
+            + Unpin
+            + OptionalSend,
+    {
+        // One RocksDB batch for what is committed now; the clients are answered once it is
+        // written.
+        let batch: Vec<EntryResponder<TypeConfig>> = entries.try_collect().await?;
+        let (entries, responders): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let responses = self.apply_entries(entries)?;
+        for (responder, response) in responders.into_iter().zip(responses) {
+            if let Some(r) = responder {
+                r.send(response);
+            }
+        }
+        Ok(())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -561,25 +563,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn begin_receiving_snapshot(
-        &mut self,
-    ) -> std::result::Result<Box<SnapshotFile>, StorageError> {
-        Ok(Box::new(SnapshotFile {
-            path: self
-                .snapshot_dir
-                .join(format!("incoming-{}.tmp", std::process::id())),
-        }))
-    }
-
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<SnapshotFile>,
-    ) -> std::result::Result<(), StorageError> {
+        snapshot: SnapshotFile,
+    ) -> std::io::Result<()> {
         let started = Instant::now();
-        let sig = Some(meta.signature());
-        let read_err = |e: Error| StorageIOError::read_snapshot(sig.clone(), sto_io(e));
-        let write_err = |e: Error| StorageIOError::write_snapshot(sig.clone(), sto_io(e));
+        let id = codec::snapshot_id(meta);
+        let read_err = |e: Error| sto_io(format!("reading snapshot {id}: {e}"));
+        let write_err = |e: Error| sto_io(format!("installing snapshot {id}: {e}"));
         // Verify the whole file before touching the state; the install below writes it in
         // bounded batches, so a bad trailer found at its end would come too late.
         let (file_meta, _, _) =
@@ -588,8 +580,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Err(read_err(Error::Decode(format!(
                 "snapshot file covers {:?} but its metadata says {:?}",
                 file_meta.last_log_id, meta.last_log_id
-            )))
-            .into());
+            ))));
         }
         // Keep the file under its final name first: an interrupted install is finished
         // from it when the node restarts.
@@ -601,11 +592,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 std::fs::copy(&snapshot.path, &path).map(|_| ())
             }
             .and_then(|()| std::fs::File::open(&path)?.sync_all())
-            .and_then(|()| std::fs::File::open(&self.snapshot_dir)?.sync_all())
-            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), sto_io(e)))?;
+            .and_then(|()| std::fs::File::open(&self.snapshot_dir)?.sync_all())?;
         }
         let (count, _) = install_from_file(&self.db, &path).map_err(write_err)?;
-        tracing::info!(snapshot_id = %meta.snapshot_id, records = count, elapsed_ms = started.elapsed().as_millis() as u64, "installed snapshot");
+        tracing::info!(snapshot_id = %id, records = count, elapsed_ms = started.elapsed().as_millis() as u64, "installed snapshot");
         *self.current.lock().expect("snapshot lock poisoned") = Some(CurrentSnapshot {
             meta: meta.clone(),
             path: path.clone(),
@@ -616,13 +606,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> std::result::Result<Option<Snapshot>, StorageError> {
+    async fn get_current_snapshot(&mut self) -> std::io::Result<Option<Snapshot>> {
         let current = self.current.lock().expect("snapshot lock poisoned").clone();
         Ok(current.map(|c| Snapshot {
             meta: c.meta,
-            snapshot: Box::new(SnapshotFile { path: c.path }),
+            snapshot: SnapshotFile { path: c.path },
         }))
     }
 }
@@ -787,7 +775,9 @@ mod install_test {
         let mut dst = open(b.path());
         put(&dst, b"stale-key", b"from before the snapshot");
         // Hand the snapshot over the way a receiving node does: a file of its own.
-        let incoming = dst.begin_receiving_snapshot().await.unwrap();
+        let incoming = SnapshotFile {
+            path: dst.snapshot_dir.join("incoming-test.tmp"),
+        };
         std::fs::copy(&snap.snapshot.path, &incoming.path).unwrap();
         dst.install_snapshot(&snap.meta, incoming).await.unwrap();
         assert_eq!(
@@ -860,7 +850,9 @@ mod install_test {
         let mut dst = open(b.path());
         put(&dst, b"kept", b"v");
         let before = dst.reader().digest().unwrap();
-        let incoming = dst.begin_receiving_snapshot().await.unwrap();
+        let incoming = SnapshotFile {
+            path: dst.snapshot_dir.join("incoming-test.tmp"),
+        };
         let mut bytes = std::fs::read(&snap.snapshot.path).unwrap();
         // A flipped byte in the last record: found only by the trailer's digest.
         let near_end = bytes.len() - 100;
