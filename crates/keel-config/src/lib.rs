@@ -226,9 +226,9 @@ pub struct RaftConfig {
     pub leader_wait_ms: u64,
     /// Most client commands batched into one log entry, commands. Default: 256.
     pub max_batch_commands: u64,
-    /// Batches the leader may have proposed but not yet committed, batches. openraft 0.9
-    /// appends one entry per log fsync, so a few batches in flight keep the disk busy while
-    /// each batch stays large. Default: 3.
+    /// Batches the leader may have proposed but not yet committed, batches. A few batches in
+    /// flight keep the log and the followers busy while each batch stays large (openraft
+    /// merges appends waiting for one fsync). Default: 3.
     pub max_in_flight_batches: u64,
 }
 

@@ -1,4 +1,5 @@
-//! Keel's replication layer: openraft 0.9 (storage v2) over RocksDB, with a raw TCP
+//! Keel's replication layer: openraft 0.10 (pinned to an exact alpha; see docs/benchmarks.md,
+//! "Pipelined log I/O") over RocksDB, with a raw TCP
 //! transport for AppendEntries and Vote and tonic for the rest of the peer protocol, leader forwarding, linearizable and stale reads, and snapshots.
 //!
 //! Key types:
@@ -14,7 +15,7 @@
 //! `keel_proto` messages. This crate must not depend on the server, the frontend or the
 //! config crate (settings arrive as [`RaftSettings`]).
 
-// openraft's trait signatures fix `StorageError` (large) as the error type.
+// openraft's error types (`RaftError`, `StorageError`) are large.
 #![allow(clippy::result_large_err)]
 
 mod codec;

@@ -130,7 +130,7 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_entries),
             max_in_snapshot_log_to_keep: settings.keep_entries_after_snapshot,
             purge_batch_size: settings.purge_batch_size,
-            // The peer protocol carries no pre-vote RPC; elections are as in openraft 0.9.
+            // The peer protocol carries no pre-vote RPC: a follower campaigns on its timeout.
             enable_pre_vote: Some(false),
             ..Default::default()
         }

@@ -1,6 +1,7 @@
 //! The raw peer transport for the two Raft RPCs every commit waits on, AppendEntries and Vote:
 //! length-prefixed protobuf frames on a plain TCP connection, one request in flight at a time
-//! (openraft sends one RPC at a time per replication stream).
+//! (openraft's default `stream_append` sends one AppendEntries at a time per replication
+//! stream, each carrying everything submitted since the last).
 //!
 //! Why not gRPC for these: each tonic call hops through the channel's buffer task and the
 //! HTTP/2 connection task on the sender and through the connection task on the receiver, and
