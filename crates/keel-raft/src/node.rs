@@ -654,10 +654,7 @@ impl RaftNode {
     }
 
     /// A watch on openraft's metrics, for waiting on conditions (tests, drivers).
-    pub fn wait(
-        &self,
-        timeout: Duration,
-    ) -> openraft::metrics::Wait<TypeConfig> {
+    pub fn wait(&self, timeout: Duration) -> openraft::metrics::Wait<TypeConfig> {
         self.inner.raft.wait(Some(timeout))
     }
 

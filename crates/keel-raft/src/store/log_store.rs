@@ -110,10 +110,7 @@ impl LogStore {
     }
 
     fn read_log_id(&self, key: &[u8]) -> std::io::Result<Option<LogId>> {
-        let raw = self
-            .db
-            .get_cf(cf(&self.db, CF_RAFT), key)
-            .map_err(sto_io)?;
+        let raw = self.db.get_cf(cf(&self.db, CF_RAFT), key).map_err(sto_io)?;
         raw.map(|b| {
             pb::LogId::decode(b.as_slice())
                 .map(|l| codec::log_id_from_pb(&l))
@@ -128,8 +125,7 @@ impl LogStore {
             None => Ok(None),
             Some(Err(e)) => Err(sto_io(e)),
             Some(Ok((_, v))) => {
-                let e =
-                    codec::decode_entry(&v).map_err(sto_io)?;
+                let e = codec::decode_entry(&v).map_err(sto_io)?;
                 Ok(Some(e.log_id))
             }
         }
@@ -195,10 +191,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
-            out.push(
-                codec::decode_entry(&v)
-                    .map_err(sto_io)?,
-            );
+            out.push(codec::decode_entry(&v).map_err(sto_io)?);
         }
         Ok(out)
     }
@@ -244,10 +237,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(sto_io)
     }
 
-    async fn save_committed(
-        &mut self,
-        committed: Option<LogId>,
-    ) -> std::io::Result<()> {
+    async fn save_committed(&mut self, committed: Option<LogId>) -> std::io::Result<()> {
         let Some(c) = committed else { return Ok(()) };
         // Not synced: losing it only means re-learning the commit index from the leader.
         self.db
@@ -280,9 +270,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             batch.put_cf(log_cf, index_key(e.log_id.index), codec::encode_entry(&e));
         }
-        self.db
-            .write_opt(batch, &no_sync())
-            .map_err(sto_io)?;
+        self.db.write_opt(batch, &no_sync()).map_err(sto_io)?;
         self.syncer
             .send((callback, Instant::now()))
             .map_err(|_| sto_io("the WAL syncer thread has stopped"))?;
@@ -295,9 +283,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         tracing::debug!(from_index = from, "truncating conflicting log suffix");
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf(&self.db, CF_LOG), index_key(from), index_key(u64::MAX));
-        self.db
-            .write_opt(batch, &sync())
-            .map_err(sto_io)
+        self.db.write_opt(batch, &sync()).map_err(sto_io)
     }
 
     async fn purge(&mut self, log_id: LogId) -> std::io::Result<()> {
@@ -315,8 +301,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         );
         // Synced: this also persists every earlier state-machine write in the shared WAL,
         // so the state is never behind a purged log.
-        self.db
-            .write_opt(batch, &sync())
-            .map_err(sto_io)
+        self.db.write_opt(batch, &sync()).map_err(sto_io)
     }
 }

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures::TryStreamExt;
 use keel_engine::keys::{self, MetaKey};
 use keel_engine::{ProposalResponse, ReadState, StateStore};
 use keel_proto::raft::v1 as pb;
-use futures::TryStreamExt;
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use prost::Message;
@@ -20,7 +20,9 @@ use super::{cf, sto_io, CF_RAFT, CF_SM, KEY_INSTALLING};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::metrics;
-use crate::typ::{Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::typ::{
+    Entry, LogId, Snapshot, SnapshotFile, SnapshotMeta, StoredMembership, TypeConfig,
+};
 
 /// The latest snapshot this node holds.
 #[derive(Debug, Clone)]
