@@ -313,7 +313,9 @@ async fn leader_sigkill_restart_and_digest_convergence_with_shipped_configs() {
         );
     }
 
-    phase!("the metrics endpoint reports raft state");
+    phase!("the current leader's metrics endpoint reports raft state");
+    // Not necessarily `new_leader`: the restarted node may have campaigned.
+    let leader = agreed_leader(&client, None).await as usize;
     let metrics_addr = cfgs[leader - 1]
         .0
         .network
