@@ -9,7 +9,7 @@
 # 10,000 × sleep 1 s) with `--grpc-compression none`. Restate: the peer's own scripts in
 # ../shared/bench/restate (run `setup.sh` there once: it installs the npm server and builds
 # its service and load generator), in a loopback-only network namespace, so this must run as
-# root. Raw JSON lines and the table go to tests/sdk/results/same-run-<date>/.
+# root. Raw JSON lines and the table go to tests/sdk/results/same-run-<date>/ (or $OUT).
 #
 # Knobs: ROUNDS=2, NODES=3 (1 or 3), CONCURRENCIES="1 16 64", DURATION=20, WARMUP=3,
 # W2_N=10000, RESTATE_DIR=<repo>/../shared/bench/restate, BENCH_ROOT=/var/tmp/restate-bench.
@@ -24,7 +24,7 @@ WARMUP=${WARMUP:-3}
 W2_N=${W2_N:-10000}
 RESTATE_DIR=${RESTATE_DIR:-$root/../shared/bench/restate}
 export BENCH_ROOT=${BENCH_ROOT:-/var/tmp/restate-bench}
-out="$root/tests/sdk/results/same-run-$(date +%F)"
+out="${OUT:-$root/tests/sdk/results/same-run-$(date +%F)}"
 mkdir -p "$out"
 case "$NODES" in 1) topo=single ;; 3) topo=cluster ;; *) echo "NODES must be 1 or 3" >&2; exit 2 ;; esac
 [[ -x "$BENCH_ROOT/target/release/loadgen" ]] || {
