@@ -24,8 +24,11 @@ use crate::error::Result;
 use crate::metrics;
 use crate::typ::{Entry, LogId, TypeConfig, Vote};
 
-/// Bound on appends waiting for the syncer; openraft keeps far fewer in flight.
-const SYNC_QUEUE_CAPACITY: usize = 65_536;
+/// Bound on appends waiting for the syncer (a full queue makes `append` wait). openraft keeps
+/// a few in flight: one per leader batch (`raft.max-in-flight-batches`) or AppendEntries
+/// request. The queue's buffer is allocated and initialized up front (~80 bytes a slot), so it
+/// stays small.
+const SYNC_QUEUE_CAPACITY: usize = 1_024;
 
 /// The Raft log and vote of one node. Cheap to clone (the log reader is a clone).
 #[derive(Clone)]
