@@ -161,11 +161,7 @@ impl BenchSleep {
         let before = ctx.workflow_time();
         ctx.timer(Duration::from_secs(1)).await;
         let after = ctx.workflow_time();
-        let ms = |t: Option<SystemTime>| {
-            t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |d| d.as_millis() as i64)
-        };
-        Ok(ms(after) - ms(before) - 1_000)
+        Ok(unix_ms(after) - unix_ms(before) - 1_000)
     }
 }
 
@@ -460,32 +456,62 @@ async fn connect_all(
     Ok(clients)
 }
 
-/// Samples the servers' RSS every 200 ms until stopped; returns the peak.
+/// Samples the servers' RSS every 200 ms until stopped: the peak of their sum, and each
+/// process's own peak.
 struct RssSampler {
-    peak_kib: Arc<AtomicU64>,
+    /// Peak KiB per process, then the peak of the sum.
+    peaks: Arc<Vec<AtomicU64>>,
     stop: Arc<AtomicBool>,
 }
 
 impl RssSampler {
     fn start(servers: &Servers) -> RssSampler {
         let pids: Vec<u32> = servers.children.iter().map(|c| c.id()).collect();
-        let peak_kib = Arc::new(AtomicU64::new(0));
+        let peaks: Arc<Vec<AtomicU64>> =
+            Arc::new((0..=pids.len()).map(|_| AtomicU64::new(0)).collect());
         let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (peak_kib.clone(), stop.clone());
+        let (p, s) = (peaks.clone(), stop.clone());
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                let kib: u64 = pids.iter().filter_map(|pid| rss_kib(*pid)).sum();
-                p.fetch_max(kib, Ordering::Relaxed);
+                let mut sum = 0;
+                for (i, pid) in pids.iter().enumerate() {
+                    let kib = rss_kib(*pid).unwrap_or(0);
+                    p[i].fetch_max(kib, Ordering::Relaxed);
+                    sum += kib;
+                }
+                p[pids.len()].fetch_max(sum, Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        RssSampler { peak_kib, stop }
+        RssSampler { peaks, stop }
     }
 
-    fn finish(self) -> f64 {
+    /// Stops; the peaks in MiB, per process then of the sum.
+    fn stop(self) -> Vec<f64> {
         self.stop.store(true, Ordering::Relaxed);
-        self.peak_kib.load(Ordering::Relaxed) as f64 / 1024.0
+        self.peaks
+            .iter()
+            .map(|k| k.load(Ordering::Relaxed) as f64 / 1024.0)
+            .collect()
     }
+
+    /// Stops; the peak of the summed RSS, MiB.
+    fn finish(self) -> f64 {
+        self.stop().last().copied().unwrap_or(0.0)
+    }
+
+    /// Stops; each process's peak RSS, MiB.
+    fn finish_per_node(self) -> Vec<f64> {
+        let mut peaks = self.stop();
+        peaks.pop();
+        peaks
+    }
+}
+
+/// Milliseconds since the Unix epoch of a workflow time (0 if absent).
+fn unix_ms(t: Option<SystemTime>) -> i64 {
+    t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 // ------------------------------------------------------------------ workloads

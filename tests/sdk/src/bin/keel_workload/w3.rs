@@ -49,11 +49,6 @@ impl BenchSleepUntil {
     }
 }
 
-fn unix_ms(t: Option<SystemTime>) -> i64 {
-    t.and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 fn now_unix_ms() -> i64 {
     unix_ms(Some(SystemTime::now()))
 }
@@ -100,40 +95,6 @@ pub struct W3Result {
     probe_fired_late_max_ms: f64,
     probe_order_inversions: usize,
     peak_rss_mib_per_node_after_restart: Vec<f64>,
-}
-
-/// Peak VmRSS per process, sampled every 200 ms until stopped.
-struct PerNodeRss {
-    peaks: Arc<Vec<AtomicU64>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl PerNodeRss {
-    fn start(servers: &Servers) -> PerNodeRss {
-        let pids: Vec<u32> = servers.children.iter().map(|c| c.id()).collect();
-        let peaks: Arc<Vec<AtomicU64>> = Arc::new(pids.iter().map(|_| AtomicU64::new(0)).collect());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (peaks.clone(), stop.clone());
-        std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                for (i, pid) in pids.iter().enumerate() {
-                    if let Some(kib) = rss_kib(*pid) {
-                        p[i].fetch_max(kib, Ordering::Relaxed);
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        });
-        PerNodeRss { peaks, stop }
-    }
-
-    fn finish(self) -> Vec<f64> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.peaks
-            .iter()
-            .map(|k| k.load(Ordering::Relaxed) as f64 / 1024.0)
-            .collect()
-    }
 }
 
 fn dir_mib(dir: &Path) -> f64 {
@@ -288,7 +249,7 @@ pub async fn run(
     let load = async move {
         let servers = servers_ref;
         // ---- 1. starts
-        let rss = PerNodeRss::start(servers);
+        let rss = RssSampler::start(servers);
         let cpu = CostMeter::start(servers);
         let began = Instant::now();
         let started = AtomicUsize::new(0);
@@ -375,7 +336,7 @@ pub async fn run(
             "   follower caught up in {:.1} s (its snapshot index {}, installed the leader's: {})",
             out.follower_catch_up_secs, caught_up.snapshot_index, out.follower_installed_snapshot
         );
-        out.peak_rss_mib_per_node = rss.finish();
+        out.peak_rss_mib_per_node = rss.finish_per_node();
 
         // ---- 4. whole-cluster crash and restart
         for i in 0..3 {
@@ -385,7 +346,7 @@ pub async fn run(
         for i in 0..3 {
             servers.restart(i)?;
         }
-        let rss = PerNodeRss::start(servers);
+        let rss = RssSampler::start(servers);
         wait_for(
             Duration::from_secs(600),
             "the restarted cluster accepts a start",
@@ -460,7 +421,7 @@ pub async fn run(
         out.probe_fired_late_p50_ms = percentile(&late, 0.5);
         out.probe_fired_late_p99_ms = percentile(&late, 0.99);
         out.probe_fired_late_max_ms = percentile(&late, 1.0);
-        out.peak_rss_mib_per_node_after_restart = rss.finish();
+        out.peak_rss_mib_per_node_after_restart = rss.finish_per_node();
         eprintln!("   {out:?}");
         stop();
         anyhow::Ok(out)
