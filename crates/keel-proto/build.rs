@@ -58,10 +58,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 fn temporal_services_with_options() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     let cargo = std::env::var("CARGO")?;
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
-    let meta = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(&manifest_dir)
-        .output()?;
+    let target = std::env::var("TARGET")?;
+    // Only this platform's packages: on a cold machine the registry holds just what the build
+    // downloaded, and resolving every platform's (e.g. Android-only crates) offline fails. If
+    // even those are not all there (a build of one package), let cargo fetch them.
+    let metadata = |offline: bool| {
+        let mut cmd = std::process::Command::new(&cargo);
+        cmd.args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            &target,
+        ])
+        .current_dir(&manifest_dir);
+        if offline {
+            cmd.arg("--offline");
+        }
+        cmd.output()
+    };
+    let mut meta = metadata(true)?;
+    if !meta.status.success() {
+        meta = metadata(false)?;
+    }
     if !meta.status.success() {
         return Err(format!(
             "cargo metadata failed: {}",
