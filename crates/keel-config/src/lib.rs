@@ -71,9 +71,43 @@ pub struct NodeConfig {
     /// namespaces. Empty (the default): no key needed.
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    /// When starts are refused to protect the runs already in flight.
+    #[serde(default)]
+    pub admission: AdmissionConfig,
     /// Switches meant for tests only.
     #[serde(default)]
     pub testing: TestingConfig,
+}
+
+/// Admission of new workflow runs (docs/configuration.md "Admission").
+///
+/// A StartWorkflowExecution is held back (answered later, never refused) while its task
+/// queue's workers fall behind: the oldest waiting workflow task has waited longer than its
+/// limit, although the queue's pollers have taken tasks in the last seconds. A queue nobody
+/// polls never holds starts (its runs wait for workers, as in Temporal).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Limit on the wait of the oldest *resumed* workflow task (a run that made progress and
+    /// waits for a worker again: a timer fired, an activity completed, a signal came), ms;
+    /// 0 = none. Default: 250.
+    pub max_resumed_task_wait_ms: u64,
+    /// Limit on the wait of the oldest first workflow task of a new run, ms; 0 = none.
+    /// Default: 250.
+    pub max_new_task_wait_ms: u64,
+    /// Longest hold of one start, ms (also at most half the caller's deadline); it then
+    /// goes ahead. Default: 2000.
+    pub max_start_hold_ms: u64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig {
+            max_resumed_task_wait_ms: 250,
+            max_new_task_wait_ms: 250,
+            max_start_hold_ms: 2_000,
+        }
+    }
 }
 
 /// TLS on the client port (and on the shared client address, which serves the same): PEM

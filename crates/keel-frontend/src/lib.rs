@@ -8,6 +8,7 @@
 //!
 //! It must not depend on openraft or RocksDB directly, nor on the server crate.
 
+pub mod admission;
 mod convert;
 mod describe;
 pub mod history;

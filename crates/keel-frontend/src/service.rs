@@ -39,6 +39,7 @@ pub struct Frontend {
     pub(crate) sticky_waiting: crate::tasks::StickyWaiting,
     pub(crate) parked: crate::tasks::Parked,
     pub(crate) pollers: crate::pollers::Pollers,
+    pub(crate) admission: crate::admission::Admission,
 }
 
 /// Proposes commands together (one log entry, applied in order) through `node`: each one's
@@ -76,7 +77,24 @@ impl Frontend {
             sticky_waiting: Default::default(),
             parked: Default::default(),
             pollers: Default::default(),
+            admission: Default::default(),
         }
+    }
+
+    /// This frontend with `admission` deciding which starts it accepts (default: all).
+    pub fn with_admission(mut self, admission: crate::admission::Admission) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// Starts this node held back because their task queue's workers were behind.
+    pub fn starts_held(&self) -> u64 {
+        self.admission.held()
+    }
+
+    /// Starts being held back on this node right now.
+    pub fn starts_holding(&self) -> u64 {
+        self.admission.holding()
     }
 
     /// Workflow-task polls parked on this node (waiting, open to a sync match) for a queue.
@@ -384,6 +402,14 @@ fn long_poll_budget<T>(req: &Request<T>) -> Duration {
     deadline
         .saturating_sub(Duration::from_secs(1))
         .min(MAX_LONG_POLL)
+}
+
+/// The caller's deadline (its `grpc-timeout`), if it sent one.
+fn request_deadline<T>(req: &Request<T>) -> Option<Duration> {
+    req.metadata()
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout)
 }
 
 /// Parses gRPC's `grpc-timeout` header value (e.g. `70S`, `11000m`).
@@ -1121,10 +1147,15 @@ impl WorkflowService for Frontend {
         &self,
         request: Request<api::StartWorkflowExecutionRequest>,
     ) -> Result<Response<api::StartWorkflowExecutionResponse>, Status> {
+        let deadline = request_deadline(&request);
         let r = within_limit(request.into_inner())?;
         self.require_namespace(&r.namespace)?;
         let start = start_command(&r)?;
         let queue = start.task_queue.clone();
+        // Backpressure: held while the queue's workers are behind (see `admission`).
+        self.admission
+            .admit(self.node().state(), &r.namespace, &queue, deadline)
+            .await?;
         // Eager start: the first task comes back in this response, started for the caller's
         // worker (best effort, as in Temporal: none when the first task is not due at once).
         let (outcome, log_index) = if start.eager {

@@ -205,6 +205,7 @@ impl LocalCluster {
             tls: Default::default(),
             peer_tls: Default::default(),
             api_keys: Vec::new(),
+            admission: Default::default(),
             testing: TestingConfig {
                 allow_clock_offset: true,
                 ..TestingConfig::default()

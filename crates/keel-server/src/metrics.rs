@@ -30,12 +30,14 @@ struct Gauges {
 
 struct Exporter {
     node: RaftNode,
+    frontend: Arc<keel_frontend::Frontend>,
     registry: Registry,
     gauges: Gauges,
+    starts_held: prometheus_client::metrics::counter::Counter,
 }
 
 impl Exporter {
-    fn new(node: RaftNode) -> Self {
+    fn new(node: RaftNode, frontend: Arc<keel_frontend::Frontend>) -> Self {
         let mut registry = Registry::with_prefix("keel");
         let gauges = Gauges {
             term: Gauge::default(),
@@ -95,10 +97,18 @@ impl Exporter {
             registry.register(name, help, gauge.clone());
         }
         keel_raft::metrics::register(&mut registry);
+        let starts_held = prometheus_client::metrics::counter::Counter::default();
+        registry.register(
+            "frontend_starts_held",
+            "Workflow starts this node held back because their task queue's workers were behind (config admission)",
+            starts_held.clone(),
+        );
         Exporter {
             node,
+            frontend,
             registry,
             gauges,
+            starts_held,
         }
     }
 
@@ -120,6 +130,9 @@ impl Exporter {
             &g.worker_threads,
             tokio::runtime::Handle::current().metrics().num_workers() as u64,
         );
+        let held = self.frontend.starts_held();
+        self.starts_held
+            .inc_by(held.saturating_sub(self.starts_held.get()));
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -127,8 +140,13 @@ impl Exporter {
 }
 
 /// Serves `/metrics` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, node: RaftNode, shutdown: impl Future<Output = ()>) {
-    let exporter = Arc::new(Exporter::new(node));
+pub async fn serve(
+    listener: TcpListener,
+    node: RaftNode,
+    frontend: Arc<keel_frontend::Frontend>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let exporter = Arc::new(Exporter::new(node, frontend));
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {

@@ -263,7 +263,14 @@ impl Node {
             .register_encoded_file_descriptor_set(keel_proto::temporal::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| Error::Reflection(e.to_string()))?;
-        let frontend = std::sync::Arc::new(keel_frontend::Frontend::new(raft.clone()));
+        let frontend =
+            std::sync::Arc::new(keel_frontend::Frontend::new(raft.clone()).with_admission(
+                keel_frontend::admission::Admission::new(keel_frontend::admission::Limits {
+                    resumed_wait_ms: cfg.admission.max_resumed_task_wait_ms,
+                    new_wait_ms: cfg.admission.max_new_task_wait_ms,
+                    max_hold_ms: cfg.admission.max_start_hold_ms,
+                }),
+            ));
         // The shared address serves the same services through the same tracked connections.
         let incoming = {
             use futures::StreamExt;
@@ -348,8 +355,13 @@ impl Node {
 
         if let Some(l) = listeners.metrics {
             tasks.push(tokio::spawn(
-                crate::metrics::serve(l, raft.clone(), signalled(shutdown_rx.clone()))
-                    .instrument(span.clone()),
+                crate::metrics::serve(
+                    l,
+                    raft.clone(),
+                    frontend.clone(),
+                    signalled(shutdown_rx.clone()),
+                )
+                .instrument(span.clone()),
             ));
         }
 

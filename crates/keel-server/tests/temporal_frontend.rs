@@ -2144,3 +2144,132 @@ async fn t99_payloads_past_the_blob_limit_are_refused_fail_the_activity_or_end_t
     c.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t100_starts_are_held_back_while_a_polled_queue_leaves_tasks_waiting() -> anyhow::Result<()>
+{
+    use keel_proto::admin::v1::admin_client::AdminClient;
+    use keel_proto::admin::v1::SetClockOffsetRequest;
+
+    // Default limits (250 ms on either backlog's oldest task), a 1 s longest hold.
+    let c = LocalCluster::start(3, |cfg| cfg.admission.max_start_hold_ms = 1_000).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    // On the leader, an acknowledged write is applied before the reply: each start below is
+    // judged on the state the requests before it left.
+    let channel = Channel::from_shared(format!("http://{}", c.node(leader).client_addr()))?
+        .connect()
+        .await?;
+    let client = WorkflowServiceClient::new(channel);
+    wait_for(WAIT, "the default namespace exists", || {
+        let mut client = client.clone();
+        async move {
+            client
+                .describe_namespace(api::DescribeNamespaceRequest {
+                    namespace: "default".into(),
+                    ..Default::default()
+                })
+                .await
+                .ok()
+        }
+    })
+    .await?;
+    let mut admin =
+        AdminClient::connect(format!("http://{}", c.node(leader).client_addr())).await?;
+    let start = |id: &str, queue: &str| {
+        let mut client = client.clone();
+        let req = api::StartWorkflowExecutionRequest {
+            task_queue: Some(normal_queue(queue)),
+            ..start_request(id, &format!("r-{id}"))
+        };
+        async move { client.start_workflow_execution(req).await }
+    };
+    let frontend = || c.node(leader).frontend();
+
+    // A run makes progress on tq, then waits for a worker again (a signal).
+    start("adm-1", "tq").await?;
+    let task = poll_wft(client.clone(), normal_queue("tq"), "w", 10).await?;
+    client
+        .clone()
+        .respond_workflow_task_completed(api::RespondWorkflowTaskCompletedRequest {
+            task_token: task.task_token,
+            identity: "w".into(),
+            namespace: "default".into(),
+            ..Default::default()
+        })
+        .await?;
+    client
+        .clone()
+        .signal_workflow_execution(api::SignalWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: Some(WorkflowExecution {
+                workflow_id: "adm-1".into(),
+                run_id: String::new(),
+            }),
+            signal_name: "go".into(),
+            request_id: "adm-sig".into(),
+            ..Default::default()
+        })
+        .await?;
+    // Within the limits a start goes ahead at once.
+    start("adm-2", "tq").await?;
+    assert_eq!(frontend().starts_held(), 0);
+
+    // Replicated time moves 1 s on (the leader stamps entries 1 s ahead): the resumed task
+    // has waited past its limit. Another queue is not held back, and its start carries the
+    // new time.
+    admin
+        .set_clock_offset(SetClockOffsetRequest { offset_ms: 1_000 })
+        .await?;
+    start("adm-other", "other").await?;
+    let held = tokio::spawn(start("adm-3", "tq"));
+    wait_for(
+        WAIT,
+        "the start on the lagging queue is held back",
+        || async { (frontend().starts_holding() == 1).then_some(()) },
+    )
+    .await?;
+
+    // The worker catches up: the resumed task first, then adm-2's first task. With nothing
+    // waiting, the held start goes ahead.
+    let resumed = poll_wft(client.clone(), normal_queue("tq"), "w", 10).await?;
+    assert_eq!(
+        resumed.workflow_execution.map(|e| e.workflow_id).as_deref(),
+        Some("adm-1")
+    );
+    let first = poll_wft(client.clone(), normal_queue("tq"), "w", 10).await?;
+    assert_eq!(
+        first.workflow_execution.map(|e| e.workflow_id).as_deref(),
+        Some("adm-2")
+    );
+    tokio::time::timeout(WAIT, held).await???;
+    assert_eq!(frontend().starts_held(), 1);
+    assert_eq!(frontend().starts_holding(), 0);
+
+    // A queue whose pollers stopped taking tasks does not hold starts back: its runs wait.
+    // (adm-3 and adm-4's first tasks wait from here on.)
+    start("adm-4", "tq").await?;
+    admin
+        .set_clock_offset(SetClockOffsetRequest { offset_ms: 10_000 })
+        .await?;
+    start("adm-other-2", "other").await?;
+    start("adm-5", "tq").await?;
+    assert_eq!(frontend().starts_held(), 1);
+
+    // A poll takes adm-3's task (9 s old); adm-4's is as old and the queue was just
+    // drained: behind. A start is held for its longest hold (1 s), then goes ahead anyway.
+    let next = poll_wft(client.clone(), normal_queue("tq"), "w", 10).await?;
+    assert_eq!(
+        next.workflow_execution.map(|e| e.workflow_id).as_deref(),
+        Some("adm-3")
+    );
+    let began = std::time::Instant::now();
+    start("adm-6", "tq").await?;
+    assert!(
+        began.elapsed() >= Duration::from_millis(1_000),
+        "held for its longest hold, took {:?}",
+        began.elapsed()
+    );
+    assert_eq!(frontend().starts_held(), 2);
+    c.shutdown().await;
+    Ok(())
+}

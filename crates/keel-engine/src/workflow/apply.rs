@@ -136,6 +136,60 @@ pub fn backlog_len(
     Ok(n)
 }
 
+/// How a queue's workflow tasks are being drained, in replicated time: how long the oldest
+/// task of each workflow-task backlog has waited, and how long ago either last handed a task
+/// to a poller.
+///
+/// Outside apply, on a node's applied state: the admission signal of starts
+/// (`keel_frontend`) reads it to tell a queue whose pollers fall behind from one nobody
+/// polls.
+pub fn workflow_task_waits(
+    store: &impl ReadState,
+    namespace: &str,
+    task_queue: &str,
+) -> Result<WorkflowTaskWaits> {
+    let now = crate::apply::last_applied_time_ms(store)?;
+    let mut waits = WorkflowTaskWaits::default();
+    let mut last_dispatch_ms = 0;
+    for backlog in WORKFLOW_BACKLOGS {
+        let ckey = keys::queue_cursor(namespace, task_queue, backlog);
+        let Some(bytes) = store.get(&ckey)? else {
+            continue;
+        };
+        let cursor: QueueCursor = decode(&ckey, &bytes)?;
+        last_dispatch_ms = last_dispatch_ms.max(cursor.last_dispatch_ms);
+        if cursor.head >= cursor.tail {
+            continue;
+        }
+        let ekey = keys::queue_entry(namespace, task_queue, backlog, cursor.head);
+        let Some(bytes) = store.get(&ekey)? else {
+            continue;
+        };
+        let head: TaskRef = decode(&ekey, &bytes)?;
+        // 0: queued before Keel recorded the time.
+        let waited = (head.enqueued_ms > 0).then(|| now.saturating_sub(head.enqueued_ms));
+        if backlog == RESUMED_WORKFLOW_BACKLOG {
+            waits.oldest_resumed_ms = waited;
+        } else {
+            waits.oldest_new_ms = waited;
+        }
+    }
+    waits.since_dispatch_ms = (last_dispatch_ms > 0).then(|| now.saturating_sub(last_dispatch_ms));
+    Ok(waits)
+}
+
+/// See [`workflow_task_waits`]; `None`s where a backlog is empty or nothing was handed out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkflowTaskWaits {
+    /// Replicated time since the oldest resumed workflow task (of a run that made progress
+    /// and waits for a worker again) was queued.
+    pub oldest_resumed_ms: Option<u64>,
+    /// Replicated time since the oldest first workflow task of a new run was queued.
+    pub oldest_new_ms: Option<u64>,
+    /// Replicated time since the queue last handed a workflow task to a poller.
+    pub since_dispatch_ms: Option<u64>,
+}
+
 /// Watch key of a run's history and status.
 pub fn watch_run(run: &RunKey) -> Vec<u8> {
     state_key(run)
@@ -529,6 +583,7 @@ impl<S: StateStore> Ctx<'_, S> {
                 run: Some(run),
                 scheduled_event_id: scheduled,
                 query_id: String::new(),
+                enqueued_ms: 0,
             },
         )
     }
@@ -547,6 +602,7 @@ impl<S: StateStore> Ctx<'_, S> {
                 run: Some(run.clone()),
                 scheduled_event_id,
                 query_id: String::new(),
+                enqueued_ms: 0,
             },
         )
     }
@@ -563,8 +619,9 @@ impl<S: StateStore> Ctx<'_, S> {
         task_queue: &str,
         kind: TaskKind,
         backlog: u8,
-        entry: TaskRef,
+        mut entry: TaskRef,
     ) -> Result<()> {
+        entry.enqueued_ms = self.now_ms;
         let namespace = entry
             .run
             .as_ref()

@@ -2144,6 +2144,9 @@ pub struct TaskRef {
     /// Query backlog entries: the query.
     #[prost(string, tag = "3")]
     pub query_id: String,
+    /// Replicated time it entered its backlog (0: written before Keel recorded it).
+    #[prost(uint64, tag = "4")]
+    pub enqueued_ms: u64,
 }
 
 /// Head and tail of one task backlog (FIFO).
@@ -2153,6 +2156,10 @@ pub struct QueueCursor {
     pub head: u64,
     #[prost(uint64, tag = "2")]
     pub tail: u64,
+    /// Replicated time this backlog last handed a task to a poller (0: never): whether
+    /// anyone drains it (see [`super::workflow_task_waits`]).
+    #[prost(uint64, tag = "3")]
+    pub last_dispatch_ms: u64,
 }
 
 // ---------------------------------------------------------------- updates

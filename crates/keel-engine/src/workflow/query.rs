@@ -70,6 +70,7 @@ pub(super) fn enqueue<S: StateStore>(
             run: Some(run),
             scheduled_event_id: 0,
             query_id: c.query_id.clone(),
+            enqueued_ms: 0,
         },
     )?;
     let timeout = c

@@ -70,6 +70,7 @@ fn dispatch_from<S: StateStore>(
         };
         if found.is_some() {
             ctx.save(&ms);
+            cursor.last_dispatch_ms = ctx.now_ms;
             break;
         }
     }
@@ -94,6 +95,7 @@ pub(super) fn start_for<S: StateStore>(
         run: Some(run.clone()),
         scheduled_event_id: next.scheduled_event_id,
         query_id: String::new(),
+        enqueued_ms: 0,
     };
     let dispatch = DispatchTask {
         namespace: run.namespace.clone(),
@@ -577,6 +579,7 @@ pub(super) fn complete_workflow_task<S: StateStore>(
                 run: Some(run.clone()),
                 scheduled_event_id,
                 query_id: String::new(),
+                enqueued_ms: 0,
             };
             let dispatch = DispatchTask {
                 namespace: run.namespace.clone(),
@@ -600,6 +603,7 @@ pub(super) fn complete_workflow_task<S: StateStore>(
                 run: ms.run.clone(),
                 scheduled_event_id: next.scheduled_event_id,
                 query_id: String::new(),
+                enqueued_ms: 0,
             };
             let dispatch = DispatchTask {
                 namespace: entry.run.as_ref().expect("named run").namespace.clone(),

@@ -2506,3 +2506,69 @@ fn signal_with_start_under_terminate_existing_replaces_the_running_run() {
         "the new run gets the signal"
     );
 }
+
+#[test]
+fn backlog_waits_are_measured_in_replicated_time_from_queueing_and_the_last_dispatch() {
+    let mut h = Harness::new();
+    let waits = |h: &Harness| workflow_task_waits(&h.store, NS, TQ).expect("waits");
+    assert_eq!(waits(&h), WorkflowTaskWaits::default());
+    // Two runs' first tasks queued at 1,000 and 1,100; nothing handed out yet.
+    h.start("wf", "r1", "req-1", IdReusePolicy::Unspecified);
+    h.now_ms = 1_100;
+    h.start("wf2", "r2", "req-2", IdReusePolicy::Unspecified);
+    h.now_ms = 1_300;
+    h.register("other-ns", 0); // any entry moves replicated time on
+    assert_eq!(
+        waits(&h),
+        WorkflowTaskWaits {
+            oldest_resumed_ms: None,
+            oldest_new_ms: Some(300),
+            since_dispatch_ms: None,
+        }
+    );
+    // A poll at 1,300 takes the oldest; the next one has waited 200 ms.
+    let wft = h.poll(TaskKind::Workflow);
+    assert_eq!(
+        waits(&h),
+        WorkflowTaskWaits {
+            oldest_resumed_ms: None,
+            oldest_new_ms: Some(200),
+            since_dispatch_ms: Some(0),
+        }
+    );
+    // r1 made progress and waits for a worker again (a signal at 1,500): a resumed task.
+    h.complete_wft(&token(&wft), vec![]);
+    h.now_ms = 1_500;
+    h.apply(Kind::SignalWorkflow(SignalWorkflow {
+        run: Some(run_key("wf", "r1")),
+        signal_name: "go".into(),
+        request_id: "sig".into(),
+        ..Default::default()
+    }));
+    h.now_ms = 1_900;
+    h.register("third-ns", 0);
+    assert_eq!(
+        waits(&h),
+        WorkflowTaskWaits {
+            oldest_resumed_ms: Some(400),
+            oldest_new_ms: Some(800),
+            since_dispatch_ms: Some(600),
+        }
+    );
+    // Resumed tasks go first; both backlogs empty, the queue was drained just now.
+    assert_eq!(
+        h.poll(TaskKind::Workflow)
+            .and_then(|d| d.token)
+            .and_then(|t| t.run),
+        Some(run_key("wf", "r1"))
+    );
+    h.poll(TaskKind::Workflow).expect("r2's first task");
+    assert_eq!(
+        waits(&h),
+        WorkflowTaskWaits {
+            oldest_resumed_ms: None,
+            oldest_new_ms: None,
+            since_dispatch_ms: Some(0),
+        }
+    );
+}

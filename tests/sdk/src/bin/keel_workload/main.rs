@@ -65,7 +65,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     concurrency: Vec<usize>,
     /// Closed-loop workloads to run at each concurrency: `w1` (activities), `w1l` (local
-    /// activities).
+    /// activities); `''` for none.
     #[arg(long, value_delimiter = ',', default_value = "w1,w1l")]
     workloads: Vec<String>,
     /// Repetitions of every measurement (the table shows the median and [min..max]).
@@ -94,6 +94,10 @@ struct Args {
     /// gRPC compression of the SDK's connections: `gzip` (the SDK's default) or `none`.
     #[arg(long, default_value = "gzip")]
     grpc_compression: String,
+    /// TOML appended to every node's config (before its members), e.g.
+    /// `[admission]\nmax-resumed-task-wait-ms = 0` to A/B a setting within one build.
+    #[arg(long, default_value = "")]
+    server_config: String,
     /// Where the JSON lines go.
     #[arg(long, default_value = "keel-workload.json")]
     json: PathBuf,
@@ -220,7 +224,7 @@ fn keel_bin(arg: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
 }
 
 impl Servers {
-    fn spawn(n: usize, bin: &Path) -> anyhow::Result<Servers> {
+    fn spawn(n: usize, bin: &Path, extra_config: &str) -> anyhow::Result<Servers> {
         let dir = tempfile::tempdir()?;
         let mut peers = Vec::new();
         let mut metrics_addrs = Vec::new();
@@ -251,7 +255,8 @@ impl Servers {
                  metrics-addr = \"{metrics}\"\n\n\
                  [raft]\nheartbeat-interval-ms = 100\nelection-timeout-min-ms = 600\n\
                  election-timeout-max-ms = 1200\nsnapshot-every-entries = 20000\n\
-                 keep-entries-after-snapshot = 5000\n\n[runtime]\nworker-threads = {workers}\n{members}",
+                 keep-entries-after-snapshot = 5000\n\n[runtime]\nworker-threads = {workers}\n\
+                 {extra_config}{members}",
                 dir.path().join(format!("node{id}")).display()
             );
             std::fs::write(dir.path().join(format!("node{id}.toml")), config)?;
@@ -872,6 +877,8 @@ async fn main() -> anyhow::Result<()> {
     let workloads: Vec<&'static str> = args
         .workloads
         .iter()
+        // `--workloads ''` runs W2 alone.
+        .filter(|w| !w.is_empty())
         .map(|w| match w.as_str() {
             "w1" => Ok("W1"),
             "w1l" => Ok("W1L"),
@@ -893,7 +900,7 @@ async fn main() -> anyhow::Result<()> {
     let mut w2s = Vec::new();
     for &nodes in &args.nodes {
         eprintln!("== {nodes} node(s): starting servers");
-        let servers = Servers::spawn(nodes, &bin)?;
+        let servers = Servers::spawn(nodes, &bin, &args.server_config)?;
         let clients = connect_all(&servers, compression).await?;
         eprintln!("   ready; idle server RSS {:.0} MiB", servers.rss_mib());
         let runtime = Runtime::from_current_tokio(Default::default())?;

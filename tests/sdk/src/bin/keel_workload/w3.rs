@@ -215,7 +215,7 @@ pub async fn run(
         ..Default::default()
     };
     eprintln!("== W3: {n} sleepers on 3 nodes");
-    let mut servers = Servers::spawn(3, bin)?;
+    let mut servers = Servers::spawn(3, bin, "")?;
     let clients = connect_all(&servers, compression).await?;
     let leader_of = |s: &keel_proto::admin::v1::NodeStatus| s.leader_id as usize;
     let leader = wait_for(Duration::from_secs(30), "a leader is known", || async {
