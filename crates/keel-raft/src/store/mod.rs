@@ -9,6 +9,7 @@
 //!
 //! Snapshots are files under `<data-dir>/snapshots` ([`snapshot`]).
 
+pub(crate) mod apply_cache;
 pub(crate) mod log_store;
 pub mod snapshot;
 pub mod state_machine;

@@ -15,6 +15,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use prost::Message;
 use rocksdb::{IteratorMode, WriteBatch, WriteOptions, DB};
 
+use super::apply_cache::ApplyCache;
 use super::snapshot::{self, hex, StateHasher};
 use super::{cf, sto_io, CF_RAFT, CF_SM, KEY_INSTALLING};
 use crate::codec;
@@ -38,6 +39,8 @@ pub struct StateMachine {
     current: Arc<Mutex<Option<CurrentSnapshot>>>,
     /// Woken with the watch keys of every applied batch's effects.
     watchers: Arc<crate::watch::Watchers>,
+    /// What apply read lately, kept current by its commits; cleared by a snapshot install.
+    cache: ApplyCache,
 }
 
 /// Read-only access to the applied state, shared with the node's read paths.
@@ -61,10 +64,12 @@ fn without_perf_counters() {
     rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
 }
 
-/// Pending writes of one apply batch; reads see them before the database.
+/// Pending writes of one apply batch; reads see them before the (cached) database.
 struct BatchStore<'a> {
     db: &'a DB,
     pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The apply path's read cache, if any (see [`ApplyCache`]).
+    cache: Option<std::cell::RefCell<&'a mut ApplyCache>>,
 }
 
 fn sm_get(db: &DB, key: &[u8]) -> keel_engine::Result<Option<Vec<u8>>> {
@@ -79,10 +84,20 @@ fn sm_get(db: &DB, key: &[u8]) -> keel_engine::Result<Option<Vec<u8>>> {
 
 impl ReadState for BatchStore<'_> {
     fn get(&self, key: &[u8]) -> keel_engine::Result<Option<Vec<u8>>> {
-        match self.pending.get(key) {
-            Some(v) => Ok(v.clone()),
-            None => sm_get(self.db, key),
+        if let Some(v) = self.pending.get(key) {
+            return Ok(v.clone());
         }
+        let Some(cache) = &self.cache else {
+            return sm_get(self.db, key);
+        };
+        if let Some(v) = cache.borrow().get(key) {
+            return Ok(Some(v.to_vec()));
+        }
+        let v = sm_get(self.db, key)?;
+        if let Some(v) = &v {
+            cache.borrow_mut().remember(key, v);
+        }
+        Ok(v)
     }
 }
 
@@ -93,13 +108,31 @@ impl ReadState for StateReader {
     }
 }
 
-impl BatchStore<'_> {
+impl<'a> BatchStore<'a> {
+    /// A batch reading `db` directly.
+    fn new(db: &'a DB) -> Self {
+        BatchStore {
+            db,
+            pending: BTreeMap::new(),
+            cache: None,
+        }
+    }
+
+    /// A batch reading `db` through `cache`, which its commit keeps current.
+    fn cached(db: &'a DB, cache: &'a mut ApplyCache) -> Self {
+        BatchStore {
+            cache: Some(std::cell::RefCell::new(cache)),
+            ..BatchStore::new(db)
+        }
+    }
+
     /// Writes the batch's changes as one (unsynced) RocksDB `WriteBatch`; the log's group
-    /// commit makes it durable (see `store` module docs).
+    /// commit makes it durable (see `store` module docs). The cache takes them only once
+    /// RocksDB has (a failed write leaves it as the database is).
     fn commit(self) -> std::result::Result<(), rocksdb::Error> {
         let sm = cf(self.db, CF_SM);
         let mut batch = WriteBatch::default();
-        for (k, v) in self.pending {
+        for (k, v) in &self.pending {
             match v {
                 Some(v) => batch.put_cf(sm, k, v),
                 None => batch.delete_cf(sm, k),
@@ -107,7 +140,14 @@ impl BatchStore<'_> {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
-        self.db.write_opt(batch, &wo)
+        self.db.write_opt(batch, &wo)?;
+        if let Some(cache) = self.cache {
+            let cache = cache.into_inner();
+            for (k, v) in &self.pending {
+                cache.write_through(k, v.as_deref());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -211,6 +251,7 @@ impl StateMachine {
             snapshot_dir,
             current: Arc::new(Mutex::new(current)),
             watchers: Default::default(),
+            cache: ApplyCache::new(super::apply_cache::DEFAULT_CAPACITY_BYTES),
         })
     }
 
@@ -458,10 +499,7 @@ impl StateMachine {
     fn apply_entries(&mut self, entries: Vec<Entry>) -> std::io::Result<Vec<ProposalResponse>> {
         let started = Instant::now();
         without_perf_counters();
-        let mut store = BatchStore {
-            db: &self.db,
-            pending: BTreeMap::new(),
-        };
+        let mut store = BatchStore::cached(&self.db, &mut self.cache);
         let mut responses = Vec::new();
         let mut last = None;
         let mut membership = None;
@@ -596,6 +634,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .and_then(|()| std::fs::File::open(&path)?.sync_all())
             .and_then(|()| std::fs::File::open(&self.snapshot_dir)?.sync_all())?;
         }
+        // The state is replaced: nothing cached holds any more (cleared first, so a failed
+        // install cannot leave stale values behind either).
+        self.cache.clear();
         let (count, _) = install_from_file(&self.db, &path).map_err(write_err)?;
         tracing::info!(snapshot_id = %id, records = count, elapsed_ms = started.elapsed().as_millis() as u64, "installed snapshot");
         *self.current.lock().expect("snapshot lock poisoned") = Some(CurrentSnapshot {
@@ -642,10 +683,8 @@ impl DirectApplier {
         proposals: &[keel_engine::Proposal],
     ) -> Result<Vec<ProposalResponse>> {
         without_perf_counters();
-        let mut store = BatchStore {
-            db: &self.sm.db,
-            pending: BTreeMap::new(),
-        };
+        let sm = &mut self.sm;
+        let mut store = BatchStore::cached(&sm.db, &mut sm.cache);
         let mut out = Vec::with_capacity(proposals.len());
         for p in proposals {
             out.push(keel_engine::apply_proposal(p, &mut store)?.0);
@@ -660,8 +699,6 @@ impl DirectApplier {
 #[cfg(test)]
 mod conformance_test {
     //! The engine's store conformance checks on RocksDB (the apply path's batch store).
-
-    use std::collections::BTreeMap;
 
     use keel_engine::conformance::{check_store_semantics, run_workflow_scenario};
     use keel_engine::{apply_proposal, MemStore, ReadState};
@@ -678,16 +715,10 @@ mod conformance_test {
     #[test]
     fn the_rocksdb_batch_store_conforms_within_and_across_batches() {
         let (_dir, sm) = open();
-        let mut batch = BatchStore {
-            db: &sm.db,
-            pending: BTreeMap::new(),
-        };
+        let mut batch = BatchStore::new(&sm.db);
         check_store_semantics(&mut batch);
         batch.commit().unwrap();
-        let after = BatchStore {
-            db: &sm.db,
-            pending: BTreeMap::new(),
-        };
+        let after = BatchStore::new(&sm.db);
         assert_eq!(
             after.get(b"k").unwrap(),
             Some(b"v3".to_vec()),
@@ -702,11 +733,10 @@ mod conformance_test {
         let mut mem = MemStore::new();
         let on_memory = run_workflow_scenario(&mut |p| apply_proposal(&p, &mut mem).unwrap().0);
         let (_dir, sm) = open();
+        // Through the apply path's cache, kept across batches as a node keeps it.
+        let mut cache = super::ApplyCache::new(1 << 20);
         let on_rocks = run_workflow_scenario(&mut |p| {
-            let mut batch = BatchStore {
-                db: &sm.db,
-                pending: BTreeMap::new(),
-            };
+            let mut batch = BatchStore::cached(&sm.db, &mut cache);
             let (r, _) = apply_proposal(&p, &mut batch).unwrap();
             batch.commit().unwrap();
             r
