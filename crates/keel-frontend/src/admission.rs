@@ -104,8 +104,13 @@ impl Admission {
             }
             Ok(over.is_some())
         };
+        // Nobody held anywhere and the queue keeps up: go ahead (the common case, without
+        // touching the gates).
+        if self.gates.lock().expect("admission gates lock").is_empty() && !behind()? {
+            return Ok(());
+        }
         let gate = self.gate(namespace, queue);
-        // Nobody held and the queue keeps up: go ahead.
+        // Nobody held on this queue and it keeps up: go ahead.
         let keeps_up = match gate.try_lock() {
             Ok(_free) => !behind()?,
             Err(_) => false,

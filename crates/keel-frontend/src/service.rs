@@ -394,12 +394,8 @@ const MAX_HISTORY_PAGE: i64 = 1_000;
 /// How long a long poll may wait: `min(60 s, grpc-timeout − 1 s)`, so the empty answer
 /// always reaches the caller before its deadline.
 fn long_poll_budget<T>(req: &Request<T>) -> Duration {
-    let header = req
-        .metadata()
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok());
-    let deadline = header.and_then(parse_grpc_timeout).unwrap_or(MAX_LONG_POLL);
-    deadline
+    request_deadline(req)
+        .unwrap_or(MAX_LONG_POLL)
         .saturating_sub(Duration::from_secs(1))
         .min(MAX_LONG_POLL)
 }

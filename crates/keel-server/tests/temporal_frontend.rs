@@ -69,18 +69,8 @@ async fn poll_wft(
         .map(|r| r.into_inner())
 }
 
-/// A 3-node cluster whose `default` namespace is registered, and a gzip client of a follower.
-async fn cluster_and_follower_client(
-) -> anyhow::Result<(LocalCluster, u64, WorkflowServiceClient<Channel>)> {
-    let c = LocalCluster::start(3, |_| {}).await?;
-    let leader = c.wait_for_leader(WAIT).await?;
-    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
-    let channel = Channel::from_shared(format!("http://{}", c.node(follower).client_addr()))?
-        .connect()
-        .await?;
-    let client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel)
-        .send_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Gzip);
+/// Waits until the cluster has registered the `default` namespace.
+async fn default_namespace_exists(client: &WorkflowServiceClient<Channel>) -> anyhow::Result<()> {
     wait_for(WAIT, "the default namespace exists", || {
         let mut client = client.clone();
         async move {
@@ -94,6 +84,22 @@ async fn cluster_and_follower_client(
         }
     })
     .await?;
+    Ok(())
+}
+
+/// A 3-node cluster whose `default` namespace is registered, and a gzip client of a follower.
+async fn cluster_and_follower_client(
+) -> anyhow::Result<(LocalCluster, u64, WorkflowServiceClient<Channel>)> {
+    let c = LocalCluster::start(3, |_| {}).await?;
+    let leader = c.wait_for_leader(WAIT).await?;
+    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
+    let channel = Channel::from_shared(format!("http://{}", c.node(follower).client_addr()))?
+        .connect()
+        .await?;
+    let client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel)
+        .send_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Gzip);
+    default_namespace_exists(&client).await?;
     Ok((c, leader, client))
 }
 
@@ -2160,19 +2166,7 @@ async fn t100_starts_are_held_back_while_a_polled_queue_leaves_tasks_waiting() -
         .connect()
         .await?;
     let client = WorkflowServiceClient::new(channel);
-    wait_for(WAIT, "the default namespace exists", || {
-        let mut client = client.clone();
-        async move {
-            client
-                .describe_namespace(api::DescribeNamespaceRequest {
-                    namespace: "default".into(),
-                    ..Default::default()
-                })
-                .await
-                .ok()
-        }
-    })
-    .await?;
+    default_namespace_exists(&client).await?;
     let mut admin =
         AdminClient::connect(format!("http://{}", c.node(leader).client_addr())).await?;
     let start = |id: &str, queue: &str| {
