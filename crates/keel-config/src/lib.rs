@@ -90,10 +90,10 @@ pub struct NodeConfig {
 pub struct AdmissionConfig {
     /// Limit on the wait of the oldest *resumed* workflow task (a run that made progress and
     /// waits for a worker again: a timer fired, an activity completed, a signal came), ms;
-    /// 0 = none. Default: 250.
+    /// 0 = none. Default: 25.
     pub max_resumed_task_wait_ms: u64,
     /// Limit on the wait of the oldest first workflow task of a new run, ms; 0 = none.
-    /// Default: 250.
+    /// Default: 25.
     pub max_new_task_wait_ms: u64,
     /// Longest hold of one start, ms (also at most half the caller's deadline); it then
     /// goes ahead. Default: 2000.
@@ -103,8 +103,8 @@ pub struct AdmissionConfig {
 impl Default for AdmissionConfig {
     fn default() -> Self {
         AdmissionConfig {
-            max_resumed_task_wait_ms: 250,
-            max_new_task_wait_ms: 250,
+            max_resumed_task_wait_ms: 25,
+            max_new_task_wait_ms: 25,
             max_start_hold_ms: 2_000,
         }
     }

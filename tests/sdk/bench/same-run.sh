@@ -6,7 +6,8 @@
 #   bash tests/sdk/bench/same-run.sh            # ROUNDS=2 NODES=3 (env knobs below)
 #
 # Keel: `keel-workload` (release build; W1 = 10 activities, W1L = 10 local activities, W2 =
-# 10,000 × sleep 1 s) with `--grpc-compression none`. Restate: the peer's own scripts in
+# 10,000 × sleep 1 s, completions learnt in-process as the peer's driver learns them from its
+# service's stats endpoint) with `--grpc-compression none`. Restate: the peer's own scripts in
 # ../shared/bench/restate (run `setup.sh` there once: it installs the npm server and builds
 # its service and load generator), in a loopback-only network namespace, so this must run as
 # root. Raw JSON lines and the table go to tests/sdk/results/same-run-<date>/ (or $OUT).

@@ -9,8 +9,12 @@
 //!   the shape of the peer's `ctx.run` steps): the worker runs them inside the workflow task
 //!   and records each as a marker, so a workflow costs one or two workflow tasks.
 //! - **W2**: N workflows that each sleep durably 1 s, started as fast as possible; time until
-//!   all completed (from the first start to the last close) and timer lateness
-//!   (workflow time after the sleep − workflow time before − 1 s).
+//!   all completed and timer lateness. By default measured as the peer's driver does: the
+//!   workflow code records the wall clock right before and right after its sleep in this
+//!   process, the driver polls that record (no result is read back through the server), and
+//!   lateness is after − before − 1 s, all done the last "after" minus the first start.
+//!   `--w2-results sdk` awaits every result through the server instead (lateness in workflow
+//!   time, all done at the last close), as this driver did before 2026-12-05.
 //!
 //! Each server process runs `cores / nodes` runtime worker threads (at least one: one each
 //! for the 3-node cluster on 2 cores), as the shipped local cluster configs do.
@@ -81,6 +85,13 @@ struct Args {
     /// Starts in flight at once during W2.
     #[arg(long, default_value_t = 64)]
     w2_start_concurrency: usize,
+    /// How W2 learns of completions: `stats` — the workflow code records the wall clock
+    /// before and after its sleep in this process and the driver polls that record, as the
+    /// peer's driver polls its service's stats endpoint; `sdk` — every result is awaited
+    /// through the server with the SDK's long poll (10,000 history reads on top of the load),
+    /// lateness then in workflow time.
+    #[arg(long, default_value = "stats")]
+    w2_results: String,
     /// The `keel` server binary (default: `keel` next to this executable).
     #[arg(long)]
     keel_bin: Option<PathBuf>,
@@ -159,13 +170,82 @@ pub struct BenchSleep;
 
 #[workflow_methods]
 impl BenchSleep {
-    /// Sleeps 1 s; returns the lateness in ms (workflow time after − before − 1 s).
+    /// Sleeps 1 s; returns the lateness in ms (workflow time after − before − 1 s). Sleeper
+    /// `i` also records the wall clock right before and right after its sleep in
+    /// [`SLEEPS`] (first record wins, so a replay changes nothing), as the peer's service does.
     #[run]
-    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<i64> {
+    pub async fn run(ctx: &mut WorkflowContext<Self>, i: u64) -> WorkflowResult<i64> {
+        SLEEPS.before(i);
         let before = ctx.workflow_time();
         ctx.timer(Duration::from_secs(1)).await;
+        SLEEPS.after(i);
         let after = ctx.workflow_time();
         Ok(unix_ms(after) - unix_ms(before) - 1_000)
+    }
+}
+
+/// What the W2 sleepers of the current run saw, by index: wall-clock µs before the sleep,
+/// and lateness µs and wall-clock µs after it. This process's stand-in for the peer's stats
+/// endpoint: completions are learnt without reading anything back from the server.
+static SLEEPS: SleepLog = SleepLog(std::sync::Mutex::new(None));
+
+struct SleepLog(std::sync::Mutex<Option<SleepRecords>>);
+
+#[derive(Default)]
+struct SleepRecords {
+    before_us: std::collections::HashMap<u64, u64>,
+    done: std::collections::HashMap<u64, (i64, u64)>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64
+}
+
+impl SleepLog {
+    fn reset(&self) {
+        *self.0.lock().expect("sleep log") = Some(SleepRecords::default());
+    }
+
+    fn before(&self, i: u64) {
+        if let Some(r) = self.0.lock().expect("sleep log").as_mut() {
+            r.before_us.entry(i).or_insert_with(now_us);
+        }
+    }
+
+    fn after(&self, i: u64) {
+        let now = now_us();
+        if let Some(r) = self.0.lock().expect("sleep log").as_mut() {
+            if let Some(&before) = r.before_us.get(&i) {
+                let lateness = now as i64 - before as i64 - 1_000_000;
+                r.done.entry(i).or_insert((lateness, now));
+            }
+        }
+    }
+
+    fn done(&self) -> usize {
+        self.0
+            .lock()
+            .expect("sleep log")
+            .as_ref()
+            .map_or(0, |r| r.done.len())
+    }
+
+    /// (lateness ms, index) of every completed sleeper, and the latest completion, µs.
+    fn completions(&self) -> (Vec<(f64, u64)>, u64) {
+        let guard = self.0.lock().expect("sleep log");
+        let Some(r) = guard.as_ref() else {
+            return (Vec::new(), 0);
+        };
+        let latest = r.done.values().map(|&(_, at)| at).max().unwrap_or(0);
+        let lateness = r
+            .done
+            .iter()
+            .map(|(&i, &(us, _))| (us as f64 / 1e3, i))
+            .collect();
+        (lateness, latest)
     }
 }
 
@@ -627,18 +707,48 @@ async fn w1(
     ))
 }
 
+/// How W2 learns that its sleepers completed (`--w2-results`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum W2Results {
+    /// From [`SLEEPS`], recorded by the workflow code in this process (the peer's method).
+    Stats,
+    /// Each result awaited through the server with the SDK's long poll.
+    Sdk,
+}
+
+impl std::str::FromStr for W2Results {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "stats" => Ok(W2Results::Stats),
+            "sdk" => Ok(W2Results::Sdk),
+            other => anyhow::bail!("--w2-results must be `stats` or `sdk`, not {other:?}"),
+        }
+    }
+}
+
+/// Longest W2 may take to complete before the driver gives up.
+const W2_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[allow(clippy::too_many_arguments)]
 async fn w2(
     clients: &[Client],
     servers: &Servers,
     count: usize,
     start_concurrency: usize,
     run: usize,
+    results_by: W2Results,
     explain: bool,
 ) -> anyhow::Result<(f64, f64, f64, f64, Costs)> {
     let sampler = RssSampler::start(servers);
     let cpu = CostMeter::start(servers);
     let prefix = format!("w2-r{run}-");
+    SLEEPS.reset();
     let started_at = SystemTime::now();
+    let t0_us = started_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros() as u64;
     futures::stream::iter(0..count)
         .map(|i| {
             let client = clients[i % clients.len()].clone();
@@ -647,7 +757,7 @@ async fn w2(
                 client
                     .start_workflow(
                         BenchSleep::run,
-                        (),
+                        i as u64,
                         WorkflowStartOptions::new(QUEUE, &id).build(),
                     )
                     .await
@@ -657,46 +767,85 @@ async fn w2(
         .buffer_unordered(start_concurrency)
         .try_collect::<Vec<()>>()
         .await?;
-    // Every result, awaited with the SDK's long poll on the run's close (the lateness).
-    let mut results: Vec<(f64, String)> = futures::stream::iter(0..count)
-        .map(|i| {
-            let client = clients[i % clients.len()].clone();
-            let id = format!("{prefix}{i}");
-            async move {
-                client
-                    .get_workflow_handle::<BenchSleep>(&id)
-                    .get_result(WorkflowGetResultOptions::default())
-                    .await
-                    .map(|ms| (ms as f64, id))
-            }
-        })
-        .buffer_unordered(start_concurrency)
-        .try_collect()
-        .await?;
-    results.sort_by(|a, b| a.0.total_cmp(&b.0));
-    if explain {
-        explain_lateness(&clients[0], &results).await?;
+    let mut results: Vec<(f64, String)>;
+    let all_done;
+    match results_by {
+        W2Results::Stats => {
+            // Poll this process's record, as the peer's driver polls its stats endpoint.
+            wait_for(
+                W2_TIMEOUT,
+                "every W2 sleeper resumed after its sleep",
+                || async { (SLEEPS.done() >= count).then_some(()) },
+            )
+            .await?;
+            let (lateness, latest_us) = SLEEPS.completions();
+            all_done = latest_us.saturating_sub(t0_us) as f64 / 1e6;
+            results = lateness
+                .into_iter()
+                .map(|(ms, i)| (ms, format!("{prefix}{i}")))
+                .collect();
+        }
+        W2Results::Sdk => {
+            // Every result, awaited with the SDK's long poll on the run's close.
+            results = futures::stream::iter(0..count)
+                .map(|i| {
+                    let client = clients[i % clients.len()].clone();
+                    let id = format!("{prefix}{i}");
+                    async move {
+                        client
+                            .get_workflow_handle::<BenchSleep>(&id)
+                            .get_result(WorkflowGetResultOptions::default())
+                            .await
+                            .map(|ms| (ms as f64, id))
+                    }
+                })
+                .buffer_unordered(start_concurrency)
+                .try_collect()
+                .await?;
+            all_done = 0.0; // from the close times below
+        }
     }
-    let lateness: Vec<f64> = results.into_iter().map(|(ms, _)| ms).collect();
     let rss = sampler.finish();
     let cpu = cpu.per_workflow(servers, count);
-    let rows: Vec<_> = clients[0]
-        .list_workflows(
-            "WorkflowType = 'BenchSleep'",
-            WorkflowListOptions::default(),
-        )
-        .try_collect()
-        .await?;
-    let last_close = rows
-        .iter()
-        .filter(|r| r.id().starts_with(&prefix))
-        .filter_map(|r| r.close_time())
-        .max()
-        .context("no closed sleepers")?;
-    let all_done = last_close
-        .duration_since(started_at)
-        .unwrap_or_default()
-        .as_secs_f64();
+    // Every sleeper closed, completed (also after the stats method: its record is the
+    // workflow code's word, the server's is this).
+    let closes = wait_for(W2_TIMEOUT, "every W2 sleeper closed as completed", || {
+        let client = clients[0].clone();
+        let prefix = prefix.clone();
+        async move {
+            let rows: Vec<_> = client
+                .list_workflows(
+                    "WorkflowType = 'BenchSleep'",
+                    WorkflowListOptions::default(),
+                )
+                .try_collect()
+                .await
+                .ok()?;
+            let closes: Vec<SystemTime> = rows
+                .iter()
+                .filter(|r| r.id().starts_with(&prefix))
+                .filter(|r| r.status() == temporalio_client::WorkflowExecutionStatus::Completed)
+                .filter_map(|r| r.close_time())
+                .collect();
+            (closes.len() == count).then_some(closes)
+        }
+    })
+    .await?;
+    let all_done = match results_by {
+        W2Results::Stats => all_done,
+        W2Results::Sdk => closes
+            .iter()
+            .max()
+            .context("no closed sleepers")?
+            .duration_since(started_at)
+            .unwrap_or_default()
+            .as_secs_f64(),
+    };
+    results.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if explain {
+        explain_lateness(&clients[0], &results, (t0_us / 1_000) as i64).await?;
+    }
+    let lateness: Vec<f64> = results.into_iter().map(|(ms, _)| ms).collect();
     Ok((
         all_done,
         percentile(&lateness, 0.50),
@@ -709,8 +858,14 @@ async fn w2(
 /// Splits the lateness of the latest 1% of W2 sleepers (and of every 100th, for contrast)
 /// into its parts, from their histories: the first workflow task held by the worker until
 /// its completion started the timer, the timer firing after its deadline, and the fired
-/// timer's workflow task waiting to be handed out.
-async fn explain_lateness(client: &Client, sorted: &[(f64, String)]) -> anyhow::Result<()> {
+/// timer's workflow task waiting to be handed out. It also says when (ms after the first
+/// start, `t0`) their timers fired and their resumed tasks were handed out: a narrow span
+/// of hand-outs after a wide span of firings is a stall, two similar spans a queue.
+async fn explain_lateness(
+    client: &Client,
+    sorted: &[(f64, String)],
+    t0: i64,
+) -> anyhow::Result<()> {
     use temporalio_common::protos::temporal::api::enums::v1::EventType;
     let worst = sorted.len() / 100;
     let groups = [
@@ -725,6 +880,7 @@ async fn explain_lateness(client: &Client, sorted: &[(f64, String)]) -> anyhow::
     ];
     for (name, group) in groups {
         let mut parts: [Vec<f64>; 3] = Default::default();
+        let (mut fired_at, mut handed_at) = (Vec::new(), Vec::new());
         for (_, id) in &group {
             let history = keel_sdk_tests::history_of(client, id).await?;
             let at = |t: EventType, after: i64| {
@@ -747,13 +903,20 @@ async fn explain_lateness(client: &Client, sorted: &[(f64, String)]) -> anyhow::
             parts[0].push((timer_started - task_started) as f64);
             parts[1].push((timer_fired - timer_started - 1_000) as f64);
             parts[2].push((resumed - timer_fired) as f64);
+            fired_at.push(timer_fired - t0);
+            handed_at.push(resumed - t0);
         }
+        let span = |v: &[i64]| {
+            let (lo, hi) = (v.iter().min(), v.iter().max());
+            lo.zip(hi)
+                .map_or("-".to_string(), |(lo, hi)| format!("{lo}..{hi}"))
+        };
         let p = |v: &mut Vec<f64>, q: f64| {
             v.sort_by(|a, b| a.total_cmp(b));
             percentile(v, q)
         };
         eprintln!(
-            "   W2 {name} ({} runs), p50 / max ms: first task held {:.0} / {:.0}, timer fired late {:.0} / {:.0}, resumed task waited {:.0} / {:.0}",
+            "   W2 {name} ({} runs), p50 / max ms: first task held {:.0} / {:.0}, timer fired late {:.0} / {:.0}, resumed task waited {:.0} / {:.0}; timers fired at {} ms, resumed tasks handed out at {} ms after the first start",
             parts[0].len(),
             p(&mut parts[0], 0.5),
             p(&mut parts[0], 1.0),
@@ -761,6 +924,8 @@ async fn explain_lateness(client: &Client, sorted: &[(f64, String)]) -> anyhow::
             p(&mut parts[1], 1.0),
             p(&mut parts[2], 0.5),
             p(&mut parts[2], 1.0),
+            span(&fired_at),
+            span(&handed_at),
         );
     }
     Ok(())
@@ -874,6 +1039,7 @@ async fn main() -> anyhow::Result<()> {
         "none" => GrpcCompression::None,
         other => anyhow::bail!("--grpc-compression must be gzip or none, not {other:?}"),
     };
+    let w2_results: W2Results = args.w2_results.parse()?;
     let workloads: Vec<&'static str> = args
         .workloads
         .iter()
@@ -961,6 +1127,7 @@ async fn main() -> anyhow::Result<()> {
                         args.w2_workflows,
                         args.w2_start_concurrency,
                         run,
+                        w2_results,
                         args.trace_one,
                     )
                     .await?;
