@@ -87,8 +87,8 @@ async fn default_namespace_exists(client: &WorkflowServiceClient<Channel>) -> an
     Ok(())
 }
 
-/// A 3-node cluster whose `default` namespace is registered, and a gzip client of a follower.
-async fn cluster_and_follower_client(
+/// A 3-node cluster, its leader, and a gzip client of a follower.
+async fn cluster_with_follower_client(
 ) -> anyhow::Result<(LocalCluster, u64, WorkflowServiceClient<Channel>)> {
     let c = LocalCluster::start(3, |_| {}).await?;
     let leader = c.wait_for_leader(WAIT).await?;
@@ -99,21 +99,20 @@ async fn cluster_and_follower_client(
     let client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel)
         .send_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Gzip);
+    Ok((c, leader, client))
+}
+
+/// [`cluster_with_follower_client`], once the `default` namespace is registered.
+async fn cluster_and_follower_client(
+) -> anyhow::Result<(LocalCluster, u64, WorkflowServiceClient<Channel>)> {
+    let (c, leader, client) = cluster_with_follower_client().await?;
     default_namespace_exists(&client).await?;
     Ok((c, leader, client))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> {
-    let c = LocalCluster::start(3, |_| {}).await?;
-    let leader = c.wait_for_leader(WAIT).await?;
-    let follower = c.running().into_iter().find(|i| *i != leader).unwrap();
-    let channel = Channel::from_shared(format!("http://{}", c.node(follower).client_addr()))?
-        .connect()
-        .await?;
-    let mut client: WorkflowServiceClient<Channel> = WorkflowServiceClient::new(channel)
-        .send_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Gzip);
+    let (c, leader, mut client) = cluster_with_follower_client().await?;
 
     let info = client
         .get_system_info(api::GetSystemInfoRequest {})

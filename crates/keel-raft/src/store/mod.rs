@@ -102,7 +102,7 @@ pub fn open(
 /// Memtable size of the state machine's column family. 8 MiB instead of 16 (for it and the
 /// log) saved ~15 MiB of RSS per node under load at unchanged throughput, CPU and apply speed
 /// (alternating A/B, docs/benchmarks.md "Server RSS").
-const MEMTABLE_BYTES: usize = 8 << 20;
+const SM_MEMTABLE_BYTES: usize = 8 << 20;
 
 /// Memtable size of the log's column family.
 const LOG_MEMTABLE_BYTES: usize = 4 << 20;
@@ -118,7 +118,7 @@ fn cf_options(name: &str) -> Options {
         o.set_memtable_prefix_bloom_ratio(0.1);
         // Small memtables keep skiplist walks short and resident memory low; flushed tables
         // answer through bloom filters.
-        o.set_write_buffer_size(MEMTABLE_BYTES);
+        o.set_write_buffer_size(SM_MEMTABLE_BYTES);
         let mut t = rocksdb::BlockBasedOptions::default();
         t.set_bloom_filter(10.0, false);
         o.set_block_based_table_factory(&t);

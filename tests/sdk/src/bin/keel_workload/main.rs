@@ -90,8 +90,8 @@ struct Args {
     /// peer's driver polls its service's stats endpoint; `sdk` — every result is awaited
     /// through the server with the SDK's long poll (10,000 history reads on top of the load),
     /// lateness then in workflow time.
-    #[arg(long, default_value = "stats")]
-    w2_results: String,
+    #[arg(long, value_enum, default_value_t = W2Results::Stats)]
+    w2_results: W2Results,
     /// The `keel` server binary (default: `keel` next to this executable).
     #[arg(long)]
     keel_bin: Option<PathBuf>,
@@ -184,8 +184,8 @@ impl BenchSleep {
     }
 }
 
-/// What the W2 sleepers of the current run saw, by index: wall-clock µs before the sleep,
-/// and lateness µs and wall-clock µs after it. This process's stand-in for the peer's stats
+/// What the W2 sleepers of the current run saw, by index: wall-clock µs before and after
+/// the sleep. This process's stand-in for the peer's stats
 /// endpoint: completions are learnt without reading anything back from the server.
 static SLEEPS: SleepLog = SleepLog(std::sync::Mutex::new(None));
 
@@ -194,12 +194,12 @@ struct SleepLog(std::sync::Mutex<Option<SleepRecords>>);
 #[derive(Default)]
 struct SleepRecords {
     before_us: std::collections::HashMap<u64, u64>,
-    done: std::collections::HashMap<u64, (i64, u64)>,
+    after_us: std::collections::HashMap<u64, u64>,
 }
 
-fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
+/// Microseconds since the Unix epoch.
+fn unix_us(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_micros() as u64
 }
@@ -211,16 +211,17 @@ impl SleepLog {
 
     fn before(&self, i: u64) {
         if let Some(r) = self.0.lock().expect("sleep log").as_mut() {
-            r.before_us.entry(i).or_insert_with(now_us);
+            r.before_us
+                .entry(i)
+                .or_insert_with(|| unix_us(SystemTime::now()));
         }
     }
 
     fn after(&self, i: u64) {
-        let now = now_us();
+        let now = unix_us(SystemTime::now());
         if let Some(r) = self.0.lock().expect("sleep log").as_mut() {
-            if let Some(&before) = r.before_us.get(&i) {
-                let lateness = now as i64 - before as i64 - 1_000_000;
-                r.done.entry(i).or_insert((lateness, now));
+            if r.before_us.contains_key(&i) {
+                r.after_us.entry(i).or_insert(now);
             }
         }
     }
@@ -230,20 +231,24 @@ impl SleepLog {
             .lock()
             .expect("sleep log")
             .as_ref()
-            .map_or(0, |r| r.done.len())
+            .map_or(0, |r| r.after_us.len())
     }
 
-    /// (lateness ms, index) of every completed sleeper, and the latest completion, µs.
+    /// (lateness ms = after − before − 1 s, index) of every completed sleeper, and the latest
+    /// completion, µs.
     fn completions(&self) -> (Vec<(f64, u64)>, u64) {
         let guard = self.0.lock().expect("sleep log");
         let Some(r) = guard.as_ref() else {
             return (Vec::new(), 0);
         };
-        let latest = r.done.values().map(|&(_, at)| at).max().unwrap_or(0);
+        let latest = r.after_us.values().copied().max().unwrap_or(0);
         let lateness = r
-            .done
+            .after_us
             .iter()
-            .map(|(&i, &(us, _))| (us as f64 / 1e3, i))
+            .filter_map(|(i, &after)| {
+                let before = *r.before_us.get(i)?; // present: `after` requires it
+                Some(((after as f64 - before as f64) / 1e3 - 1_000.0, *i))
+            })
             .collect();
         (lateness, latest)
     }
@@ -708,23 +713,12 @@ async fn w1(
 }
 
 /// How W2 learns that its sleepers completed (`--w2-results`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum W2Results {
     /// From [`SLEEPS`], recorded by the workflow code in this process (the peer's method).
     Stats,
     /// Each result awaited through the server with the SDK's long poll.
     Sdk,
-}
-
-impl std::str::FromStr for W2Results {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Self> {
-        match s {
-            "stats" => Ok(W2Results::Stats),
-            "sdk" => Ok(W2Results::Sdk),
-            other => anyhow::bail!("--w2-results must be `stats` or `sdk`, not {other:?}"),
-        }
-    }
 }
 
 /// Longest W2 may take to complete before the driver gives up.
@@ -745,10 +739,7 @@ async fn w2(
     let prefix = format!("w2-r{run}-");
     SLEEPS.reset();
     let started_at = SystemTime::now();
-    let t0_us = started_at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as u64;
+    let t0_us = unix_us(started_at);
     futures::stream::iter(0..count)
         .map(|i| {
             let client = clients[i % clients.len()].clone();
@@ -768,7 +759,8 @@ async fn w2(
         .try_collect::<Vec<()>>()
         .await?;
     let mut results: Vec<(f64, String)>;
-    let all_done;
+    // All done, s, where the method tells it (else from the close times below).
+    let mut all_done = None;
     match results_by {
         W2Results::Stats => {
             // Poll this process's record, as the peer's driver polls its stats endpoint.
@@ -779,7 +771,7 @@ async fn w2(
             )
             .await?;
             let (lateness, latest_us) = SLEEPS.completions();
-            all_done = latest_us.saturating_sub(t0_us) as f64 / 1e6;
+            all_done = Some(latest_us.saturating_sub(t0_us) as f64 / 1e6);
             results = lateness
                 .into_iter()
                 .map(|(ms, i)| (ms, format!("{prefix}{i}")))
@@ -802,7 +794,6 @@ async fn w2(
                 .buffer_unordered(start_concurrency)
                 .try_collect()
                 .await?;
-            all_done = 0.0; // from the close times below
         }
     }
     let rss = sampler.finish();
@@ -831,9 +822,9 @@ async fn w2(
         }
     })
     .await?;
-    let all_done = match results_by {
-        W2Results::Stats => all_done,
-        W2Results::Sdk => closes
+    let all_done = match all_done {
+        Some(s) => s,
+        None => closes
             .iter()
             .max()
             .context("no closed sleepers")?
@@ -1039,7 +1030,6 @@ async fn main() -> anyhow::Result<()> {
         "none" => GrpcCompression::None,
         other => anyhow::bail!("--grpc-compression must be gzip or none, not {other:?}"),
     };
-    let w2_results: W2Results = args.w2_results.parse()?;
     let workloads: Vec<&'static str> = args
         .workloads
         .iter()
@@ -1127,7 +1117,7 @@ async fn main() -> anyhow::Result<()> {
                         args.w2_workflows,
                         args.w2_start_concurrency,
                         run,
-                        w2_results,
+                        args.w2_results,
                         args.trace_one,
                     )
                     .await?;
