@@ -36,8 +36,6 @@ pub struct LogStore {
     db: Arc<DB>,
     syncer: Arc<Syncer>,
     committed_index: Arc<AtomicU64>,
-    /// An applied index the state machine is known to be durable at (see `purge`).
-    sm_durable_index: Arc<AtomicU64>,
 }
 
 type FlushRequest = (IOFlushed<TypeConfig>, Instant);
@@ -95,7 +93,6 @@ impl LogStore {
                 thread: Some(thread),
             }),
             committed_index: Arc::new(AtomicU64::new(0)),
-            sm_durable_index: Arc::new(AtomicU64::new(0)),
         };
         if let Some(c) = store
             .read_log_id(KEY_COMMITTED)
@@ -294,16 +291,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId) -> std::io::Result<()> {
         tracing::debug!(log_index = log_id.index, "purging log prefix");
-        // A stopped node re-applies from its log what its state machine lost (apply writes
-        // bypass the WAL), so the state must be durable past every entry purged. openraft
-        // purges only behind a snapshot, i.e. behind the applied index: the first purge after
-        // each snapshot flushes the state machine, and the next ones are covered by that flush.
-        if self.sm_durable_index.load(Ordering::Relaxed) < log_id.index {
-            let started = Instant::now();
-            let applied = super::state_machine::persist_applied(&self.db).map_err(sto_io)?;
-            self.sm_durable_index.store(applied, Ordering::Relaxed);
-            tracing::debug!(applied, elapsed = ?started.elapsed(), "state machine flushed before a log purge");
-        }
         let mut batch = WriteBatch::default();
         batch.put_cf(
             cf(&self.db, CF_RAFT),
@@ -315,72 +302,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             index_key(0),
             index_key(log_id.index + 1),
         );
+        // Synced: this also persists every earlier state-machine write in the shared WAL,
+        // so the state is never behind a purged log.
         self.db.write_opt(batch, &sync()).map_err(sto_io)
-    }
-}
-
-#[cfg(test)]
-mod crash_test {
-    //! Apply writes bypass the WAL: a node stopped without warning (SIGKILL, abort) loses an
-    //! applied suffix, which its log re-applies, but never state behind a purged log entry.
-
-    use openraft::EntryPayload;
-
-    use super::*;
-    use crate::typ::LeaderId;
-
-    /// Set in the child process this test runs itself as; names its data dir.
-    const CHILD_DIR: &str = "KEEL_TEST_CRASH_CHILD_DIR";
-
-    fn blank(index: u64) -> Entry {
-        Entry {
-            log_id: LogId::new(
-                LeaderId {
-                    term: 1,
-                    node_id: 1,
-                },
-                index,
-            ),
-            payload: EntryPayload::Blank,
-        }
-    }
-
-    /// The child: applies 1..=100, purges the log up to 50, applies 101..=200, and aborts
-    /// (no destructor runs, so RocksDB gets no chance to flush on close).
-    fn child(dir: &std::path::Path) -> ! {
-        let (mut log, mut sm) = crate::store::open(dir, "crash", 1).unwrap();
-        sm.apply_entries((1..=100).map(blank).collect()).unwrap();
-        futures::executor::block_on(log.purge(blank(50).log_id)).unwrap();
-        sm.apply_entries((101..=200).map(blank).collect()).unwrap();
-        assert_eq!(sm.reader().applied_index().unwrap(), 200);
-        std::process::abort();
-    }
-
-    #[test]
-    fn an_abort_loses_only_applied_state_past_the_last_purge_flush() {
-        if let Some(dir) = std::env::var_os(CHILD_DIR) {
-            child(std::path::Path::new(&dir));
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "store::log_store::crash_test::an_abort_loses_only_applied_state_past_the_last_purge_flush",
-                "--nocapture",
-            ])
-            .env(CHILD_DIR, dir.path())
-            .status()
-            .unwrap();
-        assert!(!status.success(), "the child aborts");
-
-        let (mut log, sm) = crate::store::open(dir.path(), "crash", 1).unwrap();
-        let state = futures::executor::block_on(log.get_log_state()).unwrap();
-        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(50));
-        assert_eq!(
-            sm.reader().applied_index().unwrap(),
-            100,
-            "the purge flushed the state machine as applied then (≥ the purged 50); the 100 \
-             entries applied after it were in an unflushed memtable only"
-        );
     }
 }

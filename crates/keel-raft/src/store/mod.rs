@@ -1,15 +1,5 @@
 //! RocksDB storage of one node: the Raft log, Raft metadata and the state machine, in one
-//! RocksDB instance.
-//!
-//! Durability: the log and the Raft metadata go through RocksDB's WAL (the log's group
-//! commit fsyncs it). Apply writes to the state machine bypass the WAL — the log already
-//! holds every applied entry, and writing their effects to the WAL too doubled the bytes a
-//! node wrote to disk. A node that stops without flushing (a crash, SIGKILL) therefore reopens
-//! with its state machine at an earlier applied index, always a whole apply batch (the last
-//! applied log id is written in the same batch as the effects), and openraft re-applies the
-//! committed entries after it from the log. The log is purged only behind a flushed state
-//! machine (`LogStore::purge`), so those entries are always there. Snapshot installs do go
-//! through the WAL (`state_machine::install_from_file`).
+//! RocksDB instance (one WAL, so a log fsync also persists earlier state-machine writes).
 //!
 //! Column families:
 //! - `log`: entry index (u64 big-endian) → protobuf `keel.raft.v1.Entry`;

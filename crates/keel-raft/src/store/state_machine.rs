@@ -126,11 +126,9 @@ impl<'a> BatchStore<'a> {
         }
     }
 
-    /// Writes the batch's changes as one RocksDB `WriteBatch`, bypassing the WAL: the Raft
-    /// log already holds every applied entry, so a node that stops loses at most a suffix of
-    /// applied state and re-applies it from the log when it opens (see `store` module docs).
-    /// The cache takes the changes only once RocksDB has (a failed write leaves it as the
-    /// database is).
+    /// Writes the batch's changes as one (unsynced) RocksDB `WriteBatch`; the log's group
+    /// commit makes it durable (see `store` module docs). The cache takes them only once
+    /// RocksDB has (a failed write leaves it as the database is).
     fn commit(self) -> std::result::Result<(), rocksdb::Error> {
         let sm = cf(self.db, CF_SM);
         let mut batch = WriteBatch::default();
@@ -141,7 +139,7 @@ impl<'a> BatchStore<'a> {
             }
         }
         let mut wo = WriteOptions::default();
-        wo.disable_wal(true);
+        wo.set_sync(false);
         self.db.write_opt(batch, &wo)?;
         if let Some(cache) = self.cache {
             let cache = cache.into_inner();
@@ -161,20 +159,6 @@ impl StateStore for BatchStore<'_> {
     fn delete(&mut self, key: &[u8]) {
         self.pending.insert(key.to_vec(), None);
     }
-}
-
-/// Makes the state machine durable at least up to what is applied now, and returns that
-/// applied index: apply writes bypass the WAL, so this flushes the column family's memtables
-/// (a no-op when they are empty).
-pub(crate) fn persist_applied(db: &DB) -> Result<u64> {
-    let applied = read_meta_log_id(|k| {
-        db.get_cf(cf(db, CF_SM), k)
-            .map_err(Error::rocks("reading the last applied log id"))
-    })?
-    .map_or(0, |l| l.index);
-    db.flush_cf(cf(db, CF_SM))
-        .map_err(Error::rocks("flushing the state machine"))?;
-    Ok(applied)
 }
 
 fn read_meta_log_id(get: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>) -> Result<Option<LogId>> {
@@ -512,7 +496,7 @@ fn build_from_db(
 impl StateMachine {
     /// Applies committed entries through the engine in one RocksDB write batch; one response
     /// per entry, in order.
-    pub(super) fn apply_entries(&mut self, entries: Vec<Entry>) -> std::io::Result<Vec<ProposalResponse>> {
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> std::io::Result<Vec<ProposalResponse>> {
         let started = Instant::now();
         without_perf_counters();
         let mut store = BatchStore::cached(&self.db, &mut self.cache);
