@@ -260,16 +260,24 @@ pub async fn run(
             (0..n).map(|i| (format!("w3-{i}"), fire_at)),
             &started,
         );
+        // The follower goes down once `kill_at` are armed, while starts may still be running
+        // (through the nodes that stay up): SIGKILL by pid here, reaped by `kill` below.
         let kill_watch = async {
             progress(servers, &started, began, kill_at).await;
+            eprintln!(
+                "   {} armed, {} started: killing node {}",
+                FIRST_TASKS.load(Ordering::Relaxed),
+                started.load(Ordering::Relaxed),
+                victim + 1
+            );
+            let pid = servers.children[victim].id().to_string();
+            let status = std::process::Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()?;
+            anyhow::ensure!(status.success(), "kill -KILL {pid} failed: {status}");
             anyhow::Ok(())
         };
         tokio::try_join!(starts, kill_watch)?;
-        eprintln!(
-            "   {} armed: killing node {}",
-            FIRST_TASKS.load(Ordering::Relaxed),
-            victim + 1
-        );
         servers.kill(victim);
         let armed_reason = format!("all {n} sleepers ran their first workflow task");
         wait_for(Duration::from_secs(600), &armed_reason, || async {
