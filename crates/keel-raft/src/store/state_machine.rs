@@ -57,9 +57,9 @@ pub struct StateDigest {
     pub key_count: u64,
 }
 
-/// Turns off RocksDB's per-thread perf counters on the calling thread: with a shared
-/// librocksdb every counter update is a dynamic TLS lookup, about a tenth of apply's CPU
-/// (measured with `keel bench engine`). Keel exports its own metrics instead.
+/// Turns off RocksDB's per-thread perf counters on the calling thread: each counter update is
+/// a thread-local access (with a shared librocksdb a dynamic TLS lookup, once about a tenth of
+/// apply's CPU in `keel bench engine`). Keel exports its own metrics instead.
 fn without_perf_counters() {
     rocksdb::perf::set_perf_stats(rocksdb::perf::PerfStatsLevel::Disable);
 }
