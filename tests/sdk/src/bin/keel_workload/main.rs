@@ -46,6 +46,7 @@ use temporalio_client::tonic::IntoRequest;
 use temporalio_client::{
     Client, GrpcCompression, WorkflowGetResultOptions, WorkflowListOptions, WorkflowStartOptions,
 };
+use temporalio_common::protos::temporal::api::history::v1::history_event;
 use temporalio_common::protos::temporal::api::workflowservice::v1::DescribeNamespaceRequest;
 use temporalio_macros::{activities, workflow, workflow_methods};
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
@@ -947,8 +948,16 @@ async fn trace_one(client: &Client) -> anyhow::Result<()> {
     let mut prev = None;
     for e in &history.events {
         let t = event_ms(e);
+        // An activity started by the completing worker itself (eager execution) has the
+        // engine's "eager-" request id.
+        let how = match &e.attributes {
+            Some(history_event::Attributes::ActivityTaskStartedEventAttributes(a)) => {
+                format!(" ({})", a.request_id)
+            }
+            _ => String::new(),
+        };
         eprintln!(
-            "   {:>3} +{:>3} ms {:?}",
+            "   {:>3} +{:>3} ms {:?}{how}",
             e.event_id,
             prev.map_or(0, |p| t - p),
             e.event_type()
