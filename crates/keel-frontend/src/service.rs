@@ -1008,13 +1008,19 @@ impl WorkflowService for Frontend {
             (r.maximum_page_size as i64).min(MAX_HISTORY_PAGE)
         };
         // Linearizable: a client that just wrote through another node sees its write. The
-        // run is named once; the wait is woken by changes to it only, armed before each read.
+        // run is named once; the wait is woken by changes to it only, armed before each read
+        // (a wait for the close event only by its closing, not by each step of the run).
         let named = self
             .linearized_run(&run)
             .await?
             .run
             .expect("stored runs are named");
-        let watch = crate::wake::Watch::new(&self.node, &[wf::watch_run(&named)]);
+        let wake_on = if close_only {
+            wf::watch_run_closed(&named)
+        } else {
+            wf::watch_run(&named)
+        };
+        let watch = crate::wake::Watch::new(&self.node, &[wake_on]);
         loop {
             let armed = watch.arm();
             let state = self.node.state();

@@ -647,6 +647,7 @@ impl Frontend {
             started_event_id: 0,
             attempt: a.attempt,
             query_id: String::new(),
+            workflow_task_queue: ms.task_queue.clone(),
         })
     }
 
@@ -663,16 +664,21 @@ impl Frontend {
                 .await;
         }
         let run = token.run.clone().expect("decoded tokens name a run");
+        // Sync match: the completion usually schedules the run's next workflow task, on the
+        // queue its token names (tokens from before that field, or made by id, name none).
+        let queue = if token.workflow_task_queue.is_empty() {
+            wf::read_mutable_state(self.node().state(), &run)
+                .ok()
+                .flatten()
+                .map(|ms| ms.task_queue)
+        } else {
+            Some(token.workflow_task_queue.clone())
+        };
         let complete = Kind::CompleteActivityTask(wf::CompleteActivityTask {
             token: Some(token),
             identity,
             result: encoded(result),
         });
-        // Sync match: the completion usually schedules the run's next workflow task.
-        let queue = wf::read_mutable_state(self.node().state(), &run)
-            .ok()
-            .flatten()
-            .map(|ms| ms.task_queue);
         let outcome = match queue {
             Some(q) => {
                 self.propose_with_handoff(complete, &run.namespace, &q)

@@ -2,7 +2,7 @@
 //! effect an applied batch had (once the batch is readable); long polls wait on the keys they
 //! care about instead of re-reading state after every apply.
 //!
-//! Keys are opaque bytes chosen by the engine (`keel_engine::workflow::Effect::watch_key`).
+//! Keys are opaque bytes chosen by the engine (`keel_engine::workflow::Effect::watch_keys`).
 //! Entries are weak: a key nobody waits on costs nothing after its last waiter leaves.
 
 use std::collections::HashMap;

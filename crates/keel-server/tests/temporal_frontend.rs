@@ -386,7 +386,7 @@ async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> 
     client
         .signal_workflow_execution(api::SignalWorkflowExecutionRequest {
             namespace: "default".into(),
-            workflow_execution: wf2,
+            workflow_execution: wf2.clone(),
             signal_name: "wake".into(),
             ..Default::default()
         })
@@ -395,6 +395,50 @@ async fn t80_workflow_service_basics_through_a_follower() -> anyhow::Result<()> 
     let new_events = woke.history.unwrap().events;
     assert_eq!(new_events.len(), 1, "{new_events:?}");
     assert_eq!(new_events[0].event_id, 3);
+
+    // A wait for the close event alone sleeps through the run's steps and wakes when it closes.
+    use temporalio_protos::temporal::api::history::v1::history_event::Attributes as EA;
+    let mut closer = client.clone();
+    let wait_close = tokio::spawn({
+        let wf2 = wf2.clone();
+        async move {
+            let mut req = tonic::Request::new(api::GetWorkflowExecutionHistoryRequest {
+                namespace: "default".into(),
+                execution: wf2,
+                history_event_filter_type: 2,
+                wait_new_event: true,
+                ..Default::default()
+            });
+            req.set_timeout(Duration::from_secs(15));
+            closer.get_workflow_execution_history(req).await
+        }
+    });
+    client
+        .signal_workflow_execution(api::SignalWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: wf2.clone(),
+            signal_name: "again".into(),
+            ..Default::default()
+        })
+        .await?;
+    client
+        .terminate_workflow_execution(api::TerminateWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: wf2,
+            reason: "done waiting".into(),
+            ..Default::default()
+        })
+        .await?;
+    let closed = wait_close.await??.into_inner();
+    let closed = closed.history.unwrap().events;
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert!(
+        matches!(
+            closed[0].attributes,
+            Some(EA::WorkflowExecutionTerminatedEventAttributes(_))
+        ),
+        "{closed:?}"
+    );
 
     // Updates are served (tests/sdk/tests/sdk_updates.rs); a request naming no execution is
     // refused as Temporal refuses it.

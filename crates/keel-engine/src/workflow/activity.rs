@@ -172,6 +172,7 @@ pub(super) fn start_attempt<S: StateStore>(
             started_event_id: 0,
             attempt: a.attempt,
             query_id: String::new(),
+            workflow_task_queue: ms.task_queue.clone(),
         }),
         workflow_type: ms.workflow_type.clone(),
         started_event_id: 0,

@@ -48,30 +48,33 @@ pub enum Effect {
 }
 
 impl Effect {
-    /// The key long polls wait on for this effect (see `keel_raft::watch`): a run's history
-    /// and status, a backlog, or a query.
-    pub fn watch_key(&self) -> Option<Vec<u8>> {
+    /// The keys long polls wait on for this effect (see `keel_raft::watch`): a run's history
+    /// and status, its closing, a backlog, or a query.
+    pub fn watch_keys(&self, out: &mut impl Extend<Vec<u8>>) {
         match self {
-            Effect::HistoryGrew { run, .. }
-            | Effect::RunClosed { run }
-            | Effect::RunDeleted { run } => Some(watch_run(run)),
+            Effect::HistoryGrew { run, .. } => out.extend([watch_run(run)]),
+            // Closing wakes the run's history waiters and those waiting for its close only
+            // (a client's result: it is not woken by each step of the run).
+            Effect::RunClosed { run } | Effect::RunDeleted { run } => {
+                out.extend([watch_run(run), watch_run_closed(run)])
+            }
             Effect::TaskQueued {
                 namespace,
                 task_queue,
                 kind,
-            } => Some(watch_queue(namespace, task_queue, *kind)),
+            } => out.extend([watch_queue(namespace, task_queue, *kind)]),
             Effect::QueriesUnblocked {
                 namespace,
                 task_queue,
-            } => Some(watch_queue(namespace, task_queue, TaskKind::Query)),
+            } => out.extend([watch_queue(namespace, task_queue, TaskKind::Query)]),
             Effect::QueryAnswered {
                 namespace,
                 query_id,
-            } => Some(keys::query(namespace, query_id)),
+            } => out.extend([keys::query(namespace, query_id)]),
             Effect::UpdateChanged { run, update_id } => {
-                Some(super::update::update_key(run, update_id))
+                out.extend([super::update::update_key(run, update_id)])
             }
-            Effect::DeadlineArmed { .. } => None,
+            Effect::DeadlineArmed { .. } => {}
         }
     }
 }
@@ -193,6 +196,14 @@ pub struct WorkflowTaskWaits {
 /// Watch key of a run's history and status.
 pub fn watch_run(run: &RunKey) -> Vec<u8> {
     state_key(run)
+}
+
+/// Watch key of a run's closing or deletion only (not a stored key: the run's state key
+/// with a marker byte after its self-delimiting fields).
+pub fn watch_run_closed(run: &RunKey) -> Vec<u8> {
+    let mut k = state_key(run);
+    k.push(b'c');
+    k
 }
 
 /// Watch key of a backlog.

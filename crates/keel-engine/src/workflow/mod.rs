@@ -41,7 +41,8 @@ mod tests;
 pub use apply::{
     apply, backlog_len, deadline_key, drop_spent_wakeups, read_history, read_mutable_state,
     read_namespace, read_status_counts, read_visibility, resolve_run, watch_query, watch_queue,
-    watch_run, workflow_task_waits, Effect, WorkflowTaskWaits, DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
+    watch_run, watch_run_closed, workflow_task_waits, Effect, WorkflowTaskWaits,
+    DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
 };
 pub use model::*;
 pub use query::{query_ready, read_query};

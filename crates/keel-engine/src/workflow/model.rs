@@ -32,6 +32,11 @@ pub struct TaskToken {
     /// Query tasks: the query this token answers.
     #[prost(string, tag = "6")]
     pub query_id: String,
+    /// Activity tasks: the run's task queue, where its next workflow task will wait. A hint
+    /// for routing only (the completing node hands that task to a poll parked on it without
+    /// reading the run); never checked, and empty in tokens made before it existed.
+    #[prost(string, tag = "7")]
+    pub workflow_task_queue: String,
 }
 
 /// The kinds of tasks a worker polls for (queries come with workflow polls).

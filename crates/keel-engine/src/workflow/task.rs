@@ -170,6 +170,7 @@ fn start_workflow_task<S: StateStore>(
             started_event_id: started,
             attempt: task.attempt,
             query_id: String::new(),
+            workflow_task_queue: String::new(),
         }),
         workflow_type: ms.workflow_type.clone(),
         started_event_id: started,

@@ -2251,8 +2251,9 @@ fn query_pollers_are_woken_only_when_a_query_can_be_handed_out() {
         effects
             .iter()
             .filter(|e| {
-                e.watch_key()
-                    .is_some_and(|k| k == watch_queue(NS, TQ, TaskKind::Query))
+                let mut keys = Vec::new();
+                e.watch_keys(&mut keys);
+                keys.contains(&watch_queue(NS, TQ, TaskKind::Query))
             })
             .count()
     };
@@ -2571,4 +2572,37 @@ fn backlog_waits_are_measured_in_replicated_time_from_queueing_and_the_last_disp
             since_dispatch_ms: Some(0),
         }
     );
+}
+
+#[test]
+fn a_runs_steps_wake_its_history_waiters_and_only_its_close_wakes_close_waiters() {
+    let run = run_key("wf", "r1");
+    let keys = |e: Effect| {
+        let mut k = Vec::new();
+        e.watch_keys(&mut k);
+        k
+    };
+    let grew = keys(Effect::HistoryGrew {
+        run: run.clone(),
+        next_event_id: 7,
+        history_size_bytes: 100,
+    });
+    assert_eq!(
+        grew,
+        vec![watch_run(&run)],
+        "a step wakes history waiters only"
+    );
+    for closing in [
+        Effect::RunClosed { run: run.clone() },
+        Effect::RunDeleted { run: run.clone() },
+    ] {
+        let k = keys(closing);
+        assert!(k.contains(&watch_run(&run)) && k.contains(&watch_run_closed(&run)));
+    }
+    assert_ne!(
+        watch_run_closed(&run),
+        watch_run_closed(&run_key("wf", "r10")),
+        "runs do not share a close key"
+    );
+    assert_ne!(watch_run_closed(&run), watch_run(&run));
 }

@@ -516,7 +516,9 @@ impl StateMachine {
                 EntryPayload::Normal(p) => {
                     let (r, meta) = keel_engine::apply_proposal(p, &mut store)
                         .map_err(|err| sto_io(format!("applying entry {}: {err}", e.log_id)))?;
-                    woken.extend(meta.effects.iter().filter_map(|e| e.watch_key()));
+                    for effect in &meta.effects {
+                        effect.watch_keys(&mut woken);
+                    }
                     responses.push(r);
                 }
                 EntryPayload::Membership(m) => {
