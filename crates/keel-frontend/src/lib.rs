@@ -12,6 +12,7 @@ pub mod admission;
 mod convert;
 mod describe;
 pub mod history;
+mod namespaces;
 pub mod operator;
 mod pollers;
 mod query;

@@ -40,6 +40,7 @@ pub struct Frontend {
     pub(crate) parked: crate::tasks::Parked,
     pub(crate) pollers: crate::pollers::Pollers,
     pub(crate) admission: crate::admission::Admission,
+    namespaces: crate::namespaces::Namespaces,
 }
 
 /// Proposes commands together (one log entry, applied in order) through `node`: each one's
@@ -78,6 +79,7 @@ impl Frontend {
             parked: Default::default(),
             pollers: Default::default(),
             admission: Default::default(),
+            namespaces: Default::default(),
         }
     }
 
@@ -141,7 +143,8 @@ impl Frontend {
         if namespace.is_empty() {
             return Err(Status::invalid_argument("namespace is required"));
         }
-        wf::read_namespace(self.node.state(), namespace)
+        self.namespaces
+            .get(&self.node, namespace)
             .map_err(|e| Status::internal(e.to_string()))?
             .ok_or_else(|| namespace_not_found(namespace))
     }

@@ -6,6 +6,7 @@
 //! Entries are weak: a key nobody waits on costs nothing after its last waiter leaves.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
@@ -14,6 +15,8 @@ use tokio::sync::Notify;
 #[derive(Default)]
 pub struct Watchers {
     map: Mutex<HashMap<Vec<u8>, Weak<Notify>>>,
+    /// Notification counters of keys whose guarded state someone caches ([`Self::version`]).
+    versions: Mutex<HashMap<Vec<u8>, Arc<AtomicU64>>>,
 }
 
 impl Watchers {
@@ -33,8 +36,20 @@ impl Watchers {
         n
     }
 
+    /// A counter of `key`'s notifications (and of every [`Self::notify_all`]), for caching
+    /// the state the key guards: load it *before* reading that state; the cached copy is
+    /// current while the counter still reads the loaded value. Kept for the node's lifetime,
+    /// so only for keys of a bounded set (namespaces).
+    pub fn version(&self, key: &[u8]) -> Arc<AtomicU64> {
+        let mut versions = self.versions.lock().expect("watchers lock");
+        versions.entry(key.to_vec()).or_default().clone()
+    }
+
     /// Wakes every waiter of `key`.
     pub fn notify(&self, key: &[u8]) {
+        if let Some(v) = self.versions.lock().expect("watchers lock").get(key) {
+            v.fetch_add(1, Ordering::Release);
+        }
         let n = {
             let mut map = self.map.lock().expect("watchers lock");
             match map.get(key).map(Weak::upgrade) {
@@ -53,6 +68,9 @@ impl Watchers {
 
     /// Wakes every waiter (the whole state changed, e.g. a snapshot was installed).
     pub fn notify_all(&self) {
+        for v in self.versions.lock().expect("watchers lock").values() {
+            v.fetch_add(1, Ordering::Release);
+        }
         let live: Vec<Arc<Notify>> = {
             let map = self.map.lock().expect("watchers lock");
             map.values().filter_map(Weak::upgrade).collect()
@@ -88,6 +106,20 @@ mod tests {
                 .is_err(),
             "the waiter of b sleeps on"
         );
+    }
+
+    #[test]
+    fn a_version_counts_the_notifies_of_its_key_and_of_everything() {
+        let w = Watchers::default();
+        let a = w.version(b"a");
+        assert!(Arc::ptr_eq(&a, &w.version(b"a")), "one counter per key");
+        let before = a.load(Ordering::Acquire);
+        w.notify(b"b");
+        assert_eq!(a.load(Ordering::Acquire), before, "another key's notify");
+        w.notify(b"a");
+        assert_eq!(a.load(Ordering::Acquire), before + 1);
+        w.notify_all();
+        assert_eq!(a.load(Ordering::Acquire), before + 2);
     }
 
     #[test]

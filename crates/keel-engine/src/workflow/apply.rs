@@ -45,6 +45,9 @@ pub enum Effect {
     /// An update moved on (admitted, sent, accepted, completed, rejected, aborted): wake
     /// the frontends waiting for it.
     UpdateChanged { run: RunKey, update_id: String },
+    /// A namespace's record was written (registered, limits or search attributes changed):
+    /// caches of it are stale.
+    NamespaceChanged { name: String },
 }
 
 impl Effect {
@@ -74,6 +77,7 @@ impl Effect {
             Effect::UpdateChanged { run, update_id } => {
                 out.extend([super::update::update_key(run, update_id)])
             }
+            Effect::NamespaceChanged { name } => out.extend([watch_namespace(name)]),
             Effect::DeadlineArmed { .. } => {}
         }
     }
@@ -206,6 +210,11 @@ pub fn watch_run_closed(run: &RunKey) -> Vec<u8> {
     k
 }
 
+/// Watch key of a namespace's record (notified whenever it is written).
+pub fn watch_namespace(name: &str) -> Vec<u8> {
+    keys::namespace(name)
+}
+
 /// Watch key of a backlog.
 pub fn watch_queue(namespace: &str, task_queue: &str, kind: TaskKind) -> Vec<u8> {
     keys::queue_cursor(namespace, task_queue, kind as u8)
@@ -276,6 +285,16 @@ pub fn resolve_run(store: &impl ReadState, run: &RunKey) -> Result<Option<Mutabl
 pub fn read_namespace(store: &impl ReadState, name: &str) -> Result<Option<NamespaceRecord>> {
     let key = keys::namespace(name);
     store.get(&key)?.map(|b| decode(&key, &b)).transpose()
+}
+
+/// Writes a namespace's record, telling the caches of it (every write of a namespace record
+/// goes through here).
+pub(super) fn put_namespace<S: StateStore>(ctx: &mut Ctx<'_, S>, record: &NamespaceRecord) {
+    ctx.store
+        .put(&keys::namespace(&record.name), &record.encode_to_vec());
+    ctx.effects.push(Effect::NamespaceChanged {
+        name: record.name.clone(),
+    });
 }
 
 /// Reads a run's visibility row.

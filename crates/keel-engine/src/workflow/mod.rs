@@ -40,8 +40,8 @@ mod tests;
 
 pub use apply::{
     apply, backlog_len, deadline_key, drop_spent_wakeups, read_history, read_mutable_state,
-    read_namespace, read_status_counts, read_visibility, resolve_run, watch_query, watch_queue,
-    watch_run, watch_run_closed, workflow_task_waits, Effect, WorkflowTaskWaits,
+    read_namespace, read_status_counts, read_visibility, resolve_run, watch_namespace, watch_query,
+    watch_queue, watch_run, watch_run_closed, workflow_task_waits, Effect, WorkflowTaskWaits,
     DEFAULT_WORKFLOW_TASK_TIMEOUT_MS,
 };
 pub use model::*;

@@ -415,7 +415,7 @@ pub(super) fn update_registry<S: StateStore>(
             c.namespace
         )));
     }
-    ctx.store.put(&key, &ns.encode_to_vec());
+    super::apply::put_namespace(ctx, &ns);
     Ok(accepted())
 }
 

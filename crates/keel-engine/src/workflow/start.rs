@@ -645,7 +645,7 @@ pub(super) fn set_namespace_limits<S: StateStore>(
     let mut ns: NamespaceRecord = decode(&key, &bytes)?;
     ns.suggest_continue_as_new_events = c.suggest_continue_as_new_events;
     ns.suggest_continue_as_new_bytes = c.suggest_continue_as_new_bytes;
-    ctx.store.put(&key, &ns.encode_to_vec());
+    super::apply::put_namespace(ctx, &ns);
     Ok(accepted())
 }
 
@@ -672,8 +672,7 @@ pub(super) fn register_namespace<S: StateStore>(
         suggest_continue_as_new_events: 0,
         suggest_continue_as_new_bytes: 0,
     };
-    ctx.store
-        .put(&keys::namespace(&c.name), &record.encode_to_vec());
+    super::apply::put_namespace(ctx, &record);
     // Runs are counted by status from the start (see `read_status_counts`).
     ctx.store
         .put(&keys::visibility_count(&c.name, 0), &1u64.to_be_bytes());

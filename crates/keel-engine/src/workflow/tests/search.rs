@@ -285,3 +285,47 @@ fn an_invalid_upsert_fails_the_task_with_bad_search_attributes() {
         }));
     }
 }
+
+#[test]
+fn every_write_of_a_namespace_record_tells_its_caches() {
+    let changed = |effects: &[Effect], name: &str| {
+        effects.contains(&Effect::NamespaceChanged {
+            name: name.to_string(),
+        })
+    };
+    let mut h = Harness::new();
+    h.effects.clear();
+    assert!(matches!(h.register("other", 0), Outcome::Accepted(_)));
+    assert!(changed(&h.effects, "other"), "registered: {:?}", h.effects);
+
+    h.effects.clear();
+    assert!(matches!(
+        add(&mut h, &[("CustomKeyword", IndexedValueType::Keyword)]),
+        Outcome::Accepted(_)
+    ));
+    assert!(
+        changed(&h.effects, NS),
+        "search attribute added: {:?}",
+        h.effects
+    );
+
+    h.effects.clear();
+    assert!(matches!(
+        h.apply(Kind::SetNamespaceLimits(SetNamespaceLimits {
+            namespace: NS.into(),
+            suggest_continue_as_new_events: 100,
+            suggest_continue_as_new_bytes: 0,
+        })),
+        Outcome::Accepted(_)
+    ));
+    assert!(changed(&h.effects, NS), "limits set: {:?}", h.effects);
+
+    // Refused: nothing written, nothing to tell.
+    h.effects.clear();
+    assert!(!matches!(h.register("other", 0), Outcome::Accepted(_)));
+    assert!(!changed(&h.effects, "other"), "{:?}", h.effects);
+
+    let mut keys = Vec::new();
+    Effect::NamespaceChanged { name: NS.into() }.watch_keys(&mut keys);
+    assert_eq!(keys, vec![watch_namespace(NS)]);
+}
