@@ -19,7 +19,7 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{
     ClientWriteError, ForwardToLeader, InitializeError, LinearizableReadError, RaftError,
 };
-use openraft::raft::ReadPolicy;
+use openraft::raft::{ClientWriteResult, ReadPolicy};
 use openraft::{ChangeMembers, Config, ServerState, SnapshotPolicy};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, Semaphore};
@@ -737,22 +737,19 @@ async fn run_batcher(
         prev_batch = n;
         let offset = clock_offset_ms.load(Ordering::Relaxed);
         let proposed_at_ms = (now_ms() as i64).saturating_add(offset).max(0) as u64;
-        let raft = raft.clone();
         let proposed_at = Instant::now();
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut commands = Vec::with_capacity(n);
-            let mut counts = Vec::with_capacity(batch.len());
-            for p in &mut batch {
-                counts.push(p.commands.len());
-                commands.append(&mut p.commands);
-            }
-            let result = raft
-                .client_write(Proposal {
-                    proposed_at_ms,
-                    commands,
-                })
-                .await;
+        let mut commands = Vec::with_capacity(n);
+        let mut counts = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for p in batch {
+            counts.push(p.commands.len());
+            commands.extend(p.commands);
+            replies.push(p.reply);
+        }
+        // Answered from apply (the entry's slot is released with it): each proposer gets its
+        // commands' responses, or the batch's error.
+        let reply = crate::typ::Reply::new(move |result: ClientWriteResult<TypeConfig>| {
+            drop(permit);
             match result {
                 Ok(resp) => {
                     crate::metrics::proposal(proposed_at.elapsed(), n);
@@ -762,29 +759,41 @@ async fn run_batcher(
                         "apply returns one response per proposed command"
                     );
                     let mut responses = resp.data.responses.into_iter();
-                    for (p, count) in batch.into_iter().zip(counts) {
+                    for (reply, count) in replies.into_iter().zip(counts) {
                         let mine: Vec<Response> = responses.by_ref().take(count).collect();
-                        let _ = p.reply.send(Ok((mine, resp.log_id)));
+                        let _ = reply.send(Ok((mine, resp.log_id)));
                     }
                 }
                 Err(e) => {
-                    for p in batch {
+                    for reply in replies {
                         let err = match &e {
-                            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                                Error::NotLeader {
-                                    leader_id: f.leader_id,
-                                    leader_client_addr: f
-                                        .leader_node
-                                        .as_ref()
-                                        .map(|n| n.client_addr.clone()),
-                                }
-                            }
+                            ClientWriteError::ForwardToLeader(f) => Error::NotLeader {
+                                leader_id: f.leader_id,
+                                leader_client_addr: f
+                                    .leader_node
+                                    .as_ref()
+                                    .map(|n| n.client_addr.clone()),
+                            },
                             other => Error::Raft(other.to_string()),
                         };
-                        let _ = p.reply.send(Err(err));
+                        let _ = reply.send(Err(err));
                     }
                 }
             }
         });
+        // Only a stopped Raft core refuses the hand-over; the reply is dropped with it, and
+        // its proposers learn that the node is shutting down.
+        if let Err(fatal) = raft
+            .client_write_ff(
+                Proposal {
+                    proposed_at_ms,
+                    commands,
+                },
+                Some(reply),
+            )
+            .await
+        {
+            tracing::warn!(error = %fatal, "the Raft core refused a proposal batch");
+        }
     }
 }
