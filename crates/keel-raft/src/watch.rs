@@ -14,16 +14,22 @@ use tokio::sync::Notify;
 /// The registry of keys someone waits on.
 #[derive(Default)]
 pub struct Watchers {
-    map: Mutex<HashMap<Vec<u8>, Weak<Notify>>>,
-    /// Notification counters of keys whose guarded state someone caches ([`Self::version`]).
-    versions: Mutex<HashMap<Vec<u8>, Arc<AtomicU64>>>,
+    keys: Mutex<Keys>,
+}
+
+/// Both tables under one lock: a notify (once per changed key in every apply) takes it once.
+#[derive(Default)]
+struct Keys {
+    waiters: HashMap<Vec<u8>, Weak<Notify>>,
+    /// Notification counters of keys whose guarded state someone caches ([`Watchers::version`]).
+    versions: HashMap<Vec<u8>, Arc<AtomicU64>>,
 }
 
 impl Watchers {
     /// The notifier of `key`. Enable a `notified()` future on it *before* reading the state it
     /// guards, so no change between the read and the wait is missed.
     pub fn watch(&self, key: &[u8]) -> Arc<Notify> {
-        let mut map = self.map.lock().expect("watchers lock");
+        let map = &mut self.keys.lock().expect("watchers lock").waiters;
         if let Some(n) = map.get(key).and_then(Weak::upgrade) {
             return n;
         }
@@ -41,21 +47,21 @@ impl Watchers {
     /// current while the counter still reads the loaded value. Kept for the node's lifetime,
     /// so only for keys of a bounded set (namespaces).
     pub fn version(&self, key: &[u8]) -> Arc<AtomicU64> {
-        let mut versions = self.versions.lock().expect("watchers lock");
-        versions.entry(key.to_vec()).or_default().clone()
+        let mut keys = self.keys.lock().expect("watchers lock");
+        keys.versions.entry(key.to_vec()).or_default().clone()
     }
 
     /// Wakes every waiter of `key`.
     pub fn notify(&self, key: &[u8]) {
-        if let Some(v) = self.versions.lock().expect("watchers lock").get(key) {
-            v.fetch_add(1, Ordering::Release);
-        }
         let n = {
-            let mut map = self.map.lock().expect("watchers lock");
-            match map.get(key).map(Weak::upgrade) {
+            let mut keys = self.keys.lock().expect("watchers lock");
+            if let Some(v) = keys.versions.get(key) {
+                v.fetch_add(1, Ordering::Release);
+            }
+            match keys.waiters.get(key).map(Weak::upgrade) {
                 Some(Some(n)) => Some(n),
                 Some(None) => {
-                    map.remove(key);
+                    keys.waiters.remove(key);
                     None
                 }
                 None => None,
@@ -68,12 +74,12 @@ impl Watchers {
 
     /// Wakes every waiter (the whole state changed, e.g. a snapshot was installed).
     pub fn notify_all(&self) {
-        for v in self.versions.lock().expect("watchers lock").values() {
-            v.fetch_add(1, Ordering::Release);
-        }
         let live: Vec<Arc<Notify>> = {
-            let map = self.map.lock().expect("watchers lock");
-            map.values().filter_map(Weak::upgrade).collect()
+            let keys = self.keys.lock().expect("watchers lock");
+            for v in keys.versions.values() {
+                v.fetch_add(1, Ordering::Release);
+            }
+            keys.waiters.values().filter_map(Weak::upgrade).collect()
         };
         for n in live {
             n.notify_waiters();
@@ -128,6 +134,6 @@ mod tests {
         let a = w.watch(b"a");
         drop(a);
         w.notify(b"a"); // dead entry: removed, no panic
-        assert!(w.map.lock().unwrap().get(&b"a"[..]).is_none());
+        assert!(!w.keys.lock().unwrap().waiters.contains_key(&b"a"[..]));
     }
 }
